@@ -1,0 +1,81 @@
+// The shape of a loaded configuration: what config/load.ts hands out, deep-frozen, and what every
+// other module reads. Nothing here parses or validates; settings.ts holds the table of settings.
+// Invariants: a Config is immutable once built; RELOAD builds a new one and swaps it whole.
+
+export type PoolMode = 'session' | 'transaction' | 'statement'
+
+/** Where a config value came from, so errors and SHOW CONFIG can name it. */
+export interface SourcePos {
+  file: string
+  line: number
+}
+
+/** One line of [databases]: `name = host=... port=... dbname=...` (PgBouncer's connection string). */
+export interface DatabaseEntry {
+  /** The name clients connect to; '*' is the fallback entry used for unknown names. */
+  readonly name: string
+  /** Hosts in order; [] means the default (unix socket dir /tmp, or PgBouncer's default). A
+   *  value starting with '/' is a unix socket directory. */
+  readonly hosts: readonly string[]
+  /** One port per host, the same length as hosts (a single port= applies to all). */
+  readonly ports: readonly number[]
+  /** Database name on the server; null means the same as `name` (or the client's for '*'). */
+  readonly dbname: string | null
+  /** Forced server user; null means the client's user. */
+  readonly user: string | null
+  readonly password: string | null
+  readonly auth_user: string | null
+  readonly auth_query: string | null
+  readonly auth_dbname: string | null
+  readonly pool_size: number | null
+  readonly min_pool_size: number | null
+  readonly reserve_pool_size: number | null
+  readonly max_db_connections: number | null
+  readonly pool_mode: PoolMode | null
+  readonly connect_query: string | null
+  readonly application_name: string | null
+  readonly client_encoding: string | null
+  readonly datestyle: string | null
+  readonly timezone: string | null
+  readonly server_lifetime: number | null
+  /** Any key= this build knows but does not act on yet, and unknown keys, kept for SHOW/diagnostics. */
+  readonly extra: Readonly<Record<string, string>>
+  readonly pos: SourcePos
+}
+
+/** One line of [users]: `alice = pool_mode=session max_user_connections=10`. */
+export interface UserEntry {
+  readonly name: string
+  readonly pool_mode: PoolMode | null
+  readonly pool_size: number | null
+  readonly reserve_pool_size: number | null
+  readonly max_user_connections: number | null
+  readonly pos: SourcePos
+}
+
+/** A userlist.txt entry: the stored secret is plain text, `md5<hex>` or a SCRAM-SHA-256 verifier. */
+export interface UserSecret {
+  readonly name: string
+  readonly password: string
+}
+
+/** Value types a setting can have after parsing. Seconds stay seconds (floats allowed), as in
+ *  pgbouncer.ini; code that needs milliseconds converts at the point of use. */
+export type SettingValue = string | number | boolean | readonly string[]
+
+export interface Config {
+  /** The main file, absolute path. */
+  readonly file: string
+  /** Every [pgbouncer] and [tidepool] setting by its snake_case name, defaults filled in. */
+  readonly settings: Readonly<import('./settings.ts').Settings>
+  readonly databases: ReadonlyMap<string, DatabaseEntry>
+  readonly users: ReadonlyMap<string, UserEntry>
+  /** From auth_file; empty when unset. */
+  readonly userlist: ReadonlyMap<string, UserSecret>
+  /** Where each explicitly set setting came from. */
+  readonly positions: ReadonlyMap<string, SourcePos>
+}
+
+export type LoadResult =
+  | { ok: true; config: Config; warnings: string[] }
+  | { ok: false; errors: string[]; warnings: string[] }
