@@ -17,7 +17,8 @@ export interface DatabaseEntry {
   /** Hosts in order; [] means the default (unix socket dir /tmp, or PgBouncer's default). A
    *  value starting with '/' is a unix socket directory. */
   readonly hosts: readonly string[]
-  /** One port per host, the same length as hosts (a single port= applies to all). */
+  /** One port per host, the same length as hosts (a single port= applies to all). With no
+   *  hosts (unix socket in the default dir) it holds the one port= given, or nothing for 5432. */
   readonly ports: readonly number[]
   /** Database name on the server; null means the same as `name` (or the client's for '*'). */
   readonly dbname: string | null
@@ -31,7 +32,10 @@ export interface DatabaseEntry {
   readonly min_pool_size: number | null
   readonly reserve_pool_size: number | null
   readonly max_db_connections: number | null
+  readonly max_db_client_connections: number | null
   readonly pool_mode: PoolMode | null
+  /** How a new server connection picks from several hosts; null means PgBouncer's round-robin. */
+  readonly load_balance_hosts: 'round-robin' | 'disable' | null
   readonly connect_query: string | null
   readonly application_name: string | null
   readonly client_encoding: string | null
@@ -50,6 +54,14 @@ export interface UserEntry {
   readonly pool_size: number | null
   readonly reserve_pool_size: number | null
   readonly max_user_connections: number | null
+  readonly max_user_client_connections: number | null
+  /** Per-user overrides of the global timeouts, in seconds; null means the global value. */
+  readonly query_timeout: number | null
+  readonly idle_transaction_timeout: number | null
+  readonly transaction_timeout: number | null
+  readonly client_idle_timeout: number | null
+  /** Unknown keys, kept for diagnostics (a warning names each one). */
+  readonly extra: Readonly<Record<string, string>>
   readonly pos: SourcePos
 }
 

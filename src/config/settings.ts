@@ -1,0 +1,617 @@
+// The table of every [pgbouncer] and [tidepool] setting: one row gives the name, section, value
+// type, default (as text, the way pgbouncer.ini would spell it), whether RELOAD applies it, and a
+// one-line description. The loader parses with it, SHOW CONFIG renders with it, and
+// scripts/gen-config-doc.ts writes docs/config.md from it, so the three cannot disagree.
+// Invariants: one row per field of `Settings`, and every row's default parses with its own type
+// (config-load.test.ts checks both). Rows of the pgbouncer section follow the order of PgBouncer
+// 1.25's doc/config.md; names, defaults and reload behaviour are PgBouncer's.
+// Must not: read files or the environment, or keep state; this module is data plus pure parsers.
+
+import type { PoolMode, SettingValue } from './types.ts'
+
+export type AuthType = 'trust' | 'any' | 'plain' | 'md5' | 'scram-sha-256' | 'cert' | 'hba' | 'pam' | 'ldap'
+export type TlsMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full'
+export type LogFormat = 'text' | 'json'
+/** What a session-pooled client's session state means once its server is shared (tidepool). */
+export type SessionStatePolicy = 'pin' | 'error'
+
+/** Every setting by its pgbouncer.ini name. Seconds stay seconds (floats allowed); `_ms` keys are ms. */
+export interface Settings {
+  // -- generic
+  logfile: string
+  pidfile: string
+  /** Comma-separated as written; `*` means every address; empty means no TCP listener. */
+  listen_addr: string
+  listen_port: number
+  unix_socket_dir: string
+  unix_socket_mode: number
+  unix_socket_group: string
+  user: string
+  pool_mode: PoolMode
+  max_client_conn: number
+  default_pool_size: number
+  min_pool_size: number
+  reserve_pool_size: number
+  reserve_pool_timeout: number
+  max_db_connections: number
+  max_db_client_connections: number
+  max_user_connections: number
+  max_user_client_connections: number
+  server_round_robin: boolean
+  track_extra_parameters: readonly string[]
+  ignore_startup_parameters: readonly string[]
+  peer_id: number
+  disable_pqexec: boolean
+  application_name_add_host: boolean
+  conffile: string
+  service_name: string
+  job_name: string
+  stats_period: number
+  max_prepared_statements: number
+  scram_iterations: number
+  // -- authentication
+  auth_type: AuthType
+  auth_hba_file: string
+  auth_ident_file: string
+  auth_file: string
+  auth_user: string
+  auth_query: string
+  auth_dbname: string
+  auth_ldap_options: string
+  // -- log
+  syslog: boolean
+  syslog_ident: string
+  syslog_facility: string
+  log_connections: boolean
+  log_disconnections: boolean
+  log_pooler_errors: boolean
+  log_stats: boolean
+  verbose: number
+  // -- console access
+  admin_users: readonly string[]
+  stats_users: readonly string[]
+  // -- connection sanity checks, timeouts
+  server_reset_query: string
+  server_reset_query_always: boolean
+  server_check_delay: number
+  /** '' disables the check; PgBouncer 1.25's '<empty>' means an empty query (serverCheckQuerySql). */
+  server_check_query: string
+  server_fast_close: boolean
+  server_lifetime: number
+  server_idle_timeout: number
+  server_connect_timeout: number
+  server_login_retry: number
+  client_login_timeout: number
+  autodb_idle_timeout: number
+  dns_max_ttl: number
+  dns_nxdomain_ttl: number
+  dns_zone_check_period: number
+  resolv_conf: string
+  query_wait_notify: number
+  // -- TLS
+  client_tls_sslmode: TlsMode
+  client_tls_key_file: string
+  client_tls_cert_file: string
+  client_tls_ca_file: string
+  client_tls_protocols: string
+  client_tls_ciphers: string
+  client_tls13_ciphers: string
+  client_tls_ecdhcurve: string
+  client_tls_dheparams: string
+  server_tls_sslmode: TlsMode
+  server_tls_ca_file: string
+  server_tls_key_file: string
+  server_tls_cert_file: string
+  server_tls_protocols: string
+  server_tls_ciphers: string
+  server_tls13_ciphers: string
+  // -- dangerous timeouts
+  query_timeout: number
+  query_wait_timeout: number
+  cancel_wait_timeout: number
+  client_idle_timeout: number
+  idle_transaction_timeout: number
+  transaction_timeout: number
+  suspend_timeout: number
+  // -- low-level network
+  pkt_buf: number
+  max_packet_size: number
+  listen_backlog: number
+  sbuf_loopcnt: number
+  so_reuseport: boolean
+  tcp_defer_accept: boolean
+  tcp_socket_buffer: number
+  tcp_keepalive: boolean
+  tcp_keepcnt: number
+  tcp_keepidle: number
+  tcp_keepintvl: number
+  tcp_user_timeout: number
+  // -- [tidepool]
+  log_format: LogFormat
+  http_listen_addr: string
+  http_listen_port: number
+  http_token: string
+  janitor_interval_ms: number
+  session_state_policy: SessionStatePolicy
+}
+
+export type SettingName = keyof Settings
+export type SettingSection = 'pgbouncer' | 'tidepool'
+/** live: RELOAD applies it; restart: a new value waits for the next start (PgBouncer's CF_NO_RELOAD). */
+export type ApplyKind = 'live' | 'restart'
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string }
+
+/** How one kind of value is read from pgbouncer.ini and written back for SHOW CONFIG. */
+export interface SettingType<T extends SettingValue> {
+  readonly kind: 'int' | 'seconds' | 'millis' | 'octal' | 'bool' | 'string' | 'list' | 'enum'
+  /** For docs: `int`, `seconds`, `enum: a, b`, ... */
+  readonly label: string
+  /** Allowed values of an enum, canonical spelling; empty for other kinds. */
+  readonly values: readonly string[]
+  parse(text: string): ParseResult<T>
+  render(value: T): string
+}
+
+export interface SettingRow<K extends SettingName = SettingName> {
+  readonly name: K
+  readonly section: SettingSection
+  /** The heading it sits under in PgBouncer's docs (and ours). */
+  readonly group: string
+  readonly type: SettingType<Settings[K]>
+  /** As pgbouncer.ini would spell it; '' is PgBouncer's "not set". */
+  readonly default: string
+  readonly apply: ApplyKind
+  readonly doc: string
+  /** Never shown in SHOW CONFIG or logs. */
+  readonly isSecret: boolean
+  /** Setting this key also sets that one (PgBouncer's service_name is an alias of job_name). */
+  readonly aliasOf: SettingName | null
+}
+
+/** Any row, with `name` and `type` still tied together. */
+export type AnySettingRow = { [K in SettingName]: SettingRow<K> }[SettingName]
+
+// ---- value types ----
+
+const INT32_MAX = 2147483647
+
+function quoteGot(text: string): string {
+  return JSON.stringify(text)
+}
+
+function rangeError(min: number, max: number, n: number): string {
+  return max === Infinity ? `must be at least ${min}, got ${n}` : `must be between ${min} and ${max}, got ${n}`
+}
+
+/** Decimal integer, as PgBouncer's CF_INT reads it (but without strtol's octal/hex surprises). */
+export function int(opts: { min?: number; max?: number } = {}): SettingType<number> {
+  const min = opts.min ?? 0
+  const max = opts.max ?? INT32_MAX
+  return {
+    kind: 'int',
+    label: 'int',
+    values: [],
+    parse(text) {
+      if (!/^[-+]?\d+$/.test(text)) return { ok: false, error: `expected an integer, got ${quoteGot(text)}` }
+      const n = Number(text)
+      if (n < min || n > max) return { ok: false, error: rangeError(min, max, n) }
+      return { ok: true, value: n }
+    },
+    render: (v) => String(v),
+  }
+}
+
+// PostgreSQL's time units. PgBouncer 1.25 itself reads a bare number of seconds only; the
+// suffixes are a tidepool extension, so a file written for PgBouncer reads the same here.
+const SECONDS_PER_UNIT: Readonly<Record<string, number>> = {
+  us: 1e-6, ms: 1e-3, s: 1, min: 60, h: 3600, d: 86400,
+}
+const SECONDS_RE = /^((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(us|ms|s|min|h|d)?$/
+
+/** Parses a time in seconds; floats and unit suffixes (`100ms`, `30s`, `5min`, `2h`, `1d`) allowed. */
+export function parseSeconds(text: string): ParseResult<number> {
+  const m = SECONDS_RE.exec(text)
+  if (m === null) return { ok: false, error: `expected seconds, got ${quoteGot(text)}` }
+  const value = Number(m[1]) * SECONDS_PER_UNIT[m[2] ?? 's']
+  if (!Number.isFinite(value)) return { ok: false, error: `expected seconds, got ${quoteGot(text)}` }
+  // Round away float noise from the unit factor (100ms must be 0.1, not 0.10000000000000002).
+  return { ok: true, value: Number(value.toPrecision(12)) }
+}
+
+/** Seconds as C's printf("%g") writes them, which is what PgBouncer's SHOW CONFIG shows. */
+export function formatSeconds(v: number): string {
+  if (v === 0) return '0'
+  const [mantissa, expText] = v.toExponential(5).split('e')
+  const exp = Number(expText)
+  if (exp < -4 || exp >= 6) {
+    const m = mantissa.includes('.') ? mantissa.replace(/\.?0+$/, '') : mantissa
+    return `${m}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`
+  }
+  const fixed = v.toFixed(Math.max(0, 5 - exp))
+  return fixed.includes('.') ? fixed.replace(/\.?0+$/, '') : fixed
+}
+
+export function seconds(): SettingType<number> {
+  return { kind: 'seconds', label: 'seconds', values: [], parse: parseSeconds, render: formatSeconds }
+}
+
+/** Whole milliseconds, for our own keys, which carry the unit in their name. */
+export function millis(opts: { min?: number } = {}): SettingType<number> {
+  const inner = int({ min: opts.min ?? 0 })
+  return { ...inner, kind: 'millis', label: 'milliseconds' }
+}
+
+/** A file mode: `0777` is octal, as C's strtol(..., 0) reads it; `0x1ff` and `511` work too. */
+export function octal(): SettingType<number> {
+  return {
+    kind: 'octal',
+    label: 'file mode',
+    values: [],
+    parse(text) {
+      let n: number
+      if (/^0[xX][0-9a-fA-F]+$/.test(text)) n = Number.parseInt(text.slice(2), 16)
+      else if (/^0[0-7]*$/.test(text)) n = Number.parseInt(text, 8)
+      else if (/^[1-9]\d*$/.test(text)) n = Number(text)
+      else return { ok: false, error: `expected a file mode such as 0777, got ${quoteGot(text)}` }
+      if (n > 0o7777) return { ok: false, error: rangeError(0, 0o7777, n) }
+      return { ok: true, value: n }
+    },
+    // PgBouncer prints the mode as a decimal int (0777 shows as 511); we keep its output.
+    render: (v) => String(v),
+  }
+}
+
+const TRUE_WORDS = new Set(['1', 'yes', 'on', 'true'])
+const FALSE_WORDS = new Set(['0', 'no', 'off', 'false'])
+
+/** PgBouncer stores these as ints; any integer works (non-zero is true), and so do the words. */
+export function bool(): SettingType<boolean> {
+  return {
+    kind: 'bool',
+    label: 'bool',
+    values: [],
+    parse(text) {
+      const t = text.toLowerCase()
+      if (TRUE_WORDS.has(t)) return { ok: true, value: true }
+      if (FALSE_WORDS.has(t)) return { ok: true, value: false }
+      if (/^[-+]?\d+$/.test(t)) return { ok: true, value: Number(t) !== 0 }
+      return { ok: false, error: `expected a boolean (0/1, yes/no, on/off, true/false), got ${quoteGot(text)}` }
+    },
+    render: (v) => (v ? '1' : '0'),
+  }
+}
+
+export function str(): SettingType<string> {
+  return { kind: 'string', label: 'string', values: [], parse: (text) => ({ ok: true, value: text }), render: (v) => v }
+}
+
+/** Comma-separated names; blanks around commas and empty items are dropped. */
+export function list(): SettingType<readonly string[]> {
+  return {
+    kind: 'list',
+    label: 'list',
+    values: [],
+    parse: (text) => ({ ok: true, value: text.split(',').map((s) => s.trim()).filter((s) => s !== '') }),
+    render: (v) => v.join(','),
+  }
+}
+
+/** One of fixed words, matched without regard to case as PgBouncer's lookup tables are. */
+export function oneOf<const V extends string>(values: readonly V[]): SettingType<V> {
+  return {
+    kind: 'enum',
+    label: `enum: ${values.join(', ')}`,
+    values,
+    parse(text) {
+      const t = text.toLowerCase()
+      const v = values.find((x) => x.toLowerCase() === t)
+      if (v === undefined) return { ok: false, error: `expected one of ${values.join(', ')}, got ${quoteGot(text)}` }
+      return { ok: true, value: v }
+    },
+    render: (v) => v,
+  }
+}
+
+// ---- the table ----
+
+interface RowInput<K extends SettingName> {
+  name: K
+  section?: SettingSection
+  group: string
+  type: SettingType<Settings[K]>
+  default: string
+  apply: ApplyKind
+  doc: string
+  isSecret?: boolean
+  aliasOf?: SettingName
+}
+
+function setting<K extends SettingName>(r: RowInput<K>): SettingRow<K> {
+  return Object.freeze({
+    name: r.name,
+    section: r.section ?? 'pgbouncer',
+    group: r.group,
+    type: r.type,
+    default: r.default,
+    apply: r.apply,
+    doc: r.doc,
+    isSecret: r.isSecret ?? false,
+    aliasOf: r.aliasOf ?? null,
+  })
+}
+
+const POOL_MODES = ['session', 'transaction', 'statement'] as const
+const AUTH_TYPES = ['trust', 'any', 'plain', 'md5', 'scram-sha-256', 'cert', 'hba', 'pam', 'ldap'] as const
+const TLS_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const
+
+const G = {
+  generic: 'Generic settings',
+  auth: 'Authentication settings',
+  log: 'Log settings',
+  console: 'Console access control',
+  sanity: 'Connection sanity checks, timeouts',
+  tls: 'TLS settings',
+  dangerous: 'Dangerous timeouts',
+  network: 'Low-level network settings',
+  tidepool: 'tidepool',
+} as const
+
+export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
+  // ---- generic
+  setting({ name: 'logfile', group: G.generic, type: str(), default: '', apply: 'live',
+    doc: 'File that log lines are appended to, besides stderr; empty means stderr only' }),
+  setting({ name: 'pidfile', group: G.generic, type: str(), default: '', apply: 'restart',
+    doc: 'File that receives the process id at start and is removed at exit' }),
+  setting({ name: 'listen_addr', group: G.generic, type: str(), default: '', apply: 'restart',
+    doc: 'Comma-separated TCP addresses to accept clients on; * for all, empty for unix socket only' }),
+  setting({ name: 'listen_port', group: G.generic, type: int({ max: 65535 }), default: '6432', apply: 'restart',
+    doc: 'Port for the TCP listeners and the number in the unix socket file name' }),
+  setting({ name: 'unix_socket_dir', group: G.generic, type: str(), default: '/tmp', apply: 'restart',
+    doc: 'Directory of the listening unix socket and default for servers without host=; empty disables it' }),
+  setting({ name: 'unix_socket_mode', group: G.generic, type: octal(), default: '0777', apply: 'restart',
+    doc: 'Permission bits given to the listening unix socket file' }),
+  setting({ name: 'unix_socket_group', group: G.generic, type: str(), default: '', apply: 'restart',
+    doc: 'Group that owns the listening unix socket file' }),
+  setting({ name: 'user', group: G.generic, type: str(), default: '', apply: 'restart',
+    doc: 'Unix user to switch to after start (only when started as root)' }),
+  setting({ name: 'pool_mode', group: G.generic, type: oneOf(POOL_MODES), default: 'session', apply: 'live',
+    doc: 'When a server goes back to the pool: at client exit, transaction end, or statement end' }),
+  setting({ name: 'max_client_conn', group: G.generic, type: int(), default: '100', apply: 'live',
+    doc: 'Most client connections open at once; more are refused' }),
+  setting({ name: 'default_pool_size', group: G.generic, type: int(), default: '20', apply: 'live',
+    doc: 'Most server connections per (database, user) pool unless pool_size overrides it' }),
+  setting({ name: 'min_pool_size', group: G.generic, type: int(), default: '0', apply: 'live',
+    doc: 'Server connections kept open per pool even when idle (capped at the pool size); 0 disables' }),
+  setting({ name: 'reserve_pool_size', group: G.generic, type: int(), default: '0', apply: 'live',
+    doc: 'Extra server connections a pool may open for clients that waited reserve_pool_timeout' }),
+  setting({ name: 'reserve_pool_timeout', group: G.generic, type: seconds(), default: '5', apply: 'live',
+    doc: 'How long a client waits before the reserve pool may serve it; 0 disables' }),
+  setting({ name: 'max_db_connections', group: G.generic, type: int(), default: '0', apply: 'live',
+    doc: 'Most server connections per database over all its users; 0 means no limit' }),
+  setting({ name: 'max_db_client_connections', group: G.generic, type: int(), default: '0', apply: 'live',
+    doc: 'Most client connections per database over all users; 0 means no limit' }),
+  setting({ name: 'max_user_connections', group: G.generic, type: int(), default: '0', apply: 'live',
+    doc: 'Most server connections per user over all databases; 0 means no limit' }),
+  setting({ name: 'max_user_client_connections', group: G.generic, type: int(), default: '0', apply: 'live',
+    doc: 'Most client connections per user over all databases; 0 means no limit' }),
+  setting({ name: 'server_round_robin', group: G.generic, type: bool(), default: '0', apply: 'live',
+    doc: 'Hand out idle servers in turn (FIFO) instead of reusing the most recent one (LIFO)' }),
+  setting({ name: 'track_extra_parameters', group: G.generic, type: list(), default: 'IntervalStyle', apply: 'restart',
+    doc: 'Reported parameters to keep per client and restore on its server, beyond the built-in ones' }),
+  setting({ name: 'ignore_startup_parameters', group: G.generic, type: list(), default: '', apply: 'live',
+    doc: 'Startup parameters to accept and drop instead of refusing the login' }),
+  setting({ name: 'peer_id', group: G.generic, type: int({ max: 16383 }), default: '0', apply: 'live',
+    doc: 'This process\'s id among peered poolers that forward cancel requests; 0 disables peering' }),
+  setting({ name: 'disable_pqexec', group: G.generic, type: bool(), default: '0', apply: 'restart',
+    doc: 'Refuse the simple query protocol, leaving only the extended protocol' }),
+  setting({ name: 'application_name_add_host', group: G.generic, type: bool(), default: '0', apply: 'live',
+    doc: 'Append the client address and port to application_name at login' }),
+  setting({ name: 'conffile', group: G.generic, type: str(), default: '', apply: 'live',
+    doc: 'The configuration file in use; changing it makes the next RELOAD read another file' }),
+  setting({ name: 'service_name', group: G.generic, type: str(), default: 'pgbouncer', apply: 'restart', aliasOf: 'job_name',
+    doc: 'Another name for job_name (PgBouncer uses it for Windows service registration)' }),
+  setting({ name: 'job_name', group: G.generic, type: str(), default: 'pgbouncer', apply: 'restart',
+    doc: 'Name of this pooler instance as a service' }),
+  setting({ name: 'stats_period', group: G.generic, type: int({ min: 1 }), default: '60', apply: 'live',
+    doc: 'Seconds between refreshes of the averages in SHOW STATS and the stats log line' }),
+  setting({ name: 'max_prepared_statements', group: G.generic, type: int(), default: '200', apply: 'live',
+    doc: 'Protocol-level prepared statements tracked per server connection in transaction/statement mode; 0 disables' }),
+  setting({ name: 'scram_iterations', group: G.generic, type: int({ min: 1 }), default: '4096', apply: 'live',
+    doc: 'Iteration count used when tidepool computes a SCRAM-SHA-256 secret' }),
+  // ---- authentication
+  setting({ name: 'auth_type', group: G.auth, type: oneOf(AUTH_TYPES), default: 'md5', apply: 'live',
+    doc: 'How clients prove who they are' }),
+  setting({ name: 'auth_hba_file', group: G.auth, type: str(), default: '', apply: 'live',
+    doc: 'pg_hba.conf-style rules that pick the method when auth_type is hba' }),
+  setting({ name: 'auth_ident_file', group: G.auth, type: str(), default: '', apply: 'live',
+    doc: 'User name maps referenced by the hba rules' }),
+  setting({ name: 'auth_file', group: G.auth, type: str(), default: '', apply: 'live',
+    doc: 'userlist.txt with user names and secrets, relative to the config file\'s directory' }),
+  setting({ name: 'auth_user', group: G.auth, type: str(), default: '', apply: 'live',
+    doc: 'User that runs auth_query for users missing from auth_file' }),
+  setting({ name: 'auth_query', group: G.auth, type: str(), apply: 'live',
+    default: 'SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin',
+    doc: 'Query that returns the name and secret of the user given as $1' }),
+  setting({ name: 'auth_dbname', group: G.auth, type: str(), default: '', apply: 'live',
+    doc: 'Database entry that auth_query runs in; empty means the one the client asked for' }),
+  setting({ name: 'auth_ldap_options', group: G.auth, type: str(), default: '', apply: 'live',
+    doc: 'LDAP connection options when auth_type is ldap' }),
+  // ---- log
+  setting({ name: 'syslog', group: G.log, type: bool(), default: '0', apply: 'live',
+    doc: 'Also send log lines to syslog' }),
+  setting({ name: 'syslog_ident', group: G.log, type: str(), default: 'pgbouncer', apply: 'live',
+    doc: 'Program name on syslog lines' }),
+  setting({ name: 'syslog_facility', group: G.log, type: str(), default: 'daemon', apply: 'live',
+    doc: 'Syslog facility: auth, authpriv, daemon, user or local0 to local7' }),
+  setting({ name: 'log_connections', group: G.log, type: bool(), default: '1', apply: 'live',
+    doc: 'Log each successful client login' }),
+  setting({ name: 'log_disconnections', group: G.log, type: bool(), default: '1', apply: 'live',
+    doc: 'Log each closed connection with its reason' }),
+  setting({ name: 'log_pooler_errors', group: G.log, type: bool(), default: '1', apply: 'live',
+    doc: 'Log the errors the pooler itself sends to clients' }),
+  setting({ name: 'log_stats', group: G.log, type: bool(), default: '1', apply: 'live',
+    doc: 'Log totals once every stats_period' }),
+  setting({ name: 'verbose', group: G.log, type: int(), default: '0', apply: 'live',
+    doc: 'Debug detail in the log: 0 none, 1 and up more (like -v on the command line)' }),
+  // ---- console access
+  setting({ name: 'admin_users', group: G.console, type: list(), default: '', apply: 'live',
+    doc: 'Users allowed every command on the pgbouncer admin console' }),
+  setting({ name: 'stats_users', group: G.console, type: list(), default: '', apply: 'live',
+    doc: 'Users allowed read-only SHOW commands on the admin console' }),
+  // ---- connection sanity checks, timeouts
+  setting({ name: 'server_reset_query', group: G.sanity, type: str(), default: 'DISCARD ALL', apply: 'live',
+    doc: 'Query that cleans a session-mode server before another client gets it; empty skips it' }),
+  setting({ name: 'server_reset_query_always', group: G.sanity, type: bool(), default: '0', apply: 'live',
+    doc: 'Run server_reset_query in every pool mode, not only session mode' }),
+  setting({ name: 'server_check_delay', group: G.sanity, type: seconds(), default: '30', apply: 'live',
+    doc: 'How long a released server is trusted before server_check_query runs again; 0 checks every time' }),
+  // PgBouncer 1.25 defaults to `<empty>` (an empty query); the pool sends this text as SQL and
+  // reads '' as "off", so until it maps `<empty>` through serverCheckQuerySql we keep 1.24's default.
+  setting({ name: 'server_check_query', group: G.sanity, type: str(), default: 'select 1', apply: 'live',
+    doc: 'Query that tests an idle server before reuse; empty disables the check (PgBouncer 1.25 defaults to `<empty>`, an empty query)' }),
+  setting({ name: 'server_fast_close', group: G.sanity, type: bool(), default: '0', apply: 'live',
+    doc: 'In session mode, close a server marked for reconnect at its next transaction end' }),
+  setting({ name: 'server_lifetime', group: G.sanity, type: seconds(), default: '3600', apply: 'live',
+    doc: 'Close an unused server connected longer than this; 0 uses each server once' }),
+  setting({ name: 'server_idle_timeout', group: G.sanity, type: seconds(), default: '600', apply: 'live',
+    doc: 'Close a server idle longer than this; 0 disables' }),
+  setting({ name: 'server_connect_timeout', group: G.sanity, type: seconds(), default: '15', apply: 'live',
+    doc: 'Give up on a server whose connect and login take longer than this' }),
+  setting({ name: 'server_login_retry', group: G.sanity, type: seconds(), default: '15', apply: 'live',
+    doc: 'After a failed server login, fail new clients at once for this long before trying again' }),
+  setting({ name: 'client_login_timeout', group: G.sanity, type: seconds(), default: '60', apply: 'live',
+    doc: 'Drop a client that has not finished logging in after this long' }),
+  setting({ name: 'autodb_idle_timeout', group: G.sanity, type: seconds(), default: '3600', apply: 'live',
+    doc: 'Free pools made from the * entry once unused this long' }),
+  setting({ name: 'dns_max_ttl', group: G.sanity, type: seconds(), default: '15', apply: 'live',
+    doc: 'How long a host name lookup is cached' }),
+  setting({ name: 'dns_nxdomain_ttl', group: G.sanity, type: seconds(), default: '15', apply: 'live',
+    doc: 'How long a failed or NXDOMAIN lookup is cached' }),
+  setting({ name: 'dns_zone_check_period', group: G.sanity, type: seconds(), default: '0', apply: 'live',
+    doc: 'Period of DNS zone serial checks (c-ares builds of PgBouncer only); 0 disables' }),
+  setting({ name: 'resolv_conf', group: G.sanity, type: str(), default: '', apply: 'restart',
+    doc: 'resolv.conf to use instead of the system one' }),
+  setting({ name: 'query_wait_notify', group: G.sanity, type: int(), default: '5', apply: 'live',
+    doc: 'Seconds a client waits in the queue before it is sent a notice saying so; 0 disables' }),
+  // ---- TLS
+  setting({ name: 'client_tls_sslmode', group: G.tls, type: oneOf(TLS_MODES), default: 'disable', apply: 'live',
+    doc: 'TLS for client connections; anything but disable needs client_tls_key_file and client_tls_cert_file' }),
+  setting({ name: 'client_tls_key_file', group: G.tls, type: str(), default: '', apply: 'live',
+    doc: 'Private key presented to clients' }),
+  setting({ name: 'client_tls_cert_file', group: G.tls, type: str(), default: '', apply: 'live',
+    doc: 'Certificate presented to clients' }),
+  setting({ name: 'client_tls_ca_file', group: G.tls, type: str(), default: '', apply: 'live',
+    doc: 'CA certificates that client certificates are checked against' }),
+  setting({ name: 'client_tls_protocols', group: G.tls, type: str(), default: 'secure', apply: 'live',
+    doc: 'TLS versions allowed to clients: tlsv1.0 to tlsv1.3, all, or secure (1.2 and 1.3)' }),
+  setting({ name: 'client_tls_ciphers', group: G.tls, type: str(), default: 'default', apply: 'live',
+    doc: 'OpenSSL cipher list for clients on TLS 1.2 and older' }),
+  setting({ name: 'client_tls13_ciphers', group: G.tls, type: str(), default: '', apply: 'live',
+    doc: 'TLS 1.3 cipher suites for clients; empty follows client_tls_ciphers' }),
+  setting({ name: 'client_tls_ecdhcurve', group: G.tls, type: str(), default: 'auto', apply: 'live',
+    doc: 'Curve for ECDH key exchange with clients: none, auto or a curve name' }),
+  setting({ name: 'client_tls_dheparams', group: G.tls, type: str(), default: 'auto', apply: 'live',
+    doc: 'DHE key exchange with clients: none, auto or legacy' }),
+  setting({ name: 'server_tls_sslmode', group: G.tls, type: oneOf(TLS_MODES), default: 'prefer', apply: 'live',
+    doc: 'TLS for server connections, with libpq\'s sslmode meanings' }),
+  setting({ name: 'server_tls_ca_file', group: G.tls, type: str(), default: '', apply: 'live',
+    doc: 'CA certificates that server certificates are checked against' }),
+  setting({ name: 'server_tls_key_file', group: G.tls, type: str(), default: '', apply: 'live',
+    doc: 'Private key presented to servers' }),
+  setting({ name: 'server_tls_cert_file', group: G.tls, type: str(), default: '', apply: 'live',
+    doc: 'Certificate presented to servers' }),
+  setting({ name: 'server_tls_protocols', group: G.tls, type: str(), default: 'secure', apply: 'live',
+    doc: 'TLS versions allowed to servers: tlsv1.0 to tlsv1.3, all, legacy, or secure' }),
+  setting({ name: 'server_tls_ciphers', group: G.tls, type: str(), default: 'default', apply: 'live',
+    doc: 'OpenSSL cipher list for servers on TLS 1.2 and older' }),
+  setting({ name: 'server_tls13_ciphers', group: G.tls, type: str(), default: '', apply: 'live',
+    doc: 'TLS 1.3 cipher suites for servers; empty follows server_tls_ciphers' }),
+  // ---- dangerous timeouts
+  setting({ name: 'query_timeout', group: G.dangerous, type: seconds(), default: '0', apply: 'live',
+    doc: 'Cancel a query running longer than this; 0 disables' }),
+  setting({ name: 'query_wait_timeout', group: G.dangerous, type: seconds(), default: '120', apply: 'live',
+    doc: 'Disconnect a client whose query waited longer than this for a server; 0 waits forever' }),
+  setting({ name: 'cancel_wait_timeout', group: G.dangerous, type: seconds(), default: '10', apply: 'live',
+    doc: 'Drop a cancel request that waited longer than this for a server; 0 waits forever' }),
+  setting({ name: 'client_idle_timeout', group: G.dangerous, type: seconds(), default: '0', apply: 'live',
+    doc: 'Disconnect a client idle longer than this; 0 disables' }),
+  setting({ name: 'idle_transaction_timeout', group: G.dangerous, type: seconds(), default: '0', apply: 'live',
+    doc: 'Disconnect a client idle inside a transaction longer than this; 0 disables' }),
+  setting({ name: 'transaction_timeout', group: G.dangerous, type: seconds(), default: '0', apply: 'live',
+    doc: 'Disconnect a client whose transaction has been open longer than this; 0 disables' }),
+  setting({ name: 'suspend_timeout', group: G.dangerous, type: seconds(), default: '10', apply: 'live',
+    doc: 'How long SUSPEND waits for buffers to drain before dropping the connection' }),
+  // ---- low-level network
+  setting({ name: 'pkt_buf', group: G.network, type: int({ min: 512 }), default: '4096', apply: 'restart',
+    doc: 'Size of the internal packet buffer in bytes' }),
+  setting({ name: 'max_packet_size', group: G.network, type: int({ max: 4294967295 }), default: '2147483647', apply: 'live',
+    doc: 'Largest protocol message let through, in bytes' }),
+  setting({ name: 'listen_backlog', group: G.network, type: int(), default: '128', apply: 'restart',
+    doc: 'Queue length of not yet accepted connections, passed to listen(2)' }),
+  setting({ name: 'sbuf_loopcnt', group: G.network, type: int(), default: '5', apply: 'live',
+    doc: 'Buffers moved for one connection before serving others; 0 means no limit' }),
+  setting({ name: 'so_reuseport', group: G.network, type: bool(), default: '0', apply: 'restart',
+    doc: 'Set SO_REUSEPORT so several processes can share the listening port' }),
+  setting({ name: 'tcp_defer_accept', group: G.network, type: bool(), default: '1', apply: 'live',
+    doc: 'Set TCP_DEFER_ACCEPT on listeners (Linux); accepted for compatibility, Node cannot set it' }),
+  setting({ name: 'tcp_socket_buffer', group: G.network, type: int(), default: '0', apply: 'live',
+    doc: 'Socket send and receive buffer size in bytes; 0 keeps the OS default' }),
+  setting({ name: 'tcp_keepalive', group: G.network, type: bool(), default: '1', apply: 'live',
+    doc: 'Turn on TCP keepalive with the OS defaults' }),
+  setting({ name: 'tcp_keepcnt', group: G.network, type: int(), default: '0', apply: 'live',
+    doc: 'Keepalive probes lost before the connection is dropped; 0 keeps the OS default' }),
+  setting({ name: 'tcp_keepidle', group: G.network, type: int(), default: '0', apply: 'live',
+    doc: 'Idle seconds before the first keepalive probe; 0 keeps the OS default' }),
+  setting({ name: 'tcp_keepintvl', group: G.network, type: int(), default: '0', apply: 'live',
+    doc: 'Seconds between keepalive probes; 0 keeps the OS default' }),
+  setting({ name: 'tcp_user_timeout', group: G.network, type: int(), default: '0', apply: 'live',
+    doc: 'Milliseconds sent data may stay unacknowledged before the connection is dropped (Linux); 0 keeps the OS default' }),
+  // ---- [tidepool]
+  setting({ name: 'log_format', section: 'tidepool', group: G.tidepool, type: oneOf(['text', 'json'] as const), default: 'text', apply: 'live',
+    doc: 'Log lines as PgBouncer-style text or as one JSON object per line' }),
+  setting({ name: 'http_listen_addr', section: 'tidepool', group: G.tidepool, type: str(), default: '127.0.0.1', apply: 'restart',
+    doc: 'Address of the HTTP server for metrics, the JSON API and the dashboard' }),
+  setting({ name: 'http_listen_port', section: 'tidepool', group: G.tidepool, type: int({ max: 65535 }), default: '0', apply: 'restart',
+    doc: 'Port of the HTTP server; 0 turns it off' }),
+  setting({ name: 'http_token', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'live', isSecret: true,
+    doc: 'Bearer token the HTTP API requires for actions; empty allows read-only use only' }),
+  setting({ name: 'janitor_interval_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 1 }), default: '333', apply: 'live',
+    doc: 'Period of the sweep that enforces every timeout' }),
+  setting({ name: 'session_state_policy', section: 'tidepool', group: G.tidepool, type: oneOf(['pin', 'error'] as const), default: 'pin', apply: 'live',
+    doc: 'When a client in transaction or statement mode leaves session state behind: pin its server, or fail with an error' }),
+])
+
+const BY_NAME: ReadonlyMap<string, AnySettingRow> = new Map(SETTINGS.map((r) => [r.name, r]))
+
+/** The row for a setting name as it appears in pgbouncer.ini (any case), or undefined. */
+export function findSetting(name: string): AnySettingRow | undefined {
+  return BY_NAME.get(name.toLowerCase())
+}
+
+/** Every setting at its default. Throws only if the table itself is broken (a test guards that). */
+export function defaultSettings(): Settings {
+  const out: Record<string, SettingValue> = {}
+  for (const row of SETTINGS) {
+    const r = row.type.parse(row.default)
+    if (!r.ok) throw new Error(`settings table: default of ${row.name} does not parse: ${r.error}`)
+    out[row.name] = r.value
+  }
+  return out as unknown as Settings
+}
+
+/** The text SHOW CONFIG and docs show for a value; secrets are masked. */
+export function renderSetting(row: AnySettingRow, value: SettingValue): string {
+  if (row.isSecret) return value === '' ? '' : '********'
+  return (row.type as SettingType<SettingValue>).render(value)
+}
+
+/**
+ * What server_check_query means as SQL: null when checks are off (''), '' for PgBouncer's
+ * `<empty>` marker (an empty query, answered by EmptyQueryResponse), else the query itself.
+ */
+export function serverCheckQuerySql(value: string): string | null {
+  if (value === '') return null
+  if (value === '<empty>') return ''
+  return value
+}
