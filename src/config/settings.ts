@@ -466,10 +466,9 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'Run server_reset_query in every pool mode, not only session mode' }),
   setting({ name: 'server_check_delay', group: G.sanity, type: seconds(), default: '30', apply: 'live',
     doc: 'How long a released server is trusted before server_check_query runs again; 0 checks every time' }),
-  // PgBouncer 1.25 defaults to `<empty>` (an empty query); the pool sends this text as SQL and
-  // reads '' as "off", so until it maps `<empty>` through serverCheckQuerySql we keep 1.24's default.
-  setting({ name: 'server_check_query', group: G.sanity, type: str(), default: 'select 1', apply: 'live',
-    doc: 'Query that tests an idle server before reuse; empty disables the check (PgBouncer 1.25 defaults to `<empty>`, an empty query)' }),
+  // PgBouncer 1.25's default `<empty>` sends an empty query; runtime maps it with serverCheckQuerySql.
+  setting({ name: 'server_check_query', group: G.sanity, type: str(), default: '<empty>', apply: 'live',
+    doc: 'Query that tests an idle server before reuse; `<empty>` sends an empty query, an empty value disables the check' }),
   setting({ name: 'server_fast_close', group: G.sanity, type: bool(), default: '0', apply: 'live',
     doc: 'In session mode, close a server marked for reconnect at its next transaction end' }),
   setting({ name: 'server_lifetime', group: G.sanity, type: seconds(), default: '3600', apply: 'live',

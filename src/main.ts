@@ -1,0 +1,52 @@
+// Entry point: `tidepool [start] <file.ini>`, `tidepool check-config <file.ini>`, `tidepool demo`.
+// Results go to stdout, logs to stderr. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config.
+
+import { parseArgs } from 'node:util'
+import { runStart } from './cli/start.ts'
+import { runCheckConfig } from './cli/check-config.ts'
+import { runDemo } from './cli/demo.ts'
+
+const USAGE = `usage:
+  tidepool [start] [-v] [-q] <config.ini>   run the pooler (pgbouncer.ini syntax)
+  tidepool check-config <config.ini>         validate a config file and print the result
+  tidepool demo [--port 6432]                embedded PostgreSQL + tidepool, ready for psql and pgbench
+  tidepool --version | --help`
+
+const VERSION = '0.1.0'
+
+async function main(argv: string[]): Promise<number> {
+  const sub = argv[0]
+  if (sub === undefined || sub === '-h' || sub === '--help') {
+    process.stdout.write(USAGE + '\n')
+    return sub === undefined ? 2 : 0
+  }
+  if (sub === '-V' || sub === '--version') {
+    process.stdout.write(`tidepool ${VERSION}\n`)
+    return 0
+  }
+  if (sub === 'check-config') return runCheckConfig(argv.slice(1))
+  if (sub === 'demo') return runDemo(argv.slice(1))
+  const rest = sub === 'start' ? argv.slice(1) : argv
+  let parsed
+  try {
+    parsed = parseArgs({ args: rest, allowPositionals: true, options: { verbose: { type: 'boolean', short: 'v', multiple: true }, quiet: { type: 'boolean', short: 'q' } } })
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`)
+    return 2
+  }
+  if (parsed.positionals.length !== 1) {
+    process.stderr.write(USAGE + '\n')
+    return 2
+  }
+  return runStart(parsed.positionals[0], { verbose: parsed.values.verbose?.length ?? 0, quiet: parsed.values.quiet === true })
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code
+  },
+  (err: unknown) => {
+    process.stderr.write(`tidepool: ${(err as Error).message ?? String(err)}\n`)
+    process.exitCode = 1
+  },
+)

@@ -1,0 +1,109 @@
+// The janitor owns time: one sweep a few times a second applies every timeout and keeps
+// min_pool_size, instead of a timer per connection or per query. Ages are measured as PgBouncer
+// measures them (janitor.c): query_timeout from the client's last request, idle_transaction_timeout
+// from the server's last ReadyForQuery, server_idle_timeout from when the server went idle.
+// Must not: move connections between lists itself; it asks the pool, or closes the connection,
+// whose close path does the bookkeeping.
+
+import type { Pool } from './pool.ts'
+import { ClientErrors } from '../protocol/client-errors.ts'
+import type { PooledClient } from './states.ts'
+import type { IntrusiveList } from '../util/intrusive-list.ts'
+
+/** The global timeouts the sweep applies, in seconds as pgbouncer.ini has them; 0 disables. */
+export interface JanitorSettings {
+  query_timeout: number
+  query_wait_timeout: number
+  client_idle_timeout: number
+  idle_transaction_timeout: number
+  client_login_timeout: number
+  server_connect_timeout: number
+  server_idle_timeout: number
+  server_lifetime: number
+  server_check_delay: number
+}
+
+/** Clients that have not reached a pool yet (still sending startup or authenticating). */
+export function sweepLoginClients(list: IntrusiveList<PooledClient>, st: JanitorSettings, nowMs: number): void {
+  if (st.client_login_timeout <= 0) return
+  const limit = st.client_login_timeout * 1000
+  for (const c of list) {
+    if (nowMs - c.connectedAtMs > limit) c.fail(ClientErrors.clientLoginTimeout)
+  }
+}
+
+export function sweepPool(pool: Pool, st: JanitorSettings, nowMs: number): void {
+  const l = pool.lists
+
+  if (st.client_idle_timeout > 0) {
+    const limit = st.client_idle_timeout * 1000
+    for (const c of l.activeClients) {
+      if (c.server === null && nowMs - c.requestAtMs > limit) c.fail(ClientErrors.clientIdleTimeout)
+    }
+  }
+
+  // Waiters queue in arrival order, so the scan stops at the first one still in time.
+  if (st.query_wait_timeout > 0 || st.query_timeout > 0) {
+    for (let c = l.waitingClients.first; c !== null; c = l.waitingClients.first) {
+      const age = nowMs - c.waitSinceMs
+      if (st.query_timeout > 0 && age > st.query_timeout * 1000) c.fail(ClientErrors.queryTimeout)
+      else if (st.query_wait_timeout > 0 && age > st.query_wait_timeout * 1000) c.fail(ClientErrors.queryWaitTimeout)
+      else break
+    }
+  }
+
+  if (st.client_login_timeout > 0 && pool.welcome === null) {
+    const limit = st.client_login_timeout * 1000
+    for (const c of l.loginClients) {
+      if (nowMs - c.connectedAtMs > limit) c.fail(ClientErrors.clientLoginTimeoutServerDown)
+    }
+  }
+
+  if (st.query_timeout > 0 || st.idle_transaction_timeout > 0) {
+    for (const s of l.activeServers) {
+      const c = s.client
+      if (s.isReady || c === null) continue
+      if (st.query_timeout > 0 && !s.isIdleInTransaction && nowMs - c.requestAtMs > st.query_timeout * 1000) {
+        c.fail(ClientErrors.serverQueryTimeout)
+      } else if (st.idle_transaction_timeout > 0 && s.isIdleInTransaction && nowMs - s.readyAtMs > st.idle_transaction_timeout * 1000) {
+        c.fail(ClientErrors.idleTransactionTimeout)
+      }
+    }
+  }
+
+  if (st.server_connect_timeout > 0) {
+    const limit = st.server_connect_timeout * 1000
+    for (const s of l.loginServers) {
+      if (nowMs - s.connectedAtMs > limit) s.close('connect timeout')
+    }
+  }
+
+  const ps = pool.settings
+  const min = Math.min(ps.min_pool_size, ps.pool_size)
+  for (const list of [l.usedServers, l.idleServers]) {
+    for (const s of list) {
+      const idleMs = nowMs - s.idleSinceMs
+      if (s.closeOnRelease) {
+        s.close('database configuration changed')
+      } else if (ps.server_idle_timeout > 0 && idleMs > ps.server_idle_timeout * 1000 && l.serverCount > min) {
+        s.close('server idle timeout')
+      } else if (nowMs - s.connectedAtMs >= ps.server_lifetime * 1000) {
+        s.close('server lifetime over')
+      } else if (list === l.idleServers && ps.server_check_query !== null && idleMs > ps.server_check_delay * 1000) {
+        pool.markUsed(s)
+      }
+    }
+  }
+
+  // A smaller pool_size after RELOAD: close spare servers rather than wait for them to age out.
+  let extra = l.serverCount - (ps.pool_size + ps.reserve_pool_size)
+  while (extra > 0) {
+    const s = l.usedServers.first ?? l.idleServers.first
+    if (s === null) break
+    s.close('too many servers in the pool')
+    extra--
+  }
+
+  if (l.clientCount > 0) pool.fillMinimum(nowMs)
+  pool.kick(nowMs)
+}

@@ -1,0 +1,308 @@
+// One Pool per (database, user): which clients wait, which servers are login, idle, used, active
+// or tested, how many more may be opened, and the parameters new clients are welcomed with.
+// Invariants: a connection's state names the one list it is on (states.ts moves them); a server is
+// linked to at most one client and vice versa; waiters are served in arrival order; a server goes
+// back for reuse only through release() or ready(), never while linked.
+// Must not: touch sockets or start timers; time comes in as arguments (janitor.ts owns the clock).
+
+import type { PoolMode } from '../config/types.ts'
+import { ClientState, PoolLists, ServerState, type ClientFailure, type PooledClient, type PooledServer } from './states.ts'
+
+/** The settings one pool runs with, resolved from global, [databases] and [users] values. */
+export interface PoolSettings {
+  pool_mode: PoolMode
+  pool_size: number
+  min_pool_size: number
+  reserve_pool_size: number
+  reserve_pool_timeout: number
+  max_db_connections: number
+  max_user_connections: number
+  server_round_robin: boolean
+  server_reset_query: string
+  server_reset_query_always: boolean
+  /** SQL of the check before reusing a used server; null disables checks ('' is an empty query). */
+  server_check_query: string | null
+  server_check_delay: number
+  server_login_retry: number
+  server_lifetime: number
+  server_idle_timeout: number
+}
+
+/** Counts shared by all pools of one database or one user (max_db_connections, max_user_connections). */
+export class SharedCount {
+  servers = 0
+  /** The pools sharing this count, so one at its limit can take an idle server from a sibling. */
+  readonly pools = new Set<Pool>()
+}
+
+/** How a pool gets a new server connection; proxy/ implements it. */
+export interface ServerFactory {
+  /** Start connecting; the returned server is in Login state and reports back through the pool. */
+  openServer(pool: Pool): PooledServer
+}
+
+export class Pool {
+  readonly lists = new PoolLists()
+  /** ParameterStatus values of the first server that logged in: what clients are welcomed with. */
+  welcome: Map<string, string> | null = null
+  /** When a server login last failed (ms), for server_login_retry; 0 = never. */
+  lastLoginFailMs = 0
+  /** The message of the last server login failure, kept for the clients it turns away. */
+  lastLoginError: ClientFailure | null = null
+  isPaused = false
+  settings: PoolSettings
+
+  constructor(
+    readonly database: string,
+    readonly user: string,
+    settings: PoolSettings,
+    readonly dbCount: SharedCount,
+    readonly userCount: SharedCount,
+    readonly factory: ServerFactory,
+  ) {
+    this.settings = settings
+    dbCount.pools.add(this)
+  }
+
+  get isReady(): boolean {
+    return this.welcome !== null
+  }
+
+  // ---- clients ----
+
+  /** A client starts logging in to this pool. It finishes once the pool has welcome parameters. */
+  addLoginClient(c: PooledClient, nowMs: number): void {
+    this.lists.moveClient(c, ClientState.Login)
+    if (this.welcome === null) this.launchIfNeeded(nowMs)
+  }
+
+  clientLoggedIn(c: PooledClient): void {
+    this.lists.moveClient(c, ClientState.Active)
+  }
+
+  /**
+   * The client has a query and no server. Links it to a free server and returns true, or queues it
+   * (Waiting, FIFO) and returns false; the pool calls c.onServerAssigned() later.
+   */
+  acquire(c: PooledClient, nowMs: number): boolean {
+    if (c.server !== null) throw new Error('pool: acquire by a client that has a server')
+    if (!this.isPaused && this.lists.waitingClients.size === 0) {
+      const s = this.takeReadyServer()
+      if (s !== null) {
+        this.link(c, s)
+        return true
+      }
+    }
+    c.waitSinceMs = nowMs
+    this.lists.moveClient(c, ClientState.Waiting)
+    if (!this.isPaused) {
+      this.checkUsedServer()
+      this.launchIfNeeded(nowMs)
+    }
+    return false
+  }
+
+  /** The client is gone; `server` handling is the caller's (release or close it first). */
+  removeClient(c: PooledClient): void {
+    if (c.server !== null) throw new Error('pool: removing a client that still has a server')
+    this.lists.moveClient(c, ClientState.Closed)
+  }
+
+  // ---- servers ----
+
+  /** The server finished login: remember the welcome parameters, then offer it for use. */
+  serverLoggedIn(s: PooledServer, params: Map<string, string>, nowMs: number): void {
+    this.lastLoginFailMs = 0
+    this.lastLoginError = null
+    if (this.welcome === null) {
+      this.welcome = params
+      for (const c of this.lists.loginClients) c.onPoolReady()
+    }
+    this.ready(s, nowMs)
+  }
+
+  /**
+   * A server login failed. With a failure from the server itself (bad password, no such database),
+   * clients still logging in get it, as PgBouncer does; others keep waiting for a retry.
+   */
+  serverLoginFailed(s: PooledServer, failure: ClientFailure | null, nowMs: number): void {
+    this.lastLoginFailMs = nowMs
+    if (failure !== null) {
+      this.lastLoginError = failure
+      for (const c of this.lists.loginClients) c.fail(failure)
+    }
+    this.serverClosed(s)
+  }
+
+  /**
+   * The linked client is done with the server (ReadyForQuery idle in transaction mode, or the client
+   * left in session mode). Unlinks, then resets, checks or reuses it.
+   */
+  release(s: PooledServer, nowMs: number): void {
+    const c = s.client
+    if (c !== null) {
+      c.server = null
+      s.client = null
+    }
+    const st = this.settings
+    if (s.closeOnRelease) {
+      s.close('database configuration changed')
+      return
+    }
+    if (nowMs - s.connectedAtMs >= st.server_lifetime * 1000) {
+      s.close('server lifetime over')
+      return
+    }
+    const needsReset = st.server_reset_query !== '' && (st.pool_mode === 'session' || st.server_reset_query_always)
+    if (needsReset) {
+      this.lists.moveServer(s, ServerState.Tested)
+      s.runInternal(st.server_reset_query, (ok) => {
+        if (s.state !== ServerState.Tested) return
+        if (ok) this.ready(s, Date.now())
+        else s.close('server_reset_query failed')
+      })
+      return
+    }
+    this.ready(s, nowMs)
+  }
+
+  /** A clean server: give it to the first waiter, or keep it (LIFO, or FIFO with server_round_robin). */
+  ready(s: PooledServer, nowMs: number): void {
+    s.idleSinceMs = nowMs
+    const waiter = this.isPaused ? null : this.lists.waitingClients.first
+    if (waiter !== null) {
+      this.lists.moveClient(waiter, ClientState.Active)
+      this.link(waiter, s)
+      waiter.onServerAssigned(s)
+      return
+    }
+    if (this.settings.server_check_delay <= 0 && this.settings.server_check_query !== null) {
+      this.lists.moveServer(s, ServerState.Used)
+    } else {
+      this.lists.moveServer(s, ServerState.Idle, !this.settings.server_round_robin)
+    }
+  }
+
+  /** An idle server passed server_check_delay: it gets server_check_query before its next use. */
+  markUsed(s: PooledServer): void {
+    if (s.state === ServerState.Idle) this.lists.moveServer(s, ServerState.Used)
+  }
+
+  /** The server's connection is gone. The proxy tells its client before calling this. */
+  serverClosed(s: PooledServer): void {
+    if (s.state === ServerState.Closed) return
+    const c = s.client
+    if (c !== null) {
+      c.server = null
+      s.client = null
+    }
+    this.lists.moveServer(s, ServerState.Closed)
+    this.dbCount.servers--
+    this.userCount.servers--
+  }
+
+  link(c: PooledClient, s: PooledServer): void {
+    if (s.client !== null || c.server !== null) throw new Error('pool: link of a linked connection')
+    c.server = s
+    s.client = c
+    this.lists.moveServer(s, ServerState.Active)
+  }
+
+  /** Serve waiters and open servers as limits allow; called after anything that frees capacity. */
+  kick(nowMs: number): void {
+    if (this.isPaused) return
+    while (this.lists.waitingClients.first !== null) {
+      const s = this.takeReadyServer()
+      if (s === null) break
+      this.ready(s, nowMs)
+    }
+    this.checkUsedServer()
+    this.launchIfNeeded(nowMs)
+  }
+
+  // ---- capacity ----
+
+  private takeReadyServer(): PooledServer | null {
+    const idle = this.lists.idleServers.first
+    if (idle !== null) return idle
+    if (this.settings.server_check_query === null) return this.lists.usedServers.first
+    return null
+  }
+
+  /** A waiter and a used server: check the server first (server_check_query), then hand it over. */
+  private checkUsedServer(): void {
+    if (this.lists.waitingClients.size === 0 || this.settings.server_check_query === null) return
+    const s = this.lists.usedServers.first
+    if (s === null) return
+    this.lists.moveServer(s, ServerState.Tested)
+    s.runInternal(this.settings.server_check_query as string, (ok) => {
+      if (s.state !== ServerState.Tested) return
+      if (ok) this.ready(s, Date.now())
+      else s.close('server_check_query failed')
+    })
+  }
+
+  /** How many servers this pool may have now: pool_size, plus the reserve once a waiter waited long enough. */
+  allowedServers(nowMs: number): number {
+    const st = this.settings
+    let allowed = st.pool_size
+    const first = this.lists.waitingClients.first
+    if (st.reserve_pool_size > 0 && first !== null && nowMs - first.waitSinceMs >= st.reserve_pool_timeout * 1000) {
+      allowed += st.reserve_pool_size
+    }
+    return allowed
+  }
+
+  canOpenServer(nowMs: number): boolean {
+    const st = this.settings
+    if (this.lastLoginFailMs !== 0 && nowMs - this.lastLoginFailMs < st.server_login_retry * 1000) return false
+    if (this.lists.serverCount >= this.allowedServers(nowMs)) return false
+    if (st.max_db_connections > 0 && this.dbCount.servers >= st.max_db_connections) return false
+    if (st.max_user_connections > 0 && this.userCount.servers >= st.max_user_connections) return false
+    return true
+  }
+
+  /** Opens servers for clients that need one, never more logins at once than there are such clients. */
+  launchIfNeeded(nowMs: number): void {
+    const wanted = this.lists.waitingClients.size + (this.welcome === null ? Math.min(1, this.lists.loginClients.size) : 0)
+    while (this.lists.loginServers.size + this.lists.testedServers.size < wanted) {
+      if (!this.canOpenServer(nowMs) && !(this.isBlockedOnlyByDbLimit(nowMs) && this.evictSiblingIdle())) break
+      this.openServer()
+    }
+  }
+
+  private isBlockedOnlyByDbLimit(nowMs: number): boolean {
+    const st = this.settings
+    if (st.max_db_connections <= 0 || this.dbCount.servers < st.max_db_connections) return false
+    this.dbCount.servers--
+    const otherwiseOk = this.canOpenServer(nowMs)
+    this.dbCount.servers++
+    return otherwiseOk
+  }
+
+  /** max_db_connections reached: close an idle server of another pool of this database, as PgBouncer does. */
+  private evictSiblingIdle(): boolean {
+    for (const p of this.dbCount.pools) {
+      if (p === this) continue
+      const s = p.lists.usedServers.first ?? p.lists.idleServers.first
+      if (s !== null) {
+        s.close('evicted for a pool of the same database (max_db_connections)')
+        return true
+      }
+    }
+    return false
+  }
+
+  /** min_pool_size: keep this many servers open once the pool exists. */
+  fillMinimum(nowMs: number): void {
+    const min = Math.min(this.settings.min_pool_size, this.settings.pool_size)
+    while (this.lists.serverCount < min && this.canOpenServer(nowMs)) this.openServer()
+  }
+
+  private openServer(): void {
+    const s = this.factory.openServer(this)
+    this.dbCount.servers++
+    this.userCount.servers++
+    this.lists.moveServer(s, ServerState.Login)
+  }
+}

@@ -1,0 +1,118 @@
+// Connection states and the lists they live on. Only the functions here move a connection between
+// lists, so a connection's `state` always names the one list it is on (a property test checks it).
+//
+// Client states (PgBouncer's words):
+//   Login   — startup/auth in progress, or waiting for the pool's first server login; on `loginClients`
+//   Active  — logged in, linked to a server or between transactions; on `activeClients`
+//   Waiting — asked for a server and none was free; on `waitingClients`, FIFO by arrival
+// Server states:
+//   Login   — connecting or authenticating; on `loginServers`
+//   Idle    — clean and ready, recently used; on `idleServers`
+//   Used    — ready but idle for longer than server_check_delay: checked before reuse; on `usedServers`
+//   Active  — linked to a client; on `activeServers`
+//   Tested  — running server_reset_query or server_check_query; on `testedServers`
+
+import { IntrusiveList, type Linked } from '../util/intrusive-list.ts'
+import type { ClientFailure } from '../protocol/client-errors.ts'
+
+export const ClientState = { Login: 'login', Active: 'active', Waiting: 'waiting', Closed: 'closed' } as const
+export type ClientState = (typeof ClientState)[keyof typeof ClientState]
+
+export const ServerState = { Login: 'login', Idle: 'idle', Used: 'used', Active: 'active', Tested: 'tested', Closed: 'closed' } as const
+export type ServerState = (typeof ServerState)[keyof typeof ServerState]
+
+/** All the pool knows of a client connection. */
+export interface PooledClient extends Linked<PooledClient> {
+  state: ClientState
+  server: PooledServer | null
+  /** When the client started waiting for a server (ms); meaningful in Waiting. */
+  waitSinceMs: number
+  readonly connectedAtMs: number
+  /** When the client last sent a request (ms): client_idle_timeout and query_timeout count from here. */
+  requestAtMs: number
+  /** The pool assigned `server` (already linked); the client may forward. */
+  onServerAssigned(server: PooledServer): void
+  /** The pool's first server logged in; a client in Login may finish its login. */
+  onPoolReady(): void
+  /** The pool gives up on this client: send `err` and close. */
+  fail(err: ClientFailure): void
+}
+
+/** All the pool knows of a server connection. */
+export interface PooledServer extends Linked<PooledServer> {
+  state: ServerState
+  client: PooledClient | null
+  closeOnRelease: boolean
+  connectedAtMs: number
+  /** When the server last went back to the pool (ms). */
+  idleSinceMs: number
+  /** When the server last sent ReadyForQuery (ms): idle_transaction_timeout counts from here. */
+  readyAtMs: number
+  /** At ReadyForQuery(idle), owing no response and with nothing half-sent: safe to hand to another client. */
+  readonly isReady: boolean
+  /** At ReadyForQuery in a transaction (T or E), owing nothing: the client is idle in a transaction. */
+  readonly isIdleInTransaction: boolean
+  /** Run a query whose results nobody sees; `done(ok)` when ReadyForQuery arrives. */
+  runInternal(sql: string, done: (ok: boolean) => void): void
+  close(reason: string): void
+}
+
+export type { ClientFailure } from '../protocol/client-errors.ts'
+
+export class PoolLists {
+  readonly loginClients = new IntrusiveList<PooledClient>()
+  readonly activeClients = new IntrusiveList<PooledClient>()
+  readonly waitingClients = new IntrusiveList<PooledClient>()
+  readonly loginServers = new IntrusiveList<PooledServer>()
+  readonly idleServers = new IntrusiveList<PooledServer>()
+  readonly usedServers = new IntrusiveList<PooledServer>()
+  readonly activeServers = new IntrusiveList<PooledServer>()
+  readonly testedServers = new IntrusiveList<PooledServer>()
+
+  clientList(state: ClientState): IntrusiveList<PooledClient> | null {
+    switch (state) {
+      case ClientState.Login: return this.loginClients
+      case ClientState.Active: return this.activeClients
+      case ClientState.Waiting: return this.waitingClients
+      default: return null
+    }
+  }
+
+  serverList(state: ServerState): IntrusiveList<PooledServer> | null {
+    switch (state) {
+      case ServerState.Login: return this.loginServers
+      case ServerState.Idle: return this.idleServers
+      case ServerState.Used: return this.usedServers
+      case ServerState.Active: return this.activeServers
+      case ServerState.Tested: return this.testedServers
+      default: return null
+    }
+  }
+
+  /** Moves a client to `to`; `atFront` puts it first (a server's most recent idle, LIFO reuse). */
+  moveClient(c: PooledClient, to: ClientState): void {
+    const from = this.clientList(c.state)
+    if (from !== null) from.remove(c)
+    c.state = to
+    const dest = this.clientList(to)
+    if (dest !== null) dest.push(c)
+  }
+
+  moveServer(s: PooledServer, to: ServerState, atFront = false): void {
+    const from = this.serverList(s.state)
+    if (from !== null) from.remove(s)
+    s.state = to
+    const dest = this.serverList(to)
+    if (dest === null) return
+    if (atFront) dest.unshift(s)
+    else dest.push(s)
+  }
+
+  get serverCount(): number {
+    return this.loginServers.size + this.idleServers.size + this.usedServers.size + this.activeServers.size + this.testedServers.size
+  }
+
+  get clientCount(): number {
+    return this.loginClients.size + this.activeClients.size + this.waitingClients.size
+  }
+}

@@ -1,0 +1,44 @@
+// Every error tidepool itself sends to a client, in one catalog. Texts and SQLSTATEs are
+// PgBouncer's where it has one, word for word: client code and runbooks in the wild match them.
+// PgBouncer answers most pooler-side failures with 08P01 (protocol_violation) even where
+// PostgreSQL would pick a more specific class; we keep 08P01 so existing matching keeps working.
+// Must not: include secrets or client-supplied text beyond names PostgreSQL itself would echo.
+
+export interface ClientFailure {
+  readonly severity: 'ERROR' | 'FATAL'
+  readonly code: string
+  readonly message: string
+  /** The close reason logged; for most entries the message itself. */
+  readonly reason: string
+}
+
+const ProtocolViolation = '08P01'
+
+function fatal(code: string, message: string, reason = message): ClientFailure {
+  return Object.freeze({ severity: 'FATAL', code, message, reason })
+}
+function error(code: string, message: string, reason = message): ClientFailure {
+  return Object.freeze({ severity: 'ERROR', code, message, reason })
+}
+
+export const ClientErrors = {
+  maxClientConn: fatal(ProtocolViolation, 'no more connections allowed (max_client_conn)'),
+  queryWaitTimeout: fatal(ProtocolViolation, 'query_wait_timeout'),
+  queryTimeout: fatal(ProtocolViolation, 'query_timeout'),
+  serverQueryTimeout: fatal(ProtocolViolation, 'query timeout'),
+  clientIdleTimeout: fatal(ProtocolViolation, 'client_idle_timeout'),
+  idleTransactionTimeout: fatal(ProtocolViolation, 'idle transaction timeout'),
+  clientLoginTimeout: fatal(ProtocolViolation, 'client_login_timeout'),
+  clientLoginTimeoutServerDown: fatal(ProtocolViolation, 'client_login_timeout (server down)'),
+  statementModeTransaction: fatal(ProtocolViolation, 'transaction blocks not allowed in statement pooling mode'),
+  serverConnCrashed: fatal(ProtocolViolation, 'server conn crashed?'),
+  serverLoginRetry: fatal(ProtocolViolation, 'server login has been failing, try again later (server_login_retry)'),
+  noSuchDatabase: (db: string) => fatal('3D000', `no such database: ${db}`),
+  noSuchUser: (user: string) => fatal('28000', `no such user: ${user}`),
+  unsupportedStartupParameter: (name: string) => fatal(ProtocolViolation, `unsupported startup parameter: ${name}`),
+  protocolViolation: (what: string) => fatal(ProtocolViolation, what),
+  authTypeNotSupported: (t: string) => fatal('28000', `auth_type ${t} is not supported by this build yet`),
+  shuttingDown: fatal('57P01', 'pooler is shutting down'),
+  databaseRemoved: fatal(ProtocolViolation, 'database removed'),
+  featureNotSupported: (what: string) => error('0A000', what),
+} as const

@@ -1,0 +1,458 @@
+// One client connection: startup and login, then the work phase that forwards its messages to the
+// server the pool links it to. Login and work are separate handlers.
+//
+// Work phase, per received chunk: no server → ask the pool (synchronous); none free → keep the
+// chunk, pause the socket, wait. Linked → bring the server's tracked parameters in line with the
+// client's (one internal SET), then forward runs of frames as slices of the chunk. The server side
+// (server-conn.ts) calls onServerReady after a ReadyForQuery; in transaction and statement mode a
+// ready server goes back to the pool there.
+//
+// Every close goes through close(): it logs the one reason, sends the error if the protocol still
+// allows, unregisters the cancel key, and releases the server only if it is ready — otherwise the
+// server is closed, never reused in an unknown state.
+// Must not: move pool lists itself (the pool does), or buffer more than one chunk while waiting.
+
+import type net from 'node:net'
+import { Framer } from '../protocol/framer.ts'
+import { FrontendCode, MAX_STARTUP_PACKET_LENGTH, TxStatus } from '../protocol/codes.ts'
+import * as build from '../protocol/build.ts'
+import { parseStartupPacket, startupPacketLength } from '../protocol/startup.ts'
+import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
+import { ClientState, type PooledClient, type PooledServer } from '../pool/states.ts'
+import type { Pool } from '../pool/pool.ts'
+import type { ProxyContext } from './context.ts'
+import type { ServerConn } from './server-conn.ts'
+import { canonicalParamName, paramSyncQuery, trackedNames } from './server-params.ts'
+import { checkClientPassword, passwordRequest, type PasswordCheck } from '../auth/client-password.ts'
+
+let nextClientId = 1
+
+const enum Phase { Startup, Auth, Login, Work, Closed }
+
+export class ClientConn implements PooledClient {
+  prev: PooledClient | null = null
+  next: PooledClient | null = null
+  list: object | null = null
+  state: ClientState = ClientState.Login
+  server: ServerConn | null = null
+  waitSinceMs = 0
+  readonly connectedAtMs: number
+  requestAtMs: number
+  readonly id: string
+  /** Tracked parameters (client_encoding, DateStyle, ...) as this client has set them, by canonical name. */
+  readonly params = new Map<string, string>()
+  cancelPid = 0
+  cancelSecret = 0
+  database = ''
+  user = ''
+  bytesToClient = 0
+  pool: Pool | null = null
+  private phase = Phase.Startup
+  private startupBuf: Buffer | null = null
+  private readonly framer: Framer
+  /** Chunks received while no server was linked (at most the one that asked for a server). */
+  private pending: Buffer[] = []
+  private isSyncingParams = false
+  private pausedServer: ServerConn | null = null
+  private isWaitingServerDrain = false
+  private passwordCheck: PasswordCheck | null = null
+  private readonly peer: string
+  private closed = false
+
+  constructor(
+    readonly socket: net.Socket,
+    private readonly ctx: ProxyContext,
+  ) {
+    this.id = `C-${nextClientId++}`
+    this.connectedAtMs = Date.now()
+    this.requestAtMs = this.connectedAtMs
+    this.peer = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix'
+    this.framer = new Framer(ctx.settings.max_packet_size)
+    socket.setNoDelay(true)
+    if (ctx.settings.tcp_keepalive && socket.remoteAddress !== undefined) {
+      socket.setKeepAlive(true, Math.max(0, ctx.settings.tcp_keepidle) * 1000)
+    }
+    ctx.clients.add(this)
+    ctx.loginClients.push(this)
+    socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    socket.on('error', (err) => this.close(`client socket error: ${err.message}`))
+    socket.on('close', () => this.close('client close request'))
+    socket.on('drain', () => this.onClientDrain())
+  }
+
+  describe(): string {
+    return `${this.database || '(nodb)'}/${this.user || '(nouser)'}@${this.peer}`
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      switch (this.phase) {
+        case Phase.Startup: this.onStartupData(chunk); break
+        case Phase.Auth: this.onAuthData(chunk); break
+        case Phase.Login: this.fail(ClientErrors.protocolViolation('message received before login finished')); break
+        case Phase.Work: this.onWorkData(chunk); break
+        case Phase.Closed: break
+      }
+    } catch (err) {
+      this.fail(ClientErrors.protocolViolation(`invalid client message: ${(err as Error).message}`))
+    }
+  }
+
+  // ---- startup ----
+
+  private onStartupData(chunk: Buffer): void {
+    let buf = this.startupBuf === null ? chunk : Buffer.concat([this.startupBuf, chunk])
+    this.startupBuf = null
+    while (this.phase === Phase.Startup) {
+      const len = startupPacketLength(buf, 0)
+      if (len === null) break
+      if (len < 8 || len > MAX_STARTUP_PACKET_LENGTH) {
+        this.fail(ClientErrors.protocolViolation(`invalid startup packet length ${len}`))
+        return
+      }
+      if (buf.length < len) break
+      const packet = buf.subarray(0, len)
+      buf = buf.subarray(len)
+      this.onStartupPacket(packet)
+    }
+    if (buf.length > 0 && this.phase === Phase.Startup) this.startupBuf = Buffer.from(buf)
+    else if (buf.length > 0 && this.phase !== Phase.Closed) this.onData(buf)
+  }
+
+  private onStartupPacket(packet: Buffer): void {
+    const p = parseStartupPacket(packet)
+    switch (p.kind) {
+      case 'ssl':
+      case 'gssenc':
+        // No TLS or GSS encryption in this build: 'N' tells the client to go on in plain text.
+        this.socket.write('N')
+        return
+      case 'cancel': {
+        const what = this.ctx.cancels.cancel(p.pid, p.secret, this.ctx.settings.server_connect_timeout * 1000)
+        this.ctx.log.debug('cancel.received', this, `cancel request: ${what}`)
+        this.close('cancel request handled', true)
+        return
+      }
+      case 'invalid':
+        this.fail(ClientErrors.protocolViolation(p.reason))
+        return
+      case 'startup':
+        this.onStartup(p.params)
+        return
+    }
+  }
+
+  private onStartup(params: Map<string, string>): void {
+    const st = this.ctx.settings
+    this.user = params.get('user') ?? ''
+    this.database = params.get('database') || this.user
+    if (this.ctx.isShuttingDown) return this.fail(ClientErrors.shuttingDown)
+    if (this.ctx.clients.size > st.max_client_conn) return this.fail(ClientErrors.maxClientConn)
+    const ignored = new Set(st.ignore_startup_parameters.map((s) => s.toLowerCase()))
+    for (const [name, value] of params) {
+      if (name === 'user' || name === 'database') continue
+      const canonical = canonicalParamName(name, st.track_extra_parameters)
+      if (canonical !== null) this.params.set(canonical, value)
+      else if (!ignored.has(name.toLowerCase())) return this.fail(ClientErrors.unsupportedStartupParameter(name))
+    }
+    const db = this.ctx.config.databases.get(this.database) ?? this.ctx.config.databases.get('*')
+    if (db === undefined) return this.fail(ClientErrors.noSuchDatabase(this.database))
+
+    const authType = st.auth_type
+    if (authType === 'trust' || authType === 'any') return this.joinPool()
+    if (authType === 'plain' || authType === 'md5') {
+      const secret = this.ctx.config.userlist.get(this.user)?.password ?? null
+      this.passwordCheck = passwordRequest(authType, this.user, secret)
+      this.phase = Phase.Auth
+      for (let c = 0; c < 256; c++) this.framer.inspect[c] = 1
+      this.socket.write(this.passwordCheck.request)
+      return
+    }
+    this.fail(ClientErrors.authTypeNotSupported(authType))
+  }
+
+  // ---- authentication ----
+
+  private onAuthData(chunk: Buffer): void {
+    const f = this.framer
+    f.push(chunk)
+    while (f.next()) {
+      if (f.code !== FrontendCode.Password) {
+        return this.fail(ClientErrors.protocolViolation(`expected password response, got message type '${String.fromCharCode(f.code)}'`))
+      }
+      if (!checkClientPassword(this.passwordCheck as PasswordCheck, f.buf, f.start + 5, f.end)) {
+        return this.fail({ severity: 'FATAL', code: '28P01', message: `password authentication failed for user "${this.user}"`, reason: 'password authentication failed' })
+      }
+      this.passwordCheck = null
+      this.framer.inspect.fill(0)
+      this.joinPool()
+      if (f.end < chunk.length) return this.fail(ClientErrors.protocolViolation('data after password before login finished'))
+      return
+    }
+  }
+
+  private joinPool(): void {
+    const db = this.ctx.config.databases.get(this.database) ?? this.ctx.config.databases.get('*')
+    const poolUser = db?.user ?? this.user
+    if (this.ctx.settings.auth_type === 'any' && (db?.user ?? null) === null) {
+      return this.fail(ClientErrors.protocolViolation(`auth_type any needs a user= in the [databases] entry for "${this.database}"`))
+    }
+    const pool = this.ctx.poolFor(this.database, poolUser)
+    if (pool === null) return this.fail(ClientErrors.noSuchDatabase(this.database))
+    const now = Date.now()
+    if (!pool.isReady && pool.lastLoginError !== null && now - pool.lastLoginFailMs < pool.settings.server_login_retry * 1000) {
+      return this.fail(ClientErrors.serverLoginRetry)
+    }
+    this.pool = pool
+    this.phase = Phase.Login
+    this.ctx.loginClients.remove(this)
+    pool.addLoginClient(this, now)
+    if (pool.isReady) this.onPoolReady()
+  }
+
+  /** The pool knows its server's parameters now: finish the login in one write. */
+  onPoolReady(): void {
+    if (this.phase !== Phase.Login) return
+    const pool = this.pool as Pool
+    const welcome = pool.welcome as Map<string, string>
+    for (const name of trackedNames(this.ctx.settings.track_extra_parameters)) {
+      if (!this.params.has(name) && welcome.has(name)) this.params.set(name, welcome.get(name) as string)
+    }
+    const key = this.ctx.cancels.issue()
+    this.cancelPid = key.pid
+    this.cancelSecret = key.secret
+    this.ctx.cancels.register(key.pid, this)
+    const parts: Buffer[] = [build.authenticationOk()]
+    for (const [name, value] of welcome) parts.push(build.parameterStatus(name, this.params.get(name) ?? value))
+    for (const [name, value] of this.params) if (!welcome.has(name)) parts.push(build.parameterStatus(name, value))
+    parts.push(build.backendKeyData(key.pid, key.secret), build.readyForQuery(TxStatus.Idle))
+    this.socket.write(Buffer.concat(parts))
+    this.phase = Phase.Work
+    pool.clientLoggedIn(this)
+    this.ctx.log.info('client.logged_in', this, 'login attempt: db=' + this.database + ' user=' + this.user)
+  }
+
+  // ---- work ----
+
+  private onWorkData(chunk: Buffer): void {
+    this.requestAtMs = Date.now()
+    if (this.server === null && this.pending.length === 0 && isTerminate(chunk)) {
+      // A client that leaves between transactions needs no server to say goodbye to.
+      this.close('client close request', true)
+      return
+    }
+    if (this.server === null || this.isSyncingParams || this.pending.length > 0) {
+      this.pending.push(chunk)
+      if (this.server === null && this.state !== ClientState.Waiting) {
+        const pool = this.pool as Pool
+        if (pool.acquire(this, this.requestAtMs)) this.onLinked(this.server as unknown as ServerConn)
+      }
+      this.updateFlow()
+      return
+    }
+    this.forward(chunk, this.server)
+  }
+
+  /** The pool linked a waiting client to `server`. */
+  onServerAssigned(server: PooledServer): void {
+    this.onLinked(server as ServerConn)
+  }
+
+  private onLinked(server: ServerConn): void {
+    const sql = paramSyncQuery(this.params, server.params)
+    if (sql === null) {
+      this.flushPending()
+      return
+    }
+    this.isSyncingParams = true
+    this.updateFlow()
+    server.runInternal(sql, (ok) => {
+      this.isSyncingParams = false
+      if (this.closed) return
+      if (!ok) {
+        this.fail(ClientErrors.protocolViolation('var change failed'))
+        return
+      }
+      this.flushPending()
+    })
+  }
+
+  private flushPending(): void {
+    while (this.pending.length > 0 && this.server !== null && !this.closed) {
+      const chunk = this.pending.shift() as Buffer
+      this.forward(chunk, this.server)
+    }
+    this.updateFlow()
+  }
+
+  private forward(chunk: Buffer, server: ServerConn): void {
+    const f = this.framer
+    const out = server.socket
+    f.push(chunk)
+    let runStart = -1
+    let runEnd = -1
+    let badCode = -1
+    let isTerminated = false
+    out.cork()
+    try {
+      while (f.next()) {
+        if (f.isFirst) {
+          if (f.code === FrontendCode.Terminate) {
+            isTerminated = true
+            break
+          }
+          if (VALID_WORK_CODES[f.code] !== 1) {
+            badCode = f.code
+            break
+          }
+          server.noteFrontendMessage(f.code)
+        }
+        if (f.stashed !== null) {
+          if (runStart >= 0) out.write(chunk.subarray(runStart, runEnd))
+          runStart = -1
+          out.write(f.stashed)
+        }
+        if (runStart < 0) runStart = f.start
+        runEnd = f.end
+      }
+      if (runStart >= 0) out.write(chunk.subarray(runStart, runEnd))
+    } finally {
+      // A corked socket left behind would hold the next client's bytes on a reused server.
+      out.uncork()
+    }
+    if (badCode >= 0) {
+      this.fail(ClientErrors.protocolViolation(`invalid frontend message type ${describeCode(badCode)}`))
+      return
+    }
+    if (isTerminated) {
+      this.close('client close request', true)
+      return
+    }
+    if (out.writableNeedDrain && !this.isWaitingServerDrain) {
+      this.isWaitingServerDrain = true
+      out.once('drain', () => {
+        this.isWaitingServerDrain = false
+        this.updateFlow()
+      })
+      this.updateFlow()
+    }
+  }
+
+  /** Pause reading from the client while it waits for a server or the server cannot keep up. */
+  private updateFlow(): void {
+    if (this.closed) return
+    const hold = this.server === null ? this.pending.length > 0 : this.isSyncingParams || this.isWaitingServerDrain
+    if (hold) this.socket.pause()
+    else this.socket.resume()
+  }
+
+  /** The server wrote more than the client reads: stop reading the server until the client drains. */
+  throttleServer(server: ServerConn): void {
+    if (this.pausedServer !== null) return
+    this.pausedServer = server
+    server.socket.pause()
+  }
+
+  private onClientDrain(): void {
+    const s = this.pausedServer
+    if (s === null) return
+    this.pausedServer = null
+    if (!s.isClosed) s.socket.resume()
+  }
+
+  /** After a chunk with ReadyForQuery from the linked server. */
+  onServerReady(server: ServerConn): void {
+    const pool = this.pool as Pool
+    const mode = pool.settings.pool_mode
+    if (mode === 'session' || this.server !== server) return
+    if (mode === 'statement' && server.txStatus !== TxStatus.Idle && server.owedReady === 0) {
+      this.fail(ClientErrors.statementModeTransaction)
+      return
+    }
+    if (server.isReady && this.pending.length === 0) {
+      this.onClientDrain()
+      pool.release(server, Date.now())
+    }
+  }
+
+  /** A ParameterStatus from the linked server: the client's session now has this value. */
+  onServerParameter(name: string, value: string): void {
+    if (canonicalParamName(name, this.ctx.settings.track_extra_parameters) !== null) this.params.set(name, value)
+  }
+
+  /** The linked server's connection died under the client. */
+  onServerLost(_server: PooledServer): void {
+    if (this.closed) return
+    this.fail(ClientErrors.serverConnCrashed)
+  }
+
+  cancelTarget(): { host: string; port: number; pid: number; secret: number } | null {
+    const s = this.server
+    if (s === null || s.isReady) return null
+    return { host: s.target.host, port: s.target.port, pid: s.backendPid, secret: s.backendSecret }
+  }
+
+  // ---- close ----
+
+  /** Send `err` if the protocol still allows, then close with its reason. */
+  fail(err: ClientFailure): void {
+    if (this.closed) return
+    if (this.socket.writable) {
+      const e = build.errorResponse({ severity: err.severity, code: err.code, message: err.message })
+      if (err.severity === 'ERROR' && this.phase === Phase.Work) {
+        this.socket.write(Buffer.concat([e, build.readyForQuery(TxStatus.Idle)]))
+        return
+      }
+      this.socket.write(e)
+    }
+    this.close(err.reason)
+  }
+
+  close(reason: string, isQuiet = false): void {
+    if (this.closed) return
+    this.closed = true
+    this.phase = Phase.Closed
+    this.ctx.clients.delete(this)
+    if (this.cancelPid !== 0) this.ctx.cancels.unregister(this.cancelPid)
+    const server = this.server
+    const pool = this.pool
+    if (server !== null && pool !== null) {
+      if (server.isReady && this.pending.length === 0 && !this.isSyncingParams) {
+        pool.release(server, Date.now())
+      } else {
+        // Unlink first so the server's close does not report back to this client.
+        server.client = null
+        this.server = null
+        server.close('client disconnected while server was not ready')
+      }
+    }
+    if (this.pausedServer !== null) this.onClientDrain()
+    if (pool !== null) {
+      pool.removeClient(this)
+      pool.kick(Date.now())
+    } else if (this.list !== null) {
+      this.ctx.loginClients.remove(this)
+    }
+    this.pending = []
+    this.socket.end()
+    this.socket.destroySoon()
+    if (!isQuiet || this.ctx.log.debugEnabled) {
+      const age = Math.round((Date.now() - this.connectedAtMs) / 1000)
+      this.ctx.log.info('client.closed', this, `closing because: ${reason} (age=${age}s)`)
+    }
+  }
+}
+
+/** Message types a client may send after login (PostgreSQL's frontend messages, less the auth ones). */
+const VALID_WORK_CODES = new Uint8Array(256)
+for (const c of [FrontendCode.Bind, FrontendCode.Close, FrontendCode.CopyData, FrontendCode.CopyDone, FrontendCode.CopyFail,
+  FrontendCode.Describe, FrontendCode.Execute, FrontendCode.Flush, FrontendCode.FunctionCall, FrontendCode.Parse,
+  FrontendCode.Query, FrontendCode.Sync, FrontendCode.Terminate]) VALID_WORK_CODES[c] = 1
+
+function isTerminate(chunk: Buffer): boolean {
+  return chunk.length === 5 && chunk[0] === FrontendCode.Terminate && chunk.readInt32BE(1) === 4
+}
+
+function describeCode(code: number): string {
+  return code >= 0x20 && code < 0x7f ? `'${String.fromCharCode(code)}'` : `0x${code.toString(16)}`
+}

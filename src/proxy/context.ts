@@ -1,0 +1,27 @@
+// What a connection needs from the running process: the current settings snapshot, the log, the
+// cancel key registry, and pool lookup. Runtime owns the one instance and swaps `settings` and
+// `config` on RELOAD; connections read them at the moment of use, never keep their own copy.
+
+import type { Config } from '../config/types.ts'
+import type { Settings } from '../config/settings.ts'
+import type { Logger } from '../observe/log.ts'
+import type { Pool } from '../pool/pool.ts'
+import type { IntrusiveList } from '../util/intrusive-list.ts'
+import type { PooledClient } from '../pool/states.ts'
+import type { CancelRegistry } from './cancel.ts'
+import type { ClientConn } from './client-conn.ts'
+
+export interface ProxyContext {
+  config: Config
+  settings: Settings
+  readonly log: Logger
+  readonly cancels: CancelRegistry
+  /** Clients that have not reached a pool yet; the janitor applies client_login_timeout to them. */
+  readonly loginClients: IntrusiveList<PooledClient>
+  /** Every open client connection, for max_client_conn and shutdown. */
+  readonly clients: Set<ClientConn>
+  /** The pool for a database entry and the server-side user, created on first use. */
+  poolFor(database: string, user: string): Pool | null
+  /** True while SIGTERM/SIGINT shutdown runs: new logins are refused. */
+  readonly isShuttingDown: boolean
+}

@@ -1,0 +1,382 @@
+// One connection from tidepool to a PostgreSQL server: login, internal queries (reset, check,
+// parameter sync, connect_query), and the work phase where results stream to the linked client.
+//
+// In the work phase only ReadyForQuery, ParameterStatus and the copy responses are read; every
+// other message passes through as slices of the received chunk. The server is handed back to the
+// pool only when it is *ready*: ReadyForQuery(idle), no ReadyForQuery still owed for a Query, Sync
+// or FunctionCall it was sent, and no extended-protocol message sent since the last Sync.
+// Anything else (client gone mid-query, failed reset, bytes from an idle server) closes it.
+// Must not: decide pool membership (pool.ts does) or read settings other than what it is given.
+
+import net from 'node:net'
+import { join } from 'node:path'
+import { Framer } from '../protocol/framer.ts'
+import { AuthCode, BackendCode, TxStatus } from '../protocol/codes.ts'
+import * as build from '../protocol/build.ts'
+import { parseBackendKeyData, parseErrorFields, parseParameterStatus } from '../protocol/reader.ts'
+import { ServerAuth } from '../auth/server-login.ts'
+import { ServerState, type PooledServer } from '../pool/states.ts'
+import type { Pool } from '../pool/pool.ts'
+import type { ClientFailure } from '../protocol/client-errors.ts'
+import type { ProxyContext } from './context.ts'
+import type { ClientConn } from './client-conn.ts'
+import { sendCancel } from './cancel.ts'
+
+let nextServerId = 1
+
+/** Where and as whom a pool's servers log in. */
+export interface ServerTarget {
+  host: string
+  port: number
+  database: string
+  user: string
+  password: string | null
+  /** Extra startup parameters (client_encoding, datestyle, timezone from the [databases] entry). */
+  startupParams: Record<string, string>
+  connectQuery: string | null
+}
+
+const LOGIN_INSPECT = [
+  BackendCode.Authentication, BackendCode.ParameterStatus, BackendCode.BackendKeyData, BackendCode.ErrorResponse,
+  BackendCode.ReadyForQuery, BackendCode.NoticeResponse, BackendCode.NegotiateProtocolVersion,
+]
+const WORK_INSPECT = [
+  BackendCode.ReadyForQuery, BackendCode.ParameterStatus, BackendCode.CopyInResponse, BackendCode.CopyOutResponse,
+  BackendCode.CopyBothResponse,
+]
+
+export class ServerConn implements PooledServer {
+  prev: PooledServer | null = null
+  next: PooledServer | null = null
+  list: object | null = null
+  state: ServerState = ServerState.Login
+  client: ClientConn | null = null
+  closeOnRelease = false
+  connectedAtMs: number
+  idleSinceMs: number
+  readyAtMs: number
+  readonly id: string
+  readonly socket: net.Socket
+  readonly framer: Framer
+  /** Current values of the parameters the server reports (GUC_REPORT), by canonical name. */
+  readonly params = new Map<string, string>()
+  backendPid = 0
+  backendSecret = 0
+  txStatus: number = TxStatus.Idle
+  /** ReadyForQuery messages the server still owes: one per Query, Sync (outside copy-in) or FunctionCall sent. */
+  owedReady = 0
+  /** Extended-protocol messages were sent since the last Sync: the server is mid-batch. */
+  hasUnsyncedMessages = false
+  isCopyIn = false
+  private isLoggedIn = false
+  private auth: ServerAuth | null
+  private internalDone: ((ok: boolean) => void) | null = null
+  private internalOk = true
+  private closeReason: string | null = null
+  private readonly addr: string
+
+  constructor(
+    readonly pool: Pool,
+    readonly target: ServerTarget,
+    private readonly ctx: ProxyContext,
+  ) {
+    this.id = `S-${nextServerId++}`
+    const now = Date.now()
+    this.connectedAtMs = now
+    this.idleSinceMs = now
+    this.readyAtMs = now
+    this.framer = new Framer(ctx.settings.max_packet_size)
+    for (const c of LOGIN_INSPECT) this.framer.inspect[c] = 1
+    this.auth = new ServerAuth(target.user, target.password)
+    const isUnix = target.host.startsWith('/')
+    this.addr = isUnix ? `unix:${target.host}` : `${target.host}:${target.port}`
+    this.socket = isUnix
+      ? net.connect({ path: join(target.host, `.s.PGSQL.${target.port}`) })
+      : net.connect({ host: target.host, port: target.port })
+    this.socket.setNoDelay(true)
+    if (ctx.settings.tcp_keepalive && !isUnix) {
+      this.socket.setKeepAlive(true, Math.max(0, ctx.settings.tcp_keepidle) * 1000)
+    }
+    this.socket.on('connect', () => this.onConnect())
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    this.socket.on('error', (err) => this.close(`server socket error: ${err.message}`))
+    this.socket.on('close', () => this.close('server closed the connection'))
+  }
+
+  describe(): string {
+    return `${this.pool.database}/${this.pool.user}@${this.addr}`
+  }
+
+  get isReady(): boolean {
+    return this.isLoggedIn && this.txStatus === TxStatus.Idle && this.owedReady === 0 && !this.hasUnsyncedMessages &&
+      this.internalDone === null && this.framer.isAtBoundary
+  }
+
+  get isIdleInTransaction(): boolean {
+    return this.txStatus !== TxStatus.Idle && this.owedReady === 0 && !this.hasUnsyncedMessages
+  }
+
+  get isClosed(): boolean {
+    return this.closeReason !== null
+  }
+
+  private onConnect(): void {
+    const params: Record<string, string> = { user: this.target.user, database: this.target.database, ...this.target.startupParams }
+    this.socket.write(build.startupMessage(params))
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      if (!this.isLoggedIn) this.onLoginData(chunk)
+      else if (this.internalDone !== null) this.onInternalData(chunk)
+      else if (this.client !== null) this.onWorkData(chunk, this.client)
+      else this.onIdleData(chunk)
+    } catch (err) {
+      this.close(`server protocol error: ${(err as Error).message}`)
+    }
+  }
+
+  // ---- login ----
+
+  private onLoginData(chunk: Buffer): void {
+    const f = this.framer
+    f.push(chunk)
+    while (f.next()) {
+      switch (f.code) {
+        case BackendCode.Authentication: {
+          const reply = (this.auth as ServerAuth).onAuthRequest(f.buf, f.start + 5, f.end)
+          if (reply !== null) this.socket.write(reply)
+          if (f.buf.readInt32BE(f.start + 5) === AuthCode.Ok) this.auth = null
+          break
+        }
+        case BackendCode.ParameterStatus: {
+          const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
+          this.params.set(name, value)
+          break
+        }
+        case BackendCode.BackendKeyData: {
+          const k = parseBackendKeyData(f.buf, f.start + 5, f.end)
+          this.backendPid = k.pid
+          this.backendSecret = k.secret
+          break
+        }
+        case BackendCode.ErrorResponse: {
+          const e = parseErrorFields(f.buf, f.start + 5, f.end)
+          const failure: ClientFailure = { severity: 'FATAL', code: e.code, message: e.message, reason: `server login failed: ${e.message}` }
+          this.failLogin(failure)
+          return
+        }
+        case BackendCode.ReadyForQuery:
+          this.finishLogin()
+          return
+        case BackendCode.NoticeResponse:
+        case BackendCode.NegotiateProtocolVersion:
+          break
+        default:
+          throw new Error(`unexpected message '${String.fromCharCode(f.code)}' during login`)
+      }
+    }
+  }
+
+  private finishLogin(): void {
+    for (const c of LOGIN_INSPECT) this.framer.inspect[c] = 0
+    for (const c of WORK_INSPECT) this.framer.inspect[c] = 1
+    this.isLoggedIn = true
+    this.readyAtMs = Date.now()
+    this.ctx.log.debug('server.logged_in', this, 'new server connection')
+    const q = this.target.connectQuery
+    if (q !== null && q !== '') {
+      this.runInternal(q, (ok) => {
+        if (!ok) this.close('connect_query failed')
+        else this.pool.serverLoggedIn(this, new Map(this.params), Date.now())
+      })
+    } else {
+      this.pool.serverLoggedIn(this, new Map(this.params), Date.now())
+    }
+  }
+
+  private failLogin(failure: ClientFailure): void {
+    this.ctx.log.warn('server.login_failed', this, failure.reason)
+    this.closeReason = failure.reason
+    this.socket.destroy()
+    this.pool.serverLoginFailed(this, failure, Date.now())
+  }
+
+  // ---- internal queries ----
+
+  /** Sends a query whose results are swallowed; ParameterStatus still updates params (and the linked client's). */
+  runInternal(sql: string, done: (ok: boolean) => void): void {
+    if (this.internalDone !== null) throw new Error('server: internal query while one runs')
+    this.internalDone = done
+    this.internalOk = true
+    this.framer.inspect.fill(1)
+    this.socket.write(build.query(sql))
+  }
+
+  private onInternalData(chunk: Buffer): void {
+    const f = this.framer
+    f.push(chunk)
+    while (f.next()) {
+      if (f.code === BackendCode.ParameterStatus) {
+        const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
+        this.params.set(name, value)
+        if (this.client !== null) this.client.onServerParameter(name, value)
+      } else if (f.code === BackendCode.ErrorResponse) {
+        const e = parseErrorFields(f.buf, f.start + 5, f.end)
+        this.internalOk = false
+        this.ctx.log.warn('server.internal_query_failed', this, `internal query failed: ${e.message}`, { sqlstate: e.code })
+      } else if (f.code === BackendCode.CopyInResponse || f.code === BackendCode.CopyBothResponse) {
+        throw new Error('internal query started COPY')
+      } else if (f.code === BackendCode.ReadyForQuery) {
+        this.txStatus = f.buf[f.start + 5]
+        const done = this.internalDone as (ok: boolean) => void
+        this.internalDone = null
+        this.framer.inspect.fill(0)
+        for (const c of WORK_INSPECT) this.framer.inspect[c] = 1
+        // An internal query that leaves a transaction open would leak it to the next client.
+        const ok = this.internalOk && this.txStatus === TxStatus.Idle
+        if (f.end < f.buf.length && f.buf === chunk) {
+          throw new Error('server sent data after internal ReadyForQuery')
+        }
+        done(ok)
+        return
+      }
+    }
+  }
+
+  // ---- work ----
+
+  private onWorkData(chunk: Buffer, client: ClientConn): void {
+    const f = this.framer
+    const out = client.socket
+    f.push(chunk)
+    let runStart = -1
+    let runEnd = -1
+    let sawReady = false
+    out.cork()
+    try {
+      while (f.next()) {
+        if (f.buf !== chunk || f.stashed !== null) {
+          if (runStart >= 0) out.write(chunk.subarray(runStart, runEnd))
+          runStart = -1
+          if (f.stashed !== null) out.write(f.stashed)
+          if (f.buf !== chunk) {
+            // An inspected message assembled across chunks: it lives in its own buffer.
+            this.inspectWork(f.buf, f.start)
+            out.write(f.buf.subarray(f.start, f.end))
+            sawReady ||= f.code === BackendCode.ReadyForQuery
+            continue
+          }
+        }
+        if (f.isFirst && f.inspect[f.code] === 1) {
+          this.inspectWork(chunk, f.start)
+          sawReady ||= f.code === BackendCode.ReadyForQuery
+        }
+        if (runStart < 0) runStart = f.start
+        runEnd = f.end
+      }
+      if (runStart >= 0) out.write(chunk.subarray(runStart, runEnd))
+    } finally {
+      out.uncork()
+    }
+    client.bytesToClient += chunk.length
+    if (out.writableNeedDrain) client.throttleServer(this)
+    if (sawReady) client.onServerReady(this)
+  }
+
+  /** Reads the few backend messages that change what tidepool knows; `at` is the message start. */
+  private inspectWork(buf: Buffer, at: number): void {
+    const code = buf[at]
+    if (code === BackendCode.ReadyForQuery) {
+      this.txStatus = buf[at + 5]
+      if (this.owedReady > 0) this.owedReady--
+      this.isCopyIn = false
+      this.readyAtMs = Date.now()
+    } else if (code === BackendCode.ParameterStatus) {
+      const [name, value] = parseParameterStatus(buf, at + 5, at + 1 + buf.readInt32BE(at + 1))
+      this.params.set(name, value)
+      if (this.client !== null) this.client.onServerParameter(name, value)
+    } else if (code === BackendCode.CopyInResponse || code === BackendCode.CopyBothResponse) {
+      this.isCopyIn = true
+    }
+  }
+
+  /** Bytes from a server nobody is linked to: only asynchronous messages are acceptable. */
+  private onIdleData(chunk: Buffer): void {
+    const f = this.framer
+    f.inspect.fill(1)
+    f.push(chunk)
+    try {
+      while (f.next()) {
+        if (f.code === BackendCode.ParameterStatus) {
+          const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
+          this.params.set(name, value)
+        } else if (f.code === BackendCode.ErrorResponse) {
+          const e = parseErrorFields(f.buf, f.start + 5, f.end)
+          this.close(`server sent ${e.severity}: ${e.message}`)
+          return
+        } else if (f.code !== BackendCode.NoticeResponse && f.code !== BackendCode.NotificationResponse) {
+          this.close(`${this.state} server got dirty`)
+          return
+        }
+      }
+    } finally {
+      f.inspect.fill(0)
+      for (const c of WORK_INSPECT) f.inspect[c] = 1
+    }
+  }
+
+  /** Called by the client side for every frontend message start it forwards. */
+  noteFrontendMessage(code: number): void {
+    switch (code) {
+      case 0x51: // Query
+      case 0x46: // FunctionCall
+        this.owedReady++
+        break
+      case 0x53: // Sync: ignored by the server while in copy-in mode
+        if (!this.isCopyIn) {
+          this.owedReady++
+          this.hasUnsyncedMessages = false
+        }
+        break
+      case 0x63: // CopyDone
+      case 0x66: // CopyFail
+        this.isCopyIn = false
+        break
+      case 0x64: // CopyData
+      case 0x48: // Flush
+        break
+      default: // Parse, Bind, Describe, Execute, Close: part of a batch until Sync
+        this.hasUnsyncedMessages = true
+    }
+  }
+
+  // ---- close ----
+
+  close(reason: string): void {
+    if (this.closeReason !== null) return
+    this.closeReason = reason
+    const wasLoggedIn = this.isLoggedIn
+    if (wasLoggedIn && !this.isReady && this.backendPid !== 0) {
+      // Closing the socket does not stop a running query (PostgreSQL notices a gone client only
+      // when it next writes); a cancel does.
+      const t = this.target
+      sendCancel({ host: t.host, port: t.port, pid: this.backendPid, secret: this.backendSecret }, this.ctx.settings.server_connect_timeout * 1000)
+    }
+    if (this.socket.writable && wasLoggedIn) this.socket.end(build.terminate())
+    this.socket.destroy()
+    const client = this.client
+    if (!wasLoggedIn && this.state === ServerState.Login) {
+      this.ctx.log.warn('server.connect_failed', this, `closing because: ${reason}`)
+      this.pool.serverLoginFailed(this, null, Date.now())
+    } else {
+      this.ctx.log.info('server.closed', this, `closing because: ${reason}`, { age_s: Math.round((Date.now() - this.connectedAtMs) / 1000) })
+      this.pool.serverClosed(this)
+    }
+    const done = this.internalDone
+    this.internalDone = null
+    if (client !== null) client.onServerLost(this)
+    else if (done !== null) done(false)
+    this.pool.kick(Date.now())
+  }
+}

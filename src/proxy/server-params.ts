@@ -1,0 +1,50 @@
+// Session parameters tidepool keeps honest in transaction mode: the ones PostgreSQL reports with
+// ParameterStatus (GUC_REPORT) that clients commonly set. Each client remembers its values; when it
+// is linked to a server whose values differ, one internal query of SETs brings the server in line
+// before the client's own messages go through. PgBouncer tracks the same base list, plus
+// track_extra_parameters (default IntervalStyle).
+// Must not: track parameters the server does not report: we would never learn the client's changes.
+
+const BASE = ['client_encoding', 'DateStyle', 'TimeZone', 'standard_conforming_strings', 'application_name'] as const
+
+const cache = new WeakMap<readonly string[], Map<string, string>>()
+
+function lookup(extra: readonly string[]): Map<string, string> {
+  let m = cache.get(extra)
+  if (m === undefined) {
+    m = new Map()
+    for (const name of [...BASE, ...extra]) m.set(name.toLowerCase(), name)
+    cache.set(extra, m)
+  }
+  return m
+}
+
+/** The canonical spelling of a tracked parameter, or null when `name` is not tracked. */
+export function canonicalParamName(name: string, extra: readonly string[]): string | null {
+  return lookup(extra).get(name.toLowerCase()) ?? null
+}
+
+export function trackedNames(extra: readonly string[]): string[] {
+  return [...lookup(extra).values()]
+}
+
+/** One query of SETs that makes `server` match `client`, or null when they already agree. */
+export function paramSyncQuery(client: ReadonlyMap<string, string>, server: ReadonlyMap<string, string>): string | null {
+  let sql: string | null = null
+  for (const [name, value] of client) {
+    if (server.get(name) === value) continue
+    const stmt = `SET ${quoteIdent(name)} = ${quoteLiteral(value)};`
+    sql = sql === null ? stmt : sql + stmt
+  }
+  return sql
+}
+
+export function quoteIdent(name: string): string {
+  return '"' + name.replaceAll('"', '""') + '"'
+}
+
+/** A literal that reads the same whatever standard_conforming_strings is: E'' when backslashes occur. */
+export function quoteLiteral(value: string): string {
+  if (value.includes('\\')) return "E'" + value.replaceAll('\\', '\\\\').replaceAll("'", "''") + "'"
+  return "'" + value.replaceAll("'", "''") + "'"
+}

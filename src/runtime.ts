@@ -1,0 +1,332 @@
+// The running pooler: owns the frozen Config snapshot, the pools, the listeners and the janitor
+// tick; RELOAD swaps the snapshot whole and applies what may change live; shutdown closes in order.
+// Invariants: exactly one Config is current; pools read their settings from the last resolve.
+// Must not: parse config (config/ does) or speak the protocol (proxy/ does).
+
+import net from 'node:net'
+import fs from 'node:fs'
+import { join } from 'node:path'
+import type { Config, DatabaseEntry } from './config/types.ts'
+import { diffConfig, loadConfig } from './config/load.ts'
+import { serverCheckQuerySql } from './config/settings.ts'
+import { Logger } from './observe/log.ts'
+import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
+import { sweepLoginClients, sweepPool } from './pool/janitor.ts'
+import { IntrusiveList } from './util/intrusive-list.ts'
+import type { PooledClient } from './pool/states.ts'
+import { CancelRegistry } from './proxy/cancel.ts'
+import { ClientConn } from './proxy/client-conn.ts'
+import { ServerConn, type ServerTarget } from './proxy/server-conn.ts'
+import type { ProxyContext } from './proxy/context.ts'
+import { ClientErrors } from './protocol/client-errors.ts'
+
+export interface RuntimeOptions {
+  log?: Logger
+}
+
+interface PoolEntry {
+  pool: Pool
+  target: ServerTarget
+  /** Round-robin position over the entry's hosts. */
+  nextHost: number
+}
+
+export class Runtime implements ProxyContext, ServerFactory {
+  config: Config
+  readonly log: Logger
+  readonly cancels = new CancelRegistry()
+  readonly loginClients = new IntrusiveList<PooledClient>()
+  readonly clients = new Set<ClientConn>()
+  isShuttingDown = false
+  private readonly pools = new Map<string, PoolEntry>()
+  private readonly dbCounts = new Map<string, SharedCount>()
+  private readonly userCounts = new Map<string, SharedCount>()
+  private readonly listeners: net.Server[] = []
+  private tick: NodeJS.Timeout | null = null
+  private unixSocketPath: string | null = null
+  private shutdownDone: Promise<void> | null = null
+
+  private constructor(config: Config, opts: RuntimeOptions) {
+    this.config = config
+    this.log = opts.log ?? new Logger()
+    this.applyLogSettings()
+  }
+
+  get settings() {
+    return this.config.settings
+  }
+
+  /** Starts listeners and the janitor; resolves once every listener is bound. */
+  static async start(config: Config, opts: RuntimeOptions = {}): Promise<Runtime> {
+    const rt = new Runtime(config, opts)
+    await rt.listen()
+    rt.startJanitor()
+    rt.writePidfile()
+    rt.log.info('runtime.started', null, `listening on ${rt.describeListeners()}`)
+    return rt
+  }
+
+  /** The TCP port actually bound (useful with listen_port = 0). */
+  get port(): number {
+    for (const l of this.listeners) {
+      const a = l.address()
+      if (a !== null && typeof a === 'object') return a.port
+    }
+    return 0
+  }
+
+  get poolList(): Pool[] {
+    return [...this.pools.values()].map((e) => e.pool)
+  }
+
+  // ---- pools ----
+
+  poolFor(database: string, user: string): Pool | null {
+    const key = `${database}\u0000${user}`
+    const existing = this.pools.get(key)
+    if (existing !== undefined) return existing.pool
+    const entry = this.config.databases.get(database) ?? this.config.databases.get('*')
+    if (entry === undefined) return null
+    const dbCount = counter(this.dbCounts, database)
+    const userCount = counter(this.userCounts, user)
+    const pool = new Pool(database, user, this.resolvePoolSettings(entry, user), dbCount, userCount, this)
+    this.pools.set(key, { pool, target: this.resolveTarget(entry, database, user, 0), nextHost: 0 })
+    this.log.debug('pool.created', null, `new pool ${database}/${user}`)
+    return pool
+  }
+
+  openServer(pool: Pool): ServerConn {
+    const e = this.pools.get(`${pool.database}\u0000${pool.user}`) as PoolEntry
+    const entry = this.config.databases.get(pool.database) ?? this.config.databases.get('*')
+    let target = e.target
+    if (entry !== undefined && entry.hosts.length > 1) {
+      e.nextHost = (e.nextHost + 1) % entry.hosts.length
+      target = this.resolveTarget(entry, pool.database, pool.user, e.nextHost)
+    }
+    return new ServerConn(pool, target, this)
+  }
+
+  private resolvePoolSettings(db: DatabaseEntry, user: string): PoolSettings {
+    const s = this.config.settings
+    const u = this.config.users.get(user)
+    return {
+      pool_mode: u?.pool_mode ?? db.pool_mode ?? s.pool_mode,
+      pool_size: u?.pool_size ?? db.pool_size ?? s.default_pool_size,
+      min_pool_size: db.min_pool_size ?? s.min_pool_size,
+      reserve_pool_size: u?.reserve_pool_size ?? db.reserve_pool_size ?? s.reserve_pool_size,
+      reserve_pool_timeout: s.reserve_pool_timeout,
+      max_db_connections: db.max_db_connections ?? s.max_db_connections,
+      max_user_connections: u?.max_user_connections ?? s.max_user_connections,
+      server_round_robin: s.server_round_robin,
+      server_reset_query: s.server_reset_query,
+      server_reset_query_always: s.server_reset_query_always,
+      server_check_query: serverCheckQuerySql(s.server_check_query),
+      server_check_delay: s.server_check_delay,
+      server_login_retry: s.server_login_retry,
+      server_lifetime: db.server_lifetime ?? s.server_lifetime,
+      server_idle_timeout: s.server_idle_timeout,
+    }
+  }
+
+  private resolveTarget(db: DatabaseEntry, database: string, user: string, hostIndex: number): ServerTarget {
+    const s = this.config.settings
+    const host = db.hosts.length > 0 ? db.hosts[hostIndex % db.hosts.length] : (s.unix_socket_dir || '/tmp')
+    const port = db.ports.length > 0 ? db.ports[hostIndex % db.ports.length] : 5432
+    const startupParams: Record<string, string> = {}
+    if (db.client_encoding !== null) startupParams.client_encoding = db.client_encoding
+    if (db.datestyle !== null) startupParams.DateStyle = db.datestyle
+    if (db.timezone !== null) startupParams.TimeZone = db.timezone
+    if (db.application_name !== null) startupParams.application_name = db.application_name
+    const serverUser = db.user ?? user
+    const password = db.password ?? this.config.userlist.get(serverUser)?.password ?? null
+    return { host, port, database: db.dbname ?? database, user: serverUser, password, startupParams, connectQuery: db.connect_query }
+  }
+
+  // ---- listeners ----
+
+  private async listen(): Promise<void> {
+    const s = this.config.settings
+    const onConnection = (socket: net.Socket) => {
+      socket.on('error', () => {}) // ClientConn installs the real handler; this covers the gap.
+      new ClientConn(socket, this)
+    }
+    const addrs = s.listen_addr.split(',').map((a) => a.trim()).filter((a) => a !== '')
+    for (const addr of addrs) {
+      const server = net.createServer(onConnection)
+      const host = addr === '*' ? undefined : addr
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen({ host, port: s.listen_port, backlog: s.listen_backlog }, () => {
+          server.off('error', reject)
+          resolve()
+        })
+      })
+      server.on('error', (err) => this.log.error('listener.failed', null, `listener error: ${err.message}`))
+      this.listeners.push(server)
+    }
+    if (s.unix_socket_dir !== '') {
+      const path = join(s.unix_socket_dir, `.s.PGSQL.${this.port || s.listen_port}`)
+      try {
+        fs.unlinkSync(path)
+      } catch {
+        // No stale socket file: nothing to remove.
+      }
+      const server = net.createServer(onConnection)
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen({ path, backlog: s.listen_backlog }, () => resolve())
+      })
+      fs.chmodSync(path, s.unix_socket_mode)
+      this.unixSocketPath = path
+      this.listeners.push(server)
+    }
+  }
+
+  private describeListeners(): string {
+    const parts: string[] = []
+    for (const l of this.listeners) {
+      const a = l.address()
+      parts.push(typeof a === 'string' ? `unix:${a}` : a === null ? '?' : `${a.address}:${a.port}`)
+    }
+    return parts.join(', ') || '(nothing)'
+  }
+
+  // ---- janitor ----
+
+  private startJanitor(): void {
+    if (this.tick !== null) clearInterval(this.tick)
+    this.tick = setInterval(() => this.sweep(), this.config.settings.janitor_interval_ms)
+    this.tick.unref()
+  }
+
+  /** One janitor pass over every pool; exposed so tests can run it without waiting. */
+  sweep(): void {
+    const now = Date.now()
+    const s = this.config.settings
+    try {
+      sweepLoginClients(this.loginClients, s, now)
+      for (const e of this.pools.values()) sweepPool(e.pool, { ...s, server_idle_timeout: e.pool.settings.server_idle_timeout, server_lifetime: e.pool.settings.server_lifetime }, now)
+    } catch (err) {
+      // A sweep must never take the process down; a broken invariant is logged loudly instead.
+      this.log.error('janitor.failed', null, `janitor sweep failed: ${(err as Error).stack ?? String(err)}`)
+    }
+  }
+
+  // ---- reload ----
+
+  /** Re-reads the config file; a file with any error is rejected whole and the old config stays. */
+  async reload(): Promise<{ ok: boolean; errors: string[] }> {
+    const r = await loadConfig(this.config.file)
+    for (const w of r.warnings) this.log.warn('config.warning', null, w)
+    if (!r.ok) {
+      for (const e of r.errors) this.log.error('config.rejected', null, e)
+      this.log.error('config.rejected', null, 'RELOAD failed: keeping the old configuration')
+      return { ok: false, errors: r.errors }
+    }
+    this.applyConfig(r.config)
+    return { ok: true, errors: [] }
+  }
+
+  applyConfig(next: Config): void {
+    const diff = diffConfig(this.config, next)
+    const prev = this.config
+    this.config = next
+    this.applyLogSettings()
+    if (prev.settings.janitor_interval_ms !== next.settings.janitor_interval_ms) this.startJanitor()
+    for (const e of this.pools.values()) {
+      const entry = next.databases.get(e.pool.database) ?? next.databases.get('*')
+      if (entry === undefined) {
+        for (const c of [...e.pool.lists.activeClients, ...e.pool.lists.waitingClients, ...e.pool.lists.loginClients]) c.fail(ClientErrors.databaseRemoved)
+        continue
+      }
+      e.pool.settings = this.resolvePoolSettings(entry, e.pool.user)
+      const target = this.resolveTarget(entry, e.pool.database, e.pool.user, 0)
+      if (JSON.stringify(target) !== JSON.stringify(e.target)) {
+        e.target = target
+        for (const s of e.pool.lists.activeServers) s.closeOnRelease = true
+        for (const s of [...e.pool.lists.idleServers, ...e.pool.lists.usedServers]) s.close('database configuration changed')
+        e.pool.welcome = null
+      }
+    }
+    if (diff.restart.length > 0) {
+      this.log.warn('config.restart_needed', null, `changed settings need a restart to take effect: ${diff.restart.join(', ')}`)
+    }
+    this.log.info('config.reloaded', null, `configuration reloaded; changed: ${[...diff.live, ...diff.restart].join(', ') || '(nothing)'}`)
+  }
+
+  private applyLogSettings(): void {
+    const s = this.config.settings
+    this.log.format = s.log_format
+    this.log.debugEnabled = s.verbose > 0
+  }
+
+  // ---- lifecycle ----
+
+  private writePidfile(): void {
+    const p = this.config.settings.pidfile
+    if (p !== '') fs.writeFileSync(p, `${process.pid}\n`)
+  }
+
+  /**
+   * 'immediate' closes everything now. 'transactions' (PgBouncer's SIGINT) stops new logins and
+   * waits for active servers to be released. 'clients' (SIGTERM, PgBouncer 1.23+) waits for every
+   * client to leave. Resolves when done; a second call with 'immediate' cuts a wait short.
+   */
+  shutdown(mode: 'immediate' | 'transactions' | 'clients'): Promise<void> {
+    if (this.shutdownDone !== null && mode !== 'immediate') return this.shutdownDone
+    this.isShuttingDown = true
+    for (const l of this.listeners) l.close()
+    if (this.tick !== null && mode === 'immediate') {
+      clearInterval(this.tick)
+      this.tick = null
+    }
+    let isFinished = false
+    const finish = () => {
+      if (isFinished) return
+      isFinished = true
+      for (const c of [...this.clients]) c.fail(ClientErrors.shuttingDown)
+      for (const e of this.pools.values()) {
+        const l = e.pool.lists
+        for (const s of [...l.loginServers, ...l.idleServers, ...l.usedServers, ...l.activeServers, ...l.testedServers]) s.close('pooler shutdown')
+      }
+      if (this.tick !== null) clearInterval(this.tick)
+      this.tick = null
+      if (this.unixSocketPath !== null) fs.rmSync(this.unixSocketPath, { force: true })
+      const pid = this.config.settings.pidfile
+      if (pid !== '') fs.rmSync(pid, { force: true })
+      this.log.info('runtime.stopped', null, 'shutdown complete')
+    }
+    if (mode === 'immediate') {
+      finish()
+      this.shutdownDone = Promise.resolve()
+      return this.shutdownDone
+    }
+    this.log.info('runtime.stopping', null, mode === 'clients' ? 'waiting for clients to disconnect' : 'waiting for transactions to finish')
+    // Idle clients in 'transactions' mode are let go at once; active ones when their server is released.
+    this.shutdownDone = new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        let busy = 0
+        for (const e of this.pools.values()) busy += e.pool.lists.activeServers.size + e.pool.lists.testedServers.size
+        if (mode === 'transactions') {
+          for (const c of [...this.clients]) if (c.server === null) c.fail(ClientErrors.shuttingDown)
+        }
+        const done = mode === 'clients' ? this.clients.size === 0 : busy === 0
+        if (done || this.tick === null) {
+          clearInterval(check)
+          finish()
+          resolve()
+        }
+      }, 50)
+    })
+    return this.shutdownDone
+  }
+}
+
+function counter(m: Map<string, SharedCount>, key: string): SharedCount {
+  let c = m.get(key)
+  if (c === undefined) {
+    c = new SharedCount()
+    m.set(key, c)
+  }
+  return c
+}
