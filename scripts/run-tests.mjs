@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+// The test runner behind `npm test`: typechecks, lists the test files itself (Node 20's --test does
+// not expand globs) and runs them one file at a time under node:test with tsx as the loader.
+//
+// Usage: node scripts/run-tests.mjs [--no-typecheck] [unit|property|integration|fuzz|<dir or file>...]
+// Default: every *.test.ts under test/unit, test/property, test/integration and test/fuzz.
+//
+// One file at a time (--test-concurrency=1) because every integration file starts its own
+// PostgreSQL and CI has 2 cores. --test-force-exit ends a file whose tests are done but which still
+// holds a socket (a timed-out test leaves its clients open); the harness's 'exit' listener then
+// stops that file's PostgreSQL. Last, we sweep for any postmaster of this run that survived anyway,
+// found by TIDEPOOL_TEST_RUN_ID in its data dir path, and remove those dirs.
+// Must not: touch clusters of other runs (another engineer's tests on the same machine).
+
+import { spawn, spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, relative, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const DEFAULT_DIRS = ['unit', 'property', 'integration', 'fuzz']
+// Matches PG_DIR_PREFIX in test/harness/postgres.ts.
+const PG_DIR_PREFIX = 'tidepool-pg-'
+// A test without its own { timeout } still cannot hang CI forever.
+const DEFAULT_TEST_TIMEOUT_MS = 300_000
+
+function listTests(path) {
+  if (!existsSync(path)) return []
+  if (statSync(path).isFile()) return path.endsWith('.test.ts') ? [path] : []
+  const found = []
+  for (const entry of readdirSync(path, { withFileTypes: true })) {
+    if (entry.name === 'node_modules' || entry.name.startsWith('.')) continue
+    const full = join(path, entry.name)
+    if (entry.isDirectory()) found.push(...listTests(full))
+    else if (entry.isFile() && entry.name.endsWith('.test.ts')) found.push(full)
+  }
+  return found.sort()
+}
+
+function targetPath(arg) {
+  const underTest = join(root, 'test', arg)
+  if (existsSync(underTest)) return underTest
+  const asGiven = resolve(arg)
+  if (existsSync(asGiven)) return asGiven
+  console.error(`run-tests: no such test folder or file: ${arg}`)
+  process.exit(2)
+}
+
+function supportsForceExit() {
+  const [major, minor] = process.versions.node.split('.').map(Number)
+  return major >= 22 || (major === 20 && minor >= 14)
+}
+
+function sweep(runId) {
+  const marker = `${PG_DIR_PREFIX}${runId}-`
+  const pids = () => spawnSync('pgrep', ['-f', '--', marker], { encoding: 'utf8' }).stdout
+    .split('\n').map((s) => Number.parseInt(s, 10)).filter((n) => Number.isInteger(n) && n !== process.pid)
+  // A postmaster whose test process just died shuts itself down (parent-death signal); give it time.
+  let left = pids()
+  for (const until = Date.now() + 3_000; left.length > 0 && Date.now() < until; left = pids()) spawnSync('sleep', ['0.1'])
+  if (left.length > 0) {
+    console.error(`run-tests: ${left.length} PostgreSQL process(es) of this run outlived their test file; stopping them: ${left.join(' ')}`)
+    // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its backends down with it.
+    for (const pid of left) { try { process.kill(pid, 'SIGQUIT') } catch { /* gone */ } }
+    const deadline = Date.now() + 5_000
+    while ((left = pids()).length > 0 && Date.now() < deadline) spawnSync('sleep', ['0.1'])
+    for (const pid of left) { try { process.kill(pid, 'SIGKILL') } catch { /* gone */ } }
+  }
+  const tmp = tmpdir()
+  for (const name of readdirSync(tmp)) {
+    if (name.startsWith(marker)) rmSync(join(tmp, name), { recursive: true, force: true })
+  }
+}
+
+const args = process.argv.slice(2)
+const typecheck = !args.includes('--no-typecheck')
+const targets = args.filter((a) => !a.startsWith('--'))
+const unknownFlags = args.filter((a) => a.startsWith('--') && a !== '--no-typecheck')
+if (unknownFlags.length > 0) {
+  console.error(`run-tests: unknown option(s) ${unknownFlags.join(' ')}\nusage: node scripts/run-tests.mjs [--no-typecheck] [unit|property|integration|fuzz|<path>...]`)
+  process.exit(2)
+}
+
+const files = [...new Set((targets.length > 0 ? targets.map(targetPath) : DEFAULT_DIRS.map((d) => join(root, 'test', d)))
+  .flatMap(listTests))]
+
+if (typecheck) {
+  console.log('run-tests: npx tsc --noEmit')
+  const tsc = spawnSync('npx', ['--no-install', 'tsc', '--noEmit', '-p', root], { cwd: root, stdio: 'inherit' })
+  if (tsc.status !== 0) {
+    console.error('run-tests: type errors, not running tests')
+    process.exit(tsc.status ?? 1)
+  }
+}
+
+if (files.length === 0) {
+  // Without files, `node --test` would fall back to its own default patterns.
+  console.log('run-tests: no test files found')
+  process.exit(0)
+}
+
+const runId = `r${randomBytes(4).toString('hex')}`
+const nodeArgs = [
+  '--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec',
+  `--test-timeout=${DEFAULT_TEST_TIMEOUT_MS}`,
+  ...(supportsForceExit() ? ['--test-force-exit'] : []),
+  ...files.map((f) => relative(root, f)),
+]
+console.log(`run-tests: ${files.length} file(s), run id ${runId}`)
+const child = spawn(process.execPath, nodeArgs, {
+  cwd: root, stdio: 'inherit', env: { ...process.env, TIDEPOOL_TEST_RUN_ID: runId },
+})
+
+// Ctrl-C reaches the child through the terminal's process group; we stay to sweep after it.
+const forward = (signal) => { child.kill(signal) }
+process.on('SIGINT', forward)
+process.on('SIGTERM', forward)
+process.on('SIGHUP', forward)
+
+child.on('exit', (code, signal) => {
+  sweep(runId)
+  process.exit(code ?? (signal ? 1 : 0))
+})
