@@ -91,16 +91,18 @@ export class PoolLists {
 
   /** Moves a client to `to`; `atFront` puts it first (a server's most recent idle, LIFO reuse). */
   moveClient(c: PooledClient, to: ClientState): void {
+    // A client arrives from the runtime's pre-pool login list already detached (list === null).
     const from = this.clientList(c.state)
-    if (from !== null) from.remove(c)
+    if (from !== null && c.list !== null) from.remove(c)
     c.state = to
     const dest = this.clientList(to)
     if (dest !== null) dest.push(c)
   }
 
   moveServer(s: PooledServer, to: ServerState, atFront = false): void {
+    // A new server starts in Login on no list yet.
     const from = this.serverList(s.state)
-    if (from !== null) from.remove(s)
+    if (from !== null && s.list !== null) from.remove(s)
     s.state = to
     const dest = this.serverList(to)
     if (dest === null) return

@@ -18,6 +18,7 @@ import { FrontendCode, MAX_STARTUP_PACKET_LENGTH, TxStatus } from '../protocol/c
 import * as build from '../protocol/build.ts'
 import { parseStartupPacket, startupPacketLength } from '../protocol/startup.ts'
 import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
+import { TidepoolError } from '../util/errors.ts'
 import { ClientState, type PooledClient, type PooledServer } from '../pool/states.ts'
 import type { Pool } from '../pool/pool.ts'
 import type { ProxyContext } from './context.ts'
@@ -94,7 +95,13 @@ export class ClientConn implements PooledClient {
         case Phase.Closed: break
       }
     } catch (err) {
-      this.fail(ClientErrors.protocolViolation(`invalid client message: ${(err as Error).message}`))
+      if (err instanceof TidepoolError && err.code === 'TP_PROTOCOL_VIOLATION') {
+        this.fail(ClientErrors.protocolViolation(err.message))
+      } else {
+        // Our bug, not the client's bytes: say so in the log with the stack, close only this client.
+        this.ctx.log.error('client.internal_error', this, `internal error: ${(err as Error).stack ?? String(err)}`)
+        this.fail(ClientErrors.internalError)
+      }
     }
   }
 
@@ -365,10 +372,6 @@ export class ClientConn implements PooledClient {
     const pool = this.pool as Pool
     const mode = pool.settings.pool_mode
     if (mode === 'session' || this.server !== server) return
-    if (mode === 'statement' && server.txStatus !== TxStatus.Idle && server.owedReady === 0) {
-      this.fail(ClientErrors.statementModeTransaction)
-      return
-    }
     if (server.isReady && this.pending.length === 0) {
       this.onClientDrain()
       pool.release(server, Date.now())

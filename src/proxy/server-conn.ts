@@ -17,7 +17,7 @@ import { parseBackendKeyData, parseErrorFields, parseParameterStatus } from '../
 import { ServerAuth } from '../auth/server-login.ts'
 import { ServerState, type PooledServer } from '../pool/states.ts'
 import type { Pool } from '../pool/pool.ts'
-import type { ClientFailure } from '../protocol/client-errors.ts'
+import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import type { ProxyContext } from './context.ts'
 import type { ClientConn } from './client-conn.ts'
 import { sendCancel } from './cancel.ts'
@@ -249,13 +249,21 @@ export class ServerConn implements PooledServer {
   private onWorkData(chunk: Buffer, client: ClientConn): void {
     const f = this.framer
     const out = client.socket
+    const isStatementMode = this.pool.settings.pool_mode === 'statement'
     f.push(chunk)
     let runStart = -1
     let runEnd = -1
     let sawReady = false
+    let refusedTransaction = false
     out.cork()
     try {
       while (f.next()) {
+        // Statement mode: a ReadyForQuery that says "in a transaction" is not forwarded; the
+        // client gets PgBouncer's error in its place, as the answer to its BEGIN.
+        if (isStatementMode && f.code === BackendCode.ReadyForQuery && f.buf[f.start + 5] !== TxStatus.Idle) {
+          refusedTransaction = true
+          break
+        }
         if (f.buf !== chunk || f.stashed !== null) {
           if (runStart >= 0) out.write(chunk.subarray(runStart, runEnd))
           runStart = -1
@@ -278,6 +286,11 @@ export class ServerConn implements PooledServer {
       if (runStart >= 0) out.write(chunk.subarray(runStart, runEnd))
     } finally {
       out.uncork()
+    }
+    if (refusedTransaction) {
+      this.txStatus = TxStatus.InTransaction
+      client.fail(ClientErrors.statementModeTransaction)
+      return
     }
     client.bytesToClient += chunk.length
     if (out.writableNeedDrain) client.throttleServer(this)

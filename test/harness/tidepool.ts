@@ -35,7 +35,7 @@ export interface TestTidepool {
   iniPath: string
   logs: string[]
   /** A logged-in pg.Client through tidepool, ended in t.after(). */
-  connect(t: TestContext, opts?: { database?: string; user?: string; password?: string }): Promise<pg.Client>
+  connect(t: TestContext, opts?: { database?: string; user?: string; password?: string; application_name?: string }): Promise<pg.Client>
   pool(database: string, user: string): Pool | undefined
   /** Counts for one pool, PgBouncer's names. */
   poolCounts(database: string, user: string): { cl_active: number; cl_waiting: number; sv_active: number; sv_idle: number; sv_used: number; sv_login: number; sv_tested: number }
@@ -91,7 +91,7 @@ export async function startTidepool(t: TestContext, pgi: PgInstance, opts: Tidep
     iniPath,
     logs,
     async connect(tc, o = {}) {
-      const c = new pg.Client({ host: '127.0.0.1', port: rt.port, database: o.database ?? 'app', user: o.user ?? pgi.user, password: o.password ?? pgi.password })
+      const c = new pg.Client({ host: '127.0.0.1', port: rt.port, database: o.database ?? 'app', user: o.user ?? pgi.user, password: o.password ?? pgi.password, application_name: o.application_name })
       c.on('error', () => {})
       await c.connect()
       clients.push(c)

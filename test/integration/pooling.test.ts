@@ -99,9 +99,7 @@ test('tracked parameters follow each client across servers and never leak', { ti
 
 test('application_name from the startup packet reaches the server', { timeout: 30_000 }, async (t) => {
   const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 1 } })
-  const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'app', user: pgi.user, password: pgi.password, application_name: 'billing-worker' })
-  await c.connect()
-  t.after(() => c.end())
+  const c = await tp.connect(t, { application_name: 'billing-worker' })
   const r = await c.query(`SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()`)
   assert.equal(r.rows[0].application_name, 'billing-worker')
 })

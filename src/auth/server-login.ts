@@ -1,0 +1,134 @@
+// tidepool logging in to a PostgreSQL server: answers the server's Authentication requests with
+// cleartext, md5 or SCRAM-SHA-256 (RFC 5802 / RFC 7677, no channel binding), and checks the
+// server's SCRAM signature so a server that does not know the password cannot pass as one.
+// Must not: log or expose the password or derived keys.
+
+import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { AuthCode } from '../protocol/codes.ts'
+import * as build from '../protocol/build.ts'
+import { BodyReader } from '../protocol/reader.ts'
+import { TidepoolError } from '../util/errors.ts'
+
+const MECHANISM = 'SCRAM-SHA-256'
+
+export function md5Password(user: string, password: string): string {
+  return 'md5' + createHash('md5').update(password + user).digest('hex')
+}
+
+function isMd5Hash(s: string): boolean {
+  return s.length === 35 && s.startsWith('md5') && /^[0-9a-f]{32}$/.test(s.slice(3))
+}
+
+const hmac = (key: Buffer, data: string | Buffer): Buffer => createHmac('sha256', key).update(data).digest()
+const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest()
+function xor(a: Buffer, b: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(a.length)
+  for (let i = 0; i < a.length; i++) out[i] = a[i] ^ b[i]
+  return out
+}
+
+/**
+ * SASLprep is not applied beyond the ASCII case: printable ASCII passwords (the common case) are
+ * unchanged by it. PostgreSQL itself uses the raw bytes when SASLprep fails, so non-ASCII
+ * passwords that need no mapping still work.
+ */
+function saslName(s: string): string {
+  return s.replaceAll('=', '=3D').replaceAll(',', '=2C')
+}
+
+/** PostgreSQL's stored verifier format: SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>. */
+export function scramVerifier(password: string, salt: Buffer = randomBytes(16), iterations = 4096): string {
+  const salted = pbkdf2Sync(password, salt, iterations, 32, 'sha256')
+  const storedKey = sha256(hmac(salted, 'Client Key'))
+  const serverKey = hmac(salted, 'Server Key')
+  return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`
+}
+
+function parseAttributes(s: string): Map<string, string> {
+  const m = new Map<string, string>()
+  for (const part of s.split(',')) {
+    if (part.length < 2 || part[1] !== '=') throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'malformed SCRAM message from server')
+    m.set(part[0], part.slice(2))
+  }
+  return m
+}
+
+export class ServerAuth {
+  private clientNonce: string
+  private clientFirstBare = ''
+  private expectedServerSignature: Buffer | null = null
+  private isOk = false
+
+  constructor(
+    private readonly user: string,
+    private readonly password: string | null,
+    nonce?: string,
+  ) {
+    this.clientNonce = nonce ?? randomBytes(18).toString('base64')
+  }
+
+  get isDone(): boolean {
+    return this.isOk
+  }
+
+  onAuthRequest(body: Buffer, start = 0, end = body.length): Buffer | null {
+    const r = new BodyReader(body, start, end)
+    const code = r.int32()
+    switch (code) {
+      case AuthCode.Ok:
+        if (this.expectedServerSignature !== null) throw new TidepoolError('TP_AUTH_FAILED', 'server skipped SCRAM final message')
+        this.isOk = true
+        return null
+      case AuthCode.CleartextPassword:
+        if (this.password === null) throw new TidepoolError('TP_AUTH_FAILED', 'server asked for a password and none is configured')
+        if (isMd5Hash(this.password)) throw new TidepoolError('TP_AUTH_UNSUPPORTED', 'server asked for a cleartext password but only an md5 hash is stored')
+        return build.passwordMessage(this.password)
+      case AuthCode.MD5Password: {
+        if (this.password === null) throw new TidepoolError('TP_AUTH_FAILED', 'server asked for a password and none is configured')
+        const salt = r.bytes(4)
+        const inner = isMd5Hash(this.password) ? this.password.slice(3) : md5Password(this.user, this.password).slice(3)
+        return build.passwordMessage('md5' + createHash('md5').update(inner).update(salt).digest('hex'))
+      }
+      case AuthCode.SASL: {
+        const mechs: string[] = []
+        for (let m = r.cstring(); m !== ''; m = r.cstring()) mechs.push(m)
+        if (!mechs.includes(MECHANISM)) throw new TidepoolError('TP_AUTH_UNSUPPORTED', `server offers SASL mechanisms ${mechs.join(', ')}; tidepool speaks ${MECHANISM}`)
+        if (this.password === null || isMd5Hash(this.password)) throw new TidepoolError('TP_AUTH_FAILED', 'SCRAM needs the plain password (or a SCRAM exchange with the client); none is configured')
+        this.clientFirstBare = `n=${saslName(this.user)},r=${this.clientNonce}`
+        return build.saslInitialResponse(MECHANISM, Buffer.from('n,,' + this.clientFirstBare))
+      }
+      case AuthCode.SASLContinue: {
+        if (this.clientFirstBare === '') throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SASLContinue before SASL')
+        const serverFirst = r.rest().toString('utf8')
+        const a = parseAttributes(serverFirst)
+        const nonce = a.get('r')
+        const saltB64 = a.get('s')
+        const iterations = Number(a.get('i'))
+        if (nonce === undefined || saltB64 === undefined || !nonce.startsWith(this.clientNonce) || nonce.length <= this.clientNonce.length) {
+          throw new TidepoolError('TP_AUTH_FAILED', 'invalid SCRAM nonce from server')
+        }
+        if (!Number.isInteger(iterations) || iterations < 1) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'invalid SCRAM iteration count from server')
+        const salted = pbkdf2Sync(this.password as string, Buffer.from(saltB64, 'base64'), iterations, 32, 'sha256')
+        const clientKey = hmac(salted, 'Client Key')
+        const storedKey = sha256(clientKey)
+        const clientFinalNoProof = `c=biws,r=${nonce}`
+        const authMessage = `${this.clientFirstBare},${serverFirst},${clientFinalNoProof}`
+        const proof = xor(clientKey, hmac(storedKey, authMessage))
+        this.expectedServerSignature = hmac(hmac(salted, 'Server Key'), authMessage)
+        return build.saslResponse(Buffer.from(`${clientFinalNoProof},p=${proof.toString('base64')}`))
+      }
+      case AuthCode.SASLFinal: {
+        const expected = this.expectedServerSignature
+        if (expected === null) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SASLFinal before SASLContinue')
+        const a = parseAttributes(r.rest().toString('utf8'))
+        if (a.has('e')) throw new TidepoolError('TP_AUTH_FAILED', `SCRAM error from server: ${a.get('e')}`)
+        const v = Buffer.from(a.get('v') ?? '', 'base64')
+        if (v.length !== expected.length || !timingSafeEqual(v, expected)) throw new TidepoolError('TP_AUTH_FAILED', 'server SCRAM signature does not match')
+        this.expectedServerSignature = null
+        return null
+      }
+      default:
+        throw new TidepoolError('TP_AUTH_UNSUPPORTED', `server asked for an authentication method tidepool does not support (code ${code})`)
+    }
+  }
+}
