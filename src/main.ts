@@ -4,7 +4,6 @@
 import { parseArgs } from 'node:util'
 import { runStart } from './cli/start.ts'
 import { runCheckConfig } from './cli/check-config.ts'
-import { runDemo } from './cli/demo.ts'
 
 const USAGE = `usage:
   tidepool [start] [-v] [-q] <config.ini>   run the pooler (pgbouncer.ini syntax)
@@ -25,7 +24,8 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (sub === 'check-config') return runCheckConfig(argv.slice(1))
-  if (sub === 'demo') return runDemo(argv.slice(1))
+  // Loaded only when asked for: the demo pulls in PostgreSQL tooling the pooler itself never needs.
+  if (sub === 'demo') return (await import('./cli/demo.ts')).runDemo(argv.slice(1))
   const rest = sub === 'start' ? argv.slice(1) : argv
   let parsed
   try {

@@ -39,9 +39,10 @@ test('SIGHUP with a broken file keeps the old config and keeps serving', { timeo
 
 test('RELOAD applies a new pool_mode to new transactions', { timeout: 60_000 }, async (t) => {
   const tp = await startTidepool(t, pgi, { settings: { pool_mode: 'transaction' } })
-  const before = tp.pool('app', pgi.user)
   const c = await tp.connect(t)
   await c.query('SELECT 1')
+  const before = tp.pool('app', pgi.user)
+  assert.ok(before !== undefined)
   tp.rewrite({ settings: { pool_mode: 'session', listen_port: 0 } })
   const r = await tp.rt.reload()
   assert.equal(r.ok, true, r.errors.join('\n'))

@@ -29,7 +29,7 @@ test('client_idle_timeout closes clients idle between transactions', { timeout: 
   const tp = await startTidepool(t, pgi, { settings: { client_idle_timeout: 1 }, tidepool: fast })
   const c = await tp.connect(t)
   let err: any = null
-  c.on('error', (e) => { err = e })
+  c.on('error', (e) => { err ??= e })
   await c.query('SELECT 1')
   await waitFor(() => err !== null, { timeoutMs: 5_000, what: 'client_idle_timeout' })
   assert.equal(err.message, 'client_idle_timeout')
@@ -39,7 +39,7 @@ test('idle_transaction_timeout closes a client idle inside a transaction and its
   const tp = await startTidepool(t, pgi, { settings: { idle_transaction_timeout: 1, default_pool_size: 1 }, tidepool: fast })
   const c = await tp.connect(t)
   let err: any = null
-  c.on('error', (e) => { err = e })
+  c.on('error', (e) => { err ??= e })
   await c.query('BEGIN')
   await waitFor(() => err !== null, { timeoutMs: 5_000, what: 'idle transaction timeout' })
   assert.equal(err.message, 'idle transaction timeout')
