@@ -23,6 +23,7 @@ import { ClientState, type PooledClient, type PooledServer } from '../pool/state
 import type { Pool } from '../pool/pool.ts'
 import type { ProxyContext } from './context.ts'
 import type { ServerConn } from './server-conn.ts'
+import { OutSlices } from './out-slices.ts'
 import { canonicalParamName, paramSyncQuery, trackedNames } from './server-params.ts'
 import { checkClientPassword, passwordRequest, type PasswordCheck } from '../auth/client-password.ts'
 
@@ -56,6 +57,8 @@ export class ClientConn implements PooledClient {
   private isSyncingParams = false
   private pausedServer: ServerConn | null = null
   private isWaitingServerDrain = false
+  private isPaused = false
+  private readonly out = new OutSlices()
   private passwordCheck: PasswordCheck | null = null
   private readonly peer: string
   private closed = false
@@ -294,39 +297,34 @@ export class ClientConn implements PooledClient {
 
   private forward(chunk: Buffer, server: ServerConn): void {
     const f = this.framer
-    const out = server.socket
+    const out = this.out
     f.push(chunk)
     let runStart = -1
     let runEnd = -1
     let badCode = -1
     let isTerminated = false
-    out.cork()
-    try {
-      while (f.next()) {
-        if (f.isFirst) {
-          if (f.code === FrontendCode.Terminate) {
-            isTerminated = true
-            break
-          }
-          if (VALID_WORK_CODES[f.code] !== 1) {
-            badCode = f.code
-            break
-          }
-          server.noteFrontendMessage(f.code)
+    while (f.next()) {
+      if (f.isFirst) {
+        if (f.code === FrontendCode.Terminate) {
+          isTerminated = true
+          break
         }
-        if (f.stashed !== null) {
-          if (runStart >= 0) out.write(chunk.subarray(runStart, runEnd))
-          runStart = -1
-          out.write(f.stashed)
+        if (VALID_WORK_CODES[f.code] !== 1) {
+          badCode = f.code
+          break
         }
-        if (runStart < 0) runStart = f.start
-        runEnd = f.end
+        server.noteFrontendMessage(f.code)
       }
-      if (runStart >= 0) out.write(chunk.subarray(runStart, runEnd))
-    } finally {
-      // A corked socket left behind would hold the next client's bytes on a reused server.
-      out.uncork()
+      if (f.stashed !== null) {
+        if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
+        runStart = -1
+        out.add(f.stashed)
+      }
+      if (runStart < 0) runStart = f.start
+      runEnd = f.end
     }
+    if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
+    out.flushTo(server.socket)
     if (badCode >= 0) {
       this.fail(ClientErrors.protocolViolation(`invalid frontend message type ${describeCode(badCode)}`))
       return
@@ -335,9 +333,9 @@ export class ClientConn implements PooledClient {
       this.close('client close request', true)
       return
     }
-    if (out.writableNeedDrain && !this.isWaitingServerDrain) {
+    if (server.socket.writableNeedDrain && !this.isWaitingServerDrain) {
       this.isWaitingServerDrain = true
-      out.once('drain', () => {
+      server.socket.once('drain', () => {
         this.isWaitingServerDrain = false
         this.updateFlow()
       })
@@ -345,10 +343,16 @@ export class ClientConn implements PooledClient {
     }
   }
 
-  /** Pause reading from the client while it waits for a server or the server cannot keep up. */
+  /**
+   * Pause reading from the client while it waits for a server or the server cannot keep up. A
+   * waiting client usually sent one query and waits for its answer, so the socket is paused only
+   * once a second chunk is queued: pausing and resuming on every wait cost measurable CPU.
+   */
   private updateFlow(): void {
     if (this.closed) return
-    const hold = this.server === null ? this.pending.length > 0 : this.isSyncingParams || this.isWaitingServerDrain
+    const hold = this.server === null ? this.pending.length > 1 : this.isSyncingParams || this.isWaitingServerDrain
+    if (hold === this.isPaused) return
+    this.isPaused = hold
     if (hold) this.socket.pause()
     else this.socket.resume()
   }

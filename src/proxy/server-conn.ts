@@ -21,6 +21,7 @@ import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import type { ProxyContext } from './context.ts'
 import type { ClientConn } from './client-conn.ts'
 import { sendCancel } from './cancel.ts'
+import { OutSlices } from './out-slices.ts'
 
 let nextServerId = 1
 
@@ -35,6 +36,9 @@ export interface ServerTarget {
   startupParams: Record<string, string>
   connectQuery: string | null
 }
+
+/** Same as Node's default read size. */
+const READ_BUFFER_SIZE = 64 * 1024
 
 const LOGIN_INSPECT = [
   BackendCode.Authentication, BackendCode.ParameterStatus, BackendCode.BackendKeyData, BackendCode.ErrorResponse,
@@ -74,6 +78,10 @@ export class ServerConn implements PooledServer {
   private internalOk = true
   private closeReason: string | null = null
   private readonly addr: string
+  private readonly out = new OutSlices()
+  private readBuf: Buffer | null = null
+  /** A slice of readBuf is queued on the client socket: the next read needs a fresh buffer. */
+  private isReadBufLent = false
 
   constructor(
     readonly pool: Pool,
@@ -90,17 +98,28 @@ export class ServerConn implements PooledServer {
     this.auth = new ServerAuth(target.user, target.password)
     const isUnix = target.host.startsWith('/')
     this.addr = isUnix ? `unix:${target.host}` : `${target.host}:${target.port}`
+    // Reads land in a buffer of our own (onread) instead of a new Buffer and a stream 'data'
+    // event per read: measurably less CPU per transaction. The buffer is replaced only while a
+    // slice of it still waits in the client socket's write queue.
+    const onread = { buffer: () => this.nextReadBuffer(), callback: (n: number, buf: Uint8Array): boolean => { this.onData((buf as Buffer).subarray(0, n)); return true } }
     this.socket = isUnix
-      ? net.connect({ path: join(target.host, `.s.PGSQL.${target.port}`) })
-      : net.connect({ host: target.host, port: target.port })
+      ? net.connect({ path: join(target.host, `.s.PGSQL.${target.port}`), onread })
+      : net.connect({ host: target.host, port: target.port, onread })
     this.socket.setNoDelay(true)
     if (ctx.settings.tcp_keepalive && !isUnix) {
       this.socket.setKeepAlive(true, Math.max(0, ctx.settings.tcp_keepidle) * 1000)
     }
     this.socket.on('connect', () => this.onConnect())
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk))
     this.socket.on('error', (err) => this.close(`server socket error: ${err.message}`))
     this.socket.on('close', () => this.close('server closed the connection'))
+  }
+
+  private nextReadBuffer(): Buffer {
+    if (this.readBuf === null || this.isReadBufLent) {
+      this.readBuf = Buffer.allocUnsafe(READ_BUFFER_SIZE)
+      this.isReadBufLent = false
+    }
+    return this.readBuf
   }
 
   describe(): string {
@@ -248,52 +267,50 @@ export class ServerConn implements PooledServer {
 
   private onWorkData(chunk: Buffer, client: ClientConn): void {
     const f = this.framer
-    const out = client.socket
+    const out = this.out
     const isStatementMode = this.pool.settings.pool_mode === 'statement'
     f.push(chunk)
     let runStart = -1
     let runEnd = -1
     let sawReady = false
     let refusedTransaction = false
-    out.cork()
-    try {
-      while (f.next()) {
-        // Statement mode: a ReadyForQuery that says "in a transaction" is not forwarded; the
-        // client gets PgBouncer's error in its place, as the answer to its BEGIN.
-        if (isStatementMode && f.code === BackendCode.ReadyForQuery && f.buf[f.start + 5] !== TxStatus.Idle) {
-          refusedTransaction = true
-          break
-        }
-        if (f.buf !== chunk || f.stashed !== null) {
-          if (runStart >= 0) out.write(chunk.subarray(runStart, runEnd))
-          runStart = -1
-          if (f.stashed !== null) out.write(f.stashed)
-          if (f.buf !== chunk) {
-            // An inspected message assembled across chunks: it lives in its own buffer.
-            this.inspectWork(f.buf, f.start)
-            out.write(f.buf.subarray(f.start, f.end))
-            sawReady ||= f.code === BackendCode.ReadyForQuery
-            continue
-          }
-        }
-        if (f.isFirst && f.inspect[f.code] === 1) {
-          this.inspectWork(chunk, f.start)
-          sawReady ||= f.code === BackendCode.ReadyForQuery
-        }
-        if (runStart < 0) runStart = f.start
-        runEnd = f.end
+    while (f.next()) {
+      // Statement mode: a ReadyForQuery that says "in a transaction" is not forwarded; the
+      // client gets PgBouncer's error in its place, as the answer to its BEGIN.
+      if (isStatementMode && f.code === BackendCode.ReadyForQuery && f.buf[f.start + 5] !== TxStatus.Idle) {
+        refusedTransaction = true
+        break
       }
-      if (runStart >= 0) out.write(chunk.subarray(runStart, runEnd))
-    } finally {
-      out.uncork()
+      if (f.buf !== chunk || f.stashed !== null) {
+        if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
+        runStart = -1
+        if (f.stashed !== null) out.add(f.stashed)
+        if (f.buf !== chunk) {
+          // An inspected message assembled across chunks: it lives in its own buffer.
+          this.inspectWork(f.buf, f.start)
+          out.add(f.buf.subarray(f.start, f.end))
+          sawReady ||= f.code === BackendCode.ReadyForQuery
+          continue
+        }
+      }
+      if (f.isFirst && f.inspect[f.code] === 1) {
+        this.inspectWork(chunk, f.start)
+        sawReady ||= f.code === BackendCode.ReadyForQuery
+      }
+      if (runStart < 0) runStart = f.start
+      runEnd = f.end
     }
+    if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
+    const sock = client.socket
+    out.flushTo(sock)
     if (refusedTransaction) {
       this.txStatus = TxStatus.InTransaction
       client.fail(ClientErrors.statementModeTransaction)
       return
     }
     client.bytesToClient += chunk.length
-    if (out.writableNeedDrain) client.throttleServer(this)
+    if (sock.writableLength > 0) this.isReadBufLent = true
+    if (sock.writableNeedDrain) client.throttleServer(this)
     if (sawReady) client.onServerReady(this)
   }
 

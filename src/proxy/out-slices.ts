@@ -1,0 +1,32 @@
+// The slices one received chunk turns into on the other socket, written in one go: a single
+// slice is written directly, several are corked so they leave in one writev. Corking a lone
+// write only routed it through the stream's buffered-writes path, which cost measurable CPU.
+// Must not: hold slices past flushTo (they are views of a read buffer that will be reused).
+
+import type { Socket } from 'node:net'
+
+export class OutSlices {
+  private readonly slices: Buffer[] = []
+  private count = 0
+
+  add(b: Buffer): void {
+    if (b.length === 0) return
+    this.slices[this.count++] = b
+  }
+
+  flushTo(sock: Socket): void {
+    const n = this.count
+    if (n === 0) return
+    this.count = 0
+    if (n === 1) {
+      sock.write(this.slices[0])
+    } else {
+      sock.cork()
+      for (let i = 0; i < n; i++) sock.write(this.slices[i])
+      sock.uncork()
+    }
+    for (let i = 0; i < n; i++) this.slices[i] = EMPTY
+  }
+}
+
+const EMPTY = Buffer.alloc(0)
