@@ -34,6 +34,8 @@ interface Measurement {
   clients: number
   rssBeforeKb: number
   rssAfterKb: number
+  /** (RSS at all clients − RSS at half) / (the second half's clients). */
+  kbPerClientMarginal: number
   kbPerClient: number
   loginSeconds: number
 }
@@ -183,15 +185,25 @@ async function measure(target: Target, pgi: PgInstance, workDir: string, clients
     const rssBeforeKb = rssKb(pid)
     const startup = startupMessage(pgi.user, 'bench')
     const t0 = performance.now()
-    for (let opened = 0; opened < clients; opened += BATCH) {
-      const batch = Math.min(BATCH, clients - opened)
+    const half = Math.floor(clients / 2)
+    let rssHalfKb = 0
+    for (let opened = 0; opened < clients; ) {
+      const batch = Math.min(BATCH, (opened < half ? half : clients) - opened)
       await Promise.all(Array.from({ length: batch }, () => idleClient(port, startup, sockets)))
+      opened += batch
+      if (opened === half) {
+        await new Promise((resolve) => setTimeout(resolve, 2_000))
+        rssHalfKb = rssKb(pid)
+      }
     }
     const loginSeconds = (performance.now() - t0) / 1000
     // Let allocations from the login burst settle before reading the figure that counts.
     await new Promise((resolve) => setTimeout(resolve, 2_000))
     const rssAfterKb = rssKb(pid)
-    return { target, clients, rssBeforeKb, rssAfterKb, kbPerClient: (rssAfterKb - rssBeforeKb) / clients, loginSeconds }
+    // The slope between half and all clients leaves out one-off growth (heap reservations,
+    // young-generation expansion during the login burst) that the first clients trigger.
+    const kbPerClientMarginal = (rssAfterKb - rssHalfKb) / (clients - half)
+    return { target, clients, rssBeforeKb, rssAfterKb, kbPerClient: (rssAfterKb - rssBeforeKb) / clients, kbPerClientMarginal, loginSeconds }
   } finally {
     for (const s of sockets) s.destroy()
     // PgBouncer 1.18: SIGTERM is its immediate shutdown; tidepool: SIGINT waits only for transactions.
@@ -252,7 +264,7 @@ async function main(): Promise<number> {
       try {
         const m = await measure(target, pgi, workDir, clients)
         results.push(m)
-        console.log(`RSS ${m.rssBeforeKb} kB -> ${m.rssAfterKb} kB, ${m.kbPerClient.toFixed(2)} kB per idle client (logins took ${m.loginSeconds.toFixed(1)} s)`)
+        console.log(`RSS ${m.rssBeforeKb} kB -> ${m.rssAfterKb} kB, ${m.kbPerClient.toFixed(2)} kB per idle client overall, ${m.kbPerClientMarginal.toFixed(2)} kB per additional client (logins took ${m.loginSeconds.toFixed(1)} s)`)
       } catch (err) {
         failed = true
         console.log('FAILED')

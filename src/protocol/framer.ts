@@ -31,8 +31,11 @@ export class Framer {
   stashed: Buffer | null = null
   isFirst = false
   isLast = false
-  /** Per type byte: 1 = report this message whole. The owner may change entries between chunks. */
-  readonly inspect = new Uint8Array(256)
+  /**
+   * Per type byte: 1 = report this message whole. A table is shared by every connection in the
+   * same phase (see inspectTable), so the owner swaps the reference rather than writing into it.
+   */
+  inspect: Uint8Array = INSPECT_NONE
   /** Largest message length accepted at all; PgBouncer's max_packet_size. */
   maxLength: number
   /** Largest inspected message assembled across chunks; bigger ones are a protocol violation. */
@@ -40,7 +43,8 @@ export class Framer {
 
   private chunk: Buffer = EMPTY
   private pos = 0
-  private readonly hdr = Buffer.alloc(HEADER)
+  /** Holds a header split across chunks; allocated on first need, most connections never do. */
+  private hdr: Buffer | null = null
   private hdrHave = 0
   private bodyLeft = 0
   private whole: Buffer | null = null
@@ -80,18 +84,20 @@ export class Framer {
       let partStart: number
       let stashed: Buffer | null = null
       if (this.hdrHave > 0) {
+        const hdr = this.hdr as Buffer
         const take = Math.min(HEADER - this.hdrHave, len - this.pos)
-        chunk.copy(this.hdr, this.hdrHave, this.pos, this.pos + take)
+        chunk.copy(hdr, this.hdrHave, this.pos, this.pos + take)
         const before = this.hdrHave
         this.hdrHave += take
         this.pos += take
         if (this.hdrHave < HEADER) return false
         this.hdrHave = 0
-        this.readHeader(this.hdr, 0)
+        this.readHeader(hdr, 0)
         partStart = this.pos - take
-        stashed = Buffer.from(this.hdr.subarray(0, before))
+        stashed = Buffer.from(hdr.subarray(0, before))
       } else {
         if (len - this.pos < HEADER) {
+          this.hdr ??= Buffer.alloc(HEADER)
           chunk.copy(this.hdr, 0, this.pos, len)
           this.hdrHave = len - this.pos
           this.pos = len
@@ -173,6 +179,16 @@ export class Framer {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+/** An inspect table marking `codes`; build each once at module load and share it. */
+export function inspectTable(codes: readonly number[]): Uint8Array {
+  const t = new Uint8Array(256)
+  for (const c of codes) t[c] = 1
+  return t
+}
+
+export const INSPECT_NONE = new Uint8Array(256)
+export const INSPECT_ALL = new Uint8Array(256).fill(1)
 
 function printable(code: number): string {
   return code >= 0x20 && code < 0x7f ? String.fromCharCode(code) : `0x${code.toString(16)}`

@@ -30,3 +30,6 @@ export class OutSlices {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+/** One collector for the whole process: it is always flushed before the handler that filled it returns. */
+export const OUT = new OutSlices()

@@ -10,7 +10,7 @@
 
 import net from 'node:net'
 import { join } from 'node:path'
-import { Framer } from '../protocol/framer.ts'
+import { Framer, INSPECT_ALL, inspectTable } from '../protocol/framer.ts'
 import { AuthCode, BackendCode, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import { parseBackendKeyData, parseErrorFields, parseParameterStatus } from '../protocol/reader.ts'
@@ -21,7 +21,7 @@ import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import type { ProxyContext } from './context.ts'
 import type { ClientConn } from './client-conn.ts'
 import { sendCancel } from './cancel.ts'
-import { OutSlices } from './out-slices.ts'
+import { OUT } from './out-slices.ts'
 
 let nextServerId = 1
 
@@ -40,14 +40,14 @@ export interface ServerTarget {
 /** Same as Node's default read size. */
 const READ_BUFFER_SIZE = 64 * 1024
 
-const LOGIN_INSPECT = [
+const LOGIN_INSPECT = inspectTable([
   BackendCode.Authentication, BackendCode.ParameterStatus, BackendCode.BackendKeyData, BackendCode.ErrorResponse,
   BackendCode.ReadyForQuery, BackendCode.NoticeResponse, BackendCode.NegotiateProtocolVersion,
-]
-const WORK_INSPECT = [
+])
+const WORK_INSPECT = inspectTable([
   BackendCode.ReadyForQuery, BackendCode.ParameterStatus, BackendCode.CopyInResponse, BackendCode.CopyOutResponse,
   BackendCode.CopyBothResponse,
-]
+])
 
 export class ServerConn implements PooledServer {
   prev: PooledServer | null = null
@@ -78,7 +78,6 @@ export class ServerConn implements PooledServer {
   private internalOk = true
   private closeReason: string | null = null
   private readonly addr: string
-  private readonly out = new OutSlices()
   private readBuf: Buffer | null = null
   /** A slice of readBuf is queued on the client socket: the next read needs a fresh buffer. */
   private isReadBufLent = false
@@ -94,7 +93,7 @@ export class ServerConn implements PooledServer {
     this.idleSinceMs = now
     this.readyAtMs = now
     this.framer = new Framer(ctx.settings.max_packet_size)
-    for (const c of LOGIN_INSPECT) this.framer.inspect[c] = 1
+    this.framer.inspect = LOGIN_INSPECT
     this.auth = new ServerAuth(target.user, target.password)
     const isUnix = target.host.startsWith('/')
     this.addr = isUnix ? `unix:${target.host}` : `${target.host}:${target.port}`
@@ -198,8 +197,7 @@ export class ServerConn implements PooledServer {
   }
 
   private finishLogin(): void {
-    for (const c of LOGIN_INSPECT) this.framer.inspect[c] = 0
-    for (const c of WORK_INSPECT) this.framer.inspect[c] = 1
+    this.framer.inspect = WORK_INSPECT
     this.isLoggedIn = true
     this.readyAtMs = Date.now()
     this.ctx.log.debug('server.logged_in', this, 'new server connection')
@@ -228,7 +226,7 @@ export class ServerConn implements PooledServer {
     if (this.internalDone !== null) throw new Error('server: internal query while one runs')
     this.internalDone = done
     this.internalOk = true
-    this.framer.inspect.fill(1)
+    this.framer.inspect = INSPECT_ALL
     this.socket.write(build.query(sql))
   }
 
@@ -250,8 +248,7 @@ export class ServerConn implements PooledServer {
         this.txStatus = f.buf[f.start + 5]
         const done = this.internalDone as (ok: boolean) => void
         this.internalDone = null
-        this.framer.inspect.fill(0)
-        for (const c of WORK_INSPECT) this.framer.inspect[c] = 1
+        this.framer.inspect = WORK_INSPECT
         // An internal query that leaves a transaction open would leak it to the next client.
         const ok = this.internalOk && this.txStatus === TxStatus.Idle
         if (f.end < f.buf.length && f.buf === chunk) {
@@ -267,7 +264,7 @@ export class ServerConn implements PooledServer {
 
   private onWorkData(chunk: Buffer, client: ClientConn): void {
     const f = this.framer
-    const out = this.out
+    const out = OUT
     const isStatementMode = this.pool.settings.pool_mode === 'statement'
     f.push(chunk)
     let runStart = -1
@@ -334,7 +331,7 @@ export class ServerConn implements PooledServer {
   /** Bytes from a server nobody is linked to: only asynchronous messages are acceptable. */
   private onIdleData(chunk: Buffer): void {
     const f = this.framer
-    f.inspect.fill(1)
+    f.inspect = INSPECT_ALL
     f.push(chunk)
     try {
       while (f.next()) {
@@ -351,8 +348,7 @@ export class ServerConn implements PooledServer {
         }
       }
     } finally {
-      f.inspect.fill(0)
-      for (const c of WORK_INSPECT) f.inspect[c] = 1
+      f.inspect = WORK_INSPECT
     }
   }
 
