@@ -95,6 +95,31 @@ if (typecheck) {
   }
 }
 
+if (typecheck) {
+  console.log('run-tests: npx eslint src test bench scripts')
+  const lint = spawnSync('npx', ['--no-install', 'eslint', 'src', 'test', 'bench', 'scripts'], { cwd: root, stdio: 'inherit' })
+  if (lint.status !== 0) {
+    console.error('run-tests: lint errors, not running tests')
+    process.exit(lint.status ?? 1)
+  }
+}
+
+// Integration tests drive psql and pgbench, which come from Debian's postgresql-client. On a fresh
+// machine where we are root, install it rather than fail (what .ci/run does too).
+const hasCommand = (name) => spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0
+if (!hasCommand('psql') || !hasCommand('pgbench')) {
+  if (process.getuid?.() === 0 && hasCommand('apt-get')) {
+    console.log('run-tests: psql/pgbench missing; apt-get install postgresql-client')
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+    spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit', env })
+    spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-client'], { stdio: 'inherit', env })
+  }
+  if (!hasCommand('psql') || !hasCommand('pgbench')) {
+    console.error('run-tests: the tests need psql and pgbench (Debian: apt-get install postgresql-client)')
+    process.exit(1)
+  }
+}
+
 if (files.length === 0) {
   // Without files, `node --test` would fall back to its own default patterns.
   console.log('run-tests: no test files found')
@@ -103,7 +128,7 @@ if (files.length === 0) {
 
 const runId = `r${randomBytes(4).toString('hex')}`
 const nodeArgs = [
-  '--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec',
+  '--import', 'tsx', '--test', '--test-concurrency=1', `--test-reporter=${join(root, 'scripts', 'test-reporter.mjs')}`,
   `--test-timeout=${DEFAULT_TEST_TIMEOUT_MS}`,
   ...(supportsForceExit() ? ['--test-force-exit'] : []),
   ...files.map((f) => relative(root, f)),

@@ -149,6 +149,9 @@ export class ClientConn implements PooledClient {
         this.fail(ClientErrors.protocolViolation(p.reason))
         return
       case 'startup':
+        // A client asking for a newer 3.x or for protocol options learns what we speak (3.0, no
+        // options) and may go on, as PostgreSQL answers it.
+        if (p.minor > 0 || p.unrecognized.length > 0) this.socket.write(build.negotiateProtocolVersion(0, p.unrecognized))
         this.onStartup(p.params)
         return
     }
@@ -241,7 +244,7 @@ export class ClientConn implements PooledClient {
     this.socket.write(Buffer.concat(parts))
     this.phase = Phase.Work
     pool.clientLoggedIn(this)
-    this.ctx.log.info('client.logged_in', this, 'login attempt: db=' + this.database + ' user=' + this.user)
+    if (this.ctx.settings.log_connections) this.ctx.log.info('client.logged_in', this, 'login attempt: db=' + this.database + ' user=' + this.user)
   }
 
   // ---- work ----
@@ -445,7 +448,7 @@ export class ClientConn implements PooledClient {
     this.pending = []
     this.socket.end()
     this.socket.destroySoon()
-    if (!isQuiet || this.ctx.log.debugEnabled) {
+    if ((!isQuiet && this.ctx.settings.log_disconnections) || this.ctx.log.debugEnabled) {
       const age = Math.round((Date.now() - this.connectedAtMs) / 1000)
       this.ctx.log.info('client.closed', this, `closing because: ${reason} (age=${age}s)`)
     }

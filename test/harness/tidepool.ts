@@ -81,7 +81,9 @@ export async function startTidepool(t: TestContext, pgi: PgInstance, opts: Tidep
     fs.rmSync(dir, { recursive: true, force: true })
   })
   t.after(() => {
-    // node:test has no per-test failure hook we can read here; keep the log on disk if asked.
+    // Attached to every test; scripts/test-reporter.mjs shows them only for tests that failed.
+    t.diagnostic(`[log] tidepool log:\n${logs.join('\n')}`)
+    t.diagnostic(`[log] PostgreSQL log (last 40 lines):\n${pgi.logs().split('\n').slice(-40).join('\n')}`)
     if (process.env.TIDEPOOL_TEST_LOG === '1') process.stderr.write(logs.join('\n') + '\n')
   })
   const tp: TestTidepool = {
@@ -141,6 +143,7 @@ export async function spawnTidepool(t: TestContext, pgi: PgInstance, opts: Tidep
   proc.stderr?.on('data', (d) => { out += String(d) })
   let exitCode: number | null | undefined
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => { exitCode = code; resolve(code) }))
+  t.after(() => t.diagnostic(`[log] tidepool output:\n${out}`))
   t.after(async () => {
     if (exitCode === undefined) {
       proc.kill('SIGKILL')

@@ -39,8 +39,9 @@ async function raw(t: TestContext, port: number) {
       }
       return null
     },
-    hasReadyForQuery() {
-      for (let at = 0; at + 5 <= received.length;) {
+    /** Walks typed messages from `from` (past a one-byte SSL/GSS answer, say). */
+    hasReadyForQuery(from = 0) {
+      for (let at = from; at + 5 <= received.length;) {
         if (received[at] === 0x5a) return true
         at += 1 + received.readInt32BE(at + 1)
       }
@@ -201,4 +202,32 @@ test('a client that leaves mid-pipeline (no Sync): the server is closed, not reu
   assert.ok(tp.logs.some((l) => l.includes('client disconnected while server was not ready')))
   const good = await tp.connect(t)
   assert.equal((await good.query('SELECT 3 AS three')).rows[0].three, 3)
+})
+
+test('SSLRequest and GSSENCRequest are answered N and the login goes on in plain text', { timeout: 20_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi)
+  for (const code of [80877103, 80877104]) {
+    const c = await raw(t, tp.port)
+    const req = Buffer.alloc(8)
+    req.writeInt32BE(8, 0)
+    req.writeInt32BE(code, 4)
+    c.sock.write(req)
+    await waitFor(() => c.received.length >= 1, { timeoutMs: 5_000, what: 'answer to the encryption request' })
+    assert.equal(c.received[0], 0x4e, 'N: no encryption')
+    c.sock.write(startup({ user: pgi.user, database: 'app' }))
+    await waitFor(() => c.hasReadyForQuery(1), { timeoutMs: 5_000, what: 'login after N' })
+  }
+})
+
+test('a client asking for protocol 3.2 with _pq_ options gets NegotiateProtocolVersion and logs in', { timeout: 20_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi)
+  const c = await raw(t, tp.port)
+  const p = startup({ user: pgi.user, database: 'app', '_pq_.test_option': 'on' })
+  p.writeInt32BE((3 << 16) | 2, 4)
+  c.sock.write(p)
+  await waitFor(() => c.hasReadyForQuery(), { timeoutMs: 5_000, what: 'login' })
+  assert.equal(c.received[0], 0x76, 'NegotiateProtocolVersion comes first')
+  assert.equal(c.received.readInt32BE(5), 0, 'newest minor version we speak: 3.0')
+  assert.equal(c.received.readInt32BE(9), 1, 'one option not recognized')
+  assert.equal(c.received.toString('utf8', 13, 13 + '_pq_.test_option'.length), '_pq_.test_option')
 })
