@@ -9,6 +9,8 @@ import { join } from 'node:path'
 import type { Config, DatabaseEntry } from './config/types.ts'
 import { diffConfig, loadConfig } from './config/load.ts'
 import { serverCheckQuerySql } from './config/settings.ts'
+import { checkBuildSupport } from './config/build-support.ts'
+import { TidepoolError } from './util/errors.ts'
 import { Logger } from './observe/log.ts'
 import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
 import { sweepLoginClients, sweepPool } from './pool/janitor.ts'
@@ -58,7 +60,10 @@ export class Runtime implements ProxyContext, ServerFactory {
 
   /** Starts listeners and the janitor; resolves once every listener is bound. */
   static async start(config: Config, opts: RuntimeOptions = {}): Promise<Runtime> {
+    const support = checkBuildSupport(config)
+    if (support.errors.length > 0) throw new TidepoolError('TP_CONFIG_INVALID', support.errors.join('\n'))
     const rt = new Runtime(config, opts)
+    for (const w of support.warnings) rt.log.warn('config.warning', null, w)
     await rt.listen()
     rt.startJanitor()
     rt.writePidfile()
@@ -216,7 +221,11 @@ export class Runtime implements ProxyContext, ServerFactory {
 
   /** Re-reads the config file; a file with any error is rejected whole and the old config stays. */
   async reload(): Promise<{ ok: boolean; errors: string[] }> {
-    const r = await loadConfig(this.config.file)
+    const loaded = await loadConfig(this.config.file)
+    const support = loaded.ok ? checkBuildSupport(loaded.config) : { errors: [], warnings: [] }
+    const r = loaded.ok && support.errors.length > 0
+      ? { ok: false as const, errors: support.errors, warnings: [...loaded.warnings, ...support.warnings] }
+      : loaded.ok ? { ...loaded, warnings: [...loaded.warnings, ...support.warnings] } : loaded
     for (const w of r.warnings) this.log.warn('config.warning', null, w)
     if (!r.ok) {
       for (const e of r.errors) this.log.error('config.rejected', null, e)

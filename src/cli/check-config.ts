@@ -2,6 +2,7 @@
 // Exit 0 when the file would load, 2 when it would be rejected.
 
 import { loadConfig } from '../config/load.ts'
+import { checkBuildSupport } from '../config/build-support.ts'
 
 export async function runCheckConfig(args: string[]): Promise<number> {
   if (args.length !== 1) {
@@ -9,10 +10,12 @@ export async function runCheckConfig(args: string[]): Promise<number> {
     return 2
   }
   const r = await loadConfig(args[0])
-  for (const w of r.warnings) process.stdout.write(`warning: ${w}\n`)
-  if (!r.ok) {
-    for (const e of r.errors) process.stdout.write(`error: ${e}\n`)
-    process.stdout.write(`${args[0]}: ${r.errors.length} error(s); the file would be rejected\n`)
+  const support = r.ok ? checkBuildSupport(r.config) : { errors: [], warnings: [] }
+  for (const w of [...r.warnings, ...support.warnings]) process.stdout.write(`warning: ${w}\n`)
+  const errors = r.ok ? support.errors : r.errors
+  if (!r.ok || errors.length > 0) {
+    for (const e of errors) process.stdout.write(`error: ${e}\n`)
+    process.stdout.write(`${args[0]}: ${errors.length} error(s); the file would be rejected\n`)
     return 2
   }
   const c = r.config

@@ -25,7 +25,12 @@ export async function runStart(file: string, opts: { verbose: number; quiet: boo
   try {
     rt = await Runtime.start(r.config, { log })
   } catch (err) {
-    log.error('runtime.failed', null, `could not start: ${(err as Error).message}`)
+    const e = err as Error & { code?: string }
+    if (e.code === 'TP_CONFIG_INVALID') {
+      for (const line of e.message.split('\n')) log.error('config.rejected', null, line)
+      return 2
+    }
+    log.error('runtime.failed', null, `could not start: ${e.message}`)
     return 1
   }
   if (opts.verbose > 0) log.debugEnabled = true

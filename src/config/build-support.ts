@@ -1,0 +1,58 @@
+// What this build of tidepool applies, checked at load. A setting that the file sets but the
+// build ignores must never fail open: where ignoring it would weaken security or lose an
+// operator's guarantee (TLS required, an auth method we cannot run) the file is rejected; where
+// it only changes tuning or observability, a warning names it. Remove entries as features land.
+// Must not: parse values (settings.ts does) or read anything but the Settings given.
+
+import type { Settings, SettingName } from './settings.ts'
+import { defaultSettings } from './settings.ts'
+import type { Config } from './types.ts'
+
+/** auth_type values this build can run for client logins. */
+const SUPPORTED_AUTH = new Set(['trust', 'any', 'plain', 'md5'])
+
+/** Settings accepted but not applied yet, and the issue that brings them. */
+const NOT_APPLIED: ReadonlyArray<readonly [SettingName, string]> = [
+  ['auth_user', '#4'], ['auth_query', '#4'], ['auth_dbname', '#4'], ['auth_hba_file', '#4'], ['auth_ident_file', '#4'],
+  ['client_tls_ca_file', '#4'], ['client_tls_cert_file', '#4'], ['client_tls_key_file', '#4'], ['client_tls_protocols', '#4'], ['client_tls_ciphers', '#4'],
+  ['server_tls_ca_file', '#4'], ['server_tls_cert_file', '#4'], ['server_tls_key_file', '#4'], ['server_tls_protocols', '#4'], ['server_tls_ciphers', '#4'],
+  ['admin_users', '#5'], ['stats_users', '#5'], ['stats_period', '#5'], ['log_stats', '#5'], ['http_listen_port', '#5'], ['http_token', '#5'], ['suspend_timeout', '#5'],
+  ['max_prepared_statements', '#6'], ['session_state_policy', '#6'],
+  ['disable_pqexec', 'not yet planned'], ['application_name_add_host', 'not yet planned'], ['autodb_idle_timeout', 'not yet planned'],
+  ['max_db_client_connections', 'not yet planned'], ['max_user_client_connections', 'not yet planned'], ['transaction_timeout', 'not yet planned'],
+  ['cancel_wait_timeout', 'not yet planned'], ['server_fast_close', 'not yet planned'], ['query_wait_notify', 'not yet planned'],
+  ['syslog', 'not yet planned'], ['so_reuseport', 'not yet planned'], ['unix_socket_group', 'not yet planned'],
+  ['tcp_keepcnt', 'Node.js cannot set it'], ['tcp_keepintvl', 'Node.js cannot set it'], ['tcp_user_timeout', 'Node.js cannot set it'],
+  ['tcp_defer_accept', 'Node.js cannot set it'], ['tcp_socket_buffer', 'Node.js cannot set it'],
+]
+
+/** Checks a loaded config against what this build runs; errors mean it must not be put to use. */
+export function checkBuildSupport(config: Config): { errors: string[]; warnings: string[] } {
+  const s: Settings = config.settings
+  const isSet = (name: SettingName) => config.positions.has(name)
+  const where = (name: SettingName) => {
+    const p = config.positions.get(name)
+    return p === undefined ? config.file : `${p.file}:${p.line}`
+  }
+  const errors: string[] = []
+  const warnings: string[] = []
+  if (!SUPPORTED_AUTH.has(s.auth_type) && s.auth_type !== 'pam') {
+    errors.push(`${where('auth_type')}: auth_type ${s.auth_type} is not supported by this version of tidepool yet (#4); supported: ${[...SUPPORTED_AUTH].join(', ')}`)
+  }
+  // Without TLS, 'require' and stronger would mean accepting or sending plain text that the
+  // operator asked us to refuse; 'allow' and 'prefer' permit plain text by definition.
+  for (const name of ['client_tls_sslmode', 'server_tls_sslmode'] as const) {
+    if (!['disable', 'allow', 'prefer'].includes(s[name])) {
+      errors.push(`${where(name)}: ${name} ${s[name]} needs TLS, which this version of tidepool does not support yet (#4)`)
+    } else if (s[name] !== 'disable' && isSet(name)) {
+      warnings.push(`${where(name)}: ${name} ${s[name]}: no TLS in this version (#4); connections stay in plain text`)
+    }
+  }
+  const defaults = defaultSettings()
+  for (const [name, why] of NOT_APPLIED) {
+    if (isSet(name) && JSON.stringify(s[name]) !== JSON.stringify(defaults[name])) {
+      warnings.push(`${where(name)}: ${name} is accepted but not applied by this version of tidepool (${why})`)
+    }
+  }
+  return { errors, warnings }
+}
