@@ -130,6 +130,9 @@ export class Runtime implements ProxyContext, ServerFactory {
       server_login_retry: s.server_login_retry,
       server_lifetime: db.server_lifetime ?? s.server_lifetime,
       server_idle_timeout: s.server_idle_timeout,
+      query_timeout: u?.query_timeout ?? s.query_timeout,
+      idle_transaction_timeout: u?.idle_transaction_timeout ?? s.idle_transaction_timeout,
+      client_idle_timeout: u?.client_idle_timeout ?? s.client_idle_timeout,
     }
   }
 
@@ -210,7 +213,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     const s = this.config.settings
     try {
       sweepLoginClients(this.loginClients, s, now)
-      for (const e of this.pools.values()) sweepPool(e.pool, { ...s, server_idle_timeout: e.pool.settings.server_idle_timeout, server_lifetime: e.pool.settings.server_lifetime }, now)
+      for (const e of this.pools.values()) sweepPool(e.pool, s, now)
     } catch (err) {
       // A sweep must never take the process down; a broken invariant is logged loudly instead.
       this.log.error('janitor.failed', null, `janitor sweep failed: ${(err as Error).stack ?? String(err)}`)

@@ -10,17 +10,14 @@ import { ClientErrors } from '../protocol/client-errors.ts'
 import type { PooledClient } from './states.ts'
 import type { IntrusiveList } from '../util/intrusive-list.ts'
 
-/** The global timeouts the sweep applies, in seconds as pgbouncer.ini has them; 0 disables. */
+/**
+ * The global timeouts the sweep applies, in seconds as pgbouncer.ini has them; 0 disables. Those
+ * that can differ per pool (per user or per database) are read from pool.settings instead.
+ */
 export interface JanitorSettings {
-  query_timeout: number
   query_wait_timeout: number
-  client_idle_timeout: number
-  idle_transaction_timeout: number
   client_login_timeout: number
   server_connect_timeout: number
-  server_idle_timeout: number
-  server_lifetime: number
-  server_check_delay: number
 }
 
 /** Clients that have not reached a pool yet (still sending startup or authenticating). */
@@ -32,8 +29,10 @@ export function sweepLoginClients(list: IntrusiveList<PooledClient>, st: Janitor
   }
 }
 
-export function sweepPool(pool: Pool, st: JanitorSettings, nowMs: number): void {
+export function sweepPool(pool: Pool, global: JanitorSettings, nowMs: number): void {
   const l = pool.lists
+  const ps = pool.settings
+  const st = { ...global, query_timeout: ps.query_timeout, idle_transaction_timeout: ps.idle_transaction_timeout, client_idle_timeout: ps.client_idle_timeout }
 
   if (st.client_idle_timeout > 0) {
     const limit = st.client_idle_timeout * 1000
@@ -78,7 +77,6 @@ export function sweepPool(pool: Pool, st: JanitorSettings, nowMs: number): void 
     }
   }
 
-  const ps = pool.settings
   const min = Math.min(ps.min_pool_size, ps.pool_size)
   for (const list of [l.usedServers, l.idleServers]) {
     for (const s of list) {

@@ -26,6 +26,10 @@ export interface PoolSettings {
   server_login_retry: number
   server_lifetime: number
   server_idle_timeout: number
+  /** Global values, or the [users] entry's (PgBouncer 1.25 allows these per user). */
+  query_timeout: number
+  idle_transaction_timeout: number
+  client_idle_timeout: number
 }
 
 /** Counts shared by all pools of one database or one user (max_db_connections, max_user_connections). */

@@ -148,3 +148,21 @@ test('a failing server_check_query closes the server and the client gets a fresh
   assert.notEqual(p1, p2)
   assert.ok(tp.logs.some((l) => l.includes('server_check_query failed')))
 })
+
+test('[users] client_idle_timeout applies to that user only', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, {
+    databases: { app: `host=127.0.0.1 port=${pgi.port} dbname=app` },
+    users: { [TEST_USERS.scram.user]: 'client_idle_timeout=1' },
+    userlist: { [TEST_USERS.scram.user]: TEST_USERS.scram.password, [pgi.user]: pgi.password },
+    tidepool: { janitor_interval_ms: 100 },
+  })
+  const limited = await tp.connect(t, { user: TEST_USERS.scram.user, password: TEST_USERS.scram.password })
+  const other = await tp.connect(t)
+  let err: any = null
+  limited.on('error', (e) => { err ??= e })
+  await limited.query('SELECT 1')
+  await other.query('SELECT 1')
+  await waitFor(() => err !== null, { timeoutMs: 5_000, what: 'the limited user to be closed' })
+  assert.equal(err.message, 'client_idle_timeout')
+  assert.equal((await other.query('SELECT 2 AS two')).rows[0].two, 2, 'the other user is not affected')
+})
