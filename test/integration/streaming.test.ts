@@ -105,3 +105,31 @@ test('a cancel for a client that has gone is dropped safely (pgbouncer#801)', { 
   const c = await tp.connect(t)
   assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1, 'tidepool is alive and well')
 })
+
+test('a 1 GB row streams through without tidepool holding it', { timeout: 180_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 1 } })
+  const sock = net.connect({ host: '127.0.0.1', port: tp.port })
+  t.after(() => sock.destroy())
+  let got = 0
+  let tail = Buffer.alloc(0)
+  // Count bytes, keep only the last few: the client holds nothing either.
+  sock.on('data', (d: Buffer) => { got += d.length; tail = Buffer.from(d.subarray(Math.max(0, d.length - 16))) })
+  sock.on('error', () => {})
+  await new Promise<void>((r) => sock.once('connect', () => r()))
+  sock.write(build.startupMessage({ user: pgi.user, database: 'app' }))
+  await waitFor(() => got > 0 && tail.includes(0x5a), { timeoutMs: 5_000, what: 'login' })
+  const loginBytes = got
+  const rssBefore = process.memoryUsage().rss
+  let rssPeak = rssBefore
+  const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, process.memoryUsage().rss) }, 50)
+  t.after(() => clearInterval(sampler))
+  const size = 1_000_000_000
+  sock.write(build.query(`SELECT repeat('x', ${size})`))
+  // ReadyForQuery(idle) is the last 6 bytes of the answer.
+  await waitFor(() => got - loginBytes > size && tail.subarray(-6).equals(build.readyForQuery(0x49)), { timeoutMs: 150_000, intervalMs: 200, what: 'the whole row and ReadyForQuery' })
+  clearInterval(sampler)
+  assert.ok(got - loginBytes > size, `received ${got - loginBytes} bytes`)
+  const grew = rssPeak - rssBefore
+  assert.ok(grew < 200 * 1024 * 1024, `tidepool's process grew by ${Math.round(grew / 1048576)} MB while streaming 1 GB`)
+  assert.equal(tp.poolCounts('app', pgi.user).sv_active, 0)
+})
