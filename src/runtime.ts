@@ -213,10 +213,31 @@ export class Runtime implements ProxyContext, ServerFactory {
     const s = this.config.settings
     try {
       sweepLoginClients(this.loginClients, s, now)
-      for (const e of this.pools.values()) sweepPool(e.pool, s, now)
+      for (const [key, e] of this.pools) {
+        sweepPool(e.pool, s, now)
+        this.dropIfIdle(key, e.pool, now)
+      }
     } catch (err) {
       // A sweep must never take the process down; a broken invariant is logged loudly instead.
       this.log.error('janitor.failed', null, `janitor sweep failed: ${(err as Error).stack ?? String(err)}`)
+    }
+  }
+
+  /**
+   * Pools are made on demand per (database, user); one that has had no clients and no servers for
+   * autodb_idle_timeout is dropped, so clients trying many names cannot grow memory without bound.
+   */
+  private dropIfIdle(key: string, pool: Pool, now: number): void {
+    const limit = this.config.settings.autodb_idle_timeout
+    if (pool.lists.clientCount > 0 || pool.lists.serverCount > 0) {
+      pool.emptySinceMs = 0
+      return
+    }
+    if (pool.emptySinceMs === 0) pool.emptySinceMs = now
+    else if (limit > 0 && now - pool.emptySinceMs > limit * 1000) {
+      pool.detach()
+      this.pools.delete(key)
+      this.log.debug('pool.dropped', null, `dropped idle pool ${pool.database}/${pool.user}`)
     }
   }
 

@@ -18,7 +18,7 @@ const NOT_APPLIED: ReadonlyArray<readonly [SettingName, string]> = [
   ['server_tls_ca_file', '#4'], ['server_tls_cert_file', '#4'], ['server_tls_key_file', '#4'], ['server_tls_protocols', '#4'], ['server_tls_ciphers', '#4'],
   ['admin_users', '#5'], ['stats_users', '#5'], ['stats_period', '#5'], ['log_stats', '#5'], ['http_listen_port', '#5'], ['http_token', '#5'], ['suspend_timeout', '#5'],
   ['max_prepared_statements', '#6'], ['session_state_policy', '#6'],
-  ['disable_pqexec', 'not yet planned'], ['application_name_add_host', 'not yet planned'], ['autodb_idle_timeout', 'not yet planned'],
+  ['disable_pqexec', 'not yet planned'], ['application_name_add_host', 'not yet planned'],
   ['max_db_client_connections', 'not yet planned'], ['max_user_client_connections', 'not yet planned'], ['transaction_timeout', 'not yet planned'],
   ['cancel_wait_timeout', 'not yet planned'], ['server_fast_close', 'not yet planned'], ['query_wait_notify', 'not yet planned'],
   ['syslog', 'not yet planned'], ['so_reuseport', 'not yet planned'], ['unix_socket_group', 'not yet planned'],

@@ -55,6 +55,8 @@ export class Pool {
   lastLoginError: ClientFailure | null = null
   isPaused = false
   settings: PoolSettings
+  /** Since when the pool has had no clients and no servers (ms); 0 while it has any. */
+  emptySinceMs = 0
 
   constructor(
     readonly database: string,
@@ -295,6 +297,11 @@ export class Pool {
       }
     }
     return false
+  }
+
+  /** The pool is being dropped: it leaves its database's sibling set. */
+  detach(): void {
+    this.dbCount.pools.delete(this)
   }
 
   /** min_pool_size: keep this many servers open once the pool exists. */

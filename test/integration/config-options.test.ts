@@ -166,3 +166,19 @@ test('[users] client_idle_timeout applies to that user only', { timeout: 30_000 
   assert.equal(err.message, 'client_idle_timeout')
   assert.equal((await other.query('SELECT 2 AS two')).rows[0].two, 2, 'the other user is not affected')
 })
+
+test('pools nobody uses are dropped after autodb_idle_timeout, and come back on demand', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, {
+    databases: { '*': `host=127.0.0.1 port=${pgi.port} user=${pgi.user} password=${pgi.password}` },
+    settings: { autodb_idle_timeout: 0.5, server_idle_timeout: 0.2, default_pool_size: 1 },
+    tidepool: { janitor_interval_ms: 100 },
+  })
+  const c = await tp.connect(t, { database: 'postgres' })
+  await c.query('SELECT 1')
+  await c.end()
+  assert.ok(tp.pool('postgres', pgi.user) !== undefined)
+  await waitFor(() => tp.pool('postgres', pgi.user) === undefined, { timeoutMs: 8_000, what: 'the idle pool to be dropped' })
+  const d = await tp.connect(t, { database: 'postgres' })
+  assert.equal((await d.query('SELECT 1 AS one')).rows[0].one, 1)
+  assert.ok(tp.pool('postgres', pgi.user) !== undefined)
+})
