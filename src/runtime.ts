@@ -41,6 +41,8 @@ export class Runtime implements ProxyContext, ServerFactory {
   readonly clients = new Set<ClientConn>()
   isShuttingDown = false
   private readonly pools = new Map<string, PoolEntry>()
+  /** ClientKeys learnt from SCRAM logins against stored verifiers, by user (PgBouncer keeps them too). */
+  private readonly scramClientKeys = new Map<string, Buffer>()
   private readonly dbCounts = new Map<string, SharedCount>()
   private readonly userCounts = new Map<string, SharedCount>()
   private readonly listeners: net.Server[] = []
@@ -82,6 +84,14 @@ export class Runtime implements ProxyContext, ServerFactory {
 
   get poolList(): Pool[] {
     return [...this.pools.values()].map((e) => e.pool)
+  }
+
+  rememberScramClientKey(user: string, clientKey: Buffer): void {
+    this.scramClientKeys.set(user, clientKey)
+  }
+
+  scramClientKey(user: string): Buffer | null {
+    return this.scramClientKeys.get(user) ?? null
   }
 
   // ---- pools ----

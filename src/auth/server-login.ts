@@ -19,6 +19,11 @@ function isMd5Hash(s: string): boolean {
   return s.length === 35 && s.startsWith('md5') && /^[0-9a-f]{32}$/.test(s.slice(3))
 }
 
+/** A stored secret that is not a password at all: usable only as SCRAM keys. */
+function isScramVerifier(s: string): boolean {
+  return s.startsWith('SCRAM-SHA-256$')
+}
+
 const hmac = (key: Buffer, data: string | Buffer): Buffer => createHmac('sha256', key).update(data).digest()
 const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest()
 function xor(a: Buffer, b: Buffer): Buffer {
@@ -59,10 +64,15 @@ export class ServerAuth {
   private expectedServerSignature: Buffer | null = null
   private isOk = false
 
+  /**
+   * `keys`: for a server that holds the same SCRAM verifier as auth_file, the ClientKey learnt
+   * from a client's SCRAM login and the verifier's ServerKey stand in for the plain password.
+   */
   constructor(
     private readonly user: string,
     private readonly password: string | null,
     nonce?: string,
+    private readonly keys: { clientKey: Buffer; serverKey: Buffer } | null = null,
   ) {
     this.clientNonce = nonce ?? randomBytes(18).toString('base64')
   }
@@ -81,10 +91,11 @@ export class ServerAuth {
         return null
       case AuthCode.CleartextPassword:
         if (this.password === null) throw new TidepoolError('TP_AUTH_FAILED', 'server asked for a password and none is configured')
-        if (isMd5Hash(this.password)) throw new TidepoolError('TP_AUTH_UNSUPPORTED', 'server asked for a cleartext password but only an md5 hash is stored')
+        if (isMd5Hash(this.password) || isScramVerifier(this.password)) throw new TidepoolError('TP_AUTH_UNSUPPORTED', 'server asked for a cleartext password but only a hash or verifier is stored')
         return build.passwordMessage(this.password)
       case AuthCode.MD5Password: {
         if (this.password === null) throw new TidepoolError('TP_AUTH_FAILED', 'server asked for a password and none is configured')
+        if (isScramVerifier(this.password)) throw new TidepoolError('TP_AUTH_UNSUPPORTED', 'server asked for md5 but only a SCRAM verifier is stored')
         const salt = r.bytes(4)
         const inner = isMd5Hash(this.password) ? this.password.slice(3) : md5Password(this.user, this.password).slice(3)
         return build.passwordMessage('md5' + createHash('md5').update(inner).update(salt).digest('hex'))
@@ -93,7 +104,9 @@ export class ServerAuth {
         const mechs: string[] = []
         for (let m = r.cstring(); m !== ''; m = r.cstring()) mechs.push(m)
         if (!mechs.includes(MECHANISM)) throw new TidepoolError('TP_AUTH_UNSUPPORTED', `server offers SASL mechanisms ${mechs.join(', ')}; tidepool speaks ${MECHANISM}`)
-        if (this.password === null || isMd5Hash(this.password)) throw new TidepoolError('TP_AUTH_FAILED', 'SCRAM needs the plain password (or a SCRAM exchange with the client); none is configured')
+        if (this.keys === null && (this.password === null || isMd5Hash(this.password) || isScramVerifier(this.password))) {
+          throw new TidepoolError('TP_AUTH_FAILED', 'SCRAM needs the plain password, or a client that logged in with SCRAM first; neither is available')
+        }
         this.clientFirstBare = `n=${saslName(this.user)},r=${this.clientNonce}`
         return build.saslInitialResponse(MECHANISM, Buffer.from('n,,' + this.clientFirstBare))
       }
@@ -108,13 +121,21 @@ export class ServerAuth {
           throw new TidepoolError('TP_AUTH_FAILED', 'invalid SCRAM nonce from server')
         }
         if (!Number.isInteger(iterations) || iterations < 1) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'invalid SCRAM iteration count from server')
-        const salted = pbkdf2Sync(this.password as string, Buffer.from(saltB64, 'base64'), iterations, 32, 'sha256')
-        const clientKey = hmac(salted, 'Client Key')
+        let clientKey: Buffer
+        let serverKey: Buffer
+        if (this.keys !== null && (this.password === null || isMd5Hash(this.password) || isScramVerifier(this.password))) {
+          clientKey = this.keys.clientKey
+          serverKey = this.keys.serverKey
+        } else {
+          const salted = pbkdf2Sync(this.password as string, Buffer.from(saltB64, 'base64'), iterations, 32, 'sha256')
+          clientKey = hmac(salted, 'Client Key')
+          serverKey = hmac(salted, 'Server Key')
+        }
         const storedKey = sha256(clientKey)
         const clientFinalNoProof = `c=biws,r=${nonce}`
         const authMessage = `${this.clientFirstBare},${serverFirst},${clientFinalNoProof}`
         const proof = xor(clientKey, hmac(storedKey, authMessage))
-        this.expectedServerSignature = hmac(hmac(salted, 'Server Key'), authMessage)
+        this.expectedServerSignature = hmac(serverKey, authMessage)
         return build.saslResponse(Buffer.from(`${clientFinalNoProof},p=${proof.toString('base64')}`))
       }
       case AuthCode.SASLFinal: {

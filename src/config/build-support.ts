@@ -9,7 +9,7 @@ import { defaultSettings } from './settings.ts'
 import type { Config } from './types.ts'
 
 /** auth_type values this build can run for client logins. */
-const SUPPORTED_AUTH = new Set(['trust', 'any', 'plain', 'md5'])
+const SUPPORTED_AUTH = new Set(['trust', 'any', 'plain', 'md5', 'scram-sha-256'])
 
 /** Settings accepted but not applied yet, and the issue that brings them. */
 const NOT_APPLIED: ReadonlyArray<readonly [SettingName, string]> = [

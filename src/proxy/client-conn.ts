@@ -25,7 +25,7 @@ import type { ProxyContext } from './context.ts'
 import type { ServerConn } from './server-conn.ts'
 import { OUT } from './out-slices.ts'
 import { canonicalParamName, paramSyncQuery, trackedNames } from './server-params.ts'
-import { checkClientPassword, passwordRequest, type PasswordCheck } from '../auth/client-password.ts'
+import { clientAuthFlow, type ClientAuthFlow } from '../auth/client-auth.ts'
 
 let nextClientId = 1
 
@@ -58,7 +58,7 @@ export class ClientConn implements PooledClient {
   private pausedServer: ServerConn | null = null
   private isWaitingServerDrain = false
   private isPaused = false
-  private passwordCheck: PasswordCheck | null = null
+  private authFlow: ClientAuthFlow | null = null
   private readonly peer: string
   private closed = false
 
@@ -175,12 +175,12 @@ export class ClientConn implements PooledClient {
 
     const authType = st.auth_type
     if (authType === 'trust' || authType === 'any') return this.joinPool()
-    if (authType === 'plain' || authType === 'md5') {
+    if (authType === 'plain' || authType === 'md5' || authType === 'scram-sha-256') {
       const secret = this.ctx.config.userlist.get(this.user)?.password ?? null
-      this.passwordCheck = passwordRequest(authType, this.user, secret)
+      this.authFlow = clientAuthFlow(authType, this.user, secret, st.scram_iterations)
       this.phase = Phase.Auth
       this.framer.inspect = INSPECT_ALL
-      this.socket.write(this.passwordCheck.request)
+      this.socket.write(this.authFlow.start())
       return
     }
     this.fail(ClientErrors.authTypeNotSupported(authType))
@@ -195,10 +195,17 @@ export class ClientConn implements PooledClient {
       if (f.code !== FrontendCode.Password) {
         return this.fail(ClientErrors.protocolViolation(`expected password response, got message type '${String.fromCharCode(f.code)}'`))
       }
-      if (!checkClientPassword(this.passwordCheck as PasswordCheck, f.buf, f.start + 5, f.end)) {
+      const step = (this.authFlow as ClientAuthFlow).onMessage(f.buf, f.start + 5, f.end)
+      if (step.kind === 'continue') {
+        this.socket.write(step.send)
+        continue
+      }
+      if (step.kind === 'fail') {
         return this.fail({ severity: 'FATAL', code: '28P01', message: `password authentication failed for user "${this.user}"`, reason: 'password authentication failed' })
       }
-      this.passwordCheck = null
+      if (step.send !== null) this.socket.write(step.send)
+      if (step.scramClientKey !== null) this.ctx.rememberScramClientKey(this.user, step.scramClientKey)
+      this.authFlow = null
       this.framer.inspect = INSPECT_NONE
       this.joinPool()
       if (f.end < chunk.length) return this.fail(ClientErrors.protocolViolation('data after password before login finished'))

@@ -22,6 +22,9 @@ export interface ProxyContext {
   readonly clients: Set<ClientConn>
   /** The pool for a database entry and the server-side user, created on first use. */
   poolFor(database: string, user: string): Pool | null
+  /** A user's SCRAM ClientKey, learnt when a client proved it against a stored verifier. */
+  rememberScramClientKey(user: string, clientKey: Buffer): void
+  scramClientKey(user: string): Buffer | null
   /** True while SIGTERM/SIGINT shutdown runs: new logins are refused. */
   readonly isShuttingDown: boolean
 }

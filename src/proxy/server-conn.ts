@@ -15,6 +15,8 @@ import { AuthCode, BackendCode, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import { parseBackendKeyData, parseErrorFields, parseParameterStatus } from '../protocol/reader.ts'
 import { ServerAuth } from '../auth/server-login.ts'
+import type { TidepoolError } from '../util/errors.ts'
+import { parseScramVerifier } from '../auth/scram-server.ts'
 import { ServerState, type PooledServer } from '../pool/states.ts'
 import type { Pool } from '../pool/pool.ts'
 import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
@@ -94,7 +96,7 @@ export class ServerConn implements PooledServer {
     this.readyAtMs = now
     this.framer = new Framer(ctx.settings.max_packet_size)
     this.framer.inspect = LOGIN_INSPECT
-    this.auth = new ServerAuth(target.user, target.password)
+    this.auth = new ServerAuth(target.user, target.password, undefined, scramKeysFor(target, ctx))
     const isUnix = target.host.startsWith('/')
     this.addr = isUnix ? `unix:${target.host}` : `${target.host}:${target.port}`
     // Reads land in a buffer of our own (onread) instead of a new Buffer and a stream 'data'
@@ -162,7 +164,17 @@ export class ServerConn implements PooledServer {
     while (f.next()) {
       switch (f.code) {
         case BackendCode.Authentication: {
-          const reply = (this.auth as ServerAuth).onAuthRequest(f.buf, f.start + 5, f.end)
+          let reply: Buffer | null
+          try {
+            reply = (this.auth as ServerAuth).onAuthRequest(f.buf, f.start + 5, f.end)
+          } catch (err) {
+            // Our side cannot log in (no usable secret, unsupported method, forged signature):
+            // the clients waiting for this pool hear why, as with a server's own login error.
+            const e = err as TidepoolError
+            if (e.code !== 'TP_AUTH_FAILED' && e.code !== 'TP_AUTH_UNSUPPORTED') throw err
+            this.failLogin({ severity: 'FATAL', code: '28000', message: `server login failed: ${e.message}`, reason: `server login failed: ${e.message}` })
+            return
+          }
           if (reply !== null) this.socket.write(reply)
           if (f.buf.readInt32BE(f.start + 5) === AuthCode.Ok) this.auth = null
           break
@@ -405,4 +417,12 @@ export class ServerConn implements PooledServer {
     else if (done !== null) done(false)
     this.pool.kick(Date.now())
   }
+}
+
+/** With a SCRAM verifier as the stored secret, the server login needs the ClientKey a client proved. */
+function scramKeysFor(target: ServerTarget, ctx: ProxyContext): { clientKey: Buffer; serverKey: Buffer } | null {
+  const v = target.password === null ? null : parseScramVerifier(target.password)
+  if (v === null) return null
+  const clientKey = ctx.scramClientKey(target.user)
+  return clientKey === null ? null : { clientKey, serverKey: v.serverKey }
 }
