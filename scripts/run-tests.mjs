@@ -107,15 +107,15 @@ if (typecheck) {
 // Integration tests drive psql and pgbench, which come from Debian's postgresql-client. On a fresh
 // machine where we are root, install it rather than fail (what .ci/run does too).
 const hasCommand = (name) => spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0
-if (!hasCommand('psql') || !hasCommand('pgbench')) {
+if (!hasCommand('psql') || !hasCommand('pgbench') || !hasCommand('openssl')) {
   if (process.getuid?.() === 0 && hasCommand('apt-get')) {
-    console.log('run-tests: psql/pgbench missing; apt-get install postgresql-client')
+    console.log('run-tests: psql/pgbench/openssl missing; apt-get install postgresql-client openssl')
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
     spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit', env })
-    spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-client'], { stdio: 'inherit', env })
+    spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-client', 'openssl'], { stdio: 'inherit', env })
   }
-  if (!hasCommand('psql') || !hasCommand('pgbench')) {
-    console.error('run-tests: the tests need psql and pgbench (Debian: apt-get install postgresql-client)')
+  if (!hasCommand('psql') || !hasCommand('pgbench') || !hasCommand('openssl')) {
+    console.error('run-tests: the tests need psql, pgbench and openssl (Debian: apt-get install postgresql-client openssl)')
     process.exit(1)
   }
 }

@@ -11,6 +11,7 @@ import { diffConfig, loadConfig } from './config/load.ts'
 import { serverCheckQuerySql } from './config/settings.ts'
 import { checkBuildSupport } from './config/build-support.ts'
 import { TidepoolError } from './util/errors.ts'
+import { clientTlsFromConfig, type ClientTls } from './net/tls.ts'
 import { Logger } from './observe/log.ts'
 import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
 import { sweepLoginClients, sweepPool } from './pool/janitor.ts'
@@ -40,6 +41,8 @@ export class Runtime implements ProxyContext, ServerFactory {
   readonly loginClients = new IntrusiveList<PooledClient>()
   readonly clients = new Set<ClientConn>()
   isShuttingDown = false
+  /** Rebuilt on every RELOAD: new certificates apply to new connections. */
+  clientTls: ClientTls | null = null
   private readonly pools = new Map<string, PoolEntry>()
   /** ClientKeys learnt from SCRAM logins against stored verifiers, by user (PgBouncer keeps them too). */
   private readonly scramClientKeys = new Map<string, Buffer>()
@@ -66,6 +69,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     if (support.errors.length > 0) throw new TidepoolError('TP_CONFIG_INVALID', support.errors.join('\n'))
     const rt = new Runtime(config, opts)
     for (const w of support.warnings) rt.log.warn('config.warning', null, w)
+    rt.clientTls = clientTlsFromConfig(config)
     await rt.listen()
     rt.startJanitor()
     rt.writePidfile()
@@ -266,6 +270,14 @@ export class Runtime implements ProxyContext, ServerFactory {
       this.log.error('config.rejected', null, 'RELOAD failed: keeping the old configuration')
       return { ok: false, errors: r.errors }
     }
+    let clientTls: ClientTls | null
+    try {
+      clientTls = clientTlsFromConfig(r.config)
+    } catch (err) {
+      this.log.error('config.rejected', null, `RELOAD failed: ${(err as Error).message}; keeping the old configuration`)
+      return { ok: false, errors: [(err as Error).message] }
+    }
+    this.clientTls = clientTls
     this.applyConfig(r.config)
     return { ok: true, errors: [] }
   }

@@ -13,6 +13,8 @@
 // Must not: move pool lists itself (the pool does), or buffer more than one chunk while waiting.
 
 import type net from 'node:net'
+import tls from 'node:tls'
+import type { ClientTls } from '../net/tls.ts'
 import { Framer, INSPECT_ALL, INSPECT_NONE } from '../protocol/framer.ts'
 import { FrontendCode, MAX_STARTUP_PACKET_LENGTH, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
@@ -61,9 +63,12 @@ export class ClientConn implements PooledClient {
   private authFlow: ClientAuthFlow | null = null
   private readonly peer: string
   private closed = false
+  private isTls = false
+  /** Set while a startup chunk still has bytes after the packet being handled. */
+  private hasBytesAfterStartupPacket = false
 
   constructor(
-    readonly socket: net.Socket,
+    public socket: net.Socket,
     private readonly ctx: ProxyContext,
   ) {
     this.id = `C-${nextClientId++}`
@@ -125,6 +130,7 @@ export class ClientConn implements PooledClient {
       if (buf.length < len) break
       const packet = buf.subarray(0, len)
       buf = buf.subarray(len)
+      this.hasBytesAfterStartupPacket = buf.length > 0
       this.onStartupPacket(packet)
     }
     if (buf.length > 0 && this.phase === Phase.Startup) this.startupBuf = Buffer.from(buf)
@@ -134,9 +140,23 @@ export class ClientConn implements PooledClient {
   private onStartupPacket(packet: Buffer): void {
     const p = parseStartupPacket(packet)
     switch (p.kind) {
-      case 'ssl':
+      case 'ssl': {
+        const tlsConf = this.ctx.clientTls
+        if (tlsConf === null || this.isTls) {
+          this.socket.write('N')
+          return
+        }
+        if (this.startupBuf !== null || this.hasBytesAfterStartupPacket) {
+          // Plain-text bytes sent before our answer would be read as part of the TLS stream.
+          this.fail(ClientErrors.protocolViolation('received unencrypted data after SSL request'))
+          return
+        }
+        this.socket.write('S')
+        this.upgradeToTls(tlsConf)
+        return
+      }
       case 'gssenc':
-        // No TLS or GSS encryption in this build: 'N' tells the client to go on in plain text.
+        // No GSS encryption: 'N' tells the client to go on (it may ask for TLS next).
         this.socket.write('N')
         return
       case 'cancel': {
@@ -157,11 +177,36 @@ export class ClientConn implements PooledClient {
     }
   }
 
+  /** After 'S': the same TCP connection carries TLS from here on; the client sends its startup again inside it. */
+  private upgradeToTls(conf: ClientTls): void {
+    const raw = this.socket
+    raw.removeListener('data', onSocketData)
+    raw.removeListener('drain', onSocketDrain)
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: conf.context, requestCert: conf.requireClientCert, rejectUnauthorized: conf.requireClientCert })
+    ;(secure as unknown as OwnedSocket)[OWNER] = this
+    secure.on('data', onSocketData)
+    secure.on('error', onSocketError)
+    secure.on('close', onSocketClose)
+    secure.on('drain', onSocketDrain)
+    if (conf.requireClientCert) {
+      // tls.Server rejects unverified client certificates in its own 'secure' handler; a
+      // TLSSocket made by hand gets no such check, so do the same one here.
+      secure.once('secure', () => {
+        const handle = (secure as unknown as { ssl: { verifyError(): Error | null } | null }).ssl
+        const verifyError = handle === null ? new Error('no TLS handle') : handle.verifyError()
+        if (verifyError !== null) this.fail(ClientErrors.protocolViolation(`client certificate rejected: ${(verifyError as Error & { code?: string }).code ?? verifyError.message}`))
+      })
+    }
+    this.socket = secure
+    this.isTls = true
+  }
+
   private onStartup(params: Map<string, string>): void {
     const st = this.ctx.settings
     this.user = params.get('user') ?? ''
     this.database = params.get('database') || this.user
     if (this.ctx.isShuttingDown) return this.fail(ClientErrors.shuttingDown)
+    if (this.ctx.clientTls?.isRequired === true && !this.isTls) return this.fail(ClientErrors.sslRequired)
     if (this.ctx.clients.size > st.max_client_conn) return this.fail(ClientErrors.maxClientConn)
     const ignored = new Set(st.ignore_startup_parameters.map((s) => s.toLowerCase()))
     for (const [name, value] of params) {

@@ -10,6 +10,7 @@ import type { IntrusiveList } from '../util/intrusive-list.ts'
 import type { PooledClient } from '../pool/states.ts'
 import type { CancelRegistry } from './cancel.ts'
 import type { ClientConn } from './client-conn.ts'
+import type { ClientTls } from '../net/tls.ts'
 
 export interface ProxyContext {
   config: Config
@@ -25,6 +26,8 @@ export interface ProxyContext {
   /** A user's SCRAM ClientKey, learnt when a client proved it against a stored verifier. */
   rememberScramClientKey(user: string, clientKey: Buffer): void
   scramClientKey(user: string): Buffer | null
+  /** TLS for clients; null when client_tls_sslmode is disable. */
+  readonly clientTls: ClientTls | null
   /** True while SIGTERM/SIGINT shutdown runs: new logins are refused. */
   readonly isShuttingDown: boolean
 }

@@ -1,0 +1,65 @@
+// TLS contexts built from the client_tls_* settings. Built at start and on every RELOAD, so new
+// certificates take effect for new connections while existing ones keep theirs.
+// client_tls_protocols takes PgBouncer's words: secure (TLS 1.2 and 1.3), all, legacy, or a comma
+// list such as "tlsv1.2,tlsv1.3". client_tls_ciphers' keywords (default, secure, fast, normal,
+// all) keep Node's defaults; anything else is an OpenSSL cipher string.
+// Must not: log key material; a bad file is a TidepoolError('TP_CONFIG_INVALID') naming the setting.
+
+import tls from 'node:tls'
+import fs from 'node:fs'
+import { dirname, isAbsolute, resolve } from 'node:path'
+import type { Config } from '../config/types.ts'
+import { TidepoolError } from '../util/errors.ts'
+
+export interface ClientTls {
+  readonly context: tls.SecureContext
+  /** verify-ca and verify-full: the client must present a certificate signed by client_tls_ca_file. */
+  readonly requireClientCert: boolean
+  /** require and stronger: a client that does not ask for TLS is refused. */
+  readonly isRequired: boolean
+}
+
+const VERSIONS: Record<string, tls.SecureVersion> = { 'tlsv1': 'TLSv1', 'tlsv1.0': 'TLSv1', 'tlsv1.1': 'TLSv1.1', 'tlsv1.2': 'TLSv1.2', 'tlsv1.3': 'TLSv1.3' }
+const ORDER: tls.SecureVersion[] = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3']
+
+export function protocolRange(value: string): { minVersion: tls.SecureVersion; maxVersion: tls.SecureVersion } {
+  const v = value.trim().toLowerCase()
+  if (v === 'secure' || v === 'default' || v === '') return { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3' }
+  if (v === 'all' || v === 'legacy') return { minVersion: 'TLSv1', maxVersion: 'TLSv1.3' }
+  const picked = v.split(',').map((p) => VERSIONS[p.trim()])
+  if (picked.some((p) => p === undefined)) throw new TidepoolError('TP_CONFIG_INVALID', `client_tls_protocols: unknown protocol in "${value}"`)
+  const idx = picked.map((p) => ORDER.indexOf(p as tls.SecureVersion))
+  return { minVersion: ORDER[Math.min(...idx)], maxVersion: ORDER[Math.max(...idx)] }
+}
+
+function readSetting(config: Config, name: string, path: string): Buffer {
+  const full = isAbsolute(path) ? path : resolve(dirname(config.file), path)
+  try {
+    return fs.readFileSync(full)
+  } catch (err) {
+    throw new TidepoolError('TP_CONFIG_INVALID', `${name}: cannot read ${full}: ${(err as Error).message}`)
+  }
+}
+
+/** null when client_tls_sslmode is disable. */
+export function clientTlsFromConfig(config: Config): ClientTls | null {
+  const s = config.settings
+  if (s.client_tls_sslmode === 'disable') return null
+  const requireClientCert = s.client_tls_sslmode === 'verify-ca' || s.client_tls_sslmode === 'verify-full'
+  const options: tls.SecureContextOptions = {
+    key: readSetting(config, 'client_tls_key_file', s.client_tls_key_file),
+    cert: readSetting(config, 'client_tls_cert_file', s.client_tls_cert_file),
+    ...protocolRange(s.client_tls_protocols),
+  }
+  if (s.client_tls_ca_file !== '') options.ca = readSetting(config, 'client_tls_ca_file', s.client_tls_ca_file)
+  else if (requireClientCert) throw new TidepoolError('TP_CONFIG_INVALID', `client_tls_sslmode ${s.client_tls_sslmode} needs client_tls_ca_file`)
+  const ciphers = s.client_tls_ciphers.trim().toLowerCase()
+  if (!['', 'default', 'secure', 'fast', 'normal', 'all'].includes(ciphers)) options.ciphers = s.client_tls_ciphers
+  let context: tls.SecureContext
+  try {
+    context = tls.createSecureContext(options)
+  } catch (err) {
+    throw new TidepoolError('TP_CONFIG_INVALID', `client TLS: ${(err as Error).message}`)
+  }
+  return { context, requireClientCert, isRequired: s.client_tls_sslmode === 'require' || requireClientCert }
+}

@@ -1,0 +1,120 @@
+// TLS between clients and tidepool, as PgBouncer operators configure it (client_tls_*): psql's
+// sslmode variants, client certificates, pg and postgres.js, a bad handshake, and new
+// certificates taking effect on RELOAD without dropping connections.
+import { test, before } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import net from 'node:net'
+import pg from 'pg'
+import postgres from 'postgres'
+import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
+import { startTidepool } from '../harness/tidepool.ts'
+import { makeCerts } from '../harness/certs.ts'
+import { runPsql, waitFor } from '../harness/clients.ts'
+
+let pgi: PgInstance
+before(async () => {
+  pgi = await sharedPostgres()
+})
+
+const conninfo = (extra: string) => `dbname=app ${extra}`
+
+test('client_tls_sslmode require: TLS clients in, plain-text clients refused with "SSL required"', { timeout: 60_000 }, async (t) => {
+  const certs = makeCerts(t, pgi.user)
+  const tp = await startTidepool(t, pgi, { settings: { client_tls_sslmode: 'require', client_tls_key_file: certs.serverKey, client_tls_cert_file: certs.serverCert } })
+  const ok = await runPsql({ port: tp.port, user: pgi.user, password: pgi.password, db: conninfo('sslmode=require'), sql: `SELECT 'over tls'` })
+  assert.equal(ok.code, 0, ok.stderr)
+  assert.equal(ok.stdout.trim(), 'over tls')
+  const info = await runPsql({ port: tp.port, user: pgi.user, password: pgi.password, db: conninfo('sslmode=require'), sql: '\\conninfo' })
+  assert.match(info.stdout, /SSL connection \(protocol: TLSv1\.[23]/)
+  const full = await runPsql({ host: 'localhost', port: tp.port, user: pgi.user, password: pgi.password, db: conninfo(`sslmode=verify-full sslrootcert=${certs.caCert}`), sql: 'SELECT 1' })
+  assert.equal(full.code, 0, full.stderr)
+  const plain = await runPsql({ port: tp.port, user: pgi.user, password: pgi.password, db: conninfo('sslmode=disable'), sql: 'SELECT 1' })
+  assert.notEqual(plain.code, 0)
+  assert.match(plain.stderr, /SSL required/)
+})
+
+test('client_tls_sslmode verify-ca: only clients with a certificate from client_tls_ca_file get in', { timeout: 60_000 }, async (t) => {
+  const certs = makeCerts(t, pgi.user)
+  const tp = await startTidepool(t, pgi, {
+    settings: { client_tls_sslmode: 'verify-ca', client_tls_key_file: certs.serverKey, client_tls_cert_file: certs.serverCert, client_tls_ca_file: certs.caCert },
+  })
+  const good = await runPsql({ port: tp.port, user: pgi.user, password: pgi.password, db: conninfo(`sslmode=require sslcert=${certs.clientCert} sslkey=${certs.clientKey}`), sql: 'SELECT 1' })
+  assert.equal(good.code, 0, good.stderr)
+  const none = await runPsql({ port: tp.port, user: pgi.user, password: pgi.password, db: conninfo('sslmode=require sslcert=/nonexistent sslkey=/nonexistent'), sql: 'SELECT 1' })
+  assert.notEqual(none.code, 0, 'no client certificate')
+  const rogue = await runPsql({ port: tp.port, user: pgi.user, password: pgi.password, db: conninfo(`sslmode=require sslcert=${certs.rogueClientCert} sslkey=${certs.rogueClientKey}`), sql: 'SELECT 1' })
+  assert.notEqual(rogue.code, 0, 'a certificate from an untrusted CA')
+  const c = await tp.connect(t).catch(() => null)
+  assert.equal(c, null, 'plain text is refused too')
+})
+
+test('pg and postgres.js over TLS, verifying the server against the CA', { timeout: 60_000 }, async (t) => {
+  const certs = makeCerts(t, pgi.user)
+  const tp = await startTidepool(t, pgi, { settings: { client_tls_sslmode: 'require', client_tls_key_file: certs.serverKey, client_tls_cert_file: certs.serverCert } })
+  const ca = fs.readFileSync(certs.caCert)
+  const c = new pg.Client({ host: 'localhost', port: tp.port, database: 'app', user: pgi.user, password: pgi.password, ssl: { ca, rejectUnauthorized: true } })
+  c.on('error', () => {})
+  await c.connect()
+  t.after(() => c.end())
+  assert.equal((await c.query(`SELECT repeat('x', 100000) AS v`)).rows[0].v.length, 100000)
+  const sql = postgres({ host: 'localhost', port: tp.port, database: 'app', username: pgi.user, password: pgi.password, ssl: { ca, rejectUnauthorized: true }, max: 2 })
+  t.after(() => sql.end({ timeout: 1 }))
+  assert.equal((await sql`SELECT 7 AS seven`)[0].seven, 7)
+})
+
+test('client_tls_sslmode prefer: both plain and TLS clients are served', { timeout: 60_000 }, async (t) => {
+  const certs = makeCerts(t, pgi.user)
+  const tp = await startTidepool(t, pgi, { settings: { client_tls_sslmode: 'prefer', client_tls_key_file: certs.serverKey, client_tls_cert_file: certs.serverCert } })
+  for (const mode of ['disable', 'require']) {
+    const r = await runPsql({ port: tp.port, user: pgi.user, password: pgi.password, db: conninfo(`sslmode=${mode}`), sql: 'SELECT 1' })
+    assert.equal(r.code, 0, `${mode}: ${r.stderr}`)
+  }
+})
+
+test('garbage instead of a TLS ClientHello: a clean close, other clients unaffected', { timeout: 30_000 }, async (t) => {
+  const certs = makeCerts(t, pgi.user)
+  const tp = await startTidepool(t, pgi, { settings: { client_tls_sslmode: 'prefer', client_tls_key_file: certs.serverKey, client_tls_cert_file: certs.serverCert } })
+  const other = await tp.connect(t)
+  const sock = net.connect({ host: '127.0.0.1', port: tp.port })
+  let closed = false
+  let answer = Buffer.alloc(0)
+  sock.on('data', (d) => { answer = Buffer.concat([answer, d]) })
+  sock.on('error', () => {})
+  sock.on('close', () => { closed = true })
+  await new Promise<void>((r) => sock.once('connect', () => r()))
+  const req = Buffer.alloc(8)
+  req.writeInt32BE(8, 0)
+  req.writeInt32BE(80877103, 4)
+  sock.write(req)
+  await waitFor(() => answer.length > 0, { timeoutMs: 5_000, what: "the 'S'" })
+  assert.equal(answer[0], 0x53)
+  sock.write(Buffer.from('this is not a TLS handshake at all\r\n'.repeat(4)))
+  await waitFor(() => closed, { timeoutMs: 5_000, what: 'close' })
+  assert.equal((await other.query('SELECT 1 AS one')).rows[0].one, 1)
+  assert.ok(tp.logs.some((l) => l.includes('[client.closed]') && /socket error|close/.test(l)))
+})
+
+test('RELOAD with a new certificate: new connections use it, existing ones stay up', { timeout: 60_000 }, async (t) => {
+  const first = makeCerts(t, pgi.user)
+  const second = makeCerts(t, pgi.user)
+  const tls = (c: typeof first) => ({ client_tls_sslmode: 'require', client_tls_key_file: c.serverKey, client_tls_cert_file: c.serverCert })
+  const tp = await startTidepool(t, pgi, { settings: tls(first) })
+  const old = new pg.Client({ host: 'localhost', port: tp.port, database: 'app', user: pgi.user, password: pgi.password, ssl: { ca: fs.readFileSync(first.caCert) } })
+  old.on('error', () => {})
+  await old.connect()
+  t.after(() => old.end())
+  tp.rewrite({ settings: { ...tls(second), listen_port: 0 } })
+  const r = await tp.rt.reload()
+  assert.equal(r.ok, true, r.errors.join('\n'))
+  const withNewCa = await runPsql({ host: 'localhost', port: tp.port, user: pgi.user, password: pgi.password, db: conninfo(`sslmode=verify-full sslrootcert=${second.caCert}`), sql: 'SELECT 1' })
+  assert.equal(withNewCa.code, 0, withNewCa.stderr)
+  const withOldCa = await runPsql({ host: 'localhost', port: tp.port, user: pgi.user, password: pgi.password, db: conninfo(`sslmode=verify-full sslrootcert=${first.caCert}`), sql: 'SELECT 1' })
+  assert.notEqual(withOldCa.code, 0, 'the old certificate is no longer served')
+  assert.equal((await old.query('SELECT 2 AS two')).rows[0].two, 2, 'the existing connection is untouched')
+  tp.rewrite({ settings: { ...tls(second), client_tls_cert_file: '/nonexistent.crt', listen_port: 0 } })
+  const bad = await tp.rt.reload()
+  assert.equal(bad.ok, false)
+  const still = await runPsql({ host: 'localhost', port: tp.port, user: pgi.user, password: pgi.password, db: conninfo(`sslmode=verify-full sslrootcert=${second.caCert}`), sql: 'SELECT 1' })
+  assert.equal(still.code, 0, 'a reload with an unreadable certificate keeps the previous one')
+})
