@@ -11,7 +11,7 @@ import { diffConfig, loadConfig } from './config/load.ts'
 import { serverCheckQuerySql } from './config/settings.ts'
 import { checkBuildSupport } from './config/build-support.ts'
 import { TidepoolError } from './util/errors.ts'
-import { clientTlsFromConfig, type ClientTls } from './net/tls.ts'
+import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
 import { Logger } from './observe/log.ts'
 import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
 import { sweepLoginClients, sweepPool } from './pool/janitor.ts'
@@ -43,6 +43,7 @@ export class Runtime implements ProxyContext, ServerFactory {
   isShuttingDown = false
   /** Rebuilt on every RELOAD: new certificates apply to new connections. */
   clientTls: ClientTls | null = null
+  serverTls: ServerTls | null = null
   private readonly pools = new Map<string, PoolEntry>()
   /** ClientKeys learnt from SCRAM logins against stored verifiers, by user (PgBouncer keeps them too). */
   private readonly scramClientKeys = new Map<string, Buffer>()
@@ -70,6 +71,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     const rt = new Runtime(config, opts)
     for (const w of support.warnings) rt.log.warn('config.warning', null, w)
     rt.clientTls = clientTlsFromConfig(config)
+    rt.serverTls = serverTlsFromConfig(config)
     await rt.listen()
     rt.startJanitor()
     rt.writePidfile()
@@ -271,13 +273,16 @@ export class Runtime implements ProxyContext, ServerFactory {
       return { ok: false, errors: r.errors }
     }
     let clientTls: ClientTls | null
+    let serverTls: ServerTls | null
     try {
       clientTls = clientTlsFromConfig(r.config)
+      serverTls = serverTlsFromConfig(r.config)
     } catch (err) {
       this.log.error('config.rejected', null, `RELOAD failed: ${(err as Error).message}; keeping the old configuration`)
       return { ok: false, errors: [(err as Error).message] }
     }
     this.clientTls = clientTls
+    this.serverTls = serverTls
     this.applyConfig(r.config)
     return { ok: true, errors: [] }
   }

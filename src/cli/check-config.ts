@@ -3,6 +3,7 @@
 
 import { loadConfig } from '../config/load.ts'
 import { checkBuildSupport } from '../config/build-support.ts'
+import { clientTlsFromConfig, serverTlsFromConfig } from '../net/tls.ts'
 
 export async function runCheckConfig(args: string[]): Promise<number> {
   if (args.length !== 1) {
@@ -11,6 +12,16 @@ export async function runCheckConfig(args: string[]): Promise<number> {
   }
   const r = await loadConfig(args[0])
   const support = r.ok ? checkBuildSupport(r.config) : { errors: [], warnings: [] }
+  if (r.ok) {
+    // Certificates and keys are read as start would read them.
+    for (const build of [clientTlsFromConfig, serverTlsFromConfig]) {
+      try {
+        build(r.config)
+      } catch (err) {
+        support.errors.push((err as Error).message)
+      }
+    }
+  }
   for (const w of [...r.warnings, ...support.warnings]) process.stdout.write(`warning: ${w}\n`)
   const errors = r.ok ? support.errors : r.errors
   if (!r.ok || errors.length > 0) {

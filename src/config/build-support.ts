@@ -14,7 +14,6 @@ const SUPPORTED_AUTH = new Set(['trust', 'any', 'plain', 'md5', 'scram-sha-256']
 /** Settings accepted but not applied yet, and the issue that brings them. */
 const NOT_APPLIED: ReadonlyArray<readonly [SettingName, string]> = [
   ['auth_user', '#4'], ['auth_query', '#4'], ['auth_dbname', '#4'], ['auth_hba_file', '#4'], ['auth_ident_file', '#4'],
-  ['server_tls_ca_file', '#4'], ['server_tls_cert_file', '#4'], ['server_tls_key_file', '#4'], ['server_tls_protocols', '#4'], ['server_tls_ciphers', '#4'],
   ['admin_users', '#5'], ['stats_users', '#5'], ['stats_period', '#5'], ['log_stats', '#5'], ['http_listen_port', '#5'], ['http_token', '#5'], ['suspend_timeout', '#5'],
   ['max_prepared_statements', '#6'], ['session_state_policy', '#6'],
   ['disable_pqexec', 'not yet planned'], ['application_name_add_host', 'not yet planned'],
@@ -37,15 +36,6 @@ export function checkBuildSupport(config: Config): { errors: string[]; warnings:
   const warnings: string[] = []
   if (!SUPPORTED_AUTH.has(s.auth_type) && s.auth_type !== 'pam') {
     errors.push(`${where('auth_type')}: auth_type ${s.auth_type} is not supported by this version of tidepool yet (#4); supported: ${[...SUPPORTED_AUTH].join(', ')}`)
-  }
-  // Without TLS, 'require' and stronger would mean accepting or sending plain text that the
-  // operator asked us to refuse; 'allow' and 'prefer' permit plain text by definition.
-  for (const name of ['server_tls_sslmode'] as const) {
-    if (!['disable', 'allow', 'prefer'].includes(s[name])) {
-      errors.push(`${where(name)}: ${name} ${s[name]} needs TLS, which this version of tidepool does not support yet (#4)`)
-    } else if (s[name] !== 'disable' && isSet(name)) {
-      warnings.push(`${where(name)}: ${name} ${s[name]}: no TLS in this version (#4); connections stay in plain text`)
-    }
   }
   const defaults = defaultSettings()
   for (const [name, why] of NOT_APPLIED) {

@@ -63,3 +63,29 @@ export function clientTlsFromConfig(config: Config): ClientTls | null {
   }
   return { context, requireClientCert, isRequired: s.client_tls_sslmode === 'require' || requireClientCert }
 }
+
+export interface ServerTls {
+  readonly mode: 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full'
+  /** Options for tls.connect, without socket and servername. */
+  readonly options: tls.ConnectionOptions
+  /** require and stronger: a server that answers 'N' is not used. */
+  readonly isRequired: boolean
+}
+
+/** null when server_tls_sslmode is disable. */
+export function serverTlsFromConfig(config: Config): ServerTls | null {
+  const s = config.settings
+  const mode = s.server_tls_sslmode
+  if (mode === 'disable') return null
+  const verify = mode === 'verify-ca' || mode === 'verify-full'
+  const options: tls.ConnectionOptions = { ...protocolRange(s.server_tls_protocols), rejectUnauthorized: verify }
+  if (s.server_tls_ca_file !== '') options.ca = readSetting(config, 'server_tls_ca_file', s.server_tls_ca_file)
+  else if (verify) throw new TidepoolError('TP_CONFIG_INVALID', `server_tls_sslmode ${mode} needs server_tls_ca_file`)
+  if (s.server_tls_cert_file !== '') options.cert = readSetting(config, 'server_tls_cert_file', s.server_tls_cert_file)
+  if (s.server_tls_key_file !== '') options.key = readSetting(config, 'server_tls_key_file', s.server_tls_key_file)
+  // verify-ca checks the chain only; verify-full also the host name (tls.connect's default check).
+  if (mode === 'verify-ca') options.checkServerIdentity = () => undefined
+  const ciphers = s.server_tls_ciphers.trim().toLowerCase()
+  if (!['', 'default', 'secure', 'fast', 'normal', 'all'].includes(ciphers)) options.ciphers = s.server_tls_ciphers
+  return { mode, options, isRequired: mode === 'require' || verify }
+}

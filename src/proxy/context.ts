@@ -10,7 +10,7 @@ import type { IntrusiveList } from '../util/intrusive-list.ts'
 import type { PooledClient } from '../pool/states.ts'
 import type { CancelRegistry } from './cancel.ts'
 import type { ClientConn } from './client-conn.ts'
-import type { ClientTls } from '../net/tls.ts'
+import type { ClientTls, ServerTls } from '../net/tls.ts'
 
 export interface ProxyContext {
   config: Config
@@ -28,6 +28,8 @@ export interface ProxyContext {
   scramClientKey(user: string): Buffer | null
   /** TLS for clients; null when client_tls_sslmode is disable. */
   readonly clientTls: ClientTls | null
+  /** TLS to servers; null when server_tls_sslmode is disable. */
+  readonly serverTls: ServerTls | null
   /** True while SIGTERM/SIGINT shutdown runs: new logins are refused. */
   readonly isShuttingDown: boolean
 }

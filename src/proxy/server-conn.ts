@@ -9,6 +9,8 @@
 // Must not: decide pool membership (pool.ts does) or read settings other than what it is given.
 
 import net from 'node:net'
+import tls from 'node:tls'
+import type { ServerTls } from '../net/tls.ts'
 import { join } from 'node:path'
 import { Framer, INSPECT_ALL, inspectTable } from '../protocol/framer.ts'
 import { AuthCode, BackendCode, TxStatus } from '../protocol/codes.ts'
@@ -39,6 +41,13 @@ export interface ServerTarget {
   connectQuery: string | null
 }
 
+const SSL_REQUEST = (() => {
+  const b = Buffer.alloc(8)
+  b.writeInt32BE(8, 0)
+  b.writeInt32BE(80877103, 4)
+  return b
+})()
+
 /** Same as Node's default read size. */
 const READ_BUFFER_SIZE = 64 * 1024
 
@@ -62,7 +71,8 @@ export class ServerConn implements PooledServer {
   idleSinceMs: number
   readyAtMs: number
   readonly id: string
-  readonly socket: net.Socket
+  /** The TCP socket, or after a TLS upgrade the TLS socket over it. */
+  socket: net.Socket
   readonly framer: Framer
   /** Current values of the parameters the server reports (GUC_REPORT), by canonical name. */
   readonly params = new Map<string, string>()
@@ -80,6 +90,8 @@ export class ServerConn implements PooledServer {
   private internalOk = true
   private closeReason: string | null = null
   private readonly addr: string
+  /** Set between our SSLRequest and the server's one-byte answer. */
+  private tlsAnswerPending: ServerTls | null = null
   private readBuf: Buffer | null = null
   /** A slice of readBuf is queued on the client socket: the next read needs a fresh buffer. */
   private isReadBufLent = false
@@ -141,13 +153,51 @@ export class ServerConn implements PooledServer {
   }
 
   private onConnect(): void {
+    const serverTls = this.ctx.serverTls
+    if (serverTls !== null && !this.target.host.startsWith('/')) {
+      this.tlsAnswerPending = serverTls
+      this.socket.write(SSL_REQUEST)
+      return
+    }
+    this.sendStartup()
+  }
+
+  private sendStartup(): void {
     const params: Record<string, string> = { user: this.target.user, database: this.target.database, ...this.target.startupParams }
     this.socket.write(build.startupMessage(params))
   }
 
+  /** The server's one-byte answer to SSLRequest. Anything after it is refused: it would be plain text injected ahead of the TLS stream. */
+  private onTlsAnswer(chunk: Buffer, conf: ServerTls): void {
+    this.tlsAnswerPending = null
+    if (chunk.length !== 1) throw new Error('server sent unexpected data after its answer to SSLRequest')
+    if (chunk[0] === 0x4e) {
+      if (conf.isRequired) {
+        this.failLogin({ severity: 'FATAL', code: '08P01', message: `server login failed: server does not support TLS (server_tls_sslmode ${conf.mode})`, reason: 'server does not support TLS' })
+        return
+      }
+      this.sendStartup()
+      return
+    }
+    if (chunk[0] !== 0x53) throw new Error(`unexpected answer to SSLRequest: 0x${chunk[0].toString(16)}`)
+    const raw = this.socket
+    const host = this.target.host
+    const secure = tls.connect({ ...conf.options, socket: raw, servername: net.isIP(host) === 0 ? host : undefined })
+    secure.on('data', (d: Buffer) => this.onData(d))
+    secure.on('error', (err) => {
+      const reason = `server TLS error: ${err.message}`
+      if (!this.isLoggedIn) this.failLogin({ severity: 'FATAL', code: '08P01', message: `server login failed: ${err.message}`, reason })
+      else this.close(reason)
+    })
+    secure.on('close', () => this.close('server closed the connection'))
+    secure.once('secureConnect', () => this.sendStartup())
+    this.socket = secure
+  }
+
   private onData(chunk: Buffer): void {
     try {
-      if (!this.isLoggedIn) this.onLoginData(chunk)
+      if (this.tlsAnswerPending !== null) this.onTlsAnswer(chunk, this.tlsAnswerPending)
+      else if (!this.isLoggedIn) this.onLoginData(chunk)
       else if (this.internalDone !== null) this.onInternalData(chunk)
       else if (this.client !== null) this.onWorkData(chunk, this.client)
       else this.onIdleData(chunk)
@@ -225,6 +275,7 @@ export class ServerConn implements PooledServer {
   }
 
   private failLogin(failure: ClientFailure): void {
+    if (this.closeReason !== null) return
     this.ctx.log.warn('server.login_failed', this, failure.reason)
     this.closeReason = failure.reason
     this.socket.destroy()

@@ -118,3 +118,33 @@ test('RELOAD with a new certificate: new connections use it, existing ones stay 
   const still = await runPsql({ host: 'localhost', port: tp.port, user: pgi.user, password: pgi.password, db: conninfo(`sslmode=verify-full sslrootcert=${second.caCert}`), sql: 'SELECT 1' })
   assert.equal(still.code, 0, 'a reload with an unreadable certificate keeps the previous one')
 })
+
+test('server_tls_sslmode: verify-full to a TLS server, require refused by a plain one, prefer falls back', { timeout: 90_000 }, async (t) => {
+  const { startPostgres } = await import('../harness/postgres.ts')
+  const { execFileSync } = await import('node:child_process')
+  const certs = makeCerts(t, pgi.user)
+  // PostgreSQL reads its key as the postgres OS user and wants it private.
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim())
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim())
+  const key = `${certs.dir}/pg-server.key`
+  fs.copyFileSync(certs.serverKey, key)
+  fs.chownSync(key, uid, gid)
+  fs.chmodSync(key, 0o600)
+  const tlsPg = await startPostgres({ settings: { ssl: 'on', ssl_cert_file: certs.serverCert, ssl_key_file: key } })
+  t.after(() => tlsPg.stop())
+  const db = (p: PgInstance, host = '127.0.0.1') => ({ app: `host=${host} port=${p.port} dbname=app user=${p.user} password=${p.password}` })
+
+  const full = await startTidepool(t, tlsPg, { databases: db(tlsPg, 'localhost'), settings: { server_tls_sslmode: 'verify-full', server_tls_ca_file: certs.caCert } })
+  const c = await full.connect(t)
+  assert.equal((await c.query('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0].ssl, true, 'tidepool reached the server over TLS')
+
+  const wrongCa = await startTidepool(t, tlsPg, { databases: db(tlsPg, 'localhost'), settings: { server_tls_sslmode: 'verify-full', server_tls_ca_file: certs.rogueClientCert } })
+  await assert.rejects(wrongCa.connect(t), (e: any) => /server login failed/.test(e.message))
+
+  const required = await startTidepool(t, pgi, { databases: db(pgi), settings: { server_tls_sslmode: 'require' } })
+  await assert.rejects(required.connect(t), (e: any) => /server does not support TLS/.test(e.message))
+
+  const preferred = await startTidepool(t, pgi, { databases: db(pgi), settings: { server_tls_sslmode: 'prefer' } })
+  const p = await preferred.connect(t)
+  assert.equal((await p.query('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0].ssl, false, 'plain text when the server has no TLS')
+})
