@@ -121,3 +121,21 @@ test('a client that stops mid-SCRAM is closed by client_login_timeout', { timeou
   await waitFor(() => r.closed, { timeoutMs: 5_000, what: 'client_login_timeout' })
   assert.ok(tp.logs.some((l) => l.includes('client_login_timeout')))
 })
+
+test('RELOAD with a new userlist: new logins use it, connected clients stay', { timeout: 30_000 }, async (t) => {
+  const opts = (password: string) => ({
+    settings: { auth_type: 'scram-sha-256', listen_port: 0 },
+    databases: { app: `host=127.0.0.1 port=${pgi.port} dbname=app user=${pgi.user} password=${pgi.password}` },
+    userlist: { alice: password },
+  })
+  const tp = await startTidepool(t, pgi, opts('first-pw'))
+  const old = await tp.connect(t, { user: 'alice', password: 'first-pw' })
+  tp.rewrite(opts('second-pw'))
+  const r = await tp.rt.reload()
+  assert.equal(r.ok, true, r.errors.join('\n'))
+  const stale = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'app', user: 'alice', password: 'first-pw' })
+  await assert.rejects(stale.connect(), (e: any) => e.code === '28P01')
+  const fresh = await tp.connect(t, { user: 'alice', password: 'second-pw' })
+  assert.equal((await fresh.query('SELECT 1 AS one')).rows[0].one, 1)
+  assert.equal((await old.query('SELECT 2 AS two')).rows[0].two, 2, 'the connected client is untouched')
+})
