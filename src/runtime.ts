@@ -11,6 +11,7 @@ import { diffConfig, loadConfig } from './config/load.ts'
 import { serverCheckQuerySql } from './config/settings.ts'
 import { checkBuildSupport } from './config/build-support.ts'
 import { TidepoolError } from './util/errors.ts'
+import { runConsoleQuery, type ConsoleView } from './admin/console.ts'
 import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
 import { Logger } from './observe/log.ts'
 import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
@@ -53,11 +54,16 @@ export class Runtime implements ProxyContext, ServerFactory {
   private tick: NodeJS.Timeout | null = null
   private unixSocketPath: string | null = null
   private shutdownDone: Promise<void> | null = null
+  /** PAUSE with no database, and PAUSE <db>: new transactions wait until RESUME. */
+  private isPausedAll = false
+  private readonly pausedDbs = new Set<string>()
+  private readonly consoleView: ConsoleView
 
   private constructor(config: Config, opts: RuntimeOptions) {
     this.config = config
     this.log = opts.log ?? new Logger()
     this.applyLogSettings()
+    this.consoleView = this.makeConsoleView()
   }
 
   get settings() {
@@ -92,6 +98,59 @@ export class Runtime implements ProxyContext, ServerFactory {
     return [...this.pools.values()].map((e) => e.pool)
   }
 
+  consoleQuery(sql: string, isAdmin: boolean): Promise<Buffer> {
+    return runConsoleQuery(sql, this.consoleView, { isAdmin })
+  }
+
+  /** What the admin console reads and may ask for; it never touches pool lists itself. */
+  private makeConsoleView(): ConsoleView {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const rt = this
+    return {
+      version: 'tidepool 0.1.0',
+      pools: () => rt.poolList,
+      clients: () => [...rt.clients].map((c) => c.info()),
+      config: () => rt.config,
+      pause: (db) => rt.pause(db),
+      resume: (db) => rt.resume(db),
+      isPaused: (db) => (db === null ? rt.isPausedAll : rt.pausedDbs.has(db)),
+      reload: () => rt.reload(),
+      shutdown: (mode) => void rt.shutdown(mode).then(() => { if (rt.onShutdownComplete !== null) rt.onShutdownComplete() }),
+      get isShuttingDown() { return rt.isShuttingDown },
+    }
+  }
+
+  /** Called once a console SHUTDOWN has finished (the CLI exits the process). */
+  onShutdownComplete: (() => void) | null = null
+
+  /** Resolves when no server of the paused pools is active any more. */
+  pause(db: string | null): Promise<void> {
+    if (db === null) this.isPausedAll = true
+    else this.pausedDbs.add(db)
+    const affected = this.poolList.filter((p) => db === null || p.database === db)
+    for (const p of affected) p.isPaused = true
+    return new Promise((resolve) => {
+      const check = () => {
+        if (affected.every((p) => p.lists.activeServers.size + p.lists.testedServers.size === 0)) resolve()
+        else setTimeout(check, 20).unref()
+      }
+      check()
+    })
+  }
+
+  resume(db: string | null): void {
+    if (db === null) {
+      this.isPausedAll = false
+      this.pausedDbs.clear()
+    } else this.pausedDbs.delete(db)
+    const now = Date.now()
+    for (const p of this.poolList) {
+      if (db !== null && p.database !== db) continue
+      p.isPaused = this.isPausedAll || this.pausedDbs.has(p.database)
+      if (!p.isPaused) p.kick(now)
+    }
+  }
+
   rememberScramClientKey(user: string, clientKey: Buffer): void {
     this.scramClientKeys.set(user, clientKey)
   }
@@ -111,6 +170,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     const dbCount = counter(this.dbCounts, database)
     const userCount = counter(this.userCounts, user)
     const pool = new Pool(database, user, this.resolvePoolSettings(entry, user), dbCount, userCount, this)
+    pool.isPaused = this.isPausedAll || this.pausedDbs.has(database)
     this.pools.set(key, { pool, target: this.resolveTarget(entry, database, user, 0), nextHost: 0 })
     this.log.debug('pool.created', null, `new pool ${database}/${user}`)
     return pool

@@ -40,6 +40,7 @@ export async function runStart(file: string, opts: { verbose: number; quiet: boo
     isStopping = true
     void rt.shutdown(m).then(() => process.exit(0))
   }
+  rt.onShutdownComplete = () => process.exit(0)
   process.on('SIGHUP', () => void rt.reload())
   process.on('SIGTERM', () => stop('clients'))
   process.on('SIGINT', () => stop('transactions'))

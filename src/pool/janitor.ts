@@ -83,6 +83,9 @@ export function sweepPool(pool: Pool, global: JanitorSettings, nowMs: number): v
       const idleMs = nowMs - s.idleSinceMs
       if (s.closeOnRelease) {
         s.close('database configuration changed')
+      } else if (pool.isPaused) {
+        // PAUSE lets go of servers as they are released, as PgBouncer does.
+        s.close('pause mode')
       } else if (ps.server_idle_timeout > 0 && idleMs > ps.server_idle_timeout * 1000 && l.serverCount > min) {
         s.close('server idle timeout')
       } else if (nowMs - s.connectedAtMs >= ps.server_lifetime * 1000) {

@@ -40,6 +40,7 @@ export const ClientErrors = {
   authTypeNotSupported: (t: string) => fatal('28000', `auth_type ${t} is not supported by this build yet`),
   shuttingDown: fatal('57P01', 'pooler is shutting down'),
   sslRequired: fatal('28000', 'SSL required'),
+  consoleNotAllowed: fatal(ProtocolViolation, 'not allowed'),
   databaseRemoved: fatal(ProtocolViolation, 'database removed'),
   internalError: fatal('XX000', 'tidepool internal error; the pooler log has the details', 'internal error'),
   featureNotSupported: (what: string) => error('0A000', what),

@@ -19,6 +19,8 @@ import { Framer, INSPECT_ALL, INSPECT_NONE } from '../protocol/framer.ts'
 import { FrontendCode, MAX_STARTUP_PACKET_LENGTH, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import { parseStartupPacket, startupPacketLength } from '../protocol/startup.ts'
+import { parseQueryText } from '../protocol/reader.ts'
+import type { ClientInfo } from './client-info.ts'
 import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import { TidepoolError } from '../util/errors.ts'
 import { ClientState, type PooledClient, type PooledServer } from '../pool/states.ts'
@@ -31,7 +33,7 @@ import { clientAuthFlow, type ClientAuthFlow } from '../auth/client-auth.ts'
 
 let nextClientId = 1
 
-const enum Phase { Startup, Auth, Login, Work, Closed }
+const enum Phase { Startup, Auth, Login, Work, Console, Closed }
 
 export class ClientConn implements PooledClient {
   prev: PooledClient | null = null
@@ -64,6 +66,10 @@ export class ClientConn implements PooledClient {
   private readonly peer: string
   private closed = false
   private isTls = false
+  private isConsole = false
+  private isConsoleAdmin = false
+  private isConsoleBusy = false
+  private consoleQueue: string[] = []
   /** Set while a startup chunk still has bytes after the packet being handled. */
   private hasBytesAfterStartupPacket = false
 
@@ -102,6 +108,7 @@ export class ClientConn implements PooledClient {
         case Phase.Auth: this.onAuthData(chunk); break
         case Phase.Login: this.fail(ClientErrors.protocolViolation('message received before login finished')); break
         case Phase.Work: this.onWorkData(chunk); break
+        case Phase.Console: this.onConsoleData(chunk); break
         case Phase.Closed: break
       }
     } catch (err) {
@@ -215,11 +222,14 @@ export class ClientConn implements PooledClient {
       if (canonical !== null) this.params.set(canonical, value)
       else if (!ignored.has(name.toLowerCase())) return this.fail(ClientErrors.unsupportedStartupParameter(name))
     }
-    const db = this.ctx.config.databases.get(this.database) ?? this.ctx.config.databases.get('*')
-    if (db === undefined) return this.fail(ClientErrors.noSuchDatabase(this.database))
+    this.isConsole = this.database === CONSOLE_DB
+    if (!this.isConsole) {
+      const db = this.ctx.config.databases.get(this.database) ?? this.ctx.config.databases.get('*')
+      if (db === undefined) return this.fail(ClientErrors.noSuchDatabase(this.database))
+    }
 
     const authType = st.auth_type
-    if (authType === 'trust' || authType === 'any') return this.joinPool()
+    if (authType === 'trust' || authType === 'any') return this.afterAuth()
     if (authType === 'plain' || authType === 'md5' || authType === 'scram-sha-256') {
       const secret = this.ctx.config.userlist.get(this.user)?.password ?? null
       this.authFlow = clientAuthFlow(authType, this.user, secret, st.scram_iterations)
@@ -252,9 +262,98 @@ export class ClientConn implements PooledClient {
       if (step.scramClientKey !== null) this.ctx.rememberScramClientKey(this.user, step.scramClientKey)
       this.authFlow = null
       this.framer.inspect = INSPECT_NONE
-      this.joinPool()
+      this.afterAuth()
       if (f.end < chunk.length) return this.fail(ClientErrors.protocolViolation('data after password before login finished'))
       return
+    }
+  }
+
+  private afterAuth(): void {
+    if (this.isConsole) this.startConsole()
+    else this.joinPool()
+  }
+
+  // ---- admin console ----
+
+  /** The virtual database "pgbouncer": admin_users may run everything, stats_users only SHOW. */
+  private startConsole(): void {
+    const st = this.ctx.settings
+    const isAdmin = st.admin_users.includes(this.user)
+    if (!isAdmin && !st.stats_users.includes(this.user)) return this.fail(ClientErrors.consoleNotAllowed)
+    this.isConsoleAdmin = isAdmin
+    this.ctx.loginClients.remove(this)
+    this.state = ClientState.Active
+    const key = this.ctx.cancels.issue()
+    this.cancelPid = key.pid
+    this.cancelSecret = key.secret
+    const parts: Buffer[] = [build.authenticationOk()]
+    for (const [name, value] of CONSOLE_WELCOME) parts.push(build.parameterStatus(name, value))
+    parts.push(build.backendKeyData(key.pid, key.secret), build.readyForQuery(TxStatus.Idle))
+    this.socket.write(Buffer.concat(parts))
+    this.framer.inspect = INSPECT_ALL
+    this.phase = Phase.Console
+    if (this.ctx.settings.log_connections) this.ctx.log.info('client.logged_in', this, `login attempt: db=${CONSOLE_DB} user=${this.user} (admin console)`)
+  }
+
+  private onConsoleData(chunk: Buffer): void {
+    const f = this.framer
+    f.push(chunk)
+    while (f.next()) {
+      if (f.code === FrontendCode.Terminate) return this.close('client close request', true)
+      if (f.code === FrontendCode.Parse || f.code === FrontendCode.Bind || f.code === FrontendCode.Execute) {
+        return this.failConsole('extended query protocol not supported by admin console')
+      }
+      if (f.code !== FrontendCode.Query) return this.failConsole(`unsupported packet type for admin console: ${describeCode(f.code)}`)
+      const sql = parseQueryText(f.buf, f.start + 5, f.end)
+      // One query at a time: PAUSE may wait, and the replies must keep their order.
+      this.consoleQueue.push(sql)
+    }
+    this.runConsoleQueue()
+  }
+
+  private runConsoleQueue(): void {
+    if (this.isConsoleBusy || this.consoleQueue.length === 0 || this.closed) return
+    const sql = this.consoleQueue.shift() as string
+    this.isConsoleBusy = true
+    this.socket.pause()
+    this.ctx.consoleQuery(sql, this.isConsoleAdmin).then(
+      (reply) => {
+        this.isConsoleBusy = false
+        if (this.closed) return
+        if (reply.length > 0) this.socket.write(reply)
+        this.socket.resume()
+        this.runConsoleQueue()
+      },
+      (err: unknown) => {
+        this.isConsoleBusy = false
+        this.ctx.log.error('client.internal_error', this, `admin console failed: ${(err as Error).stack ?? String(err)}`)
+        this.fail(ClientErrors.internalError)
+      },
+    )
+  }
+
+  private failConsole(message: string): void {
+    if (this.socket.writable) this.socket.write(build.errorResponse({ severity: 'ERROR', code: '08P01', message }))
+    this.close(message)
+  }
+
+  /** What SHOW CLIENTS shows of this connection. */
+  info(): ClientInfo {
+    return {
+      id: this.id,
+      database: this.database,
+      user: this.user,
+      addr: this.socket.remoteAddress ?? 'unix',
+      port: this.socket.remotePort ?? 0,
+      state: this.isConsole ? 'active' : this.pool === null ? 'login' : this.state === ClientState.Login ? 'waiting' : this.state,
+      connectedAtMs: this.connectedAtMs,
+      requestAtMs: this.requestAtMs,
+      linkedServerId: this.server?.id ?? null,
+      applicationName: this.params.get('application_name') ?? '',
+      waitSinceMs: this.waitSinceMs,
+      localAddr: this.socket.localAddress,
+      localPort: this.socket.localPort,
+      tls: this.isTls ? (this.socket as tls.TLSSocket).getProtocol?.() ?? 'TLS' : '',
     }
   }
 
@@ -494,7 +593,7 @@ export class ClientConn implements PooledClient {
     if (pool !== null) {
       pool.removeClient(this)
       pool.kick(Date.now())
-    } else if (this.list !== null) {
+    } else if (this.list !== null && !this.isConsole) {
       this.ctx.loginClients.remove(this)
     }
     this.pending = []
@@ -536,3 +635,11 @@ function onSocketClose(this: OwnedSocket): void {
 function onSocketDrain(this: OwnedSocket): void {
   this[OWNER].onClientDrain()
 }
+
+const CONSOLE_DB = 'pgbouncer'
+
+/** The ParameterStatus set PgBouncer's console sends. */
+const CONSOLE_WELCOME: ReadonlyArray<readonly [string, string]> = [
+  ['server_version', '0.1.0/bouncer'], ['client_encoding', 'UTF8'], ['server_encoding', 'UTF8'], ['DateStyle', 'ISO'],
+  ['TimeZone', 'GMT'], ['standard_conforming_strings', 'on'], ['is_superuser', 'on'],
+]

@@ -1,0 +1,581 @@
+// The admin console: the virtual database `pgbouncer`, simple query protocol only. One query text in,
+// the complete reply out (RowDescription/DataRow*/CommandComplete or ErrorResponse, then
+// ReadyForQuery), as PgBouncer 1.25 sends it: same commands, columns in the same order with the same
+// type OIDs, same CommandComplete tags, same error texts and SQLSTATEs (src/admin.c, doc/usage.md).
+// Invariants: every reply ends with ReadyForQuery('I'), except immediate SHUTDOWN, which, as in
+// PgBouncer, answers nothing (the connection ends with the process); errors are ERROR, never FATAL.
+// Must not: touch sockets or the clock beyond Date.now() as a default; it reads through ConsoleView
+// and acts only through it (the runtime implements it).
+
+import * as build from '../protocol/build.ts'
+import { TxStatus } from '../protocol/codes.ts'
+import { SqlState } from '../protocol/pg-error.ts'
+import { configRows } from '../config/show.ts'
+import type { Config, DatabaseEntry } from '../config/types.ts'
+import type { Pool } from '../pool/pool.ts'
+import type { PooledServer } from '../pool/states.ts'
+
+/** How Runtime.shutdown names its modes: SHUTDOWN, SHUTDOWN WAIT_FOR_SERVERS, SHUTDOWN WAIT_FOR_CLIENTS. */
+export type ShutdownMode = 'immediate' | 'transactions' | 'clients'
+
+/** What the console may read and ask; Runtime implements it. */
+export interface ConsoleView {
+  pools(): Pool[]
+  /**
+   * Every client connection, console clients included (database 'pgbouncer'). `state` is 'login'
+   * while the client has no pool yet (startup, auth), 'waiting' while it waits for a server or for
+   * its pool's first server login, 'active' otherwise.
+   */
+  clients(): Iterable<ClientInfo>
+  config(): Config
+  /** SHOW VERSION's value, e.g. 'tidepool 0.1.0'. */
+  version: string
+  /**
+   * PAUSE (db null: every database) or PAUSE db. isPaused must say true as soon as this is called;
+   * the returned promise, if any, resolves once no server of the paused database(s) is active, and
+   * the console sends CommandComplete only then, as PgBouncer does.
+   */
+  pause(db: string | null): void | Promise<void>
+  resume(db: string | null): void
+  /** null: is the pooler as a whole paused (PAUSE without a name); a name: is that database paused. */
+  isPaused(db: string | null): boolean
+  reload(): Promise<{ ok: boolean; errors: string[] }>
+  /** Starts the shutdown; must not wait for it. */
+  shutdown(mode: ShutdownMode): void
+  /** True once a shutdown has begun: RESUME is refused then. */
+  readonly isShuttingDown: boolean
+}
+
+import type { ClientInfo } from '../proxy/client-info.ts'
+export type { ClientInfo }
+
+/** The asking connection and the time, so replies are reproducible in tests. */
+export interface ConsoleOptions {
+  /** Listed in admin_users (or the console's own user); stats_users may only SHOW. Default true. */
+  isAdmin?: boolean
+  nowMs?: number
+}
+
+/** What SHOW SERVERS reads of a server beyond PooledServer; proxy/server-conn.ts's ServerConn has all of it. */
+interface ServerDetails {
+  id?: string
+  target?: { host: string; port: number; user: string }
+  backendPid?: number
+  socket?: { localAddress?: string; localPort?: number }
+  client?: { id?: string; params?: ReadonlyMap<string, string> } | null
+}
+
+const ADMIN_DB = 'pgbouncer'
+const ADMIN_USER = 'pgbouncer'
+
+// PgBouncer's column type letters (src/pktbuf.c): s text, i int4, q int8, N numeric, T a time sent as text.
+const TYPE_OIDS: Record<string, number> = { s: 25, i: 23, q: 20, N: 1700, T: 25 }
+
+interface ResultSet {
+  columns: Array<{ name: string; typeOid: number }>
+  rows: Array<Array<string | number | null>>
+}
+
+function columns(types: string, names: readonly string[]): Array<{ name: string; typeOid: number }> {
+  if (types.length !== names.length) throw new Error(`console: ${types.length} types for ${names.length} columns`)
+  return names.map((name, i) => ({ name, typeOid: TYPE_OIDS[types[i]] }))
+}
+
+// ---- column lists, in PgBouncer 1.25's order and types (src/admin.c) ----
+
+const POOLS_COLUMNS = columns('ssiiiiiiiiiiiiiss', [
+  'database', 'user', 'cl_active', 'cl_waiting', 'cl_active_cancel_req', 'cl_waiting_cancel_req', 'sv_active',
+  'sv_active_cancel', 'sv_being_canceled', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login', 'maxwait', 'maxwait_us',
+  'pool_mode', 'load_balance_hosts',
+])
+const DATABASES_COLUMNS = columns('ssissiiiissiiiiii', [
+  'name', 'host', 'port', 'database', 'force_user', 'pool_size', 'min_pool_size', 'reserve_pool_size', 'server_lifetime',
+  'pool_mode', 'load_balance_hosts', 'max_connections', 'current_connections', 'max_client_connections',
+  'current_client_connections', 'paused', 'disabled',
+])
+const SOCKET_COLUMNS = columns('ssssssisiTTiiississii', [
+  'type', 'user', 'database', 'replication', 'state', 'addr', 'port', 'local_addr', 'local_port', 'connect_time',
+  'request_time', 'wait', 'wait_us', 'close_needed', 'ptr', 'link', 'remote_pid', 'tls', 'application_name',
+  'prepared_statements', 'id',
+])
+const USERS_COLUMNS = columns('ssssiiii', [
+  'name', 'pool_size', 'reserve_pool_size', 'pool_mode', 'max_user_connections', 'current_connections',
+  'max_user_client_connections', 'current_client_connections',
+])
+const LISTS_COLUMNS = columns('si', ['list', 'items'])
+const CONFIG_COLUMNS = columns('ssss', ['key', 'value', 'default', 'changeable'])
+const VERSION_COLUMNS = columns('s', ['version'])
+const STATE_COLUMNS = columns('ss', ['key', 'value'])
+const PEERS_COLUMNS = columns('isii', ['peer_id', 'host', 'port', 'pool_size'])
+const PEER_POOLS_COLUMNS = columns('iiiii', ['peer_id', 'cl_active_cancel_req', 'cl_waiting_cancel_req', 'sv_active_cancel', 'sv_login'])
+
+/** PgBouncer answers SHOW of these with a fixed value, for clients that ask a server for them. */
+const FAKE_PARAMS: ReadonlyMap<string, string> = new Map([
+  ['client_encoding', 'UTF-8'], ['default_transaction_isolation', 'read committed'],
+  ['standard_conforming_strings', 'on'], ['datestyle', 'ISO'], ['timezone', 'GMT'],
+])
+
+/** PgBouncer commands this version does not implement yet: a clear refusal rather than "invalid command". */
+const NOT_YET = new Set([
+  'stats', 'stats_totals', 'stats_averages', 'totals', 'fds', 'sockets', 'active_sockets', 'mem', 'dns_hosts', 'dns_zones',
+])
+const NOT_YET_COMMANDS = new Set(['disable', 'enable', 'kill', 'kill_client', 'reconnect', 'suspend', 'wait_close'])
+
+const HELP_DETAIL =
+  '\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n' +
+  '\tSHOW PEERS|PEER_POOLS\n' +
+  '\tSHOW LISTS|STATE\n' +
+  '\tRELOAD\n' +
+  '\tPAUSE [<db>]\n' +
+  '\tRESUME [<db>]\n' +
+  '\tSHUTDOWN\n' +
+  '\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS'
+
+// ---- parsing: PgBouncer's `CMD [arg] [;]` (cmd_normal_rx), case-insensitive, words or "quoted" ----
+
+const WORD = '("(?:[^"]|"")*"|[0-9a-z_]+)'
+const COMMAND_RX = new RegExp(`^[ \\t\\n\\r]*${WORD}(?:[ \\t\\n\\r]+${WORD})?[ \\t\\n\\r]*(?:;[ \\t\\n\\r]*)?$`, 'i')
+const SET_RX = /^[ \t\n\r]*set[ \t\n\r]+/i
+// PgBouncer copies the command word and its argument into buffers of 16 and 64 bytes.
+const MAX_COMMAND = 15
+const MAX_ARG = 63
+
+function unquote(word: string | undefined): string {
+  if (word === undefined) return ''
+  return word.startsWith('"') ? word.slice(1, -1).replaceAll('""', '"') : word
+}
+
+class ConsoleError extends Error {
+  constructor(readonly code: string, message: string, readonly detail?: string) {
+    super(message)
+  }
+}
+
+/** PgBouncer's admin_error: ERROR, 08P01 unless told otherwise. */
+function adminError(message: string, code: string = SqlState.ProtocolViolation, detail?: string): ConsoleError {
+  return new ConsoleError(code, message, detail)
+}
+
+function notYet(what: string): ConsoleError {
+  return new ConsoleError(SqlState.FeatureNotSupported, `${what} is not supported by this version of tidepool`)
+}
+
+/**
+ * Runs one console query (the text of a simple Query message); returns the complete reply:
+ * RowDescription, DataRows and CommandComplete, or an ErrorResponse, then ReadyForQuery('I'),
+ * as ONE Buffer. An immediate SHUTDOWN returns an empty Buffer: PgBouncer sends nothing then.
+ */
+export async function runConsoleQuery(sql: string, view: ConsoleView, opts: ConsoleOptions = {}): Promise<Buffer> {
+  const ctx: Ctx = { sql, view, isAdmin: opts.isAdmin ?? true, nowMs: opts.nowMs ?? Date.now() }
+  try {
+    return await execute(ctx)
+  } catch (err) {
+    if (err instanceof ConsoleError) return errorReply(err.code, err.message, err.detail)
+    return errorReply(SqlState.InternalError, `admin command failed: ${(err as Error).message}`)
+  }
+}
+
+interface Ctx {
+  sql: string
+  view: ConsoleView
+  isAdmin: boolean
+  nowMs: number
+}
+
+function syntaxError(ctx: Ctx): ConsoleError {
+  // PgBouncer formats into a 1024-byte buffer: the text is cut, never refused.
+  return adminError(`invalid command '${ctx.sql}', use SHOW HELP;`.slice(0, 1023))
+}
+
+function requireAdmin(ctx: Ctx): void {
+  if (!ctx.isAdmin) throw adminError('admin access needed')
+}
+
+async function execute(ctx: Ctx): Promise<Buffer> {
+  const m = COMMAND_RX.exec(ctx.sql)
+  if (m === null) {
+    if (SET_RX.test(ctx.sql)) return runSet(ctx)
+    throw syntaxError(ctx)
+  }
+  const cmd = unquote(m[1])
+  const arg = unquote(m[2])
+  if (cmd.length > MAX_COMMAND || arg.length > MAX_ARG) throw adminError('bad arguments')
+  const word = cmd.toLowerCase()
+  switch (word) {
+    case 'show':
+    case 'select':
+      return runShow(ctx, arg)
+    case 'pause':
+      return runPause(ctx, arg)
+    case 'resume':
+      return runResume(ctx, arg)
+    case 'reload':
+      return runReload(ctx, arg)
+    case 'shutdown':
+      return runShutdown(ctx, arg)
+    default:
+      if (NOT_YET_COMMANDS.has(word)) throw notYet(word.toUpperCase())
+      throw syntaxError(ctx)
+  }
+}
+
+// ---- SHOW ----
+
+function runShow(ctx: Ctx, arg: string): Buffer {
+  const what = arg.toLowerCase()
+  const fake = FAKE_PARAMS.get(what)
+  if (fake !== undefined) return resultReply({ columns: columns('s', [what]), rows: [[fake]] })
+  switch (what) {
+    case 'pools': return resultReply(showPools(ctx))
+    case 'databases': return resultReply(showDatabases(ctx))
+    case 'clients': return resultReply(showClients(ctx))
+    case 'servers': return resultReply(showServers(ctx))
+    case 'users': return resultReply(showUsers(ctx))
+    case 'lists': return resultReply(showLists(ctx))
+    case 'config': return resultReply({ columns: CONFIG_COLUMNS, rows: configRows(ctx.view.config()).map((r) => [r.key, r.value, r.default, r.changeable]) })
+    case 'version': return resultReply({ columns: VERSION_COLUMNS, rows: [[ctx.view.version]] })
+    case 'state': return resultReply(showState(ctx))
+    case 'peers': return resultReply({ columns: PEERS_COLUMNS, rows: [] })
+    case 'peer_pools': return resultReply({ columns: PEER_POOLS_COLUMNS, rows: [] })
+    case 'help': return Buffer.concat([
+      build.noticeResponse({ severity: 'NOTICE', code: SqlState.SuccessfulCompletion, message: 'Console usage', detail: HELP_DETAIL }),
+      build.commandComplete('SHOW'),
+      build.readyForQuery(TxStatus.Idle),
+    ])
+    default:
+      if (NOT_YET.has(what)) throw notYet(`SHOW ${what.toUpperCase()}`)
+      throw syntaxError(ctx)
+  }
+}
+
+/** Pools in PgBouncer's order (database, then user), the console's own pool included. */
+function sortedPools(ctx: Ctx): Pool[] {
+  return [...ctx.view.pools()].sort((a, b) => compare(a.database, b.database) || compare(a.user, b.user))
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+/** The [databases] entry a pool's database resolves to: its own, or '*' for one made on demand. */
+function entryFor(cfg: Config, database: string): DatabaseEntry | undefined {
+  return cfg.databases.get(database) ?? cfg.databases.get('*')
+}
+
+/** PgBouncer shows load_balance_hosts only when the entry has several hosts. */
+function loadBalanceHosts(entry: DatabaseEntry | undefined): string | null {
+  if (entry === undefined || entry.hosts.length < 2) return null
+  return entry.load_balance_hosts ?? 'round-robin'
+}
+
+function showPools(ctx: Ctx): ResultSet {
+  const cfg = ctx.view.config()
+  const rows: ResultSet['rows'] = []
+  let consoleClients = 0
+  for (const c of ctx.view.clients()) if (c.database === ADMIN_DB && c.state !== 'login') consoleClients++
+  const adminRow = [ADMIN_DB, ADMIN_USER, consoleClients, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'statement', null]
+  for (const p of sortedPools(ctx)) {
+    const l = p.lists
+    const first = l.waitingClients.first
+    const waitedMs = first !== null ? Math.max(0, ctx.nowMs - first.waitSinceMs) : 0
+    rows.push([
+      p.database, p.user,
+      l.activeClients.size,
+      // Clients waiting for the pool's first server login are on PgBouncer's waiting list too.
+      l.waitingClients.size + l.loginClients.size,
+      0, 0,
+      l.activeServers.size,
+      0, 0,
+      l.idleServers.size, l.usedServers.size, l.testedServers.size, l.loginServers.size,
+      Math.floor(waitedMs / 1000), Math.floor(waitedMs % 1000) * 1000,
+      p.settings.pool_mode,
+      loadBalanceHosts(entryFor(cfg, p.database)),
+    ])
+  }
+  insertSorted(rows, adminRow)
+  return { columns: POOLS_COLUMNS, rows }
+}
+
+/** Puts a row where its first two columns sort among the others (the console's own database/pool). */
+function insertSorted(rows: ResultSet['rows'], row: ResultSet['rows'][number]): void {
+  const key = (r: ResultSet['rows'][number]) => [String(r[0]), String(r[1] ?? '')]
+  const [a0, a1] = key(row)
+  let i = 0
+  for (; i < rows.length; i++) {
+    const [b0, b1] = key(rows[i])
+    if ((compare(a0, b0) || compare(a1, b1)) < 0) break
+  }
+  rows.splice(i, 0, row)
+}
+
+function showDatabases(ctx: Ctx): ResultSet {
+  const cfg = ctx.view.config()
+  const s = cfg.settings
+  // Configured entries, plus names made on demand from '*' that have a pool now.
+  const names = new Set<string>()
+  for (const name of cfg.databases.keys()) if (name !== '*') names.add(name)
+  const serverCounts = new Map<string, number>()
+  for (const p of ctx.view.pools()) {
+    if (cfg.databases.has(p.database) || cfg.databases.has('*')) names.add(p.database)
+    serverCounts.set(p.database, p.dbCount.servers)
+  }
+  const clientCounts = new Map<string, number>()
+  for (const c of ctx.view.clients()) {
+    if (c.state !== 'login') clientCounts.set(c.database, (clientCounts.get(c.database) ?? 0) + 1)
+  }
+  const rows: ResultSet['rows'] = []
+  for (const name of [...names].sort(compare)) {
+    const e = entryFor(cfg, name) as DatabaseEntry
+    rows.push([
+      name,
+      e.hosts.length > 0 ? e.hosts.join(',') : null,
+      e.ports[0] ?? 5432,
+      e.dbname ?? name,
+      e.user,
+      e.pool_size ?? s.default_pool_size,
+      e.min_pool_size ?? s.min_pool_size,
+      e.reserve_pool_size ?? s.reserve_pool_size,
+      Math.trunc(e.server_lifetime ?? s.server_lifetime),
+      e.pool_mode,
+      loadBalanceHosts(e),
+      positiveOr(e.max_db_connections, s.max_db_connections),
+      serverCounts.get(name) ?? 0,
+      positiveOr(e.max_db_client_connections, s.max_db_client_connections),
+      clientCounts.get(name) ?? 0,
+      ctx.view.isPaused(name) ? 1 : 0,
+      0,
+    ])
+  }
+  // PgBouncer's admin database: listen_port, forced user pgbouncer, 2 servers, statement mode.
+  insertSorted(rows, [
+    ADMIN_DB, null, s.listen_port, ADMIN_DB, ADMIN_USER, 2, s.min_pool_size, s.reserve_pool_size, Math.trunc(s.server_lifetime),
+    'statement', null, s.max_db_connections, 0, s.max_db_client_connections, clientCounts.get(ADMIN_DB) ?? 0, 0, 0,
+  ])
+  return { columns: DATABASES_COLUMNS, rows }
+}
+
+/** PgBouncer's rule for per-entry limits: a value <= 0 (or unset) means the global one. */
+function positiveOr(v: number | null, global: number): number {
+  return v !== null && v > 0 ? v : global
+}
+
+const CLIENT_STATE_ORDER: Record<string, number> = { active: 0, waiting: 1 }
+
+function showClients(ctx: Ctx): ResultSet {
+  const list = [...ctx.view.clients()].filter((c) => c.state === 'active' || c.state === 'waiting')
+  list.sort((a, b) => compare(a.database, b.database) || compare(a.user, b.user) || CLIENT_STATE_ORDER[a.state] - CLIENT_STATE_ORDER[b.state])
+  const rows: ResultSet['rows'] = list.map((c) => {
+    const waitedMs = c.state === 'waiting' && c.waitSinceMs !== undefined ? Math.max(0, ctx.nowMs - c.waitSinceMs) : 0
+    return [
+      'C', c.user, c.database, 'none',
+      // PgBouncer: an active client without a server is idle.
+      c.state === 'active' && c.linkedServerId === null ? 'idle' : c.state,
+      c.addr, c.port, c.localAddr ?? '', c.localPort ?? 0,
+      formatTime(c.connectedAtMs), formatTime(c.requestAtMs),
+      Math.floor(waitedMs / 1000), Math.floor(waitedMs % 1000) * 1000,
+      0, c.id, c.linkedServerId ?? '', 0, c.tls ?? '', c.applicationName, 0, numericId(c.id),
+    ]
+  })
+  return { columns: SOCKET_COLUMNS, rows }
+}
+
+function showServers(ctx: Ctx): ResultSet {
+  const rows: ResultSet['rows'] = []
+  for (const p of sortedPools(ctx)) {
+    const l = p.lists
+    // PgBouncer's order and words; a server logging in is 'new'.
+    const groups: Array<[Iterable<PooledServer>, string]> = [
+      [l.activeServers, 'active'], [l.idleServers, 'idle'], [l.usedServers, 'used'], [l.testedServers, 'tested'], [l.loginServers, 'new'],
+    ]
+    for (const [servers, state] of groups) {
+      for (const s of servers) rows.push(serverRow(p, s, state))
+    }
+  }
+  return { columns: SOCKET_COLUMNS, rows }
+}
+
+function serverRow(p: Pool, s: PooledServer, state: string): ResultSet['rows'][number] {
+  const d = s as PooledServer & ServerDetails
+  const id = d.id ?? ''
+  const host = d.target?.host ?? ''
+  const client = d.client ?? null
+  return [
+    'S', d.target?.user ?? p.user, p.database, 'none',
+    state === 'active' && client === null ? 'idle' : state,
+    host.startsWith('/') ? 'unix' : host, d.target?.port ?? 0,
+    d.socket?.localAddress ?? '', d.socket?.localPort ?? 0,
+    formatTime(s.connectedAtMs), formatTime(s.readyAtMs),
+    0, 0, s.closeOnRelease ? 1 : 0,
+    id, client?.id ?? '', d.backendPid ?? 0, '',
+    client?.params?.get('application_name') ?? '', 0, numericId(id),
+  ]
+}
+
+function showUsers(ctx: Ctx): ResultSet {
+  const cfg = ctx.view.config()
+  const s = cfg.settings
+  // PgBouncer's user list: [users] entries, auth_file users, users with a pool, and its own user.
+  const names = new Set<string>([ADMIN_USER, ...cfg.users.keys(), ...cfg.userlist.keys()])
+  const serverCounts = new Map<string, number>()
+  for (const p of ctx.view.pools()) {
+    names.add(p.user)
+    serverCounts.set(p.user, p.userCount.servers)
+  }
+  const clientCounts = new Map<string, number>()
+  for (const c of ctx.view.clients()) {
+    if (c.state !== 'login') clientCounts.set(c.user, (clientCounts.get(c.user) ?? 0) + 1)
+  }
+  const rows: ResultSet['rows'] = [...names].sort(compare).map((name) => {
+    const u = cfg.users.get(name)
+    return [
+      name,
+      // PgBouncer sends these two as text, '' when the user has no override.
+      u?.pool_size != null ? String(u.pool_size) : '',
+      u?.reserve_pool_size != null ? String(u.reserve_pool_size) : '',
+      u?.pool_mode ?? null,
+      positiveOr(u?.max_user_connections ?? null, s.max_user_connections),
+      serverCounts.get(name) ?? 0,
+      positiveOr(u?.max_user_client_connections ?? null, s.max_user_client_connections),
+      clientCounts.get(name) ?? 0,
+    ]
+  })
+  return { columns: USERS_COLUMNS, rows }
+}
+
+function showLists(ctx: Ctx): ResultSet {
+  const databases = showDatabases(ctx).rows.length
+  const users = showUsers(ctx).rows.length
+  const pools = ctx.view.pools()
+  let clients = 0
+  let loginClients = 0
+  for (const c of ctx.view.clients()) {
+    clients++
+    if (c.state === 'login') loginClients++
+  }
+  let servers = 0
+  for (const p of pools) servers += p.lists.serverCount
+  // tidepool keeps no free lists and no DNS cache: those counts are 0.
+  const items: Array<[string, number]> = [
+    ['databases', databases], ['users', users], ['peers', 0], ['pools', pools.length + 1], ['peer_pools', 0],
+    ['free_clients', 0], ['used_clients', clients], ['login_clients', loginClients], ['free_servers', 0],
+    ['used_servers', servers], ['dns_names', 0], ['dns_zones', 0], ['dns_queries', 0], ['dns_pending', 0],
+  ]
+  return { columns: LISTS_COLUMNS, rows: items }
+}
+
+function showState(ctx: Ctx): ResultSet {
+  const isPaused = ctx.view.isPaused(null)
+  return { columns: STATE_COLUMNS, rows: [['active', isPaused ? 'no' : 'yes'], ['paused', isPaused ? 'yes' : 'no'], ['suspended', 'no']] }
+}
+
+// ---- process control ----
+
+/** A database PAUSE/RESUME may name: configured, or made on demand through '*'. */
+function isKnownDatabase(cfg: Config, name: string): boolean {
+  return name === ADMIN_DB || cfg.databases.has(name) || cfg.databases.has('*')
+}
+
+async function runPause(ctx: Ctx, arg: string): Promise<Buffer> {
+  requireAdmin(ctx)
+  const view = ctx.view
+  if (view.isPaused(null)) throw adminError('already suspended/paused')
+  if (arg === '') {
+    await view.pause(null)
+  } else {
+    if (!isKnownDatabase(view.config(), arg)) throw adminError(`no such database: ${arg}`)
+    if (arg === ADMIN_DB) throw adminError(`cannot pause admin db: ${arg}`)
+    await view.pause(arg)
+  }
+  return doneReply('PAUSE')
+}
+
+function runResume(ctx: Ctx, arg: string): Buffer {
+  requireAdmin(ctx)
+  const view = ctx.view
+  if (arg === '') {
+    if (view.isShuttingDown) throw adminError('pooler is shutting down')
+    if (!view.isPaused(null)) throw adminError('pooler is not paused/suspended')
+    view.resume(null)
+  } else {
+    if (!isKnownDatabase(view.config(), arg)) throw adminError(`no such database: ${arg}`)
+    if (!view.isPaused(arg)) throw adminError(`database ${arg} is not paused`)
+    view.resume(arg)
+  }
+  return doneReply('RESUME')
+}
+
+async function runReload(ctx: Ctx, arg: string): Promise<Buffer> {
+  if (arg !== '') throw syntaxError(ctx)
+  requireAdmin(ctx)
+  let r: { ok: boolean; errors: string[] }
+  try {
+    r = await ctx.view.reload()
+  } catch (err) {
+    r = { ok: false, errors: [(err as Error).message] }
+  }
+  if (!r.ok) {
+    // PgBouncer's text and SQLSTATE; the detail (ours) names what the log says.
+    throw adminError('RELOAD failed, see logs for additional details', SqlState.ConfigFileError, r.errors.length > 0 ? r.errors.join('\n') : undefined)
+  }
+  return doneReply('RELOAD')
+}
+
+function runShutdown(ctx: Ctx, arg: string): Buffer {
+  const word = arg.toUpperCase()
+  const mode: ShutdownMode | null = word === '' ? 'immediate' : word === 'WAIT_FOR_SERVERS' ? 'transactions' : word === 'WAIT_FOR_CLIENTS' ? 'clients' : null
+  if (mode === null) throw syntaxError(ctx)
+  requireAdmin(ctx)
+  ctx.view.shutdown(mode)
+  // PgBouncer answers an immediate SHUTDOWN with nothing: the connection ends with the process.
+  return mode === 'immediate' ? Buffer.alloc(0) : doneReply('SHUTDOWN')
+}
+
+/** SET: PgBouncer acknowledges the parameters clients set by habit; changing settings is not here yet. */
+function runSet(ctx: Ctx): Buffer {
+  const m = /^[ \t\n\r]*set[ \t\n\r]+("(?:[^"]|"")+"|[0-9a-z_]+)[ \t\n\r]*(?:=|to)[ \t\n\r]*('(?:[^']|'')*'|"(?:[^"]|"")+"|[0-9a-z_]+)[ \t\n\r]*(?:;[ \t\n\r]*)?$/i.exec(ctx.sql)
+  if (m === null) throw syntaxError(ctx)
+  const key = unquote(m[1])
+  if (key === '' || key.length > MAX_ARG) throw adminError('bad arguments')
+  if (FAKE_PARAMS.has(key.toLowerCase())) {
+    return Buffer.concat([
+      build.noticeResponse({ severity: 'NOTICE', code: SqlState.SuccessfulCompletion, message: 'SET ignored' }),
+      build.commandComplete('SET'),
+      build.readyForQuery(TxStatus.Idle),
+    ])
+  }
+  requireAdmin(ctx)
+  throw notYet('SET')
+}
+
+// ---- replies ----
+
+function resultReply(r: ResultSet): Buffer {
+  const parts: Buffer[] = [build.rowDescription(r.columns)]
+  for (const row of r.rows) parts.push(build.dataRow(row.map((v) => (v === null ? null : String(v)))))
+  parts.push(build.commandComplete('SHOW'), build.readyForQuery(TxStatus.Idle))
+  return Buffer.concat(parts)
+}
+
+function doneReply(tag: string): Buffer {
+  return Buffer.concat([build.commandComplete(tag), build.readyForQuery(TxStatus.Idle)])
+}
+
+function errorReply(code: string, message: string, detail?: string): Buffer {
+  return Buffer.concat([build.errorResponse({ severity: 'ERROR', code, message, detail }), build.readyForQuery(TxStatus.Idle)])
+}
+
+/** The digits that end a connection id ('C-17' → 17): PgBouncer's id column is int4. */
+function numericId(id: string): number {
+  const m = /(\d+)$/.exec(id)
+  return m === null ? 0 : Number(m[1])
+}
+
+const ZONE_NAME = new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' })
+
+/** PgBouncer's format_time_s: local time, 'YYYY-MM-DD HH:MM:SS ZONE'. */
+export function formatTime(ms: number): string {
+  const d = new Date(ms)
+  const p2 = (n: number) => String(n).padStart(2, '0')
+  const zone = ZONE_NAME.formatToParts(d).find((x) => x.type === 'timeZoneName')?.value ?? 'UTC'
+  return `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())} ${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())} ${zone}`
+}

@@ -1,0 +1,96 @@
+// The admin console as operators and their tools use it: psql and pg against the virtual
+// database "pgbouncer", PgBouncer's column lists, PAUSE/RESUME around live traffic, and refusals.
+import { test, before } from 'node:test'
+import assert from 'node:assert/strict'
+import pg from 'pg'
+import { sharedPostgres, TEST_USERS, type PgInstance } from '../harness/postgres.ts'
+import { startTidepool, type TestTidepool } from '../harness/tidepool.ts'
+import { runPsql, waitFor } from '../harness/clients.ts'
+
+let pgi: PgInstance
+before(async () => {
+  pgi = await sharedPostgres()
+})
+
+// PgBouncer 1.25's SHOW POOLS columns, in order (doc/usage.md).
+const POOLS_COLUMNS = ['database', 'user', 'cl_active', 'cl_waiting', 'cl_active_cancel_req', 'cl_waiting_cancel_req', 'sv_active', 'sv_active_cancel', 'sv_being_canceled', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login', 'maxwait', 'maxwait_us', 'pool_mode', 'load_balance_hosts']
+
+async function admin(t: import('node:test').TestContext, tp: TestTidepool, user = pgi.user, password = pgi.password): Promise<pg.Client> {
+  const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'pgbouncer', user, password })
+  c.on('error', () => {})
+  await c.connect()
+  t.after(() => c.end().catch(() => {}))
+  return c
+}
+
+test('SHOW POOLS has PgBouncer\'s columns and counts live clients and servers', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { admin_users: pgi.user, default_pool_size: 1 } })
+  const app = await tp.connect(t)
+  await app.query('BEGIN')
+  const waiter = await tp.connect(t)
+  const pending = waiter.query('SELECT 1')
+  await waitFor(() => tp.poolCounts('app', pgi.user).cl_waiting === 1, { timeoutMs: 5_000, what: 'a waiter' })
+  const a = await admin(t, tp)
+  const r = await a.query('SHOW POOLS')
+  assert.deepEqual(r.fields.map((f) => f.name), POOLS_COLUMNS)
+  const row = r.rows.find((x) => x.database === 'app')
+  assert.equal(Number(row.cl_active), 1)
+  assert.equal(Number(row.cl_waiting), 1)
+  assert.equal(Number(row.sv_active), 1)
+  assert.equal(row.pool_mode, 'transaction')
+  await app.query('COMMIT')
+  await pending
+  const clients = await a.query('SHOW CLIENTS')
+  assert.ok(clients.rows.some((x) => x.database === 'app' && x.user === pgi.user))
+  const servers = await a.query('SHOW SERVERS')
+  assert.ok(servers.rows.some((x) => x.database === 'app'))
+  const psql = await runPsql({ port: tp.port, user: pgi.user, password: pgi.password, db: 'pgbouncer', sql: 'SHOW VERSION' })
+  assert.equal(psql.code, 0, psql.stderr)
+  assert.match(psql.stdout, /tidepool/)
+})
+
+test('PAUSE holds queries and RESUME lets them through', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { admin_users: pgi.user } })
+  const app = await tp.connect(t)
+  await app.query('SELECT 1')
+  const a = await admin(t, tp)
+  await a.query('PAUSE app')
+  const pending = app.query('SELECT 1 AS one')
+  await waitFor(() => tp.poolCounts('app', pgi.user).cl_waiting === 1, { timeoutMs: 5_000, what: 'the query to be held' })
+  await assert.rejects(a.query('RESUME nosuchdb'), (e: any) => e.code === '08P01')
+  await a.query('RESUME app')
+  assert.equal((await pending).rows[0].one, 1)
+})
+
+test('PAUSE waits for the running transaction, then answers', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { admin_users: pgi.user } })
+  const app = await tp.connect(t)
+  await app.query('BEGIN')
+  const a = await admin(t, tp)
+  let isPaused = false
+  const paused = a.query('PAUSE').then(() => { isPaused = true })
+  await new Promise((r) => setTimeout(r, 300))
+  assert.equal(isPaused, false, 'PAUSE does not answer while a transaction runs')
+  await app.query('COMMIT')
+  await paused
+  await assert.rejects(a.query('PAUSE'), (e: any) => e.code === '08P01' && /already suspended\/paused/.test(e.message))
+  await a.query('RESUME')
+  await assert.rejects(a.query('RESUME'), (e: any) => e.code === '08P01' && /not paused/.test(e.message))
+})
+
+test('console refusals: unknown command, extended protocol, a user in neither admin_users nor stats_users', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, {
+    settings: { admin_users: pgi.user, stats_users: TEST_USERS.scram.user },
+    userlist: { [pgi.user]: pgi.password, [TEST_USERS.scram.user]: TEST_USERS.scram.password },
+  })
+  const a = await admin(t, tp)
+  await assert.rejects(a.query('FLY TO THE MOON'), (e: any) => e.code === '08P01' && /invalid command/.test(e.message))
+  assert.equal((await a.query('SHOW VERSION')).rows.length, 1, 'the session goes on after an error')
+  const stats = await admin(t, tp, TEST_USERS.scram.user, TEST_USERS.scram.password)
+  assert.ok((await stats.query('SHOW POOLS')).rows.length >= 1, 'stats_users may SHOW')
+  await assert.rejects(stats.query('PAUSE'), (e: any) => /admin access needed/.test(e.message))
+  const nobody = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'pgbouncer', user: 'intruder', password: 'x' })
+  await assert.rejects(nobody.connect(), (e: any) => e.message === 'not allowed')
+  const ext = await admin(t, tp)
+  await assert.rejects(ext.query('SHOW POOLS WHERE $1', [1]), (e: any) => /extended query protocol not supported/.test(e.message))
+})

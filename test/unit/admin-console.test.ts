@@ -1,0 +1,551 @@
+// The admin console's replies, byte for byte through framer and reader: PgBouncer 1.25's columns in
+// order with their type OIDs, values read from real Pool objects, CommandComplete tags, and the
+// error texts and SQLSTATEs of PgBouncer's src/admin.c. Every reply must end in ReadyForQuery('I').
+
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { runConsoleQuery, formatTime, type ClientInfo, type ConsoleOptions, type ConsoleView, type ShutdownMode } from '../../src/admin/console.ts'
+import { loadConfigFromText } from '../../src/config/load.ts'
+import { configRows } from '../../src/config/show.ts'
+import type { Config } from '../../src/config/types.ts'
+import { Pool, SharedCount, type PoolSettings, type ServerFactory } from '../../src/pool/pool.ts'
+import { ClientState, ServerState, type ClientFailure, type PooledClient, type PooledServer } from '../../src/pool/states.ts'
+import { Framer, INSPECT_ALL } from '../../src/protocol/framer.ts'
+import { BodyReader, parseCommandTag, parseErrorFields } from '../../src/protocol/reader.ts'
+import { BackendCode } from '../../src/protocol/codes.ts'
+import type { PgErrorFields } from '../../src/protocol/pg-error.ts'
+
+// ---- expected columns, quoted from PgBouncer 1.25 (doc/usage.md; order and types from src/admin.c) ----
+
+const TEXT = 25
+const INT4 = 23
+
+const POOLS = ['database', 'user', 'cl_active', 'cl_waiting', 'cl_active_cancel_req', 'cl_waiting_cancel_req', 'sv_active',
+  'sv_active_cancel', 'sv_being_canceled', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login', 'maxwait', 'maxwait_us',
+  'pool_mode', 'load_balance_hosts']
+const DATABASES = ['name', 'host', 'port', 'database', 'force_user', 'pool_size', 'min_pool_size', 'reserve_pool_size',
+  'server_lifetime', 'pool_mode', 'load_balance_hosts', 'max_connections', 'current_connections', 'max_client_connections',
+  'current_client_connections', 'paused', 'disabled']
+const SOCKETS = ['type', 'user', 'database', 'replication', 'state', 'addr', 'port', 'local_addr', 'local_port',
+  'connect_time', 'request_time', 'wait', 'wait_us', 'close_needed', 'ptr', 'link', 'remote_pid', 'tls',
+  'application_name', 'prepared_statements', 'id']
+const USERS = ['name', 'pool_size', 'reserve_pool_size', 'pool_mode', 'max_user_connections', 'current_connections',
+  'max_user_client_connections', 'current_client_connections']
+const LISTS = ['list', 'items']
+const LIST_NAMES = ['databases', 'users', 'peers', 'pools', 'peer_pools', 'free_clients', 'used_clients', 'login_clients',
+  'free_servers', 'used_servers', 'dns_names', 'dns_zones', 'dns_queries', 'dns_pending']
+const CONFIG = ['key', 'value', 'default', 'changeable']
+
+/** PgBouncer's type letters per column (pktbuf_write_RowDescription): s text, i int4, T time as text. */
+function oids(types: string): number[] {
+  return [...types].map((t) => (t === 'i' ? INT4 : TEXT))
+}
+
+const COLUMN_CASES: Array<{ sql: string; names: string[]; types: string }> = [
+  { sql: 'SHOW POOLS', names: POOLS, types: 'ssiiiiiiiiiiiiiss' },
+  { sql: 'SHOW DATABASES', names: DATABASES, types: 'ssissiiiissiiiiii' },
+  { sql: 'SHOW CLIENTS', names: SOCKETS, types: 'ssssssisiTTiiississii' },
+  { sql: 'SHOW SERVERS', names: SOCKETS, types: 'ssssssisiTTiiississii' },
+  { sql: 'SHOW USERS', names: USERS, types: 'ssssiiii' },
+  { sql: 'SHOW LISTS', names: LISTS, types: 'si' },
+  { sql: 'SHOW CONFIG', names: CONFIG, types: 'ssss' },
+  { sql: 'SHOW VERSION', names: ['version'], types: 's' },
+  { sql: 'SHOW STATE', names: ['key', 'value'], types: 'ss' },
+  { sql: 'SHOW PEERS', names: ['peer_id', 'host', 'port', 'pool_size'], types: 'isii' },
+  { sql: 'SHOW PEER_POOLS', names: ['peer_id', 'cl_active_cancel_req', 'cl_waiting_cancel_req', 'sv_active_cancel', 'sv_login'], types: 'iiiii' },
+]
+
+// ---- reading a reply ----
+
+interface Reply {
+  columns: Array<{ name: string; typeOid: number }> | null
+  rows: Array<Array<string | null>>
+  tag: string | null
+  error: PgErrorFields | null
+  notices: PgErrorFields[]
+  /** Message type bytes in order, e.g. 'TDDCZ'. */
+  codes: string
+}
+
+function parseReply(buf: Buffer): Reply {
+  const out: Reply = { columns: null, rows: [], tag: null, error: null, notices: [], codes: '' }
+  const f = new Framer()
+  f.inspect = INSPECT_ALL
+  f.push(buf)
+  while (f.next()) {
+    assert.ok(f.isFirst && f.isLast, 'each message comes whole')
+    const bodyStart = f.start + 5
+    out.codes += String.fromCharCode(f.code)
+    switch (f.code) {
+      case BackendCode.RowDescription: {
+        const r = new BodyReader(f.buf, bodyStart, f.end)
+        const n = r.int16()
+        out.columns = []
+        for (let i = 0; i < n; i++) {
+          const name = r.cstring()
+          r.int32(); r.int16()
+          const typeOid = r.int32()
+          r.int16(); r.int32()
+          assert.equal(r.int16(), 0, 'text format')
+          out.columns.push({ name, typeOid })
+        }
+        break
+      }
+      case BackendCode.DataRow: {
+        const r = new BodyReader(f.buf, bodyStart, f.end)
+        const n = r.int16()
+        const row: Array<string | null> = []
+        for (let i = 0; i < n; i++) {
+          const len = r.int32()
+          row.push(len < 0 ? null : r.bytes(len).toString('utf8'))
+        }
+        out.rows.push(row)
+        break
+      }
+      case BackendCode.CommandComplete: out.tag = parseCommandTag(f.buf, bodyStart, f.end); break
+      case BackendCode.ErrorResponse: out.error = parseErrorFields(f.buf, bodyStart, f.end); break
+      case BackendCode.NoticeResponse: out.notices.push(parseErrorFields(f.buf, bodyStart, f.end)); break
+      case BackendCode.ReadyForQuery: assert.equal(f.buf[bodyStart], 0x49, "ReadyForQuery('I')"); break
+      default: assert.fail(`unexpected message ${String.fromCharCode(f.code)}`)
+    }
+  }
+  assert.ok(f.isAtBoundary, 'the reply ends on a message boundary')
+  assert.ok(out.codes.endsWith('Z'), `reply ends with ReadyForQuery, got ${out.codes}`)
+  assert.equal(out.codes.indexOf('Z'), out.codes.length - 1, 'exactly one ReadyForQuery')
+  if (out.columns !== null) for (const row of out.rows) assert.equal(row.length, out.columns.length)
+  return out
+}
+
+/** Rows as objects by column name, for readable assertions. */
+function records(r: Reply): Array<Record<string, string | null>> {
+  assert.ok(r.columns !== null, `expected a result set, got ${r.codes} ${r.error?.message ?? ''}`)
+  const cols = r.columns
+  return r.rows.map((row) => Object.fromEntries(row.map((v, i) => [cols[i].name, v])))
+}
+
+// ---- a console over real pools ----
+
+const NOW = 1_700_000_000_000
+
+const INI = `[databases]
+app = host=10.0.0.1,10.0.0.2 port=5433 dbname=appdb pool_size=7 pool_mode=transaction
+reports = host=10.0.0.9 user=reporter max_db_connections=4
+[users]
+alice = pool_mode=session pool_size=3 max_user_connections=9
+[pgbouncer]
+listen_port = 6432
+auth_type = trust
+default_pool_size = 20
+`
+
+async function loadConfig(text: string): Promise<Config> {
+  const r = await loadConfigFromText(text, '/nonexistent/tidepool.ini')
+  if (!r.ok) assert.fail(r.errors.join('\n'))
+  return r.config
+}
+
+const SETTINGS: PoolSettings = {
+  pool_mode: 'transaction', pool_size: 7, min_pool_size: 0, reserve_pool_size: 0, reserve_pool_timeout: 5,
+  max_db_connections: 0, max_user_connections: 0, server_round_robin: false, server_reset_query: 'DISCARD ALL',
+  server_reset_query_always: false, server_check_query: 'select 1', server_check_delay: 30, server_login_retry: 15,
+  server_lifetime: 3600, server_idle_timeout: 600, query_timeout: 0, idle_transaction_timeout: 0, client_idle_timeout: 0,
+}
+
+const noServers: ServerFactory = { openServer: () => assert.fail('the console must not open servers') }
+
+class FakeClient implements PooledClient {
+  prev: PooledClient | null = null
+  next: PooledClient | null = null
+  list: object | null = null
+  state: ClientState = ClientState.Login
+  server: PooledServer | null = null
+  waitSinceMs = 0
+  requestAtMs = NOW
+  readonly connectedAtMs = NOW - 60_000
+  constructor(readonly id: string) {}
+  onServerAssigned(): void {}
+  onPoolReady(): void {}
+  fail(_err: ClientFailure): void {}
+}
+
+class FakeServer implements PooledServer {
+  prev: PooledServer | null = null
+  next: PooledServer | null = null
+  list: object | null = null
+  state: ServerState = ServerState.Login
+  client: FakeClient | null = null
+  closeOnRelease = false
+  connectedAtMs = NOW - 120_000
+  idleSinceMs = NOW
+  readyAtMs = NOW - 1_000
+  readonly isReady = true
+  readonly isIdleInTransaction = false
+  readonly target = { host: '10.0.0.1', port: 5433, database: 'appdb', user: 'alice' }
+  constructor(readonly id: string, readonly backendPid: number) {}
+  runInternal(): void {}
+  close(): void {}
+}
+
+interface Fixture {
+  view: Omit<ConsoleView, 'isShuttingDown'> & { isShuttingDown: boolean; pausedDb: Set<string>; isGlobalPaused: boolean; shutdowns: ShutdownMode[]; reloadResult: { ok: boolean; errors: string[] } }
+  run(sql: string, opts?: ConsoleOptions): Promise<Reply>
+}
+
+/**
+ * Pool app/alice: clients C-1 (active, linked to S-1), C-2 (active, idle), C-3 (waiting 2.5 s);
+ * servers S-1 active, S-2 and S-3 idle, S-4 used, S-5 tested, S-6 logging in.
+ * Pool reports/bob: nothing on its lists. Console client C-9 on 'pgbouncer'; C-10 still logging in.
+ */
+async function fixture(ini = INI): Promise<Fixture> {
+  const config = await loadConfig(ini)
+  const appCount = new SharedCount()
+  const aliceCount = new SharedCount()
+  const app = new Pool('app', 'alice', SETTINGS, appCount, aliceCount, noServers)
+  const reports = new Pool('reports', 'bob', { ...SETTINGS, pool_mode: 'session' }, new SharedCount(), new SharedCount(), noServers)
+  const l = app.lists
+  const [c1, c2, c3] = [new FakeClient('C-1'), new FakeClient('C-2'), new FakeClient('C-3')]
+  l.moveClient(c1, ClientState.Active)
+  l.moveClient(c2, ClientState.Active)
+  c3.waitSinceMs = NOW - 2_500
+  l.moveClient(c3, ClientState.Waiting)
+  const servers = [1, 2, 3, 4, 5, 6].map((n) => new FakeServer(`S-${n}`, 4000 + n))
+  const states = [ServerState.Active, ServerState.Idle, ServerState.Idle, ServerState.Used, ServerState.Tested, ServerState.Login]
+  servers.forEach((s, i) => l.moveServer(s, states[i]))
+  servers[0].client = c1
+  c1.server = servers[0]
+  servers[0].closeOnRelease = true
+  appCount.servers = 6
+  aliceCount.servers = 6
+
+  const clients: ClientInfo[] = [
+    { id: 'C-1', database: 'app', user: 'alice', addr: '10.1.0.1', port: 50001, state: 'active', connectedAtMs: NOW - 60_000, requestAtMs: NOW - 5_000, linkedServerId: 'S-1', applicationName: 'billing' },
+    { id: 'C-2', database: 'app', user: 'alice', addr: '10.1.0.2', port: 50002, state: 'active', connectedAtMs: NOW - 60_000, requestAtMs: NOW - 5_000, linkedServerId: null, applicationName: '' },
+    { id: 'C-3', database: 'app', user: 'alice', addr: '10.1.0.3', port: 50003, state: 'waiting', connectedAtMs: NOW - 60_000, requestAtMs: NOW - 2_500, linkedServerId: null, applicationName: '', waitSinceMs: NOW - 2_500 },
+    { id: 'C-9', database: 'pgbouncer', user: 'admin', addr: 'unix', port: 0, state: 'active', connectedAtMs: NOW, requestAtMs: NOW, linkedServerId: null, applicationName: 'psql' },
+    { id: 'C-10', database: 'app', user: 'carol', addr: '10.1.0.4', port: 50004, state: 'login', connectedAtMs: NOW, requestAtMs: NOW, linkedServerId: null, applicationName: '' },
+  ]
+  const view = {
+    pausedDb: new Set<string>(),
+    isGlobalPaused: false,
+    shutdowns: [] as ShutdownMode[],
+    reloadResult: { ok: true, errors: [] as string[] },
+    isShuttingDown: false,
+    version: 'tidepool 0.1.0',
+    pools: () => [reports, app],
+    clients: () => clients,
+    config: () => config,
+    pause(db: string | null) {
+      if (db === null) view.isGlobalPaused = true
+      else view.pausedDb.add(db)
+    },
+    resume(db: string | null) {
+      if (db === null) view.isGlobalPaused = false
+      else view.pausedDb.delete(db)
+    },
+    isPaused: (db: string | null) => (db === null ? view.isGlobalPaused : view.pausedDb.has(db)),
+    reload: async () => view.reloadResult,
+    shutdown(mode: ShutdownMode) {
+      view.shutdowns.push(mode)
+      view.isShuttingDown = true
+    },
+  }
+  return { view, run: async (sql, opts) => parseReply(await runConsoleQuery(sql, view, { nowMs: NOW, ...opts })) }
+}
+
+// ---- tests ----
+
+for (const c of COLUMN_CASES) {
+  test(`${c.sql}: PgBouncer's columns in order, with its type OIDs`, async () => {
+    const fx = await fixture()
+    const r = await fx.run(c.sql)
+    assert.equal(r.error, null)
+    assert.deepEqual(r.columns?.map((x) => x.name), c.names)
+    assert.deepEqual(r.columns?.map((x) => x.typeOid), oids(c.types))
+    assert.equal(r.tag, 'SHOW')
+  })
+}
+
+test('SHOW POOLS counts each list of the real pools, sorted by database and user, with the console pool', async () => {
+  const fx = await fixture()
+  const rows = records(await fx.run('SHOW POOLS'))
+  assert.deepEqual(rows.map((x) => `${x.database}/${x.user}`), ['app/alice', 'pgbouncer/pgbouncer', 'reports/bob'])
+  assert.deepEqual(rows[0], {
+    database: 'app', user: 'alice', cl_active: '2', cl_waiting: '1', cl_active_cancel_req: '0', cl_waiting_cancel_req: '0',
+    sv_active: '1', sv_active_cancel: '0', sv_being_canceled: '0', sv_idle: '2', sv_used: '1', sv_tested: '1', sv_login: '1',
+    maxwait: '2', maxwait_us: '500000', pool_mode: 'transaction', load_balance_hosts: 'round-robin',
+  })
+  assert.equal(rows[1].cl_active, '1', 'the console client')
+  assert.equal(rows[1].pool_mode, 'statement')
+  assert.equal(rows[2].maxwait, '0')
+  assert.equal(rows[2].pool_mode, 'session')
+  assert.equal(rows[2].load_balance_hosts, null, 'one host: NULL')
+})
+
+test('SHOW DATABASES: configured entries, the admin database, counts and pause state', async () => {
+  const fx = await fixture()
+  fx.view.pausedDb.add('reports')
+  const rows = records(await fx.run('SHOW DATABASES'))
+  assert.deepEqual(rows.map((x) => x.name), ['app', 'pgbouncer', 'reports'])
+  assert.deepEqual(rows[0], {
+    name: 'app', host: '10.0.0.1,10.0.0.2', port: '5433', database: 'appdb', force_user: null, pool_size: '7',
+    min_pool_size: '0', reserve_pool_size: '0', server_lifetime: '3600', pool_mode: 'transaction',
+    load_balance_hosts: 'round-robin', max_connections: '0', current_connections: '6', max_client_connections: '0',
+    current_client_connections: '3', paused: '0', disabled: '0',
+  })
+  assert.deepEqual(rows[1], {
+    name: 'pgbouncer', host: null, port: '6432', database: 'pgbouncer', force_user: 'pgbouncer', pool_size: '2',
+    min_pool_size: '0', reserve_pool_size: '0', server_lifetime: '3600', pool_mode: 'statement', load_balance_hosts: null,
+    max_connections: '0', current_connections: '0', max_client_connections: '0', current_client_connections: '1',
+    paused: '0', disabled: '0',
+  })
+  assert.equal(rows[2].force_user, 'reporter')
+  assert.equal(rows[2].pool_size, '20', 'default_pool_size')
+  assert.equal(rows[2].max_connections, '4')
+  assert.equal(rows[2].pool_mode, null, 'no override: NULL')
+  assert.equal(rows[2].paused, '1')
+})
+
+test('SHOW DATABASES lists names made on demand through the * entry', async () => {
+  const fx = await fixture(INI.replace('[users]', '* = host=10.0.0.5\n[users]'))
+  const rows = records(await fx.run('SHOW DATABASES'))
+  assert.deepEqual(rows.map((x) => x.name), ['app', 'pgbouncer', 'reports'], 'the * entry itself is not a row')
+})
+
+test('SHOW CLIENTS: pooled clients (not those still logging in), idle when active without a server', async () => {
+  const fx = await fixture()
+  const rows = records(await fx.run('SHOW CLIENTS'))
+  assert.deepEqual(rows.map((x) => `${x.ptr}:${x.state}`), ['C-1:active', 'C-2:idle', 'C-3:waiting', 'C-9:idle'])
+  const [c1, , c3] = rows
+  assert.equal(c1.type, 'C')
+  assert.equal(c1.user, 'alice')
+  assert.equal(c1.database, 'app')
+  assert.equal(c1.replication, 'none')
+  assert.equal(c1.addr, '10.1.0.1')
+  assert.equal(c1.port, '50001')
+  assert.equal(c1.link, 'S-1')
+  assert.equal(c1.application_name, 'billing')
+  assert.equal(c1.id, '1')
+  assert.equal(c1.connect_time, formatTime(NOW - 60_000))
+  assert.equal(c1.request_time, formatTime(NOW - 5_000))
+  assert.equal(c1.wait, '0')
+  assert.deepEqual([c3.wait, c3.wait_us], ['2', '500000'])
+})
+
+test('SHOW SERVERS: per pool active, idle, used, tested, then new (logging in), linked to their clients', async () => {
+  const fx = await fixture()
+  const rows = records(await fx.run('SHOW SERVERS'))
+  assert.deepEqual(rows.map((x) => `${x.ptr}:${x.state}`), ['S-1:active', 'S-2:idle', 'S-3:idle', 'S-4:used', 'S-5:tested', 'S-6:new'])
+  const s1 = rows[0]
+  assert.equal(s1.type, 'S')
+  assert.equal(s1.user, 'alice')
+  assert.equal(s1.database, 'app')
+  assert.equal(s1.addr, '10.0.0.1')
+  assert.equal(s1.port, '5433')
+  assert.equal(s1.link, 'C-1')
+  assert.equal(s1.remote_pid, '4001')
+  assert.equal(s1.close_needed, '1')
+  assert.equal(s1.id, '1')
+  assert.equal(s1.connect_time, formatTime(NOW - 120_000))
+  assert.equal(rows[1].link, '')
+  assert.equal(rows[1].close_needed, '0')
+})
+
+test('SHOW USERS: overrides as text, limits, server and client counts', async () => {
+  const fx = await fixture()
+  const rows = records(await fx.run('SHOW USERS'))
+  assert.deepEqual(rows.map((x) => x.name), ['alice', 'bob', 'pgbouncer'])
+  assert.deepEqual(rows[0], {
+    name: 'alice', pool_size: '3', reserve_pool_size: '', pool_mode: 'session', max_user_connections: '9',
+    current_connections: '6', max_user_client_connections: '0', current_client_connections: '3',
+  })
+  assert.deepEqual(rows[1], {
+    name: 'bob', pool_size: '', reserve_pool_size: '', pool_mode: null, max_user_connections: '0',
+    current_connections: '0', max_user_client_connections: '0', current_client_connections: '0',
+  })
+})
+
+test('SHOW LISTS: one row per list, in PgBouncer 1.25 order', async () => {
+  const fx = await fixture()
+  const rows = (await fx.run('SHOW LISTS')).rows
+  assert.deepEqual(rows.map((r) => r[0]), LIST_NAMES)
+  const items = Object.fromEntries(rows.map((r) => [r[0], r[1]]))
+  assert.equal(items.databases, '3')
+  assert.equal(items.users, '3')
+  assert.equal(items.pools, '3')
+  assert.equal(items.used_clients, '5')
+  assert.equal(items.login_clients, '1')
+  assert.equal(items.used_servers, '6')
+  assert.equal(items.free_clients, '0')
+})
+
+test('SHOW CONFIG, SHOW VERSION and SHOW STATE', async () => {
+  const fx = await fixture()
+  const cfg = await fx.run('SHOW CONFIG')
+  const expected = configRows(fx.view.config()).map((r) => [r.key, r.value, r.default, r.changeable])
+  assert.deepEqual(cfg.rows, expected)
+  assert.ok(cfg.rows.some((r) => r[0] === 'default_pool_size' && r[1] === '20'))
+  assert.deepEqual((await fx.run('SHOW VERSION')).rows, [['tidepool 0.1.0']])
+  assert.deepEqual((await fx.run('SHOW STATE')).rows, [['active', 'yes'], ['paused', 'no'], ['suspended', 'no']])
+  fx.view.isGlobalPaused = true
+  assert.deepEqual((await fx.run('SHOW STATE')).rows, [['active', 'no'], ['paused', 'yes'], ['suspended', 'no']])
+})
+
+test('SHOW HELP is a NOTICE "Console usage" listing commands, then CommandComplete SHOW', async () => {
+  const fx = await fixture()
+  const r = await fx.run('SHOW HELP')
+  assert.equal(r.codes, 'NCZ')
+  assert.equal(r.tag, 'SHOW')
+  assert.equal(r.notices[0].severity, 'NOTICE')
+  assert.equal(r.notices[0].code, '00000')
+  assert.equal(r.notices[0].message, 'Console usage')
+  for (const cmd of ['SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION', 'PAUSE [<db>]', 'RESUME [<db>]', 'RELOAD', 'SHUTDOWN']) {
+    assert.ok(r.notices[0].detail?.includes(`\t${cmd}\n`) || r.notices[0].detail?.includes(`\t${cmd}`), cmd)
+  }
+})
+
+test('SHOW of a parameter clients ask servers for gets PgBouncer\'s fixed value', async () => {
+  const fx = await fixture()
+  const r = await fx.run('show client_encoding')
+  assert.deepEqual(r.columns?.map((c) => c.name), ['client_encoding'])
+  assert.deepEqual(r.rows, [['UTF-8']])
+})
+
+// Spelling: case, spaces, a trailing ';', quoted words, SELECT as SHOW.
+for (const sql of ['show pools', 'SHOW POOLS;', '  Show\tPools  ;  ', 'SHOW "pools"', '"show" pools', 'SELECT pools']) {
+  test(`the console accepts ${JSON.stringify(sql)}`, async () => {
+    const fx = await fixture()
+    const r = await fx.run(sql)
+    assert.equal(r.error, null, r.error?.message)
+    assert.deepEqual(r.columns?.map((c) => c.name), POOLS)
+  })
+}
+
+// Errors as PgBouncer sends them: ERROR, its SQLSTATE, its text word for word.
+const ERROR_CASES: Array<{ name: string; sql: string; code: string; message: string; setup?: (fx: Fixture) => void; opts?: ConsoleOptions }> = [
+  { name: 'unknown command', sql: 'hello', code: '08P01', message: "invalid command 'hello', use SHOW HELP;" },
+  { name: 'unknown SHOW', sql: 'SHOW FOO;', code: '08P01', message: "invalid command 'SHOW FOO;', use SHOW HELP;" },
+  { name: 'two statements', sql: 'SHOW POOLS; SHOW USERS', code: '08P01', message: "invalid command 'SHOW POOLS; SHOW USERS', use SHOW HELP;" },
+  { name: 'empty query', sql: '', code: '08P01', message: "invalid command '', use SHOW HELP;" },
+  { name: 'bare SHOW', sql: 'SHOW', code: '08P01', message: "invalid command 'SHOW', use SHOW HELP;" },
+  { name: 'RELOAD with an argument', sql: 'RELOAD now', code: '08P01', message: "invalid command 'RELOAD now', use SHOW HELP;" },
+  { name: 'SHUTDOWN with a bad mode', sql: 'SHUTDOWN soon', code: '08P01', message: "invalid command 'SHUTDOWN soon', use SHOW HELP;" },
+  { name: 'a command word longer than PgBouncer reads', sql: 'abcdefghijklmnopq', code: '08P01', message: 'bad arguments' },
+  { name: 'second PAUSE', sql: 'PAUSE', code: '08P01', message: 'already suspended/paused', setup: (fx) => { fx.view.isGlobalPaused = true } },
+  { name: 'PAUSE db while paused', sql: 'PAUSE app', code: '08P01', message: 'already suspended/paused', setup: (fx) => { fx.view.isGlobalPaused = true } },
+  { name: 'PAUSE of an unknown database', sql: 'PAUSE nosuch', code: '08P01', message: 'no such database: nosuch' },
+  { name: 'PAUSE of the console', sql: 'PAUSE pgbouncer', code: '08P01', message: 'cannot pause admin db: pgbouncer' },
+  { name: 'RESUME when not paused', sql: 'RESUME', code: '08P01', message: 'pooler is not paused/suspended' },
+  { name: 'RESUME during shutdown', sql: 'RESUME', code: '08P01', message: 'pooler is shutting down', setup: (fx) => { fx.view.isGlobalPaused = true; fx.view.isShuttingDown = true } },
+  { name: 'RESUME of a database not paused', sql: 'RESUME app', code: '08P01', message: 'database app is not paused' },
+  { name: 'RESUME of an unknown database', sql: 'RESUME nosuch', code: '08P01', message: 'no such database: nosuch' },
+  { name: 'RELOAD that fails', sql: 'RELOAD', code: 'F0000', message: 'RELOAD failed, see logs for additional details', setup: (fx) => { fx.view.reloadResult = { ok: false, errors: ['x.ini:3: bad'] } } },
+  { name: 'PAUSE by a stats user', sql: 'PAUSE', code: '08P01', message: 'admin access needed', opts: { isAdmin: false } },
+  { name: 'SHUTDOWN by a stats user', sql: 'SHUTDOWN', code: '08P01', message: 'admin access needed', opts: { isAdmin: false } },
+  { name: 'a PgBouncer command not built yet', sql: 'SHOW STATS', code: '0A000', message: 'SHOW STATS is not supported by this version of tidepool' },
+  { name: 'KILL, not built yet', sql: 'KILL app', code: '0A000', message: 'KILL is not supported by this version of tidepool' },
+]
+
+for (const c of ERROR_CASES) {
+  test(`error: ${c.name} (${JSON.stringify(c.sql)})`, async () => {
+    const fx = await fixture()
+    c.setup?.(fx)
+    const wasPaused = fx.view.isGlobalPaused
+    const r = await fx.run(c.sql, c.opts)
+    assert.equal(r.codes, 'EZ')
+    assert.equal(r.error?.severity, 'ERROR')
+    assert.equal(r.error?.code, c.code)
+    assert.equal(r.error?.message, c.message)
+    assert.equal(fx.view.isGlobalPaused, wasPaused, 'a refused command changes nothing')
+    assert.deepEqual(fx.view.shutdowns, [])
+  })
+}
+
+test('RELOAD failure carries the errors as DETAIL', async () => {
+  const fx = await fixture()
+  fx.view.reloadResult = { ok: false, errors: ['x.ini:3: bad', 'x.ini:4: worse'] }
+  const r = await fx.run('RELOAD')
+  assert.equal(r.error?.detail, 'x.ini:3: bad\nx.ini:4: worse')
+})
+
+test('PAUSE, PAUSE again, RESUME, RESUME again: PgBouncer\'s tags and errors, state changed through the view', async () => {
+  const fx = await fixture()
+  const steps: Array<[string, string]> = [
+    ['PAUSE', 'tag PAUSE'],
+    ['PAUSE', 'error already suspended/paused'],
+    ['RESUME', 'tag RESUME'],
+    ['RESUME', 'error pooler is not paused/suspended'],
+    ['PAUSE app', 'tag PAUSE'],
+    ['PAUSE app', 'tag PAUSE'], // PgBouncer lets a database be paused twice
+    ['RESUME', 'error pooler is not paused/suspended'], // RESUME without a name does not resume a database
+    ['RESUME app', 'tag RESUME'],
+    ['RESUME app', 'error database app is not paused'],
+  ]
+  for (const [sql, expected] of steps) {
+    const r = await fx.run(sql)
+    assert.equal(r.error !== null ? `error ${r.error.message}` : `tag ${r.tag}`, expected, sql)
+  }
+  assert.equal(fx.view.isGlobalPaused, false)
+  assert.deepEqual([...fx.view.pausedDb], [])
+})
+
+test('PAUSE answers only once the view says the servers are released', async () => {
+  const fx = await fixture()
+  let release!: () => void
+  const released = new Promise<void>((resolve) => { release = resolve })
+  fx.view.pause = (db) => {
+    fx.view.isGlobalPaused = db === null
+    return released
+  }
+  let isAnswered = false
+  const reply = runConsoleQuery('PAUSE', fx.view).then((b) => { isAnswered = true; return b })
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(isAnswered, false)
+  assert.equal((await fx.run('PAUSE')).error?.message, 'already suspended/paused', 'paused from the moment it was asked')
+  release()
+  assert.equal(parseReply(await reply).tag, 'PAUSE')
+})
+
+test('RELOAD that succeeds answers RELOAD', async () => {
+  const fx = await fixture()
+  const r = await fx.run('reload;')
+  assert.equal(r.codes, 'CZ')
+  assert.equal(r.tag, 'RELOAD')
+})
+
+test('SHUTDOWN answers nothing, as PgBouncer; WAIT_FOR_SERVERS and WAIT_FOR_CLIENTS answer SHUTDOWN', async () => {
+  const fx = await fixture()
+  assert.equal((await runConsoleQuery('SHUTDOWN', fx.view)).length, 0)
+  assert.equal((await fx.run('shutdown wait_for_servers')).tag, 'SHUTDOWN')
+  assert.equal((await fx.run('SHUTDOWN WAIT_FOR_CLIENTS;')).tag, 'SHUTDOWN')
+  assert.deepEqual(fx.view.shutdowns, ['immediate', 'transactions', 'clients'])
+})
+
+test('a stats user may SHOW', async () => {
+  const fx = await fixture()
+  const r = await fx.run('SHOW POOLS', { isAdmin: false })
+  assert.equal(r.error, null)
+  assert.equal(r.rows.length, 3)
+})
+
+test('SET of a parameter clients set by habit is acknowledged and ignored; other SETs are refused', async () => {
+  const fx = await fixture()
+  const ok = await fx.run("SET client_encoding = 'UTF8'")
+  assert.equal(ok.codes, 'NCZ')
+  assert.equal(ok.notices[0].message, 'SET ignored')
+  assert.equal(ok.tag, 'SET')
+  const refused = await fx.run('SET default_pool_size = 30')
+  assert.equal(refused.error?.code, '0A000')
+  assert.equal((await fx.run('SET default_pool_size = 30', { isAdmin: false })).error?.message, 'admin access needed')
+})
+
+test('an exception in the view becomes an ERROR reply, never a rejected promise', async () => {
+  const fx = await fixture()
+  fx.view.pools = () => { throw new Error('boom') }
+  const r = await fx.run('SHOW POOLS')
+  assert.equal(r.error?.code, 'XX000')
+  assert.equal(r.error?.message, 'admin command failed: boom')
+})
+
+test('formatTime writes local time as PgBouncer does: YYYY-MM-DD HH:MM:SS ZONE', () => {
+  assert.match(formatTime(NOW), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+$/)
+})
