@@ -89,6 +89,7 @@ async function demo(port: number, poolMode: string, firstSignal: Promise<void>, 
       'default_pool_size = 20',
       'max_client_conn = 1000',
       'ignore_startup_parameters = extra_float_digits',
+      'admin_users = app',
       '',
     ].join('\n'))
     const r = await loadConfig(join(dir, 'tidepool.ini'))
@@ -112,6 +113,7 @@ Try it (password: app):
   PGPASSWORD=app psql -h 127.0.0.1 -p ${p} -U app app -c 'SELECT * FROM greetings'
   PGPASSWORD=app pgbench -i -h 127.0.0.1 -p ${p} -U app app
   PGPASSWORD=app pgbench -h 127.0.0.1 -p ${p} -U app -c 50 -j 2 -T 10 -S app
+  PGPASSWORD=app psql -h 127.0.0.1 -p ${p} -U app pgbouncer -c 'SHOW POOLS'     # the admin console
 
 Ctrl-C stops tidepool and PostgreSQL.
 `)

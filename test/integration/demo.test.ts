@@ -52,6 +52,9 @@ test('tidepool demo serves the sample database and SIGINT stops it cleanly', { t
 
   const r = await runPsql({ port, user: 'app', password: 'app', db: 'app', sql: 'SELECT * FROM greetings ORDER BY id' })
   assert.deepEqual(r, { code: 0, stdout: '1|hello from tidepool\n2|pooled through transaction mode\n', stderr: '' }, output())
+  const pools = await runPsql({ port, user: 'app', password: 'app', db: 'pgbouncer', sql: 'SHOW POOLS' })
+  assert.equal(pools.code, 0, pools.stderr)
+  assert.match(pools.stdout, /^app\|app\|/m, 'the admin console lists the demo pool')
 
   child.kill('SIGINT')
   const end = await exited
