@@ -16,6 +16,7 @@ import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTl
 import { Logger } from './observe/log.ts'
 import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
 import { sweepLoginClients, sweepPool } from './pool/janitor.ts'
+import { PoolStats, averages, type StatsAverages } from './pool/stats.ts'
 import { IntrusiveList } from './util/intrusive-list.ts'
 import type { PooledClient } from './pool/states.ts'
 import { CancelRegistry } from './proxy/cancel.ts'
@@ -58,6 +59,12 @@ export class Runtime implements ProxyContext, ServerFactory {
   private isPausedAll = false
   private readonly pausedDbs = new Set<string>()
   private readonly consoleView: ConsoleView
+  /** Counters of pools that were dropped, so totals never go backwards. */
+  private readonly retiredStats = new Map<string, PoolStats>()
+  /** Totals at the start of the current stats_period, and the averages of the last one. */
+  private statsBefore = new Map<string, PoolStats>()
+  private statsAverages = new Map<string, StatsAverages>()
+  private statsTimer: NodeJS.Timeout | null = null
 
   private constructor(config: Config, opts: RuntimeOptions) {
     this.config = config
@@ -80,6 +87,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     rt.serverTls = serverTlsFromConfig(config)
     await rt.listen()
     rt.startJanitor()
+    rt.startStats()
     rt.writePidfile()
     rt.log.info('runtime.started', null, `listening on ${rt.describeListeners()}`)
     return rt
@@ -109,6 +117,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     return {
       version: 'tidepool 0.1.0',
       pools: () => rt.poolList,
+      stats: () => rt.statsRows(),
       clients: () => [...rt.clients].map((c) => c.info()),
       config: () => rt.config,
       pause: (db) => rt.pause(db),
@@ -313,7 +322,43 @@ export class Runtime implements ProxyContext, ServerFactory {
     else if (limit > 0 && now - pool.emptySinceMs > limit * 1000) {
       pool.detach()
       this.pools.delete(key)
+      pool.stats.addTo(statsFor(this.retiredStats, pool.database))
       this.log.debug('pool.dropped', null, `dropped idle pool ${pool.database}/${pool.user}`)
+    }
+  }
+
+  // ---- stats ----
+
+  /** Totals per database: live pools plus dropped ones. */
+  statsTotals(): Map<string, PoolStats> {
+    const m = new Map<string, PoolStats>()
+    for (const [db, st] of this.retiredStats) st.addTo(statsFor(m, db))
+    for (const e of this.pools.values()) e.pool.stats.addTo(statsFor(m, e.pool.database))
+    return m
+  }
+
+  statsRows(): Array<{ database: string; totals: PoolStats; averages: StatsAverages }> {
+    const zero = averages(new PoolStats(), new PoolStats(), 1)
+    return [...this.statsTotals()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([database, totals]) => ({ database, totals, averages: this.statsAverages.get(database) ?? zero }))
+  }
+
+  private startStats(): void {
+    if (this.statsTimer !== null) clearInterval(this.statsTimer)
+    const periodS = Math.max(1, this.config.settings.stats_period)
+    this.statsTimer = setInterval(() => this.closeStatsPeriod(periodS), periodS * 1000)
+    this.statsTimer.unref()
+  }
+
+  private closeStatsPeriod(periodS: number): void {
+    const now = this.statsTotals()
+    const next = new Map<string, StatsAverages>()
+    for (const [db, st] of now) next.set(db, averages(st, this.statsBefore.get(db) ?? new PoolStats(), periodS))
+    this.statsAverages = next
+    this.statsBefore = now
+    if (this.config.settings.log_stats) {
+      for (const [db, a] of next) {
+        this.log.info('stats.period', null, `stats: ${db}: ${a.xacts} xacts/s, ${a.queries} queries/s, ${a.serverAssignments} server assignments/s, in ${a.received} B/s, out ${a.sent} B/s, xact ${a.xactTimeUs} us, query ${a.queryTimeUs} us, wait ${a.waitTimeUs} us`)
+      }
     }
   }
 
@@ -353,6 +398,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     this.config = next
     this.applyLogSettings()
     if (prev.settings.janitor_interval_ms !== next.settings.janitor_interval_ms) this.startJanitor()
+    if (prev.settings.stats_period !== next.settings.stats_period) this.startStats()
     for (const e of this.pools.values()) {
       const entry = next.databases.get(e.pool.database) ?? next.databases.get('*')
       if (entry === undefined) {
@@ -411,6 +457,8 @@ export class Runtime implements ProxyContext, ServerFactory {
       }
       if (this.tick !== null) clearInterval(this.tick)
       this.tick = null
+      if (this.statsTimer !== null) clearInterval(this.statsTimer)
+      this.statsTimer = null
       if (this.unixSocketPath !== null) fs.rmSync(this.unixSocketPath, { force: true })
       const pid = this.config.settings.pidfile
       if (pid !== '') fs.rmSync(pid, { force: true })
@@ -449,4 +497,13 @@ function counter(m: Map<string, SharedCount>, key: string): SharedCount {
     m.set(key, c)
   }
   return c
+}
+
+function statsFor(m: Map<string, PoolStats>, db: string): PoolStats {
+  let s = m.get(db)
+  if (s === undefined) {
+    s = new PoolStats()
+    m.set(db, s)
+  }
+  return s
 }

@@ -13,6 +13,7 @@ import { SqlState } from '../protocol/pg-error.ts'
 import { configRows } from '../config/show.ts'
 import type { Config, DatabaseEntry } from '../config/types.ts'
 import type { Pool } from '../pool/pool.ts'
+import type { PoolStats, StatsAverages } from '../pool/stats.ts'
 import type { PooledServer } from '../pool/states.ts'
 
 /** How Runtime.shutdown names its modes: SHUTDOWN, SHUTDOWN WAIT_FOR_SERVERS, SHUTDOWN WAIT_FOR_CLIENTS. */
@@ -20,6 +21,8 @@ export type ShutdownMode = 'immediate' | 'transactions' | 'clients'
 
 /** What the console may read and ask; Runtime implements it. */
 export interface ConsoleView {
+  /** Per database, sorted by name: totals since start and averages of the last stats_period. */
+  stats(): Array<{ database: string; totals: PoolStats; averages: StatsAverages }>
   pools(): Pool[]
   /**
    * Every client connection, console clients included (database 'pgbouncer'). `state` is 'login'
@@ -117,7 +120,7 @@ const FAKE_PARAMS: ReadonlyMap<string, string> = new Map([
 
 /** PgBouncer commands this version does not implement yet: a clear refusal rather than "invalid command". */
 const NOT_YET = new Set([
-  'stats', 'stats_totals', 'stats_averages', 'totals', 'fds', 'sockets', 'active_sockets', 'mem', 'dns_hosts', 'dns_zones',
+  'fds', 'sockets', 'active_sockets', 'mem', 'dns_hosts', 'dns_zones',
 ])
 const NOT_YET_COMMANDS = new Set(['disable', 'enable', 'kill', 'kill_client', 'reconnect', 'suspend', 'wait_close'])
 
@@ -237,6 +240,10 @@ function runShow(ctx: Ctx, arg: string): Buffer {
     case 'state': return resultReply(showState(ctx))
     case 'peers': return resultReply({ columns: PEERS_COLUMNS, rows: [] })
     case 'peer_pools': return resultReply({ columns: PEER_POOLS_COLUMNS, rows: [] })
+    case 'stats': return resultReply(showStats(ctx, 'both'))
+    case 'stats_totals': return resultReply(showStats(ctx, 'totals'))
+    case 'stats_averages': return resultReply(showStats(ctx, 'averages'))
+    case 'totals': return resultReply(showTotals(ctx))
     case 'help': return Buffer.concat([
       build.noticeResponse({ severity: 'NOTICE', code: SqlState.SuccessfulCompletion, message: 'Console usage', detail: HELP_DETAIL }),
       build.commandComplete('SHOW'),
@@ -246,6 +253,39 @@ function runShow(ctx: Ctx, arg: string): Buffer {
       if (NOT_YET.has(what)) throw notYet(`SHOW ${what.toUpperCase()}`)
       throw syntaxError(ctx)
   }
+}
+
+// PgBouncer 1.24/1.25's SHOW STATS columns, in order. STATS_TOTALS and STATS_AVERAGES are the two
+// halves without their prefixes; TOTALS is name/value rows summed over all databases.
+const STAT_NAMES = ['server_assignment_count', 'xact_count', 'query_count', 'received', 'sent', 'xact_time', 'query_time', 'wait_time', 'client_parse_count', 'server_parse_count', 'bind_count'] as const
+const AVG_NAMES = ['server_assignment_count', 'xact_count', 'query_count', 'recv', 'sent', 'xact_time', 'query_time', 'wait_time', 'client_parse_count', 'server_parse_count', 'bind_count'] as const
+
+function statValues(t: { serverAssignments: number; xacts: number; queries: number; received: number; sent: number; xactTimeUs: number; queryTimeUs: number; waitTimeUs: number }): number[] {
+  // Parse and bind counts stay 0 until protocol-level prepared statements are tracked (#6).
+  return [t.serverAssignments, t.xacts, t.queries, t.received, t.sent, Math.round(t.xactTimeUs), Math.round(t.queryTimeUs), Math.round(t.waitTimeUs), 0, 0, 0]
+}
+
+function showStats(ctx: Ctx, which: 'both' | 'totals' | 'averages'): ResultSet {
+  const totalNames = STAT_NAMES.map((n) => (which === 'both' ? `total_${n}` : n))
+  const avgNames = AVG_NAMES.map((n) => (which === 'both' ? `avg_${n}` : n))
+  const names = ['database', ...(which !== 'averages' ? totalNames : []), ...(which !== 'totals' ? avgNames : [])]
+  const rows = ctx.view.stats().map((r) => [r.database, ...(which !== 'averages' ? statValues(r.totals) : []), ...(which !== 'totals' ? statValues(r.averages) : [])])
+  return { columns: columns('s' + 'q'.repeat(names.length - 1), names), rows }
+}
+
+function showTotals(ctx: Ctx): ResultSet {
+  const sum = { serverAssignments: 0, xacts: 0, queries: 0, received: 0, sent: 0, xactTimeUs: 0, queryTimeUs: 0, waitTimeUs: 0 }
+  const avg = { ...sum }
+  for (const r of ctx.view.stats()) {
+    for (const k of Object.keys(sum) as Array<keyof typeof sum>) {
+      sum[k] += r.totals[k]
+      avg[k] += r.averages[k]
+    }
+  }
+  const rows: ResultSet['rows'] = []
+  statValues(sum).forEach((v, i) => rows.push([`total_${STAT_NAMES[i]}`, v]))
+  statValues(avg).forEach((v, i) => rows.push([`avg_${AVG_NAMES[i]}`, v]))
+  return { columns: columns('sq', ['name', 'value']), rows }
 }
 
 /** Pools in PgBouncer's order (database, then user), the console's own pool included. */

@@ -7,6 +7,7 @@
 
 import type { PoolMode } from '../config/types.ts'
 import { ClientState, PoolLists, ServerState, type ClientFailure, type PooledClient, type PooledServer } from './states.ts'
+import { PoolStats } from './stats.ts'
 
 /** The settings one pool runs with, resolved from global, [databases] and [users] values. */
 export interface PoolSettings {
@@ -55,6 +56,7 @@ export class Pool {
   lastLoginError: ClientFailure | null = null
   isPaused = false
   settings: PoolSettings
+  readonly stats = new PoolStats()
   /** Since when the pool has had no clients and no servers (ms); 0 while it has any. */
   emptySinceMs = 0
 
@@ -177,6 +179,7 @@ export class Pool {
     s.idleSinceMs = nowMs
     const waiter = this.isPaused ? null : this.lists.waitingClients.first
     if (waiter !== null) {
+      this.stats.waitTimeUs += (nowMs - waiter.waitSinceMs) * 1000
       this.lists.moveClient(waiter, ClientState.Active)
       this.link(waiter, s)
       waiter.onServerAssigned(s)
@@ -211,6 +214,7 @@ export class Pool {
     if (s.client !== null || c.server !== null) throw new Error('pool: link of a linked connection')
     c.server = s
     s.client = c
+    this.stats.serverAssignments++
     this.lists.moveServer(s, ServerState.Active)
   }
 

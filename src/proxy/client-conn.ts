@@ -51,7 +51,6 @@ export class ClientConn implements PooledClient {
   cancelSecret = 0
   database = ''
   user = ''
-  bytesToClient = 0
   pool: Pool | null = null
   private phase = Phase.Startup
   private startupBuf: Buffer | null = null
@@ -402,6 +401,7 @@ export class ClientConn implements PooledClient {
 
   private onWorkData(chunk: Buffer): void {
     this.requestAtMs = Date.now()
+    ;(this.pool as Pool).stats.received += chunk.length
     if (this.server === null && this.pending.length === 0 && isTerminate(chunk)) {
       // A client that leaves between transactions needs no server to say goodbye to.
       this.close('client close request', true)

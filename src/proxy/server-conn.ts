@@ -26,6 +26,7 @@ import type { ProxyContext } from './context.ts'
 import type { ClientConn } from './client-conn.ts'
 import { sendCancel } from './cancel.ts'
 import { OUT } from './out-slices.ts'
+import { nowUs } from '../pool/stats.ts'
 
 let nextServerId = 1
 
@@ -84,6 +85,9 @@ export class ServerConn implements PooledServer {
   /** Extended-protocol messages were sent since the last Sync: the server is mid-batch. */
   hasUnsyncedMessages = false
   isCopyIn = false
+  /** Start of the query now running and of the transaction it is in (µs, monotonic); 0 = none. */
+  private queryStartUs = 0
+  private xactStartUs = 0
   private isLoggedIn = false
   private auth: ServerAuth | null
   private internalDone: ((ok: boolean) => void) | null = null
@@ -368,7 +372,7 @@ export class ServerConn implements PooledServer {
       client.fail(ClientErrors.statementModeTransaction)
       return
     }
-    client.bytesToClient += chunk.length
+    this.pool.stats.sent += chunk.length
     if (sock.writableLength > 0) this.isReadBufLent = true
     if (sock.writableNeedDrain) client.throttleServer(this)
     if (sawReady) client.onServerReady(this)
@@ -379,7 +383,17 @@ export class ServerConn implements PooledServer {
     const code = buf[at]
     if (code === BackendCode.ReadyForQuery) {
       this.txStatus = buf[at + 5]
+      const stats = this.pool.stats
+      const now = nowUs()
+      stats.queries++
+      if (this.queryStartUs !== 0) stats.queryTimeUs += now - this.queryStartUs
       if (this.owedReady > 0) this.owedReady--
+      this.queryStartUs = this.owedReady > 0 ? now : 0
+      if (this.txStatus === TxStatus.Idle && this.xactStartUs !== 0) {
+        stats.xacts++
+        stats.xactTimeUs += now - this.xactStartUs
+        this.xactStartUs = 0
+      }
       this.isCopyIn = false
       this.readyAtMs = Date.now()
     } else if (code === BackendCode.ParameterStatus) {
@@ -420,10 +434,12 @@ export class ServerConn implements PooledServer {
     switch (code) {
       case 0x51: // Query
       case 0x46: // FunctionCall
+        this.startTiming()
         this.owedReady++
         break
       case 0x53: // Sync: ignored by the server while in copy-in mode
         if (!this.isCopyIn) {
+          this.startTiming()
           this.owedReady++
           this.hasUnsyncedMessages = false
         }
@@ -438,6 +454,13 @@ export class ServerConn implements PooledServer {
       default: // Parse, Bind, Describe, Execute, Close: part of a batch until Sync
         this.hasUnsyncedMessages = true
     }
+  }
+
+  private startTiming(): void {
+    if (this.owedReady !== 0) return
+    const now = nowUs()
+    this.queryStartUs = now
+    if (this.xactStartUs === 0) this.xactStartUs = now
   }
 
   // ---- close ----

@@ -94,3 +94,22 @@ test('console refusals: unknown command, extended protocol, a user in neither ad
   const ext = await admin(t, tp)
   await assert.rejects(ext.query('SHOW POOLS WHERE $1', [1]), (e: any) => /extended query protocol not supported/.test(e.message))
 })
+
+test('SHOW STATS counts transactions, queries, bytes and server assignments of real traffic', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { admin_users: pgi.user, stats_period: 1 } })
+  const app = await tp.connect(t)
+  for (let i = 0; i < 4; i++) await app.query('SELECT 1')
+  await app.query('BEGIN')
+  for (let i = 0; i < 3; i++) await app.query('SELECT pg_sleep(0.01)')
+  await app.query('COMMIT')
+  const a = await admin(t, tp)
+  const row = (await a.query('SHOW STATS')).rows.find((x) => x.database === 'app')
+  assert.equal(Number(row.total_xact_count), 5, '4 autocommit queries + 1 transaction')
+  assert.equal(Number(row.total_query_count), 9, '4 + BEGIN, 3 SELECT, COMMIT')
+  assert.equal(Number(row.total_server_assignment_count), 5)
+  assert.ok(Number(row.total_received) > 0 && Number(row.total_sent) > Number(row.total_received))
+  assert.ok(Number(row.total_xact_time) >= 30_000, `the transaction took ≥30 ms: ${row.total_xact_time} µs`)
+  assert.ok(Number(row.total_query_time) >= 30_000)
+  await waitFor(async () => Number((await a.query('SHOW STATS_AVERAGES')).rows.find((x) => x.database === 'app')?.xact_count ?? 0) > 0 ||
+    Number((await a.query('SHOW STATS')).rows.find((x) => x.database === 'app')?.avg_xact_time ?? 0) > 0, { timeoutMs: 5_000, what: 'averages after one stats_period' })
+})

@@ -14,6 +14,7 @@ import { Framer, INSPECT_ALL } from '../../src/protocol/framer.ts'
 import { BodyReader, parseCommandTag, parseErrorFields } from '../../src/protocol/reader.ts'
 import { BackendCode } from '../../src/protocol/codes.ts'
 import type { PgErrorFields } from '../../src/protocol/pg-error.ts'
+import { PoolStats } from '../../src/pool/stats.ts'
 
 // ---- expected columns, quoted from PgBouncer 1.25 (doc/usage.md; order and types from src/admin.c) ----
 
@@ -243,6 +244,11 @@ async function fixture(ini = INI): Promise<Fixture> {
       else view.pausedDb.delete(db)
     },
     isPaused: (db: string | null) => (db === null ? view.isGlobalPaused : view.pausedDb.has(db)),
+    stats: () => [{
+      database: 'app',
+      totals: Object.assign(new PoolStats(), { serverAssignments: 5, xacts: 6, queries: 15, received: 1000, sent: 2000, xactTimeUs: 600.4, queryTimeUs: 300, waitTimeUs: 50 }),
+      averages: { serverAssignments: 1, xacts: 2, queries: 3, received: 4, sent: 5, xactTimeUs: 6, queryTimeUs: 7, waitTimeUs: 8 },
+    }],
     reload: async () => view.reloadResult,
     shutdown(mode: ShutdownMode) {
       view.shutdowns.push(mode)
@@ -441,7 +447,7 @@ const ERROR_CASES: Array<{ name: string; sql: string; code: string; message: str
   { name: 'RELOAD that fails', sql: 'RELOAD', code: 'F0000', message: 'RELOAD failed, see logs for additional details', setup: (fx) => { fx.view.reloadResult = { ok: false, errors: ['x.ini:3: bad'] } } },
   { name: 'PAUSE by a stats user', sql: 'PAUSE', code: '08P01', message: 'admin access needed', opts: { isAdmin: false } },
   { name: 'SHUTDOWN by a stats user', sql: 'SHUTDOWN', code: '08P01', message: 'admin access needed', opts: { isAdmin: false } },
-  { name: 'a PgBouncer command not built yet', sql: 'SHOW STATS', code: '0A000', message: 'SHOW STATS is not supported by this version of tidepool' },
+  { name: 'a PgBouncer command not built yet', sql: 'SHOW FDS', code: '0A000', message: 'SHOW FDS is not supported by this version of tidepool' },
   { name: 'KILL, not built yet', sql: 'KILL app', code: '0A000', message: 'KILL is not supported by this version of tidepool' },
 ]
 
@@ -548,4 +554,29 @@ test('an exception in the view becomes an ERROR reply, never a rejected promise'
 
 test('formatTime writes local time as PgBouncer does: YYYY-MM-DD HH:MM:SS ZONE', () => {
   assert.match(formatTime(NOW), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+$/)
+})
+
+
+// PgBouncer 1.24/1.25's SHOW STATS columns, in order.
+const STATS_COLUMNS = ['database', 'total_server_assignment_count', 'total_xact_count', 'total_query_count', 'total_received', 'total_sent',
+  'total_xact_time', 'total_query_time', 'total_wait_time', 'total_client_parse_count', 'total_server_parse_count', 'total_bind_count',
+  'avg_server_assignment_count', 'avg_xact_count', 'avg_query_count', 'avg_recv', 'avg_sent', 'avg_xact_time', 'avg_query_time',
+  'avg_wait_time', 'avg_client_parse_count', 'avg_server_parse_count', 'avg_bind_count']
+
+test('SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS have PgBouncer\'s columns and the counters', async () => {
+  const fx = await fixture()
+  const run = (sql: string) => fx.run(sql)
+  const stats = await run('SHOW STATS')
+  const names = (r: { columns: Array<{ name: string }> | null }) => (r.columns ?? []).map((c) => c.name)
+  assert.deepEqual(names(stats), STATS_COLUMNS)
+  assert.deepEqual((stats.columns ?? []).map((c) => c.typeOid), [25, ...STATS_COLUMNS.slice(1).map(() => 20)])
+  assert.deepEqual(stats.rows[0].slice(0, 9), ['app', '5', '6', '15', '1000', '2000', '600', '300', '50'])
+  assert.deepEqual(stats.rows[0].slice(12, 20), ['1', '2', '3', '4', '5', '6', '7', '8'])
+  const totals = await run('SHOW STATS_TOTALS')
+  assert.deepEqual(names(totals), ['database', ...STATS_COLUMNS.slice(1, 12).map((c) => c.replace('total_', ''))])
+  const avgs = await run('SHOW STATS_AVERAGES')
+  assert.deepEqual(names(avgs), ['database', ...STATS_COLUMNS.slice(12).map((c) => c.replace('avg_', ''))])
+  const all = await run('SHOW TOTALS')
+  assert.deepEqual(names(all), ['name', 'value'])
+  assert.ok(all.rows.some((r: Array<string | null>) => r[0] === 'total_xact_count' && r[1] === '6'))
 })

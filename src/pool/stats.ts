@@ -1,0 +1,63 @@
+// Traffic counters, PgBouncer's SHOW STATS semantics: totals since start, and averages over the
+// last completed stats_period. Counted per pool on the hot path (integer adds, and one clock read
+// per query boundary); summed per database when someone asks.
+//   xacts     — ReadyForQuery('I') after work: one per transaction (an autocommit query is one)
+//   queries   — ReadyForQuery messages: one per Query, Sync or FunctionCall answered
+//   times     — microseconds; xact time runs from the first query to ReadyForQuery('I')
+// Must not: allocate per message or read the wall clock more than once per query boundary.
+
+export class PoolStats {
+  serverAssignments = 0
+  xacts = 0
+  queries = 0
+  received = 0
+  sent = 0
+  xactTimeUs = 0
+  queryTimeUs = 0
+  waitTimeUs = 0
+
+  addTo(into: PoolStats): void {
+    into.serverAssignments += this.serverAssignments
+    into.xacts += this.xacts
+    into.queries += this.queries
+    into.received += this.received
+    into.sent += this.sent
+    into.xactTimeUs += this.xactTimeUs
+    into.queryTimeUs += this.queryTimeUs
+    into.waitTimeUs += this.waitTimeUs
+  }
+}
+
+/** Per-second rates and per-event durations over one stats_period, as PgBouncer computes them. */
+export interface StatsAverages {
+  serverAssignments: number
+  xacts: number
+  queries: number
+  received: number
+  sent: number
+  xactTimeUs: number
+  queryTimeUs: number
+  waitTimeUs: number
+}
+
+export function averages(now: PoolStats, before: PoolStats, periodS: number): StatsAverages {
+  const d = (k: keyof PoolStats) => (now[k] as number) - (before[k] as number)
+  const xacts = d('xacts')
+  const queries = d('queries')
+  const assignments = d('serverAssignments')
+  return {
+    serverAssignments: Math.round(assignments / periodS),
+    xacts: Math.round(xacts / periodS),
+    queries: Math.round(queries / periodS),
+    received: Math.round(d('received') / periodS),
+    sent: Math.round(d('sent') / periodS),
+    xactTimeUs: xacts > 0 ? Math.round(d('xactTimeUs') / xacts) : 0,
+    queryTimeUs: queries > 0 ? Math.round(d('queryTimeUs') / queries) : 0,
+    waitTimeUs: assignments > 0 ? Math.round(d('waitTimeUs') / assignments) : 0,
+  }
+}
+
+/** Microseconds on a monotonic clock. */
+export function nowUs(): number {
+  return performance.now() * 1000
+}
