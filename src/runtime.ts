@@ -12,6 +12,8 @@ import { serverCheckQuerySql } from './config/settings.ts'
 import { checkBuildSupport } from './config/build-support.ts'
 import { TidepoolError } from './util/errors.ts'
 import { runConsoleQuery, type ConsoleView } from './admin/console.ts'
+import { startHttp } from './observe/http.ts'
+import type http from 'node:http'
 import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
 import { Logger } from './observe/log.ts'
 import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
@@ -65,6 +67,8 @@ export class Runtime implements ProxyContext, ServerFactory {
   private statsBefore = new Map<string, PoolStats>()
   private statsAverages = new Map<string, StatsAverages>()
   private statsTimer: NodeJS.Timeout | null = null
+  private httpServer: http.Server | null = null
+  private readonly startTimeS = Date.now() / 1000
 
   private constructor(config: Config, opts: RuntimeOptions) {
     this.config = config
@@ -86,6 +90,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     rt.clientTls = clientTlsFromConfig(config)
     rt.serverTls = serverTlsFromConfig(config)
     await rt.listen()
+    await rt.startHttpIfConfigured()
     rt.startJanitor()
     rt.startStats()
     rt.writePidfile()
@@ -327,6 +332,38 @@ export class Runtime implements ProxyContext, ServerFactory {
     }
   }
 
+  // ---- HTTP ----
+
+  private async startHttpIfConfigured(): Promise<void> {
+    const s = this.config.settings
+    if (s.http_listen_port <= 0) return
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const rt = this
+    this.httpServer = await startHttp({
+      pools: () => rt.poolList,
+      stats: () => rt.statsRows(),
+      isPaused: () => rt.isPausedAll,
+      isShuttingDown: () => rt.isShuttingDown,
+      clientCount: () => rt.clients.size,
+      maxClientConn: () => rt.config.settings.max_client_conn,
+      startTimeS: rt.startTimeS,
+      readiness: () => rt.readiness(),
+    }, s.http_listen_addr, s.http_listen_port)
+    this.log.info('http.started', null, `HTTP on ${s.http_listen_addr}:${this.httpPort}`)
+  }
+
+  get httpPort(): number {
+    const a = this.httpServer?.address()
+    return a !== null && typeof a === 'object' ? a.port : 0
+  }
+
+  /** What /ready says: not while shutting down or paused as a whole. */
+  readiness(): { ready: boolean; reason: string } {
+    if (this.isShuttingDown) return { ready: false, reason: 'shutting down' }
+    if (this.isPausedAll) return { ready: false, reason: 'paused' }
+    return { ready: true, reason: 'ready' }
+  }
+
   // ---- stats ----
 
   /** Totals per database: live pools plus dropped ones. */
@@ -459,6 +496,8 @@ export class Runtime implements ProxyContext, ServerFactory {
       this.tick = null
       if (this.statsTimer !== null) clearInterval(this.statsTimer)
       this.statsTimer = null
+      this.httpServer?.close()
+      this.httpServer?.closeAllConnections()
       if (this.unixSocketPath !== null) fs.rmSync(this.unixSocketPath, { force: true })
       const pid = this.config.settings.pidfile
       if (pid !== '') fs.rmSync(pid, { force: true })

@@ -1,0 +1,91 @@
+// Prometheus text exposition (format 0.0.4) rendered at scrape time from the pools and the stats
+// counters. Names reuse pgbouncer_exporter's under the tidepool_ prefix, so dashboards port by
+// renaming; labels stay bounded (database, user): never a client address or connection id.
+// Must not: keep state of its own; everything is read when scraped.
+
+import type { Pool } from '../pool/pool.ts'
+import type { PoolStats } from '../pool/stats.ts'
+
+export interface MetricsSource {
+  pools(): Pool[]
+  stats(): Array<{ database: string; totals: PoolStats }>
+  isPaused(): boolean
+  isShuttingDown(): boolean
+  clientCount(): number
+  maxClientConn(): number
+  startTimeS: number
+}
+
+function esc(v: string): string {
+  return v.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n')
+}
+
+class Out {
+  text = ''
+  family(name: string, type: 'gauge' | 'counter', help: string): void {
+    this.text += `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`
+  }
+  sample(name: string, labels: Record<string, string>, value: number): void {
+    const l = Object.entries(labels).map(([k, v]) => `${k}="${esc(v)}"`).join(',')
+    this.text += `${name}${l === '' ? '' : `{${l}}`} ${Number.isFinite(value) ? value : 0}\n`
+  }
+}
+
+const POOL_GAUGES: Array<[string, string, (p: Pool, nowMs: number) => number]> = [
+  ['tidepool_pools_client_active_connections', 'Client connections linked to a server or idle between transactions', (p) => p.lists.activeClients.size],
+  ['tidepool_pools_client_waiting_connections', 'Client connections waiting for a server', (p) => p.lists.waitingClients.size + (p.welcome === null ? p.lists.loginClients.size : 0)],
+  ['tidepool_pools_server_active_connections', 'Server connections linked to a client', (p) => p.lists.activeServers.size],
+  ['tidepool_pools_server_idle_connections', 'Server connections idle and ready for use', (p) => p.lists.idleServers.size],
+  ['tidepool_pools_server_used_connections', 'Server connections idle longer than server_check_delay', (p) => p.lists.usedServers.size],
+  ['tidepool_pools_server_testing_connections', 'Server connections running server_reset_query or server_check_query', (p) => p.lists.testedServers.size],
+  ['tidepool_pools_server_login_connections', 'Server connections logging in', (p) => p.lists.loginServers.size],
+  ['tidepool_pools_client_maxwait_seconds', 'How long the oldest waiting client has waited', (p, now) => (p.lists.waitingClients.first === null ? 0 : (now - p.lists.waitingClients.first.waitSinceMs) / 1000)],
+  ['tidepool_pool_size', 'Configured pool_size of the pool', (p) => p.settings.pool_size],
+  ['tidepool_pool_paused', '1 while the pool is paused', (p) => (p.isPaused ? 1 : 0)],
+]
+
+const STAT_COUNTERS: Array<[string, string, (s: PoolStats) => number]> = [
+  ['tidepool_stats_server_assignments_total', 'Times a server was assigned to a client', (s) => s.serverAssignments],
+  ['tidepool_stats_sql_transactions_pooled_total', 'Transactions pooled', (s) => s.xacts],
+  ['tidepool_stats_queries_pooled_total', 'Queries pooled', (s) => s.queries],
+  ['tidepool_stats_received_bytes_total', 'Bytes received from clients', (s) => s.received],
+  ['tidepool_stats_sent_bytes_total', 'Bytes sent to clients', (s) => s.sent],
+  ['tidepool_stats_server_in_transaction_seconds_total', 'Time servers spent in transactions', (s) => s.xactTimeUs / 1e6],
+  ['tidepool_stats_queries_duration_seconds_total', 'Time servers spent running queries', (s) => s.queryTimeUs / 1e6],
+  ['tidepool_stats_client_wait_seconds_total', 'Time clients spent waiting for a server', (s) => s.waitTimeUs / 1e6],
+]
+
+export function renderMetrics(src: MetricsSource, nowMs: number): string {
+  const o = new Out()
+  o.family('tidepool_up', 'gauge', '1 while the pooler runs')
+  o.sample('tidepool_up', {}, 1)
+  o.family('tidepool_paused', 'gauge', '1 while the whole pooler is paused')
+  o.sample('tidepool_paused', {}, src.isPaused() ? 1 : 0)
+  o.family('tidepool_shutting_down', 'gauge', '1 while a shutdown runs')
+  o.sample('tidepool_shutting_down', {}, src.isShuttingDown() ? 1 : 0)
+  o.family('tidepool_client_connections', 'gauge', 'Open client connections')
+  o.sample('tidepool_client_connections', {}, src.clientCount())
+  o.family('tidepool_config_max_client_connections', 'gauge', 'max_client_conn')
+  o.sample('tidepool_config_max_client_connections', {}, src.maxClientConn())
+  const pools = src.pools()
+  for (const [name, help, get] of POOL_GAUGES) {
+    o.family(name, 'gauge', help)
+    for (const p of pools) o.sample(name, { database: p.database, user: p.user }, get(p, nowMs))
+  }
+  const stats = src.stats()
+  for (const [name, help, get] of STAT_COUNTERS) {
+    o.family(name, 'counter', help)
+    for (const s of stats) o.sample(name, { database: s.database }, get(s.totals))
+  }
+  const mem = process.memoryUsage()
+  const cpu = process.cpuUsage()
+  o.family('process_cpu_seconds_total', 'counter', 'User and system CPU time of the pooler process')
+  o.sample('process_cpu_seconds_total', {}, (cpu.user + cpu.system) / 1e6)
+  o.family('process_resident_memory_bytes', 'gauge', 'Resident memory of the pooler process')
+  o.sample('process_resident_memory_bytes', {}, mem.rss)
+  o.family('process_start_time_seconds', 'gauge', 'Start time of the process since the Unix epoch')
+  o.sample('process_start_time_seconds', {}, src.startTimeS)
+  o.family('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use')
+  o.sample('nodejs_heap_used_bytes', {}, mem.heapUsed)
+  return o.text
+}

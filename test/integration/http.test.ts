@@ -1,0 +1,72 @@
+// The HTTP endpoints a load balancer, keepalived or Prometheus uses: /health, /ready flipping
+// during PAUSE, /metrics parsed by a Prometheus text-format parser, and bad requests.
+import { test, before } from 'node:test'
+import assert from 'node:assert/strict'
+import net from 'node:net'
+import pg from 'pg'
+import { createRequire } from 'node:module'
+import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
+import { startTidepool } from '../harness/tidepool.ts'
+import { freePort } from '../harness/ports.ts'
+
+const parsePrometheus = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => Array<{ name: string; type: string; metrics: Array<{ value: string; labels?: Record<string, string> }> }>
+
+let pgi: PgInstance
+before(async () => {
+  pgi = await sharedPostgres()
+})
+
+async function get(port: number, path: string, method = 'GET'): Promise<{ status: number; body: string }> {
+  const r = await fetch(`http://127.0.0.1:${port}${path}`, { method })
+  return { status: r.status, body: await r.text() }
+}
+
+test('/health, /ready during PAUSE, and /metrics with pool and traffic figures', { timeout: 30_000 }, async (t) => {
+  const httpPort = await freePort()
+  const tp = await startTidepool(t, pgi, { settings: { admin_users: pgi.user }, tidepool: { http_listen_port: httpPort } })
+  assert.deepEqual(await get(httpPort, '/health'), { status: 200, body: 'ok\n' })
+  assert.equal((await get(httpPort, '/ready')).status, 200)
+  const app = await tp.connect(t)
+  for (let i = 0; i < 3; i++) await app.query('SELECT 1')
+  const admin = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'pgbouncer', user: pgi.user, password: pgi.password })
+  admin.on('error', () => {})
+  await admin.connect()
+  t.after(() => admin.end().catch(() => {}))
+  await admin.query('PAUSE')
+  const paused = await get(httpPort, '/ready')
+  assert.deepEqual(paused, { status: 503, body: 'paused\n' })
+  await admin.query('RESUME')
+  assert.equal((await get(httpPort, '/ready')).status, 200)
+
+  const m = await get(httpPort, '/metrics')
+  assert.equal(m.status, 200)
+  const families = parsePrometheus(m.body)
+  const byName = new Map(families.map((f) => [f.name, f]))
+  const xacts = byName.get('tidepool_stats_sql_transactions_pooled_total')
+  assert.equal(xacts?.type, 'COUNTER')
+  assert.equal(Number(xacts?.metrics.find((x) => x.labels?.database === 'app')?.value), 3)
+  const active = byName.get('tidepool_pools_client_active_connections')
+  assert.equal(Number(active?.metrics.find((x) => x.labels?.database === 'app' && x.labels?.user === pgi.user)?.value), 1)
+  for (const f of families) {
+    assert.match(f.name, /^(tidepool|process|nodejs)_[a-z_]+$/, 'names in snake case with a prefix')
+    if (f.type === 'COUNTER') assert.match(f.name, /_total$/, `${f.name}: counters end in _total`)
+  }
+})
+
+test('bad HTTP requests: unknown path 404, POST 405, garbage closes cleanly', { timeout: 30_000 }, async (t) => {
+  const httpPort = await freePort()
+  const tp = await startTidepool(t, pgi, { tidepool: { http_listen_port: httpPort } })
+  assert.equal((await get(httpPort, '/nope')).status, 404)
+  assert.equal((await get(httpPort, '/metrics', 'POST')).status, 405)
+  const sock = net.connect({ host: '127.0.0.1', port: httpPort })
+  sock.on('error', () => {})
+  await new Promise<void>((r) => sock.once('connect', () => r()))
+  let got = ''
+  sock.on('data', (d) => { got += String(d) })
+  sock.write('\u0000\u0001garbage that is not HTTP\r\n\r\n')
+  await new Promise<void>((r) => sock.once('close', () => r()))
+  assert.match(got, /^HTTP\/1\.1 400/, 'a 400 and a close')
+  assert.equal((await get(httpPort, '/health')).status, 200, 'the endpoint still answers')
+  const c = await tp.connect(t)
+  assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1)
+})
