@@ -107,15 +107,16 @@ if (typecheck) {
 // Integration tests drive psql and pgbench, which come from Debian's postgresql-client. On a fresh
 // machine where we are root, install it rather than fail (what .ci/run does too).
 const hasCommand = (name) => spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0
-if (!hasCommand('psql') || !hasCommand('pgbench') || !hasCommand('openssl')) {
+const NEEDED = ['psql', 'pgbench', 'openssl', 'prometheus-pgbouncer-exporter']
+if (NEEDED.some((c) => !hasCommand(c))) {
   if (process.getuid?.() === 0 && hasCommand('apt-get')) {
-    console.log('run-tests: psql/pgbench/openssl missing; apt-get install postgresql-client openssl')
+    console.log('run-tests: some of psql, pgbench, openssl, prometheus-pgbouncer-exporter are missing; installing them with apt-get')
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
     spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit', env })
-    spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-client', 'openssl'], { stdio: 'inherit', env })
+    spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-client', 'openssl', 'prometheus-pgbouncer-exporter'], { stdio: 'inherit', env })
   }
-  if (!hasCommand('psql') || !hasCommand('pgbench') || !hasCommand('openssl')) {
-    console.error('run-tests: the tests need psql, pgbench and openssl (Debian: apt-get install postgresql-client openssl)')
+  if (NEEDED.some((c) => !hasCommand(c))) {
+    console.error(`run-tests: the tests need ${NEEDED.join(', ')} (Debian: apt-get install postgresql-client openssl prometheus-pgbouncer-exporter)`)
     process.exit(1)
   }
 }

@@ -91,10 +91,12 @@ const POOLS_COLUMNS = columns('ssiiiiiiiiiiiiiss', [
   'sv_active_cancel', 'sv_being_canceled', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login', 'maxwait', 'maxwait_us',
   'pool_mode', 'load_balance_hosts',
 ])
-const DATABASES_COLUMNS = columns('ssissiiiissiiiiii', [
+// After PgBouncer 1.25's columns, 'reserve_pool': the name before 1.24 renamed it, which Debian
+// 12's prometheus-pgbouncer-exporter (1.7) still reads. Appended, so positions stay 1.25's.
+const DATABASES_COLUMNS = columns('ssissiiiissiiiiiii', [
   'name', 'host', 'port', 'database', 'force_user', 'pool_size', 'min_pool_size', 'reserve_pool_size', 'server_lifetime',
   'pool_mode', 'load_balance_hosts', 'max_connections', 'current_connections', 'max_client_connections',
-  'current_client_connections', 'paused', 'disabled',
+  'current_client_connections', 'paused', 'disabled', 'reserve_pool',
 ])
 const SOCKET_COLUMNS = columns('ssssssisiTTiiississii', [
   'type', 'user', 'database', 'replication', 'state', 'addr', 'port', 'local_addr', 'local_port', 'connect_time',
@@ -268,8 +270,11 @@ function statValues(t: { serverAssignments: number; xacts: number; queries: numb
 function showStats(ctx: Ctx, which: 'both' | 'totals' | 'averages'): ResultSet {
   const totalNames = STAT_NAMES.map((n) => (which === 'both' ? `total_${n}` : n))
   const avgNames = AVG_NAMES.map((n) => (which === 'both' ? `avg_${n}` : n))
-  const names = ['database', ...(which !== 'averages' ? totalNames : []), ...(which !== 'totals' ? avgNames : [])]
-  const rows = ctx.view.stats().map((r) => [r.database, ...(which !== 'averages' ? statValues(r.totals) : []), ...(which !== 'totals' ? statValues(r.averages) : [])])
+  // SHOW STATS ends with 'total_requests', total_query_count's name before PgBouncer 1.8, which
+  // Debian 12's prometheus-pgbouncer-exporter (1.7) still reads; appended, so positions stay 1.25's.
+  const legacy = which === 'both' ? ['total_requests'] : []
+  const names = ['database', ...(which !== 'averages' ? totalNames : []), ...(which !== 'totals' ? avgNames : []), ...legacy]
+  const rows = ctx.view.stats().map((r) => [r.database, ...(which !== 'averages' ? statValues(r.totals) : []), ...(which !== 'totals' ? statValues(r.averages) : []), ...(which === 'both' ? [r.totals.queries] : [])])
   return { columns: columns('s' + 'q'.repeat(names.length - 1), names), rows }
 }
 
@@ -384,12 +389,13 @@ function showDatabases(ctx: Ctx): ResultSet {
       clientCounts.get(name) ?? 0,
       ctx.view.isPaused(name) ? 1 : 0,
       0,
+      e.reserve_pool_size ?? s.reserve_pool_size,
     ])
   }
   // PgBouncer's admin database: listen_port, forced user pgbouncer, 2 servers, statement mode.
   insertSorted(rows, [
     ADMIN_DB, null, s.listen_port, ADMIN_DB, ADMIN_USER, 2, s.min_pool_size, s.reserve_pool_size, Math.trunc(s.server_lifetime),
-    'statement', null, s.max_db_connections, 0, s.max_db_client_connections, clientCounts.get(ADMIN_DB) ?? 0, 0, 0,
+    'statement', null, s.max_db_connections, 0, s.max_db_client_connections, clientCounts.get(ADMIN_DB) ?? 0, 0, 0, s.reserve_pool_size,
   ])
   return { columns: DATABASES_COLUMNS, rows }
 }

@@ -26,7 +26,9 @@ const POOLS = ['database', 'user', 'cl_active', 'cl_waiting', 'cl_active_cancel_
   'pool_mode', 'load_balance_hosts']
 const DATABASES = ['name', 'host', 'port', 'database', 'force_user', 'pool_size', 'min_pool_size', 'reserve_pool_size',
   'server_lifetime', 'pool_mode', 'load_balance_hosts', 'max_connections', 'current_connections', 'max_client_connections',
-  'current_client_connections', 'paused', 'disabled']
+  'current_client_connections', 'paused', 'disabled',
+  // Appended on purpose: the pre-1.24 name that Debian's prometheus-pgbouncer-exporter 1.7 reads.
+  'reserve_pool']
 const SOCKETS = ['type', 'user', 'database', 'replication', 'state', 'addr', 'port', 'local_addr', 'local_port',
   'connect_time', 'request_time', 'wait', 'wait_us', 'close_needed', 'ptr', 'link', 'remote_pid', 'tls',
   'application_name', 'prepared_statements', 'id']
@@ -44,7 +46,7 @@ function oids(types: string): number[] {
 
 const COLUMN_CASES: Array<{ sql: string; names: string[]; types: string }> = [
   { sql: 'SHOW POOLS', names: POOLS, types: 'ssiiiiiiiiiiiiiss' },
-  { sql: 'SHOW DATABASES', names: DATABASES, types: 'ssissiiiissiiiiii' },
+  { sql: 'SHOW DATABASES', names: DATABASES, types: 'ssissiiiissiiiiiii' },
   { sql: 'SHOW CLIENTS', names: SOCKETS, types: 'ssssssisiTTiiississii' },
   { sql: 'SHOW SERVERS', names: SOCKETS, types: 'ssssssisiTTiiississii' },
   { sql: 'SHOW USERS', names: USERS, types: 'ssssiiii' },
@@ -296,13 +298,13 @@ test('SHOW DATABASES: configured entries, the admin database, counts and pause s
     name: 'app', host: '10.0.0.1,10.0.0.2', port: '5433', database: 'appdb', force_user: null, pool_size: '7',
     min_pool_size: '0', reserve_pool_size: '0', server_lifetime: '3600', pool_mode: 'transaction',
     load_balance_hosts: 'round-robin', max_connections: '0', current_connections: '6', max_client_connections: '0',
-    current_client_connections: '3', paused: '0', disabled: '0',
+    current_client_connections: '3', paused: '0', disabled: '0', reserve_pool: '0',
   })
   assert.deepEqual(rows[1], {
     name: 'pgbouncer', host: null, port: '6432', database: 'pgbouncer', force_user: 'pgbouncer', pool_size: '2',
     min_pool_size: '0', reserve_pool_size: '0', server_lifetime: '3600', pool_mode: 'statement', load_balance_hosts: null,
     max_connections: '0', current_connections: '0', max_client_connections: '0', current_client_connections: '1',
-    paused: '0', disabled: '0',
+    paused: '0', disabled: '0', reserve_pool: '0',
   })
   assert.equal(rows[2].force_user, 'reporter')
   assert.equal(rows[2].pool_size, '20', 'default_pool_size')
@@ -568,8 +570,10 @@ test('SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS have PgBouncer\'s colu
   const run = (sql: string) => fx.run(sql)
   const stats = await run('SHOW STATS')
   const names = (r: { columns: Array<{ name: string }> | null }) => (r.columns ?? []).map((c) => c.name)
-  assert.deepEqual(names(stats), STATS_COLUMNS)
-  assert.deepEqual((stats.columns ?? []).map((c) => c.typeOid), [25, ...STATS_COLUMNS.slice(1).map(() => 20)])
+  // total_requests is appended on purpose: Debian's prometheus-pgbouncer-exporter 1.7 reads it.
+  assert.deepEqual(names(stats), [...STATS_COLUMNS, 'total_requests'])
+  assert.deepEqual((stats.columns ?? []).map((c) => c.typeOid), [25, ...STATS_COLUMNS.slice(1).map(() => 20), 20])
+  assert.equal(stats.rows[0][23], '15', 'total_requests equals total_query_count')
   assert.deepEqual(stats.rows[0].slice(0, 9), ['app', '5', '6', '15', '1000', '2000', '600', '300', '50'])
   assert.deepEqual(stats.rows[0].slice(12, 20), ['1', '2', '3', '4', '5', '6', '7', '8'])
   const totals = await run('SHOW STATS_TOTALS')
