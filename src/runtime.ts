@@ -137,16 +137,27 @@ export class Runtime implements ProxyContext, ServerFactory {
   /** Called once a console SHUTDOWN has finished (the CLI exits the process). */
   onShutdownComplete: (() => void) | null = null
 
-  /** Resolves when no server of the paused pools is active any more. */
+  /**
+   * Resolves when no server of the paused pools is active any more. After pause_timeout_ms it
+   * rejects with the pools still busy; the pause itself stays in effect (RESUME lifts it).
+   */
   pause(db: string | null): Promise<void> {
     if (db === null) this.isPausedAll = true
     else this.pausedDbs.add(db)
     const affected = this.poolList.filter((p) => db === null || p.database === db)
     for (const p of affected) p.isPaused = true
-    return new Promise((resolve) => {
+    const timeoutMs = this.config.settings.pause_timeout_ms
+    const started = Date.now()
+    return new Promise((resolve, reject) => {
       const check = () => {
-        if (affected.every((p) => p.lists.activeServers.size + p.lists.testedServers.size === 0)) resolve()
-        else setTimeout(check, 20).unref()
+        const busy = affected.filter((p) => p.lists.activeServers.size + p.lists.testedServers.size > 0)
+        if (busy.length === 0) return resolve()
+        if (timeoutMs > 0 && Date.now() - started >= timeoutMs) {
+          const what = busy.map((p) => `${p.database}/${p.user} (${p.lists.activeServers.size + p.lists.testedServers.size} active)`).join(', ')
+          this.log.warn('pause.timed_out', null, `PAUSE gave up waiting after ${timeoutMs} ms for ${what}`)
+          return reject(new Error(`PAUSE timed out after ${timeoutMs} ms (pause_timeout_ms) waiting for ${what}; still paused, RESUME to lift it`))
+        }
+        setTimeout(check, 20).unref()
       }
       check()
     })

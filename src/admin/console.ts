@@ -525,12 +525,15 @@ async function runPause(ctx: Ctx, arg: string): Promise<Buffer> {
   requireAdmin(ctx)
   const view = ctx.view
   if (view.isPaused(null)) throw adminError('already suspended/paused')
-  if (arg === '') {
-    await view.pause(null)
-  } else {
+  if (arg !== '') {
     if (!isKnownDatabase(view.config(), arg)) throw adminError(`no such database: ${arg}`)
     if (arg === ADMIN_DB) throw adminError(`cannot pause admin db: ${arg}`)
-    await view.pause(arg)
+  }
+  try {
+    await view.pause(arg === '' ? null : arg)
+  } catch (err) {
+    // pause_timeout_ms ran out: say what it waited for; the pause stays in effect.
+    throw adminError((err as Error).message, SqlState.QueryCanceled)
   }
   return doneReply('PAUSE')
 }

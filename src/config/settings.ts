@@ -132,6 +132,7 @@ export interface Settings {
   http_listen_port: number
   http_token: string
   janitor_interval_ms: number
+  pause_timeout_ms: number
   session_state_policy: SessionStatePolicy
 }
 
@@ -577,6 +578,8 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'Bearer token the HTTP API requires for actions; empty allows read-only use only' }),
   setting({ name: 'janitor_interval_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 1 }), default: '333', apply: 'live',
     doc: 'Period of the sweep that enforces every timeout' }),
+  setting({ name: 'pause_timeout_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 0 }), default: '60000', apply: 'live',
+    doc: 'How long PAUSE waits for running transactions before it answers with an error naming the busy pools (the pause stays in effect); 0 waits forever, as PgBouncer' }),
   setting({ name: 'session_state_policy', section: 'tidepool', group: G.tidepool, type: oneOf(['pin', 'error'] as const), default: 'pin', apply: 'live',
     doc: 'When a client in transaction or statement mode leaves session state behind: pin its server, or fail with an error' }),
 ])

@@ -113,3 +113,17 @@ test('SHOW STATS counts transactions, queries, bytes and server assignments of r
   await waitFor(async () => Number((await a.query('SHOW STATS_AVERAGES')).rows.find((x) => x.database === 'app')?.xact_count ?? 0) > 0 ||
     Number((await a.query('SHOW STATS')).rows.find((x) => x.database === 'app')?.avg_xact_time ?? 0) > 0, { timeoutMs: 5_000, what: 'averages after one stats_period' })
 })
+
+test('PAUSE never hangs: after pause_timeout_ms it names the busy pool, and RESUME still works', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { admin_users: pgi.user }, tidepool: { pause_timeout_ms: 500 } })
+  const app = await tp.connect(t)
+  await app.query('BEGIN')
+  const a = await admin(t, tp)
+  const started = Date.now()
+  await assert.rejects(a.query('PAUSE'), (e: any) => e.code === '57014' && new RegExp(`timed out after 500 ms \\(pause_timeout_ms\\) waiting for app/${pgi.user} \\(1 active\\)`).test(e.message))
+  assert.ok(Date.now() - started < 5_000)
+  assert.ok(tp.logs.some((l) => l.includes('[pause.timed_out]')))
+  await a.query('RESUME')
+  await app.query('COMMIT')
+  assert.equal((await app.query('SELECT 1 AS one')).rows[0].one, 1)
+})
