@@ -60,6 +60,8 @@ export class Runtime implements ProxyContext, ServerFactory {
   /** PAUSE with no database, and PAUSE <db>: new transactions wait until RESUME. */
   private isPausedAll = false
   private readonly pausedDbs = new Set<string>()
+  /** DISABLE db: new logins to these are refused. */
+  readonly disabledDbs = new Set<string>()
   private readonly consoleView: ConsoleView
   /** Counters of pools that were dropped, so totals never go backwards. */
   private readonly retiredStats = new Map<string, PoolStats>()
@@ -131,6 +133,12 @@ export class Runtime implements ProxyContext, ServerFactory {
       reload: () => rt.reload(),
       shutdown: (mode) => void rt.shutdown(mode).then(() => { if (rt.onShutdownComplete !== null) rt.onShutdownComplete() }),
       get isShuttingDown() { return rt.isShuttingDown },
+      reconnect: (db) => rt.reconnect(db),
+      waitClose: (db) => rt.waitClose(db),
+      setDisabled: (db, isDisabled) => { if (isDisabled) rt.disabledDbs.add(db); else rt.disabledDbs.delete(db) },
+      isDisabled: (db) => rt.disabledDbs.has(db),
+      kill: (db) => rt.kill(db),
+      killClient: (id) => rt.killClient(id),
     }
   }
 
@@ -161,6 +169,53 @@ export class Runtime implements ProxyContext, ServerFactory {
       }
       check()
     })
+  }
+
+  private poolsOf(db: string | null): Pool[] {
+    return this.poolList.filter((p) => db === null || p.database === db)
+  }
+
+  /** RECONNECT: servers close as they are released; idle ones at the next janitor sweep. */
+  reconnect(db: string | null): void {
+    for (const p of this.poolsOf(db)) {
+      const l = p.lists
+      for (const s of [...l.loginServers, ...l.idleServers, ...l.usedServers, ...l.activeServers, ...l.testedServers]) s.closeOnRelease = true
+    }
+  }
+
+  waitClose(db: string | null): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        const left = this.poolsOf(db).some((p) => {
+          const l = p.lists
+          return [...l.loginServers, ...l.idleServers, ...l.usedServers, ...l.activeServers, ...l.testedServers].some((s) => s.closeOnRelease)
+        })
+        if (!left) resolve()
+        else setTimeout(check, 20).unref()
+      }
+      check()
+    })
+  }
+
+  /** KILL db: drop its clients and servers now, as PgBouncer's kill_pool; new clients wait until RESUME. */
+  kill(db: string): void {
+    this.pausedDbs.add(db)
+    for (const p of this.poolsOf(db)) {
+      p.isPaused = true
+      const l = p.lists
+      for (const c of [...l.activeClients, ...l.waitingClients, ...l.loginClients]) c.fail(ClientErrors.databaseRemoved)
+      for (const s of [...l.loginServers, ...l.idleServers, ...l.usedServers, ...l.activeServers, ...l.testedServers]) s.close('database removed')
+    }
+  }
+
+  killClient(id: number): boolean {
+    for (const c of this.clients) {
+      if (c.id === `C-${id}`) {
+        c.fail(ClientErrors.killedByAdmin)
+        return true
+      }
+    }
+    return false
   }
 
   resume(db: string | null): void {

@@ -47,6 +47,17 @@ export interface ConsoleView {
   shutdown(mode: ShutdownMode): void
   /** True once a shutdown has begun: RESUME is refused then. */
   readonly isShuttingDown: boolean
+  /** RECONNECT: close every server of the database(s) once released. */
+  reconnect(db: string | null): void
+  /** WAIT_CLOSE: resolves once no server marked by RECONNECT or RELOAD remains. */
+  waitClose(db: string | null): Promise<void>
+  /** DISABLE/ENABLE: refuse or allow new logins to the database. */
+  setDisabled(db: string, isDisabled: boolean): void
+  isDisabled(db: string): boolean
+  /** KILL: drop every client and server of the database now; new clients wait until RESUME. */
+  kill(db: string): void
+  /** KILL_CLIENT: false when no client has that numeric id. */
+  killClient(id: number): boolean
 }
 
 import type { ClientInfo } from '../proxy/client-info.ts'
@@ -124,7 +135,7 @@ const FAKE_PARAMS: ReadonlyMap<string, string> = new Map([
 const NOT_YET = new Set([
   'fds', 'sockets', 'active_sockets', 'mem', 'dns_hosts', 'dns_zones',
 ])
-const NOT_YET_COMMANDS = new Set(['disable', 'enable', 'kill', 'kill_client', 'reconnect', 'suspend', 'wait_close'])
+const NOT_YET_COMMANDS = new Set(['suspend'])
 
 const HELP_DETAIL =
   '\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n' +
@@ -218,6 +229,30 @@ async function execute(ctx: Ctx): Promise<Buffer> {
       return runReload(ctx, arg)
     case 'shutdown':
       return runShutdown(ctx, arg)
+    case 'reconnect':
+      requireAdmin(ctx)
+      ctx.view.reconnect(knownDbOrAll(ctx, arg))
+      return doneReply('RECONNECT')
+    case 'wait_close':
+      requireAdmin(ctx)
+      await ctx.view.waitClose(knownDbOrAll(ctx, arg))
+      return doneReply('WAIT_CLOSE')
+    case 'disable':
+    case 'enable':
+      requireAdmin(ctx)
+      ctx.view.setDisabled(requiredDb(ctx, arg), word === 'disable')
+      return doneReply(word.toUpperCase())
+    case 'kill':
+      requireAdmin(ctx)
+      ctx.view.kill(requiredDb(ctx, arg))
+      return doneReply('KILL')
+    case 'kill_client': {
+      requireAdmin(ctx)
+      const id = Number(arg)
+      if (arg === '' || !Number.isInteger(id) || id < 0) throw adminError('bad arguments')
+      if (!ctx.view.killClient(id)) throw adminError(`client ${arg} not found`)
+      return doneReply('KILL_CLIENT')
+    }
     default:
       if (NOT_YET_COMMANDS.has(word)) throw notYet(word.toUpperCase())
       throw syntaxError(ctx)
@@ -388,7 +423,7 @@ function showDatabases(ctx: Ctx): ResultSet {
       positiveOr(e.max_db_client_connections, s.max_db_client_connections),
       clientCounts.get(name) ?? 0,
       ctx.view.isPaused(name) ? 1 : 0,
-      0,
+      ctx.view.isDisabled(name) ? 1 : 0,
       e.reserve_pool_size ?? s.reserve_pool_size,
     ])
   }
@@ -517,6 +552,18 @@ function showState(ctx: Ctx): ResultSet {
 // ---- process control ----
 
 /** A database PAUSE/RESUME may name: configured, or made on demand through '*'. */
+/** The database a command names, which must exist (and not be the console's own). */
+function requiredDb(ctx: Ctx, arg: string): string {
+  if (arg === '') throw adminError('bad arguments')
+  if (!isKnownDatabase(ctx.view.config(), arg)) throw adminError(`no such database: ${arg}`)
+  if (arg === ADMIN_DB) throw adminError(`cannot use admin db: ${arg}`)
+  return arg
+}
+
+function knownDbOrAll(ctx: Ctx, arg: string): string | null {
+  return arg === '' ? null : requiredDb(ctx, arg)
+}
+
 function isKnownDatabase(cfg: Config, name: string): boolean {
   return name === ADMIN_DB || cfg.databases.has(name) || cfg.databases.has('*')
 }

@@ -42,6 +42,8 @@ export const ClientErrors = {
   sslRequired: fatal('28000', 'SSL required'),
   consoleNotAllowed: fatal(ProtocolViolation, 'not allowed'),
   databaseRemoved: fatal(ProtocolViolation, 'database removed'),
+  killedByAdmin: fatal(ProtocolViolation, 'client killed by admin (KILL_CLIENT)'),
+  databaseDisabled: (db: string) => fatal(ProtocolViolation, `database does not allow connections: ${db}`),
   internalError: fatal('XX000', 'tidepool internal error; the pooler log has the details', 'internal error'),
   featureNotSupported: (what: string) => error('0A000', what),
 } as const

@@ -357,6 +357,7 @@ export class ClientConn implements PooledClient {
   }
 
   private joinPool(): void {
+    if (this.ctx.disabledDbs.has(this.database)) return this.fail(ClientErrors.databaseDisabled(this.database))
     const db = this.ctx.config.databases.get(this.database) ?? this.ctx.config.databases.get('*')
     const poolUser = db?.user ?? this.user
     if (this.ctx.settings.auth_type === 'any' && (db?.user ?? null) === null) {

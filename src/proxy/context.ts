@@ -30,6 +30,8 @@ export interface ProxyContext {
   readonly clientTls: ClientTls | null
   /** TLS to servers; null when server_tls_sslmode is disable. */
   readonly serverTls: ServerTls | null
+  /** DISABLE db: new logins to these databases are refused. */
+  readonly disabledDbs: ReadonlySet<string>
   /** Runs one admin console query; the reply is complete (ending in ReadyForQuery) or empty. */
   consoleQuery(sql: string, isAdmin: boolean): Promise<Buffer>
   /** True while SIGTERM/SIGINT shutdown runs: new logins are refused. */

@@ -127,3 +127,38 @@ test('PAUSE never hangs: after pause_timeout_ms it names the busy pool, and RESU
   await app.query('COMMIT')
   assert.equal((await app.query('SELECT 1 AS one')).rows[0].one, 1)
 })
+
+test('RECONNECT, DISABLE/ENABLE, KILL and KILL_CLIENT act on live connections', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { admin_users: pgi.user }, tidepool: { janitor_interval_ms: 100 } })
+  const a = await admin(t, tp)
+  const app = await tp.connect(t)
+  const pid1 = (await app.query('SELECT pg_backend_pid() AS p')).rows[0].p
+  await a.query('RECONNECT app')
+  await a.query('WAIT_CLOSE app')
+  const pid2 = (await app.query('SELECT pg_backend_pid() AS p')).rows[0].p
+  assert.notEqual(pid1, pid2, 'RECONNECT replaced the server')
+
+  await a.query('DISABLE app')
+  const refused = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'app', user: pgi.user, password: pgi.password })
+  await assert.rejects(refused.connect(), (e: any) => e.message === 'database does not allow connections: app')
+  assert.equal((await a.query('SHOW DATABASES')).rows.find((r) => r.name === 'app').disabled, 1)
+  assert.equal((await app.query('SELECT 1 AS one')).rows[0].one, 1, 'connected clients keep working')
+  await a.query('ENABLE app')
+  const back = await tp.connect(t)
+  assert.equal((await back.query('SELECT 1 AS one')).rows[0].one, 1)
+
+  const id = Number((await a.query('SHOW CLIENTS')).rows.find((r) => r.database === 'app').id)
+  await a.query(`KILL_CLIENT ${id}`)
+  await waitFor(() => tp.rt.clients.size === 2, { timeoutMs: 5_000, what: 'one app client killed' })
+
+  await a.query('KILL app')
+  await waitFor(() => [...tp.rt.clients].every((c) => c.database !== 'app'), { timeoutMs: 5_000, what: 'every app client dropped' })
+  const held = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'app', user: pgi.user, password: pgi.password })
+  held.on('error', () => {})
+  await held.connect()
+  t.after(() => held.end().catch(() => {}))
+  const pending = held.query('SELECT 5 AS five')
+  await waitFor(() => tp.poolCounts('app', pgi.user).cl_waiting === 1, { timeoutMs: 5_000, what: 'a new client waits after KILL' })
+  await a.query('RESUME app')
+  assert.equal((await pending).rows[0].five, 5)
+})

@@ -252,6 +252,12 @@ async function fixture(ini = INI): Promise<Fixture> {
       averages: { serverAssignments: 1, xacts: 2, queries: 3, received: 4, sent: 5, xactTimeUs: 6, queryTimeUs: 7, waitTimeUs: 8 },
     }],
     reload: async () => view.reloadResult,
+    reconnect: () => {},
+    waitClose: async () => {},
+    setDisabled: () => {},
+    isDisabled: () => false,
+    kill: () => {},
+    killClient: () => false,
     shutdown(mode: ShutdownMode) {
       view.shutdowns.push(mode)
       view.isShuttingDown = true
@@ -450,7 +456,9 @@ const ERROR_CASES: Array<{ name: string; sql: string; code: string; message: str
   { name: 'PAUSE by a stats user', sql: 'PAUSE', code: '08P01', message: 'admin access needed', opts: { isAdmin: false } },
   { name: 'SHUTDOWN by a stats user', sql: 'SHUTDOWN', code: '08P01', message: 'admin access needed', opts: { isAdmin: false } },
   { name: 'a PgBouncer command not built yet', sql: 'SHOW FDS', code: '0A000', message: 'SHOW FDS is not supported by this version of tidepool' },
-  { name: 'KILL, not built yet', sql: 'KILL app', code: '0A000', message: 'KILL is not supported by this version of tidepool' },
+  { name: 'SUSPEND, not built yet', sql: 'SUSPEND', code: '0A000', message: 'SUSPEND is not supported by this version of tidepool' },
+  { name: 'KILL without a database', sql: 'KILL', code: '08P01', message: 'bad arguments' },
+  { name: 'KILL_CLIENT of an id nobody has', sql: 'KILL_CLIENT 999', code: '08P01', message: 'client 999 not found' },
 ]
 
 for (const c of ERROR_CASES) {
