@@ -11,7 +11,9 @@ import { diffConfig, loadConfig } from './config/load.ts'
 import { serverCheckQuerySql } from './config/settings.ts'
 import { checkBuildSupport } from './config/build-support.ts'
 import { TidepoolError } from './util/errors.ts'
-import { runConsoleQuery, type ConsoleView } from './admin/console.ts'
+import { consoleRows, runConsoleQuery, type ConsoleView } from './admin/console.ts'
+import { Framer, INSPECT_ALL } from './protocol/framer.ts'
+import { parseErrorFields } from './protocol/reader.ts'
 import { startHttp } from './observe/http.ts'
 import type http from 'node:http'
 import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
@@ -414,6 +416,9 @@ export class Runtime implements ProxyContext, ServerFactory {
       maxClientConn: () => rt.config.settings.max_client_conn,
       startTimeS: rt.startTimeS,
       readiness: () => rt.readiness(),
+      json: (what) => consoleRows(what, rt.consoleView),
+      act: (action, db) => rt.consoleAction(action, db),
+      token: () => rt.config.settings.http_token,
     }, s.http_listen_addr, s.http_listen_port)
     this.log.info('http.started', null, `HTTP on ${s.http_listen_addr}:${this.httpPort}`)
   }
@@ -421,6 +426,22 @@ export class Runtime implements ProxyContext, ServerFactory {
   get httpPort(): number {
     const a = this.httpServer?.address()
     return a !== null && typeof a === 'object' ? a.port : 0
+  }
+
+  /**
+   * An HTTP action runs as the console command would, so both share every check and error text;
+   * an ErrorResponse in the reply becomes the action's error.
+   */
+  async consoleAction(action: string, db: string | null): Promise<{ error: string | null }> {
+    const sql = db === null ? action.toUpperCase() : `${action.toUpperCase()} ${db.replaceAll(/[^A-Za-z0-9_.-]/g, '')}`
+    const reply = await runConsoleQuery(sql, this.consoleView, { isAdmin: true })
+    const f = new Framer()
+    f.inspect = INSPECT_ALL
+    f.push(reply)
+    while (f.next()) {
+      if (f.code === 0x45) return { error: parseErrorFields(f.buf, f.start + 5, f.end).message }
+    }
+    return { error: null }
   }
 
   /** What /ready says: not while shutting down or paused as a whole. */

@@ -191,6 +191,26 @@ export async function runConsoleQuery(sql: string, view: ConsoleView, opts: Cons
   }
 }
 
+/** The SHOW views the HTTP API serves as JSON, by the name after /api/. */
+const JSON_VIEWS: Record<string, (ctx: Ctx) => ResultSet> = {
+  pools: (ctx) => showPools(ctx),
+  stats: (ctx) => showStats(ctx, 'both'),
+  databases: (ctx) => showDatabases(ctx),
+  clients: (ctx) => showClients(ctx),
+  servers: (ctx) => showServers(ctx),
+  users: (ctx) => showUsers(ctx),
+  lists: (ctx) => showLists(ctx),
+  config: (ctx) => ({ columns: CONFIG_COLUMNS, rows: configRows(ctx.view.config()).map((r) => [r.key, r.value, r.default, r.changeable]) }),
+}
+
+/** What a SHOW command shows, as objects keyed by column name; null for an unknown view. */
+export function consoleRows(what: string, view: ConsoleView): Array<Record<string, string | number | null>> | null {
+  const make = JSON_VIEWS[what]
+  if (make === undefined) return null
+  const rs = make({ sql: '', view, isAdmin: false, nowMs: Date.now() })
+  return rs.rows.map((row) => Object.fromEntries(rs.columns.map((c, i) => [c.name, row[i] ?? null])))
+}
+
 interface Ctx {
   sql: string
   view: ConsoleView

@@ -14,7 +14,7 @@ const SUPPORTED_AUTH = new Set(['trust', 'any', 'plain', 'md5', 'scram-sha-256']
 /** Settings accepted but not applied yet, and the issue that brings them. */
 const NOT_APPLIED: ReadonlyArray<readonly [SettingName, string]> = [
   ['auth_user', '#4'], ['auth_query', '#4'], ['auth_dbname', '#4'], ['auth_hba_file', '#4'], ['auth_ident_file', '#4'],
-  ['http_token', '#5'], ['suspend_timeout', '#5'],
+  ['suspend_timeout', '#5'],
   ['max_prepared_statements', '#6'], ['session_state_policy', '#6'],
   ['disable_pqexec', 'not yet planned'], ['application_name_add_host', 'not yet planned'],
   ['max_db_client_connections', 'not yet planned'], ['max_user_client_connections', 'not yet planned'], ['transaction_timeout', 'not yet planned'],

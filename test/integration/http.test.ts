@@ -70,3 +70,40 @@ test('bad HTTP requests: unknown path 404, POST 405, garbage closes cleanly', { 
   const c = await tp.connect(t)
   assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1)
 })
+
+async function post(port: number, path: string, headers: Record<string, string> = {}, body?: string): Promise<{ status: number; json: any }> {
+  const r = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers, body })
+  return { status: r.status, json: await r.json() }
+}
+
+test('/api/*.json shows what SHOW shows; POST actions need the bearer token', { timeout: 30_000 }, async (t) => {
+  const httpPort = await freePort()
+  const tp = await startTidepool(t, pgi, { tidepool: { http_listen_port: httpPort, http_token: 's3cret-token' } })
+  const app = await tp.connect(t)
+  await app.query('SELECT 1')
+  const pools = await fetch(`http://127.0.0.1:${httpPort}/api/pools.json`).then((r) => r.json())
+  assert.ok(pools.some((p: any) => p.database === 'app' && p.user === pgi.user && p.cl_active === 1))
+  const stats = await fetch(`http://127.0.0.1:${httpPort}/api/stats.json`).then((r) => r.json())
+  assert.equal(stats.find((s: any) => s.database === 'app').total_xact_count, 1)
+  assert.equal((await get(httpPort, '/api/nope.json')).status, 404)
+
+  assert.equal((await post(httpPort, '/api/pause')).status, 401, 'no token')
+  assert.equal((await post(httpPort, '/api/pause', { Authorization: 'Bearer wrong' })).status, 401, 'wrong token')
+  assert.equal((await post(httpPort, '/api/pause', { Authorization: 'Bearer s3cret-token' }, 'x'.repeat(5000))).status, 413, 'a body is refused')
+  const auth = { Authorization: 'Bearer s3cret-token' }
+  assert.deepEqual(await post(httpPort, '/api/pause', auth), { status: 200, json: { ok: true } })
+  assert.equal((await get(httpPort, '/ready')).status, 503)
+  assert.deepEqual(await post(httpPort, '/api/pause', auth), { status: 409, json: { error: 'already suspended/paused' } })
+  assert.equal((await post(httpPort, '/api/resume', auth)).status, 200)
+  assert.equal((await get(httpPort, '/ready')).status, 200)
+  assert.deepEqual(await post(httpPort, '/api/reconnect?db=nosuch', auth), { status: 409, json: { error: 'no such database: nosuch' } })
+  assert.equal((await post(httpPort, '/api/reload', auth)).status, 200)
+  assert.equal((await app.query('SELECT 2 AS two')).rows[0].two, 2)
+})
+
+test('with http_token empty, HTTP actions are off', { timeout: 30_000 }, async (t) => {
+  const httpPort = await freePort()
+  await startTidepool(t, pgi, { tidepool: { http_listen_port: httpPort } })
+  assert.equal((await post(httpPort, '/api/pause', { Authorization: 'Bearer ' })).status, 403)
+  assert.equal((await get(httpPort, '/ready')).status, 200, 'nothing was paused')
+})
