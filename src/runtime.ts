@@ -448,6 +448,13 @@ export class Runtime implements ProxyContext, ServerFactory {
   readiness(): { ready: boolean; reason: string } {
     if (this.isShuttingDown) return { ready: false, reason: 'shutting down' }
     if (this.isPausedAll) return { ready: false, reason: 'paused' }
+    // No usable backend: pools exist, none has a server, and every one's last login failed within
+    // server_login_retry. A node with no pools yet is ready (nothing has been tried).
+    const pools = this.poolList
+    const now = Date.now()
+    if (pools.length > 0 && pools.every((p) => p.lists.serverCount === 0 && p.lastLoginFailMs !== 0 && now - p.lastLoginFailMs < Math.max(1, p.settings.server_login_retry) * 1000)) {
+      return { ready: false, reason: 'no usable backend' }
+    }
     return { ready: true, reason: 'ready' }
   }
 

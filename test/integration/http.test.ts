@@ -107,3 +107,24 @@ test('with http_token empty, HTTP actions are off', { timeout: 30_000 }, async (
   assert.equal((await post(httpPort, '/api/pause', { Authorization: 'Bearer ' })).status, 403)
   assert.equal((await get(httpPort, '/ready')).status, 200, 'nothing was paused')
 })
+
+test('/ready says "no usable backend" while every server login fails', { timeout: 30_000 }, async (t) => {
+  const httpPort = await freePort()
+  const dead = await freePort()
+  const tp = await startTidepool(t, pgi, {
+    databases: { app: `host=127.0.0.1 port=${dead} dbname=app user=x password=y` },
+    settings: { server_login_retry: 5, query_wait_timeout: 1, client_login_timeout: 2 },
+    tidepool: { http_listen_port: httpPort, janitor_interval_ms: 100 },
+  })
+  assert.equal((await get(httpPort, '/ready')).status, 200, 'nothing tried yet')
+  const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'app', user: 'x', password: 'y' })
+  c.on('error', () => {})
+  const attempt = c.connect().catch(() => {})
+  let r = await get(httpPort, '/ready')
+  for (let i = 0; i < 50 && r.status === 200; i++) {
+    await new Promise((res) => setTimeout(res, 50))
+    r = await get(httpPort, '/ready')
+  }
+  assert.deepEqual(r, { status: 503, body: 'no usable backend\n' })
+  await attempt
+})
