@@ -77,6 +77,12 @@ export function renderMetrics(src: MetricsSource, nowMs: number): string {
     o.family(name, 'counter', help)
     for (const s of stats) o.sample(name, { database: s.database }, get(s.totals))
   }
+  o.family('tidepool_errors_total', 'counter', 'ErrorResponses by SQLSTATE: from servers (source=server) and sent by tidepool (source=pooler)')
+  for (const st of stats) {
+    for (const [source, m] of [['server', st.totals.serverErrors], ['pooler', st.totals.poolerErrors]] as const) {
+      if (m !== null) for (const [sqlstate, n] of m) o.sample('tidepool_errors_total', { database: st.database, source, sqlstate }, n)
+    }
+  }
   const mem = process.memoryUsage()
   const cpu = process.cpuUsage()
   o.family('process_cpu_seconds_total', 'counter', 'User and system CPU time of the pooler process')

@@ -15,8 +15,23 @@ export class PoolStats {
   xactTimeUs = 0
   queryTimeUs = 0
   waitTimeUs = 0
+  /** ErrorResponses by SQLSTATE: from servers, and sent by tidepool itself. Created on first error. */
+  serverErrors: Map<string, number> | null = null
+  poolerErrors: Map<string, number> | null = null
+
+  countError(from: 'server' | 'pooler', sqlstate: string): void {
+    const key = from === 'server' ? 'serverErrors' : 'poolerErrors'
+    const m = (this[key] ??= new Map())
+    m.set(sqlstate, (m.get(sqlstate) ?? 0) + 1)
+  }
 
   addTo(into: PoolStats): void {
+    for (const key of ['serverErrors', 'poolerErrors'] as const) {
+      const m = this[key]
+      if (m === null) continue
+      const dest = (into[key] ??= new Map())
+      for (const [code, n] of m) dest.set(code, (dest.get(code) ?? 0) + n)
+    }
     into.serverAssignments += this.serverAssignments
     into.xacts += this.xacts
     into.queries += this.queries

@@ -561,6 +561,7 @@ export class ClientConn implements PooledClient {
   /** Send `err` if the protocol still allows, then close with its reason. */
   fail(err: ClientFailure): void {
     if (this.closed) return
+    this.pool?.stats.countError('pooler', err.code)
     if (this.socket.writable) {
       const e = build.errorResponse({ severity: err.severity, code: err.code, message: err.message })
       if (err.severity === 'ERROR' && this.phase === Phase.Work) {

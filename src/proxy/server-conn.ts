@@ -57,7 +57,7 @@ const LOGIN_INSPECT = inspectTable([
   BackendCode.ReadyForQuery, BackendCode.NoticeResponse, BackendCode.NegotiateProtocolVersion,
 ])
 const WORK_INSPECT = inspectTable([
-  BackendCode.ReadyForQuery, BackendCode.ParameterStatus, BackendCode.CopyInResponse, BackendCode.CopyOutResponse,
+  BackendCode.ReadyForQuery, BackendCode.ErrorResponse, BackendCode.ParameterStatus, BackendCode.CopyInResponse, BackendCode.CopyOutResponse,
   BackendCode.CopyBothResponse,
 ])
 
@@ -402,6 +402,8 @@ export class ServerConn implements PooledServer {
       if (this.client !== null) this.client.onServerParameter(name, value)
     } else if (code === BackendCode.CopyInResponse || code === BackendCode.CopyBothResponse) {
       this.isCopyIn = true
+    } else if (code === BackendCode.ErrorResponse) {
+      this.pool.stats.countError('server', sqlstateOf(buf, at))
     }
   }
 
@@ -499,4 +501,16 @@ function scramKeysFor(target: ServerTarget, ctx: ProxyContext): { clientKey: Buf
   if (v === null) return null
   const clientKey = ctx.scramClientKey(target.user)
   return clientKey === null ? null : { clientKey, serverKey: v.serverKey }
+}
+
+/** The SQLSTATE ('C' field) of the ErrorResponse at `at`, without decoding the other fields. */
+function sqlstateOf(buf: Buffer, at: number): string {
+  const end = at + 1 + buf.readInt32BE(at + 1)
+  for (let i = at + 5; i < end && buf[i] !== 0;) {
+    const nul = buf.indexOf(0, i + 1)
+    if (nul < 0 || nul >= end) break
+    if (buf[i] === 0x43 && nul - i === 6) return buf.toString('latin1', i + 1, nul)
+    i = nul + 1
+  }
+  return 'XX000'
 }

@@ -45,6 +45,13 @@ test('/health, /ready during PAUSE, and /metrics with pool and traffic figures',
   const xacts = byName.get('tidepool_stats_sql_transactions_pooled_total')
   assert.equal(xacts?.type, 'COUNTER')
   assert.equal(Number(xacts?.metrics.find((x) => x.labels?.database === 'app')?.value), 3)
+  await assert.rejects(app.query('SELECT 1/0'))
+  await assert.rejects(app.query('SELEC broken'))
+  const m2 = parsePrometheus((await get(httpPort, '/metrics')).body)
+  const errors = m2.find((f) => f.name === 'tidepool_errors_total')?.metrics ?? []
+  const count = (code: string) => Number(errors.find((x) => x.labels?.database === 'app' && x.labels?.source === 'server' && x.labels?.sqlstate === code)?.value ?? 0)
+  assert.equal(count('22012'), 1, 'division_by_zero counted')
+  assert.equal(count('42601'), 1, 'syntax_error counted')
   const active = byName.get('tidepool_pools_client_active_connections')
   assert.equal(Number(active?.metrics.find((x) => x.labels?.database === 'app' && x.labels?.user === pgi.user)?.value), 1)
   for (const f of families) {
@@ -81,9 +88,9 @@ test('/api/*.json shows what SHOW shows; POST actions need the bearer token', { 
   const tp = await startTidepool(t, pgi, { tidepool: { http_listen_port: httpPort, http_token: 's3cret-token' } })
   const app = await tp.connect(t)
   await app.query('SELECT 1')
-  const pools = await fetch(`http://127.0.0.1:${httpPort}/api/pools.json`).then((r) => r.json())
+  const pools = await fetch(`http://127.0.0.1:${httpPort}/api/pools.json`).then((r) => r.json()) as any[]
   assert.ok(pools.some((p: any) => p.database === 'app' && p.user === pgi.user && p.cl_active === 1))
-  const stats = await fetch(`http://127.0.0.1:${httpPort}/api/stats.json`).then((r) => r.json())
+  const stats = await fetch(`http://127.0.0.1:${httpPort}/api/stats.json`).then((r) => r.json()) as any[]
   assert.equal(stats.find((s: any) => s.database === 'app').total_xact_count, 1)
   assert.equal((await get(httpPort, '/api/nope.json')).status, 404)
 
