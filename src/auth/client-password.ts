@@ -3,7 +3,8 @@
 // cannot be probed. Secrets are compared in constant time and never logged.
 // Must not: tell the caller *why* a check failed beyond true/false.
 
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { isMd5Hash, md5hex } from './secrets.ts'
 import * as build from '../protocol/build.ts'
 
 export interface PasswordCheck {
@@ -21,15 +22,6 @@ export function passwordRequest(method: 'plain' | 'md5', user: string, secret: s
   return { method, user, secret, salt, request }
 }
 
-function md5hex(...parts: Array<string | Buffer>): string {
-  const h = createHash('md5')
-  for (const p of parts) h.update(p)
-  return h.digest('hex')
-}
-
-function isMd5Hash(s: string): boolean {
-  return s.length === 35 && s.startsWith('md5') && /^[0-9a-f]{32}$/.test(s.slice(3))
-}
 
 function equalSecret(a: string, b: string): boolean {
   const ab = Buffer.from(a)

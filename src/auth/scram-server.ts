@@ -6,7 +6,8 @@
 // the name, so the exchange looks the same as for a real user and fails only at the proof.
 // Must not: log or return secrets; every secret comparison is constant-time.
 
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { hmac, isMd5Hash, parseScramAttributes, sha256 } from './secrets.ts'
 import * as build from '../protocol/build.ts'
 import { BodyReader } from '../protocol/reader.ts'
 import { TidepoolError } from '../util/errors.ts'
@@ -20,8 +21,6 @@ export interface ScramKeys {
   readonly serverKey: Buffer
 }
 
-const hmac = (key: Buffer, data: string | Buffer): Buffer => createHmac('sha256', key).update(data).digest()
-const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest()
 
 /** Parses PostgreSQL's verifier format; null when `secret` is not one. */
 export function parseScramVerifier(secret: string): ScramKeys | null {
@@ -56,14 +55,6 @@ function fakeKeys(user: string, iterations: number): ScramKeys {
   return { iterations, salt, storedKey: randomBytes(32), serverKey: randomBytes(32) }
 }
 
-function parseAttrs(s: string): Map<string, string> {
-  const m = new Map<string, string>()
-  for (const part of s.split(',')) {
-    if (part.length < 2 || part[1] !== '=') throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'malformed SCRAM message')
-    m.set(part[0], part.slice(2))
-  }
-  return m
-}
 
 export type ScramStep =
   | { kind: 'continue'; send: Buffer }
@@ -83,7 +74,7 @@ export class ScramServerExchange {
   /** `secret`: plain password, SCRAM verifier, or null/md5 hash (the exchange then always fails). */
   constructor(user: string, secret: string | null, iterations: number) {
     const verifier = secret === null ? null : parseScramVerifier(secret)
-    const isMd5 = secret !== null && /^md5[0-9a-f]{32}$/.test(secret)
+    const isMd5 = secret !== null && isMd5Hash(secret)
     if (verifier !== null) {
       this.keys = verifier
       this.isReal = true
@@ -115,7 +106,7 @@ export class ScramServerExchange {
       if (m === null) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'malformed SCRAM client-first-message (channel binding is not offered)')
       this.gs2Header = clientFirst.slice(0, clientFirst.length - m[3].length)
       this.clientFirstBare = m[3]
-      const attrs = parseAttrs(this.clientFirstBare)
+      const attrs = parseScramAttributes(this.clientFirstBare)
       const cnonce = attrs.get('r')
       if (cnonce === undefined || cnonce === '' || attrs.has('m')) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'malformed SCRAM client-first-message')
       this.nonce = cnonce + randomBytes(18).toString('base64')
@@ -129,7 +120,7 @@ export class ScramServerExchange {
     const proofAt = clientFinal.lastIndexOf(',p=')
     if (proofAt < 0) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'malformed SCRAM client-final-message')
     const withoutProof = clientFinal.slice(0, proofAt)
-    const attrs = parseAttrs(withoutProof)
+    const attrs = parseScramAttributes(withoutProof)
     if (attrs.get('c') !== Buffer.from(this.gs2Header).toString('base64')) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SCRAM channel binding does not match')
     if (attrs.get('r') !== this.nonce) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SCRAM nonce does not match')
     const proof = Buffer.from(clientFinal.slice(proofAt + 3), 'base64')

@@ -3,7 +3,8 @@
 // server's SCRAM signature so a server that does not know the password cannot pass as one.
 // Must not: log or expose the password or derived keys.
 
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHash, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { hmac, isMd5Hash, isScramVerifier, parseScramAttributes, sha256, xor } from './secrets.ts'
 import { AuthCode } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import { BodyReader } from '../protocol/reader.ts'
@@ -15,22 +16,6 @@ export function md5Password(user: string, password: string): string {
   return 'md5' + createHash('md5').update(password + user).digest('hex')
 }
 
-function isMd5Hash(s: string): boolean {
-  return s.length === 35 && s.startsWith('md5') && /^[0-9a-f]{32}$/.test(s.slice(3))
-}
-
-/** A stored secret that is not a password at all: usable only as SCRAM keys. */
-function isScramVerifier(s: string): boolean {
-  return s.startsWith('SCRAM-SHA-256$')
-}
-
-const hmac = (key: Buffer, data: string | Buffer): Buffer => createHmac('sha256', key).update(data).digest()
-const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest()
-function xor(a: Buffer, b: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(a.length)
-  for (let i = 0; i < a.length; i++) out[i] = a[i] ^ b[i]
-  return out
-}
 
 /**
  * SASLprep is not applied beyond the ASCII case: printable ASCII passwords (the common case) are
@@ -49,14 +34,6 @@ export function scramVerifier(password: string, salt: Buffer = randomBytes(16), 
   return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`
 }
 
-function parseAttributes(s: string): Map<string, string> {
-  const m = new Map<string, string>()
-  for (const part of s.split(',')) {
-    if (part.length < 2 || part[1] !== '=') throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'malformed SCRAM message from server')
-    m.set(part[0], part.slice(2))
-  }
-  return m
-}
 
 export class ServerAuth {
   private clientNonce: string
@@ -113,7 +90,7 @@ export class ServerAuth {
       case AuthCode.SASLContinue: {
         if (this.clientFirstBare === '') throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SASLContinue before SASL')
         const serverFirst = r.rest().toString('utf8')
-        const a = parseAttributes(serverFirst)
+        const a = parseScramAttributes(serverFirst)
         const nonce = a.get('r')
         const saltB64 = a.get('s')
         const iterations = Number(a.get('i'))
@@ -141,7 +118,7 @@ export class ServerAuth {
       case AuthCode.SASLFinal: {
         const expected = this.expectedServerSignature
         if (expected === null) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SASLFinal before SASLContinue')
-        const a = parseAttributes(r.rest().toString('utf8'))
+        const a = parseScramAttributes(r.rest().toString('utf8'))
         if (a.has('e')) throw new TidepoolError('TP_AUTH_FAILED', `SCRAM error from server: ${a.get('e')}`)
         const v = Buffer.from(a.get('v') ?? '', 'base64')
         if (v.length !== expected.length || !timingSafeEqual(v, expected)) throw new TidepoolError('TP_AUTH_FAILED', 'server SCRAM signature does not match')
