@@ -17,6 +17,8 @@ import { parseErrorFields } from './protocol/reader.ts'
 import { startHttp } from './observe/http.ts'
 import type http from 'node:http'
 import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
+import { parseHba, type HbaFile } from './auth/hba.ts'
+import { dirname, isAbsolute, resolve } from 'node:path'
 import { Logger } from './observe/log.ts'
 import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
 import { sweepLoginClients, sweepPool } from './pool/janitor.ts'
@@ -50,6 +52,7 @@ export class Runtime implements ProxyContext, ServerFactory {
   /** Rebuilt on every RELOAD: new certificates apply to new connections. */
   clientTls: ClientTls | null = null
   serverTls: ServerTls | null = null
+  hba: HbaFile | null = null
   private readonly pools = new Map<string, PoolEntry>()
   /** ClientKeys learnt from SCRAM logins against stored verifiers, by user (PgBouncer keeps them too). */
   private readonly scramClientKeys = new Map<string, Buffer>()
@@ -93,6 +96,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     for (const w of support.warnings) rt.log.warn('config.warning', null, w)
     rt.clientTls = clientTlsFromConfig(config)
     rt.serverTls = serverTlsFromConfig(config)
+    rt.hba = hbaFromConfig(config)
     await rt.listen()
     await rt.startHttpIfConfigured()
     rt.startJanitor()
@@ -510,15 +514,18 @@ export class Runtime implements ProxyContext, ServerFactory {
     }
     let clientTls: ClientTls | null
     let serverTls: ServerTls | null
+    let hba: HbaFile | null
     try {
       clientTls = clientTlsFromConfig(r.config)
       serverTls = serverTlsFromConfig(r.config)
+      hba = hbaFromConfig(r.config)
     } catch (err) {
       this.log.error('config.rejected', null, `RELOAD failed: ${(err as Error).message}; keeping the old configuration`)
       return { ok: false, errors: [(err as Error).message] }
     }
     this.clientTls = clientTls
     this.serverTls = serverTls
+    this.hba = hba
     this.applyConfig(r.config)
     return { ok: true, errors: [] }
   }
@@ -639,4 +646,27 @@ function statsFor(m: Map<string, PoolStats>, db: string): PoolStats {
     m.set(db, s)
   }
   return s
+}
+
+/** auth_hba_file parsed, for auth_type hba; a file with any error rejects the config (start or RELOAD). */
+export function hbaFromConfig(config: Config): HbaFile | null {
+  const s = config.settings
+  if (s.auth_type !== 'hba') return null
+  if (s.auth_hba_file === '') throw new TidepoolError('TP_CONFIG_INVALID', 'auth_type hba needs auth_hba_file')
+  const path = isAbsolute(s.auth_hba_file) ? s.auth_hba_file : resolve(dirname(config.file), s.auth_hba_file)
+  let text: string
+  try {
+    text = fs.readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new TidepoolError('TP_CONFIG_INVALID', `auth_hba_file: cannot read ${path}: ${(err as Error).message}`)
+  }
+  const r = parseHba(text, path, (p) => {
+    try {
+      return fs.readFileSync(p, 'utf8')
+    } catch {
+      return null
+    }
+  })
+  if (!r.ok) throw new TidepoolError('TP_CONFIG_INVALID', r.errors.join('\n'))
+  return r.hba
 }

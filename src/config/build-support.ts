@@ -9,11 +9,11 @@ import { defaultSettings } from './settings.ts'
 import type { Config } from './types.ts'
 
 /** auth_type values this build can run for client logins. */
-const SUPPORTED_AUTH = new Set(['trust', 'any', 'plain', 'md5', 'scram-sha-256'])
+const SUPPORTED_AUTH = new Set(['trust', 'any', 'plain', 'md5', 'scram-sha-256', 'cert', 'hba'])
 
 /** Settings accepted but not applied yet, and the issue that brings them. */
 const NOT_APPLIED: ReadonlyArray<readonly [SettingName, string]> = [
-  ['auth_user', '#4'], ['auth_query', '#4'], ['auth_dbname', '#4'], ['auth_hba_file', '#4'], ['auth_ident_file', '#4'],
+  ['auth_user', '#4'], ['auth_query', '#4'], ['auth_dbname', '#4'], ['auth_ident_file', '#4'],
   ['suspend_timeout', '#5'],
   ['max_prepared_statements', '#6'], ['session_state_policy', '#6'],
   ['disable_pqexec', 'not yet planned'], ['application_name_add_host', 'not yet planned'],
@@ -36,6 +36,9 @@ export function checkBuildSupport(config: Config): { errors: string[]; warnings:
   const warnings: string[] = []
   if (!SUPPORTED_AUTH.has(s.auth_type) && s.auth_type !== 'pam') {
     errors.push(`${where('auth_type')}: auth_type ${s.auth_type} is not supported by this version of tidepool yet (#4); supported: ${[...SUPPORTED_AUTH].join(', ')}`)
+  }
+  if (s.auth_type === 'cert' && s.client_tls_sslmode !== 'verify-ca' && s.client_tls_sslmode !== 'verify-full') {
+    errors.push(`${where('auth_type')}: auth_type cert needs client_tls_sslmode verify-ca or verify-full (client certificates are only requested then)`)
   }
   const defaults = defaultSettings()
   for (const [name, why] of NOT_APPLIED) {

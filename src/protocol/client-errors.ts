@@ -41,6 +41,10 @@ export const ClientErrors = {
   shuttingDown: fatal('57P01', 'pooler is shutting down'),
   sslRequired: fatal('28000', 'SSL required'),
   consoleNotAllowed: fatal(ProtocolViolation, 'not allowed'),
+  // PostgreSQL's own texts for hba and certificate logins (28000 invalid_authorization_specification).
+  hbaNoEntry: (what: string) => fatal('28000', `no pg_hba.conf entry for ${what}`),
+  hbaRejects: (what: string) => fatal('28000', `pg_hba.conf rejects connection for ${what}`),
+  certAuthFailed: (user: string) => fatal('28000', `certificate authentication failed for user "${user}"`),
   databaseRemoved: fatal(ProtocolViolation, 'database removed'),
   killedByAdmin: fatal(ProtocolViolation, 'client killed by admin (KILL_CLIENT)'),
   databaseDisabled: (db: string) => fatal(ProtocolViolation, `database does not allow connections: ${db}`),

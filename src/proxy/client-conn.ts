@@ -30,6 +30,7 @@ import type { ServerConn } from './server-conn.ts'
 import { OUT } from './out-slices.ts'
 import { canonicalParamName, paramSyncQuery, trackedNames } from './server-params.ts'
 import { clientAuthFlow, type ClientAuthFlow } from '../auth/client-auth.ts'
+import { matchHba } from '../auth/hba.ts'
 
 let nextClientId = 1
 
@@ -229,15 +230,43 @@ export class ClientConn implements PooledClient {
 
     const authType = st.auth_type
     if (authType === 'trust' || authType === 'any') return this.afterAuth()
-    if (authType === 'plain' || authType === 'md5' || authType === 'scram-sha-256') {
-      const secret = this.ctx.config.userlist.get(this.user)?.password ?? null
-      this.authFlow = clientAuthFlow(authType, this.user, secret, st.scram_iterations)
-      this.phase = Phase.Auth
-      this.framer.inspect = INSPECT_ALL
-      this.socket.write(this.authFlow.start())
-      return
-    }
+    if (authType === 'plain' || authType === 'md5' || authType === 'scram-sha-256') return this.startPasswordFlow(authType)
+    if (authType === 'cert') return this.authByCert()
+    if (authType === 'hba') return this.authByHba()
     this.fail(ClientErrors.authTypeNotSupported(authType))
+  }
+
+  private startPasswordFlow(method: 'plain' | 'md5' | 'scram-sha-256'): void {
+    const secret = this.ctx.config.userlist.get(this.user)?.password ?? null
+    this.authFlow = clientAuthFlow(method, this.user, secret, this.ctx.settings.scram_iterations)
+    this.phase = Phase.Auth
+    this.framer.inspect = INSPECT_ALL
+    this.socket.write(this.authFlow.start())
+  }
+
+  /** auth_type hba: the first matching line of auth_hba_file decides, as in PostgreSQL. */
+  private authByHba(): void {
+    const hba = this.ctx.hba
+    const addr = this.socket.remoteAddress
+    const conn = { type: addr === undefined ? 'local' as const : 'host' as const, isTls: this.isTls, database: this.database, user: this.user, address: addr ?? '' }
+    const rule = hba === null ? null : matchHba(hba, conn)
+    const what = `host "${addr ?? '[local]'}", user "${this.user}", database "${this.database}", ${this.isTls ? 'SSL encryption' : 'no encryption'}`
+    if (rule === null) return this.fail(ClientErrors.hbaNoEntry(what))
+    switch (rule.method) {
+      case 'trust': return this.afterAuth()
+      case 'reject': return this.fail(ClientErrors.hbaRejects(what))
+      case 'cert': return this.authByCert()
+      case 'password': return this.startPasswordFlow('plain')
+      default: return this.startPasswordFlow(rule.method)
+    }
+  }
+
+  /** auth_type cert: a client certificate verified against client_tls_ca_file whose CN is the user name. */
+  private authByCert(): void {
+    const cert = this.isTls ? (this.socket as tls.TLSSocket).getPeerCertificate() : null
+    const cn = cert === null ? undefined : cert.subject?.CN
+    if (this.ctx.clientTls?.requireClientCert !== true || cn !== this.user) return this.fail(ClientErrors.certAuthFailed(this.user))
+    this.afterAuth()
   }
 
   // ---- authentication ----

@@ -11,6 +11,7 @@ import type { PooledClient } from '../pool/states.ts'
 import type { CancelRegistry } from './cancel.ts'
 import type { ClientConn } from './client-conn.ts'
 import type { ClientTls, ServerTls } from '../net/tls.ts'
+import type { HbaFile } from '../auth/hba.ts'
 
 export interface ProxyContext {
   config: Config
@@ -30,6 +31,8 @@ export interface ProxyContext {
   readonly clientTls: ClientTls | null
   /** TLS to servers; null when server_tls_sslmode is disable. */
   readonly serverTls: ServerTls | null
+  /** auth_hba_file, parsed; null unless auth_type is hba. Rebuilt on RELOAD. */
+  readonly hba: HbaFile | null
   /** DISABLE db: new logins to these databases are refused. */
   readonly disabledDbs: ReadonlySet<string>
   /** Runs one admin console query; the reply is complete (ending in ReadyForQuery) or empty. */

@@ -26,6 +26,8 @@ export interface TidepoolOptions {
   userlist?: Record<string, string>
   /** [tidepool] keys. */
   tidepool?: Record<string, string | number>
+  /** Extra files written next to the ini first (an auth_hba_file, say), by name. */
+  files?: Record<string, string>
 }
 
 export interface TestTidepool {
@@ -61,6 +63,7 @@ export function writeConfig(dir: string, pgi: PgInstance | null, opts: TidepoolO
   if (opts.tidepool !== undefined) {
     lines.push('', '[tidepool]', ...Object.entries(opts.tidepool).map(([k, v]) => `${k} = ${v}`))
   }
+  for (const [name, text] of Object.entries(opts.files ?? {})) fs.writeFileSync(join(dir, name), text)
   const iniPath = join(dir, 'tidepool.ini')
   fs.writeFileSync(iniPath, lines.join('\n') + '\n')
   return iniPath

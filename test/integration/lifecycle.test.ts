@@ -129,7 +129,7 @@ test('settings this version cannot honour are refused, ignored tuning is a warni
   const hba = writeConfig(dir, pgi, { settings: { auth_type: 'hba' }, userlist: {} })
   const r2 = run(hba)
   assert.equal(r2.status, 2, r2.stdout)
-  assert.match(r2.stdout, /auth_type hba is not supported by this version/)
+  assert.match(r2.stdout, /auth_type hba needs auth_hba_file/)
   const tuning = writeConfig(dir, pgi, { settings: { tcp_keepcnt: 3, disable_pqexec: 1 } })
   const r3 = run(tuning)
   assert.equal(r3.status, 0, r3.stdout)
