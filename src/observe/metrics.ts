@@ -4,7 +4,7 @@
 // Must not: keep state of its own; everything is read when scraped.
 
 import type { Pool } from '../pool/pool.ts'
-import type { PoolStats } from '../pool/stats.ts'
+import { LATENCY_BUCKETS_S, type Histogram, type PoolStats } from '../pool/stats.ts'
 
 export interface MetricsSource {
   pools(): Pool[]
@@ -22,7 +22,7 @@ function esc(v: string): string {
 
 class Out {
   text = ''
-  family(name: string, type: 'gauge' | 'counter', help: string): void {
+  family(name: string, type: 'gauge' | 'counter' | 'histogram', help: string): void {
     this.text += `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`
   }
   sample(name: string, labels: Record<string, string>, value: number): void {
@@ -76,6 +76,26 @@ export function renderMetrics(src: MetricsSource, nowMs: number): string {
   for (const [name, help, get] of STAT_COUNTERS) {
     o.family(name, 'counter', help)
     for (const s of stats) o.sample(name, { database: s.database }, get(s.totals))
+  }
+  const hists: Array<[string, string, (s: PoolStats) => Histogram]> = [
+    ['tidepool_client_wait_duration_seconds', 'How long clients waited for a server', (s) => s.waitHist],
+    ['tidepool_query_duration_seconds', 'Query durations on servers (one per ReadyForQuery)', (s) => s.queryHist],
+    ['tidepool_transaction_duration_seconds', 'Transaction durations, first query to ReadyForQuery idle', (s) => s.xactHist],
+  ]
+  for (const [name, help, get] of hists) {
+    o.family(name, 'histogram', help)
+    for (const st of stats) {
+      const h = get(st.totals)
+      let cumulative = 0
+      LATENCY_BUCKETS_S.forEach((le, i) => {
+        cumulative += h.counts[i]
+        o.sample(`${name}_bucket`, { database: st.database, le: String(le) }, cumulative)
+      })
+      cumulative += h.counts[LATENCY_BUCKETS_S.length]
+      o.sample(`${name}_bucket`, { database: st.database, le: '+Inf' }, cumulative)
+      o.sample(`${name}_sum`, { database: st.database }, h.sumUs / 1e6)
+      o.sample(`${name}_count`, { database: st.database }, cumulative)
+    }
   }
   o.family('tidepool_errors_total', 'counter', 'ErrorResponses by SQLSTATE: from servers (source=server) and sent by tidepool (source=pooler)')
   for (const st of stats) {

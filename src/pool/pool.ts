@@ -179,7 +179,9 @@ export class Pool {
     s.idleSinceMs = nowMs
     const waiter = this.isPaused ? null : this.lists.waitingClients.first
     if (waiter !== null) {
-      this.stats.waitTimeUs += (nowMs - waiter.waitSinceMs) * 1000
+      const waitedUs = (nowMs - waiter.waitSinceMs) * 1000
+      this.stats.waitTimeUs += waitedUs
+      this.stats.waitHist.observe(waitedUs)
       this.lists.moveClient(waiter, ClientState.Active)
       this.link(waiter, s)
       waiter.onServerAssigned(s)

@@ -6,7 +6,32 @@
 //   times     — microseconds; xact time runs from the first query to ReadyForQuery('I')
 // Must not: allocate per message or read the wall clock more than once per query boundary.
 
+/** Histogram bucket bounds in seconds (Prometheus' `le`), shared by the three latency histograms. */
+export const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const
+const BUCKETS_US = LATENCY_BUCKETS_S.map((b) => b * 1e6)
+
+/** Counts per bucket (not cumulative; the last slot is +Inf) plus the sum, for one duration. */
+export class Histogram {
+  readonly counts = new Float64Array(LATENCY_BUCKETS_S.length + 1)
+  sumUs = 0
+
+  observe(us: number): void {
+    let i = 0
+    while (i < BUCKETS_US.length && us > BUCKETS_US[i]) i++
+    this.counts[i]++
+    this.sumUs += us
+  }
+
+  addTo(into: Histogram): void {
+    for (let i = 0; i < this.counts.length; i++) into.counts[i] += this.counts[i]
+    into.sumUs += this.sumUs
+  }
+}
+
 export class PoolStats {
+  readonly waitHist = new Histogram()
+  readonly queryHist = new Histogram()
+  readonly xactHist = new Histogram()
   serverAssignments = 0
   xacts = 0
   queries = 0
@@ -26,6 +51,9 @@ export class PoolStats {
   }
 
   addTo(into: PoolStats): void {
+    this.waitHist.addTo(into.waitHist)
+    this.queryHist.addTo(into.queryHist)
+    this.xactHist.addTo(into.xactHist)
     for (const key of ['serverErrors', 'poolerErrors'] as const) {
       const m = this[key]
       if (m === null) continue

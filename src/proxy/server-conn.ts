@@ -386,12 +386,16 @@ export class ServerConn implements PooledServer {
       const stats = this.pool.stats
       const now = nowUs()
       stats.queries++
-      if (this.queryStartUs !== 0) stats.queryTimeUs += now - this.queryStartUs
+      if (this.queryStartUs !== 0) {
+        stats.queryTimeUs += now - this.queryStartUs
+        stats.queryHist.observe(now - this.queryStartUs)
+      }
       if (this.owedReady > 0) this.owedReady--
       this.queryStartUs = this.owedReady > 0 ? now : 0
       if (this.txStatus === TxStatus.Idle && this.xactStartUs !== 0) {
         stats.xacts++
         stats.xactTimeUs += now - this.xactStartUs
+        stats.xactHist.observe(now - this.xactStartUs)
         this.xactStartUs = 0
       }
       this.isCopyIn = false

@@ -52,6 +52,16 @@ test('/health, /ready during PAUSE, and /metrics with pool and traffic figures',
   const count = (code: string) => Number(errors.find((x) => x.labels?.database === 'app' && x.labels?.source === 'server' && x.labels?.sqlstate === code)?.value ?? 0)
   assert.equal(count('22012'), 1, 'division_by_zero counted')
   assert.equal(count('42601'), 1, 'syntax_error counted')
+  // The parser keeps a histogram's type and buckets but drops labels and _sum/_count of labelled
+  // series, so the values are read from the text itself.
+  for (const name of ['tidepool_query_duration_seconds', 'tidepool_transaction_duration_seconds', 'tidepool_client_wait_duration_seconds']) {
+    assert.equal(byName.get(name)?.type, 'HISTOGRAM', name)
+    const inf = new RegExp(`^${name}_bucket\\{database="app",le="\\+Inf"\\} (\\d+)$`, 'm').exec(m.body)?.[1]
+    const count = new RegExp(`^${name}_count\\{database="app"\\} (\\d+)$`, 'm').exec(m.body)?.[1]
+    assert.ok(inf !== undefined && inf === count, `${name}: +Inf bucket (${inf}) equals count (${count})`)
+  }
+  assert.match(m.body, /^tidepool_query_duration_seconds_count\{database="app"\} 3$/m, 'three queries observed')
+  assert.match(m.body, /^tidepool_transaction_duration_seconds_count\{database="app"\} 3$/m, 'three transactions observed')
   const active = byName.get('tidepool_pools_client_active_connections')
   assert.equal(Number(active?.metrics.find((x) => x.labels?.database === 'app' && x.labels?.user === pgi.user)?.value), 1)
   for (const f of families) {
