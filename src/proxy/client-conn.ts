@@ -311,12 +311,9 @@ export class ClientConn implements PooledClient {
     this.isConsoleAdmin = isAdmin
     this.ctx.loginClients.remove(this)
     this.state = ClientState.Active
-    const key = this.ctx.cancels.issue()
-    this.cancelPid = key.pid
-    this.cancelSecret = key.secret
     const parts: Buffer[] = [build.authenticationOk()]
     for (const [name, value] of CONSOLE_WELCOME) parts.push(build.parameterStatus(name, value))
-    parts.push(build.backendKeyData(key.pid, key.secret), build.readyForQuery(TxStatus.Idle))
+    parts.push(this.issueCancelKey(), build.readyForQuery(TxStatus.Idle))
     this.socket.write(Buffer.concat(parts))
     this.framer.inspect = INSPECT_ALL
     this.phase = Phase.Console
@@ -405,6 +402,19 @@ export class ClientConn implements PooledClient {
     if (pool.isReady) this.onPoolReady()
   }
 
+  /**
+   * Issues and registers this client's cancel key; returns the BackendKeyData to send. Every key
+   * handed out is registered: close() unregisters by pid, and an unregistered pid could have been
+   * issued again to another client, whose key the close would then remove.
+   */
+  private issueCancelKey(): Buffer {
+    const key = this.ctx.cancels.issue()
+    this.cancelPid = key.pid
+    this.cancelSecret = key.secret
+    this.ctx.cancels.register(key.pid, this)
+    return build.backendKeyData(key.pid, key.secret)
+  }
+
   /** The pool knows its server's parameters now: finish the login in one write. */
   onPoolReady(): void {
     if (this.phase !== Phase.Login) return
@@ -413,14 +423,10 @@ export class ClientConn implements PooledClient {
     for (const name of trackedNames(this.ctx.settings.track_extra_parameters)) {
       if (!this.params.has(name) && welcome.has(name)) this.params.set(name, welcome.get(name) as string)
     }
-    const key = this.ctx.cancels.issue()
-    this.cancelPid = key.pid
-    this.cancelSecret = key.secret
-    this.ctx.cancels.register(key.pid, this)
     const parts: Buffer[] = [build.authenticationOk()]
     for (const [name, value] of welcome) parts.push(build.parameterStatus(name, this.params.get(name) ?? value))
     for (const [name, value] of this.params) if (!welcome.has(name)) parts.push(build.parameterStatus(name, value))
-    parts.push(build.backendKeyData(key.pid, key.secret), build.readyForQuery(TxStatus.Idle))
+    parts.push(this.issueCancelKey(), build.readyForQuery(TxStatus.Idle))
     this.socket.write(Buffer.concat(parts))
     this.phase = Phase.Work
     pool.clientLoggedIn(this)

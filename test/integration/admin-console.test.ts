@@ -162,3 +162,17 @@ test('RECONNECT, DISABLE/ENABLE, KILL and KILL_CLIENT act on live connections', 
   await a.query('RESUME app')
   assert.equal((await pending).rows[0].five, 5)
 })
+
+test('a console session holds its cancel key: closing it never drops another client\'s key', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { admin_users: pgi.user } })
+  const before = tp.rt.cancels.size
+  const a = await admin(t, tp)
+  assert.equal(tp.rt.cancels.size, before + 1, 'the console key is registered, so it cannot be issued twice')
+  const app = await tp.connect(t)
+  assert.equal(tp.rt.cancels.size, before + 2)
+  await a.end()
+  await waitFor(() => tp.rt.cancels.size === before + 1, { timeoutMs: 5_000, what: 'the console key released' })
+  const key = app as unknown as { processID: number }
+  assert.notEqual(key.processID, undefined)
+  assert.equal((await app.query('SELECT 1 AS one')).rows[0].one, 1)
+})
