@@ -158,16 +158,16 @@ export class Runtime implements ProxyContext, ServerFactory {
   pause(db: string | null): Promise<void> {
     if (db === null) this.isPausedAll = true
     else this.pausedDbs.add(db)
-    const affected = this.poolList.filter((p) => db === null || p.database === db)
+    const affected = this.poolsOf(db)
     for (const p of affected) p.isPaused = true
     const timeoutMs = this.config.settings.pause_timeout_ms
     const started = Date.now()
     return new Promise((resolve, reject) => {
       const check = () => {
-        const busy = affected.filter((p) => p.lists.activeServers.size + p.lists.testedServers.size > 0)
+        const busy = affected.filter((p) => p.lists.busyServerCount > 0)
         if (busy.length === 0) return resolve()
         if (timeoutMs > 0 && Date.now() - started >= timeoutMs) {
-          const what = busy.map((p) => `${p.database}/${p.user} (${p.lists.activeServers.size + p.lists.testedServers.size} active)`).join(', ')
+          const what = busy.map((p) => `${p.database}/${p.user} (${p.lists.busyServerCount} active)`).join(', ')
           this.log.warn('pause.timed_out', null, `PAUSE gave up waiting after ${timeoutMs} ms for ${what}`)
           return reject(new Error(`PAUSE timed out after ${timeoutMs} ms (pause_timeout_ms) waiting for ${what}; still paused, RESUME to lift it`))
         }
@@ -184,18 +184,14 @@ export class Runtime implements ProxyContext, ServerFactory {
   /** RECONNECT: servers close as they are released; idle ones at the next janitor sweep. */
   reconnect(db: string | null): void {
     for (const p of this.poolsOf(db)) {
-      const l = p.lists
-      for (const s of [...l.loginServers, ...l.idleServers, ...l.usedServers, ...l.activeServers, ...l.testedServers]) s.closeOnRelease = true
+      for (const s of p.lists.allServers()) s.closeOnRelease = true
     }
   }
 
   waitClose(db: string | null): Promise<void> {
     return new Promise((resolve) => {
       const check = () => {
-        const left = this.poolsOf(db).some((p) => {
-          const l = p.lists
-          return [...l.loginServers, ...l.idleServers, ...l.usedServers, ...l.activeServers, ...l.testedServers].some((s) => s.closeOnRelease)
-        })
+        const left = this.poolsOf(db).some((p) => p.lists.allServers().some((s) => s.closeOnRelease))
         if (!left) resolve()
         else setTimeout(check, 20).unref()
       }
@@ -208,9 +204,8 @@ export class Runtime implements ProxyContext, ServerFactory {
     this.pausedDbs.add(db)
     for (const p of this.poolsOf(db)) {
       p.isPaused = true
-      const l = p.lists
-      for (const c of [...l.activeClients, ...l.waitingClients, ...l.loginClients]) c.fail(ClientErrors.databaseRemoved)
-      for (const s of [...l.loginServers, ...l.idleServers, ...l.usedServers, ...l.activeServers, ...l.testedServers]) s.close('database removed')
+      for (const c of p.lists.allClients()) c.fail(ClientErrors.databaseRemoved)
+      for (const s of p.lists.allServers()) s.close('database removed')
     }
   }
 
@@ -540,7 +535,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     for (const e of this.pools.values()) {
       const entry = next.databases.get(e.pool.database) ?? next.databases.get('*')
       if (entry === undefined) {
-        for (const c of [...e.pool.lists.activeClients, ...e.pool.lists.waitingClients, ...e.pool.lists.loginClients]) c.fail(ClientErrors.databaseRemoved)
+        for (const c of e.pool.lists.allClients()) c.fail(ClientErrors.databaseRemoved)
         continue
       }
       e.pool.settings = this.resolvePoolSettings(entry, e.pool.user)
@@ -590,8 +585,7 @@ export class Runtime implements ProxyContext, ServerFactory {
       isFinished = true
       for (const c of [...this.clients]) c.fail(ClientErrors.shuttingDown)
       for (const e of this.pools.values()) {
-        const l = e.pool.lists
-        for (const s of [...l.loginServers, ...l.idleServers, ...l.usedServers, ...l.activeServers, ...l.testedServers]) s.close('pooler shutdown')
+        for (const s of e.pool.lists.allServers()) s.close('pooler shutdown')
       }
       if (this.tick !== null) clearInterval(this.tick)
       this.tick = null
@@ -614,7 +608,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     this.shutdownDone = new Promise<void>((resolve) => {
       const check = setInterval(() => {
         let busy = 0
-        for (const e of this.pools.values()) busy += e.pool.lists.activeServers.size + e.pool.lists.testedServers.size
+        for (const e of this.pools.values()) busy += e.pool.lists.busyServerCount
         if (mode === 'transactions') {
           for (const c of [...this.clients]) if (c.server === null) c.fail(ClientErrors.shuttingDown)
         }

@@ -117,4 +117,19 @@ export class PoolLists {
   get clientCount(): number {
     return this.loginClients.size + this.activeClients.size + this.waitingClients.size
   }
+
+  /** Servers running a client's work or an internal query: what PAUSE and shutdown wait for. */
+  get busyServerCount(): number {
+    return this.activeServers.size + this.testedServers.size
+  }
+
+  /** Every server on any list, copied, so the caller may close them while iterating. */
+  allServers(): PooledServer[] {
+    return [...this.loginServers, ...this.idleServers, ...this.usedServers, ...this.activeServers, ...this.testedServers]
+  }
+
+  /** Every client on any list, copied, so the caller may fail them while iterating. */
+  allClients(): PooledClient[] {
+    return [...this.loginClients, ...this.activeClients, ...this.waitingClients]
+  }
 }
