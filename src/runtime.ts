@@ -5,7 +5,6 @@
 
 import net from 'node:net'
 import fs from 'node:fs'
-import { join } from 'node:path'
 import type { Config, DatabaseEntry } from './config/types.ts'
 import { diffConfig, loadConfig } from './config/load.ts'
 import { serverCheckQuerySql } from './config/settings.ts'
@@ -15,6 +14,7 @@ import { consoleRows, runConsoleQuery, type ConsoleView } from './admin/console.
 import { Framer, INSPECT_ALL } from './protocol/framer.ts'
 import { parseErrorFields } from './protocol/reader.ts'
 import { startHttp } from './observe/http.ts'
+import { socketPath } from './net/dial.ts'
 import type http from 'node:http'
 import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
 import { parseHba, type HbaFile } from './auth/hba.ts'
@@ -330,7 +330,7 @@ export class Runtime implements ProxyContext, ServerFactory {
       this.listeners.push(server)
     }
     if (s.unix_socket_dir !== '') {
-      const path = join(s.unix_socket_dir, `.s.PGSQL.${this.port || s.listen_port}`)
+      const path = socketPath(s.unix_socket_dir, this.port || s.listen_port)
       try {
         fs.unlinkSync(path)
       } catch {

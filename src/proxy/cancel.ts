@@ -4,9 +4,8 @@
 // PostgreSQL itself never answers a CancelRequest, and nothing may crash on it (pgbouncer#801).
 // Must not: keep clients alive (unregister on close) or log the secret.
 
-import net from 'node:net'
+import { dial } from '../net/dial.ts'
 import { randomInt } from 'node:crypto'
-import { join } from 'node:path'
 import * as build from '../protocol/build.ts'
 
 export interface Cancellable {
@@ -52,9 +51,7 @@ export class CancelRegistry {
 
 /** Sends a CancelRequest to a server on a connection of its own; failures are silent, as in libpq. */
 export function sendCancel(t: { host: string; port: number; pid: number; secret: number }, connectTimeoutMs: number): void {
-  const sock = t.host.startsWith('/')
-    ? net.connect({ path: join(t.host, `.s.PGSQL.${t.port}`) })
-    : net.connect({ host: t.host, port: t.port })
+  const sock = dial(t.host, t.port)
   sock.setTimeout(connectTimeoutMs, () => sock.destroy())
   sock.on('error', () => sock.destroy())
   sock.on('connect', () => sock.end(build.cancelRequest(t.pid, t.secret)))

@@ -11,7 +11,6 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import type { ServerTls } from '../net/tls.ts'
-import { join } from 'node:path'
 import { Framer, INSPECT_ALL, inspectTable } from '../protocol/framer.ts'
 import { AuthCode, BackendCode, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
@@ -25,6 +24,7 @@ import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import type { ProxyContext } from './context.ts'
 import type { ClientConn } from './client-conn.ts'
 import { sendCancel } from './cancel.ts'
+import { dial, isUnixHost } from '../net/dial.ts'
 import { OUT } from './out-slices.ts'
 import { nowUs } from '../pool/stats.ts'
 
@@ -113,15 +113,13 @@ export class ServerConn implements PooledServer {
     this.framer = new Framer(ctx.settings.max_packet_size)
     this.framer.inspect = LOGIN_INSPECT
     this.auth = new ServerAuth(target.user, target.password, undefined, scramKeysFor(target, ctx))
-    const isUnix = target.host.startsWith('/')
+    const isUnix = isUnixHost(target.host)
     this.addr = isUnix ? `unix:${target.host}` : `${target.host}:${target.port}`
     // Reads land in a buffer of our own (onread) instead of a new Buffer and a stream 'data'
     // event per read: measurably less CPU per transaction. The buffer is replaced only while a
     // slice of it still waits in the client socket's write queue.
     const onread = { buffer: () => this.nextReadBuffer(), callback: (n: number, buf: Uint8Array): boolean => { this.onData((buf as Buffer).subarray(0, n)); return true } }
-    this.socket = isUnix
-      ? net.connect({ path: join(target.host, `.s.PGSQL.${target.port}`), onread })
-      : net.connect({ host: target.host, port: target.port, onread })
+    this.socket = dial(target.host, target.port, onread)
     this.socket.setNoDelay(true)
     if (ctx.settings.tcp_keepalive && !isUnix) {
       this.socket.setKeepAlive(true, Math.max(0, ctx.settings.tcp_keepidle) * 1000)
@@ -158,7 +156,7 @@ export class ServerConn implements PooledServer {
 
   private onConnect(): void {
     const serverTls = this.ctx.serverTls
-    if (serverTls !== null && !this.target.host.startsWith('/')) {
+    if (serverTls !== null && !isUnixHost(this.target.host)) {
       this.tlsAnswerPending = serverTls
       this.socket.write(SSL_REQUEST)
       return
