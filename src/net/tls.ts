@@ -22,14 +22,19 @@ export interface ClientTls {
 const VERSIONS: Record<string, tls.SecureVersion> = { 'tlsv1': 'TLSv1', 'tlsv1.0': 'TLSv1', 'tlsv1.1': 'TLSv1.1', 'tlsv1.2': 'TLSv1.2', 'tlsv1.3': 'TLSv1.3' }
 const ORDER: tls.SecureVersion[] = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3']
 
-export function protocolRange(value: string): { minVersion: tls.SecureVersion; maxVersion: tls.SecureVersion } {
+export function protocolRange(name: string, value: string): { minVersion: tls.SecureVersion; maxVersion: tls.SecureVersion } {
   const v = value.trim().toLowerCase()
   if (v === 'secure' || v === 'default' || v === '') return { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3' }
   if (v === 'all' || v === 'legacy') return { minVersion: 'TLSv1', maxVersion: 'TLSv1.3' }
   const picked = v.split(',').map((p) => VERSIONS[p.trim()])
-  if (picked.some((p) => p === undefined)) throw new TidepoolError('TP_CONFIG_INVALID', `client_tls_protocols: unknown protocol in "${value}"`)
+  if (picked.some((p) => p === undefined)) throw new TidepoolError('TP_CONFIG_INVALID', `${name}: unknown protocol in "${value}"`)
   const idx = picked.map((p) => ORDER.indexOf(p as tls.SecureVersion))
   return { minVersion: ORDER[Math.min(...idx)], maxVersion: ORDER[Math.max(...idx)] }
+}
+
+/** PgBouncer's cipher keywords keep Node's defaults (undefined); anything else is an OpenSSL cipher string. */
+function cipherList(value: string): string | undefined {
+  return ['', 'default', 'secure', 'fast', 'normal', 'all'].includes(value.trim().toLowerCase()) ? undefined : value
 }
 
 function readSetting(config: Config, name: string, path: string): Buffer {
@@ -49,12 +54,11 @@ export function clientTlsFromConfig(config: Config): ClientTls | null {
   const options: tls.SecureContextOptions = {
     key: readSetting(config, 'client_tls_key_file', s.client_tls_key_file),
     cert: readSetting(config, 'client_tls_cert_file', s.client_tls_cert_file),
-    ...protocolRange(s.client_tls_protocols),
+    ...protocolRange('client_tls_protocols', s.client_tls_protocols),
   }
   if (s.client_tls_ca_file !== '') options.ca = readSetting(config, 'client_tls_ca_file', s.client_tls_ca_file)
   else if (requireClientCert) throw new TidepoolError('TP_CONFIG_INVALID', `client_tls_sslmode ${s.client_tls_sslmode} needs client_tls_ca_file`)
-  const ciphers = s.client_tls_ciphers.trim().toLowerCase()
-  if (!['', 'default', 'secure', 'fast', 'normal', 'all'].includes(ciphers)) options.ciphers = s.client_tls_ciphers
+  options.ciphers = cipherList(s.client_tls_ciphers)
   let context: tls.SecureContext
   try {
     context = tls.createSecureContext(options)
@@ -78,14 +82,13 @@ export function serverTlsFromConfig(config: Config): ServerTls | null {
   const mode = s.server_tls_sslmode
   if (mode === 'disable') return null
   const verify = mode === 'verify-ca' || mode === 'verify-full'
-  const options: tls.ConnectionOptions = { ...protocolRange(s.server_tls_protocols), rejectUnauthorized: verify }
+  const options: tls.ConnectionOptions = { ...protocolRange('server_tls_protocols', s.server_tls_protocols), rejectUnauthorized: verify }
   if (s.server_tls_ca_file !== '') options.ca = readSetting(config, 'server_tls_ca_file', s.server_tls_ca_file)
   else if (verify) throw new TidepoolError('TP_CONFIG_INVALID', `server_tls_sslmode ${mode} needs server_tls_ca_file`)
   if (s.server_tls_cert_file !== '') options.cert = readSetting(config, 'server_tls_cert_file', s.server_tls_cert_file)
   if (s.server_tls_key_file !== '') options.key = readSetting(config, 'server_tls_key_file', s.server_tls_key_file)
   // verify-ca checks the chain only; verify-full also the host name (tls.connect's default check).
   if (mode === 'verify-ca') options.checkServerIdentity = () => undefined
-  const ciphers = s.server_tls_ciphers.trim().toLowerCase()
-  if (!['', 'default', 'secure', 'fast', 'normal', 'all'].includes(ciphers)) options.ciphers = s.server_tls_ciphers
+  options.ciphers = cipherList(s.server_tls_ciphers)
   return { mode, options, isRequired: mode === 'require' || verify }
 }
