@@ -15,6 +15,7 @@ import { Framer, INSPECT_ALL } from './protocol/framer.ts'
 import { parseErrorFields } from './protocol/reader.ts'
 import { startHttp } from './observe/http.ts'
 import { socketPath } from './net/dial.ts'
+import { pollUntil } from './util/poll.ts'
 import type http from 'node:http'
 import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
 import { parseHba, type HbaFile } from './auth/hba.ts'
@@ -155,26 +156,17 @@ export class Runtime implements ProxyContext, ServerFactory {
    * Resolves when no server of the paused pools is active any more. After pause_timeout_ms it
    * rejects with the pools still busy; the pause itself stays in effect (RESUME lifts it).
    */
-  pause(db: string | null): Promise<void> {
+  async pause(db: string | null): Promise<void> {
     if (db === null) this.isPausedAll = true
     else this.pausedDbs.add(db)
     const affected = this.poolsOf(db)
     for (const p of affected) p.isPaused = true
     const timeoutMs = this.config.settings.pause_timeout_ms
-    const started = Date.now()
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const busy = affected.filter((p) => p.lists.busyServerCount > 0)
-        if (busy.length === 0) return resolve()
-        if (timeoutMs > 0 && Date.now() - started >= timeoutMs) {
-          const what = busy.map((p) => `${p.database}/${p.user} (${p.lists.busyServerCount} active)`).join(', ')
-          this.log.warn('pause.timed_out', null, `PAUSE gave up waiting after ${timeoutMs} ms for ${what}`)
-          return reject(new Error(`PAUSE timed out after ${timeoutMs} ms (pause_timeout_ms) waiting for ${what}; still paused, RESUME to lift it`))
-        }
-        setTimeout(check, 20).unref()
-      }
-      check()
-    })
+    const isDone = await pollUntil(() => affected.every((p) => p.lists.busyServerCount === 0), 20, timeoutMs)
+    if (isDone) return
+    const what = affected.filter((p) => p.lists.busyServerCount > 0).map((p) => `${p.database}/${p.user} (${p.lists.busyServerCount} active)`).join(', ')
+    this.log.warn('pause.timed_out', null, `PAUSE gave up waiting after ${timeoutMs} ms for ${what}`)
+    throw new Error(`PAUSE timed out after ${timeoutMs} ms (pause_timeout_ms) waiting for ${what}; still paused, RESUME to lift it`)
   }
 
   private poolsOf(db: string | null): Pool[] {
@@ -188,15 +180,8 @@ export class Runtime implements ProxyContext, ServerFactory {
     }
   }
 
-  waitClose(db: string | null): Promise<void> {
-    return new Promise((resolve) => {
-      const check = () => {
-        const left = this.poolsOf(db).some((p) => p.lists.allServers().some((s) => s.closeOnRelease))
-        if (!left) resolve()
-        else setTimeout(check, 20).unref()
-      }
-      check()
-    })
+  async waitClose(db: string | null): Promise<void> {
+    await pollUntil(() => !this.poolsOf(db).some((p) => p.lists.allServers().some((s) => s.closeOnRelease)), 20)
   }
 
   /** KILL db: drop its clients and servers now, as PgBouncer's kill_pool; new clients wait until RESUME. */
