@@ -17,10 +17,6 @@ const ProtocolViolation = '08P01'
 function fatal(code: string, message: string, reason = message): ClientFailure {
   return Object.freeze({ severity: 'FATAL', code, message, reason })
 }
-function error(code: string, message: string, reason = message): ClientFailure {
-  return Object.freeze({ severity: 'ERROR', code, message, reason })
-}
-
 export const ClientErrors = {
   maxClientConn: fatal(ProtocolViolation, 'no more connections allowed (max_client_conn)'),
   queryWaitTimeout: fatal(ProtocolViolation, 'query_wait_timeout'),
@@ -34,7 +30,6 @@ export const ClientErrors = {
   serverConnCrashed: fatal(ProtocolViolation, 'server conn crashed?'),
   serverLoginRetry: fatal(ProtocolViolation, 'server login has been failing, try again later (server_login_retry)'),
   noSuchDatabase: (db: string) => fatal('3D000', `no such database: ${db}`),
-  noSuchUser: (user: string) => fatal('28000', `no such user: ${user}`),
   unsupportedStartupParameter: (name: string) => fatal(ProtocolViolation, `unsupported startup parameter: ${name}`),
   protocolViolation: (what: string) => fatal(ProtocolViolation, what),
   authTypeNotSupported: (t: string) => fatal('28000', `auth_type ${t} is not supported by this build yet`),
@@ -49,5 +44,4 @@ export const ClientErrors = {
   killedByAdmin: fatal(ProtocolViolation, 'client killed by admin (KILL_CLIENT)'),
   databaseDisabled: (db: string) => fatal(ProtocolViolation, `database does not allow connections: ${db}`),
   internalError: fatal('XX000', 'tidepool internal error; the pooler log has the details', 'internal error'),
-  featureNotSupported: (what: string) => error('0A000', what),
 } as const
