@@ -49,6 +49,7 @@ export class Runtime implements ProxyContext, ServerFactory {
   readonly cancels = new CancelRegistry()
   readonly loginClients = new IntrusiveList<PooledClient>()
   readonly clients = new Set<ClientConn>()
+  readonly clientCounts = { byDb: new Map<string, number>(), byUser: new Map<string, number>() }
   isShuttingDown = false
   /** Rebuilt on every RELOAD: new certificates apply to new connections. */
   clientTls: ClientTls | null = null
@@ -274,6 +275,7 @@ export class Runtime implements ProxyContext, ServerFactory {
       server_idle_timeout: s.server_idle_timeout,
       query_timeout: u?.query_timeout ?? s.query_timeout,
       idle_transaction_timeout: u?.idle_transaction_timeout ?? s.idle_transaction_timeout,
+      transaction_timeout: u?.transaction_timeout ?? s.transaction_timeout,
       client_idle_timeout: u?.client_idle_timeout ?? s.client_idle_timeout,
     }
   }
@@ -327,6 +329,7 @@ export class Runtime implements ProxyContext, ServerFactory {
         server.listen({ path, backlog: s.listen_backlog }, () => resolve())
       })
       fs.chmodSync(path, s.unix_socket_mode)
+      if (s.unix_socket_group !== '') fs.chownSync(path, -1, groupId(s.unix_socket_group))
       this.unixSocketPath = path
       this.listeners.push(server)
     }
@@ -607,6 +610,16 @@ export class Runtime implements ProxyContext, ServerFactory {
     })
     return this.shutdownDone
   }
+}
+
+/** A group's id from its name or number, read from /etc/group (Node has no getgrnam). */
+export function groupId(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group)
+  for (const line of fs.readFileSync('/etc/group', 'utf8').split('\n')) {
+    const f = line.split(':')
+    if (f[0] === group && f.length >= 3) return Number(f[2])
+  }
+  throw new TidepoolError('TP_CONFIG_INVALID', `unix_socket_group: no such group: ${group}`)
 }
 
 function counter(m: Map<string, SharedCount>, key: string): SharedCount {

@@ -16,10 +16,7 @@ const NOT_APPLIED: ReadonlyArray<readonly [SettingName, string]> = [
   ['auth_user', '#4'], ['auth_query', '#4'], ['auth_dbname', '#4'], ['auth_ident_file', '#4'],
   ['suspend_timeout', '#5'],
   ['max_prepared_statements', '#6'], ['session_state_policy', '#6'],
-  ['disable_pqexec', 'not yet planned'], ['application_name_add_host', 'not yet planned'],
-  ['max_db_client_connections', 'not yet planned'], ['max_user_client_connections', 'not yet planned'], ['transaction_timeout', 'not yet planned'],
-  ['cancel_wait_timeout', 'not yet planned'], ['server_fast_close', 'not yet planned'], ['query_wait_notify', 'not yet planned'],
-  ['syslog', 'not yet planned'], ['so_reuseport', 'not yet planned'], ['unix_socket_group', 'not yet planned'],
+  ['syslog', 'Node.js has no syslog client; use logfile or stderr'], ['so_reuseport', 'Node.js 20 cannot set it'],
   ['tcp_keepcnt', 'Node.js cannot set it'], ['tcp_keepintvl', 'Node.js cannot set it'], ['tcp_user_timeout', 'Node.js cannot set it'],
   ['tcp_defer_accept', 'Node.js cannot set it'], ['tcp_socket_buffer', 'Node.js cannot set it'],
 ]

@@ -471,7 +471,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'server_check_query', group: G.sanity, type: str(), default: '<empty>', apply: 'live',
     doc: 'Query that tests an idle server before reuse; `<empty>` sends an empty query, an empty value disables the check' }),
   setting({ name: 'server_fast_close', group: G.sanity, type: bool(), default: '0', apply: 'live',
-    doc: 'In session mode, close a server marked for reconnect at its next transaction end' }),
+    doc: 'In session mode, close a server marked by RECONNECT or RELOAD (and disconnect its client) between transactions, not at session end' }),
   setting({ name: 'server_lifetime', group: G.sanity, type: seconds(), default: '3600', apply: 'live',
     doc: 'Close an unused server connected longer than this; 0 uses each server once' }),
   setting({ name: 'server_idle_timeout', group: G.sanity, type: seconds(), default: '600', apply: 'live',

@@ -9,6 +9,7 @@ import type { Pool } from './pool.ts'
 import { ClientErrors } from '../protocol/client-errors.ts'
 import type { PooledClient } from './states.ts'
 import type { IntrusiveList } from '../util/intrusive-list.ts'
+import { nowUs } from './stats.ts'
 
 /**
  * The global timeouts the sweep applies, in seconds as pgbouncer.ini has them; 0 disables. Those
@@ -18,7 +19,12 @@ export interface JanitorSettings {
   query_wait_timeout: number
   client_login_timeout: number
   server_connect_timeout: number
+  query_wait_notify: number
+  server_fast_close: boolean
 }
+
+/** PgBouncer's text, so clients that show notices tell the same story. */
+export const QUEUED_NOTICE = 'No server connection available in postgres backend, client being queued'
 
 /** Clients that have not reached a pool yet (still sending startup or authenticating). */
 export function sweepLoginClients(list: IntrusiveList<PooledClient>, st: JanitorSettings, nowMs: number): void {
@@ -32,7 +38,7 @@ export function sweepLoginClients(list: IntrusiveList<PooledClient>, st: Janitor
 export function sweepPool(pool: Pool, global: JanitorSettings, nowMs: number): void {
   const l = pool.lists
   const ps = pool.settings
-  const st = { ...global, query_timeout: ps.query_timeout, idle_transaction_timeout: ps.idle_transaction_timeout, client_idle_timeout: ps.client_idle_timeout }
+  const st = { ...global, query_timeout: ps.query_timeout, idle_transaction_timeout: ps.idle_transaction_timeout, transaction_timeout: ps.transaction_timeout, client_idle_timeout: ps.client_idle_timeout }
 
   if (st.client_idle_timeout > 0) {
     const limit = st.client_idle_timeout * 1000
@@ -51,6 +57,17 @@ export function sweepPool(pool: Pool, global: JanitorSettings, nowMs: number): v
     }
   }
 
+  if (st.query_wait_notify > 0) {
+    const limit = st.query_wait_notify * 1000
+    for (const c of l.waitingClients) {
+      if (nowMs - c.waitSinceMs <= limit) break
+      if (!c.isWaitNoticeSent) {
+        c.isWaitNoticeSent = true
+        c.notice(QUEUED_NOTICE)
+      }
+    }
+  }
+
   if (st.client_login_timeout > 0 && pool.welcome === null) {
     const limit = st.client_login_timeout * 1000
     for (const c of l.loginClients) {
@@ -58,14 +75,23 @@ export function sweepPool(pool: Pool, global: JanitorSettings, nowMs: number): v
     }
   }
 
-  if (st.query_timeout > 0 || st.idle_transaction_timeout > 0) {
+  if (st.query_timeout > 0 || st.idle_transaction_timeout > 0 || st.transaction_timeout > 0 || st.server_fast_close) {
+    const now = st.transaction_timeout > 0 ? nowUs() : 0
     for (const s of l.activeServers) {
       const c = s.client
-      if (s.isReady || c === null) continue
+      if (c === null) continue
+      if (s.isReady) {
+        // server_fast_close: a session-mode client between transactions lets go of a server that
+        // RECONNECT or RELOAD marked, instead of keeping it until the session ends.
+        if (st.server_fast_close && s.closeOnRelease) c.fail(ClientErrors.databaseConfigChanged)
+        continue
+      }
       if (st.query_timeout > 0 && !s.isIdleInTransaction && nowMs - c.requestAtMs > st.query_timeout * 1000) {
         c.fail(ClientErrors.serverQueryTimeout)
       } else if (st.idle_transaction_timeout > 0 && s.isIdleInTransaction && nowMs - s.readyAtMs > st.idle_transaction_timeout * 1000) {
         c.fail(ClientErrors.idleTransactionTimeout)
+      } else if (st.transaction_timeout > 0 && s.transactionStartUs > 0 && now - s.transactionStartUs > st.transaction_timeout * 1_000_000) {
+        c.fail(ClientErrors.transactionTimeout)
       }
     }
   }

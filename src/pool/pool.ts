@@ -30,6 +30,7 @@ export interface PoolSettings {
   /** Global values, or the [users] entry's (PgBouncer 1.25 allows these per user). */
   query_timeout: number
   idle_transaction_timeout: number
+  transaction_timeout: number
   client_idle_timeout: number
 }
 
@@ -102,6 +103,7 @@ export class Pool {
       }
     }
     c.waitSinceMs = nowMs
+    c.isWaitNoticeSent = false
     this.lists.moveClient(c, ClientState.Waiting)
     if (!this.isPaused) {
       this.checkUsedServer()

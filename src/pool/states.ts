@@ -36,6 +36,10 @@ export interface PooledClient extends Linked<PooledClient> {
   onPoolReady(): void
   /** The pool gives up on this client: send `err` and close. */
   fail(err: ClientFailure): void
+  /** query_wait_notify's notice went out during the current wait. */
+  isWaitNoticeSent: boolean
+  /** Sends a NoticeResponse; only between the client's requests and answers (e.g. while waiting). */
+  notice(message: string): void
 }
 
 /** All the pool knows of a server connection. */
@@ -52,6 +56,8 @@ export interface PooledServer extends Linked<PooledServer> {
   readonly isReady: boolean
   /** At ReadyForQuery in a transaction (T or E), owing nothing: the client is idle in a transaction. */
   readonly isIdleInTransaction: boolean
+  /** When the client's current transaction began, on the stats clock (nowUs); 0 outside one. */
+  readonly transactionStartUs: number
   /** Run a query whose results nobody sees; `done(ok)` when ReadyForQuery arrives. */
   runInternal(sql: string, done: (ok: boolean) => void): void
   close(reason: string): void

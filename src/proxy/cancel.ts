@@ -52,7 +52,7 @@ export class CancelRegistry {
 /** Sends a CancelRequest to a server on a connection of its own; failures are silent, as in libpq. */
 export function sendCancel(t: { host: string; port: number; pid: number; secret: number }, connectTimeoutMs: number): void {
   const sock = dial(t.host, t.port)
-  sock.setTimeout(connectTimeoutMs, () => sock.destroy())
+  if (connectTimeoutMs > 0) sock.setTimeout(connectTimeoutMs, () => sock.destroy())
   sock.on('error', () => sock.destroy())
   sock.on('connect', () => sock.end(build.cancelRequest(t.pid, t.secret)))
 }

@@ -70,6 +70,12 @@ export class ClientConn implements PooledClient {
   private isConsoleAdmin = false
   private isConsoleBusy = false
   private consoleQueue: string[] = []
+  /** Message types this client may send in the work phase (disable_pqexec takes Query out). */
+  private readonly workCodes: Uint8Array
+  /** Counted in ctx.clientCounts (it reached a pool); close() uncounts it. */
+  private isCounted = false
+  /** query_wait_notify's notice went out for the current wait. */
+  isWaitNoticeSent = false
   /** Set while a startup chunk still has bytes after the packet being handled. */
   private hasBytesAfterStartupPacket = false
 
@@ -78,6 +84,7 @@ export class ClientConn implements PooledClient {
     private readonly ctx: ProxyContext,
   ) {
     this.id = `C-${nextClientId++}`
+    this.workCodes = ctx.settings.disable_pqexec ? NO_PQEXEC_WORK_CODES : VALID_WORK_CODES
     this.connectedAtMs = Date.now()
     this.requestAtMs = this.connectedAtMs
     this.peer = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix'
@@ -167,7 +174,10 @@ export class ClientConn implements PooledClient {
         this.socket.write('N')
         return
       case 'cancel': {
-        const what = this.ctx.cancels.cancel(p.pid, p.secret, this.ctx.settings.server_connect_timeout * 1000)
+        const st = this.ctx.settings
+        // cancel_wait_timeout bounds the whole forward; server_connect_timeout still bounds the connect.
+        const limits = [st.server_connect_timeout, st.cancel_wait_timeout].filter((x) => x > 0)
+        const what = this.ctx.cancels.cancel(p.pid, p.secret, limits.length === 0 ? 0 : Math.min(...limits) * 1000)
         this.ctx.log.debug('cancel.received', this, `cancel request: ${what}`)
         this.close('cancel request handled', true)
         return
@@ -221,6 +231,10 @@ export class ClientConn implements PooledClient {
       const canonical = canonicalParamName(name, st.track_extra_parameters)
       if (canonical !== null) this.params.set(canonical, value)
       else if (!ignored.has(name.toLowerCase())) return this.fail(ClientErrors.unsupportedStartupParameter(name))
+    }
+    if (st.application_name_add_host) {
+      // PgBouncer's format, so log parsers and pg_stat_activity queries written for it still match.
+      this.params.set('application_name', `${this.params.get('application_name') ?? 'app'} - ${peerDetails(this.socket, this.ctx.settings.listen_port)}`)
     }
     this.isConsole = this.database === CONSOLE_DB
     if (!this.isConsole) {
@@ -395,11 +409,39 @@ export class ClientConn implements PooledClient {
     if (!pool.isReady && pool.lastLoginError !== null && now - pool.lastLoginFailMs < pool.settings.server_login_retry * 1000) {
       return this.fail(ClientErrors.serverLoginRetry)
     }
+    if (!this.countClient()) return
     this.pool = pool
     this.phase = Phase.Login
     this.ctx.loginClients.remove(this)
     pool.addLoginClient(this, now)
     if (pool.isReady) this.onPoolReady()
+  }
+
+  /**
+   * Applies max_db_client_connections and max_user_client_connections, counted as PgBouncer counts
+   * them: per database entry and per login user (not the pool's server-side user). A per-entry
+   * value of 0 falls back to the global one, as in PgBouncer.
+   */
+  private countClient(): boolean {
+    const st = this.ctx.settings
+    const db = this.ctx.config.databases.get(this.database) ?? this.ctx.config.databases.get('*')
+    const dbLimit = positiveOr(db?.max_db_client_connections, st.max_db_client_connections)
+    const userLimit = positiveOr(this.ctx.config.users.get(this.user)?.max_user_client_connections, st.max_user_client_connections)
+    const { byDb, byUser } = this.ctx.clientCounts
+    const dbCount = (byDb.get(this.database) ?? 0) + 1
+    const userCount = (byUser.get(this.user) ?? 0) + 1
+    if (dbLimit > 0 && dbCount > dbLimit) {
+      this.fail(ClientErrors.maxDbClientConnections)
+      return false
+    }
+    if (userLimit > 0 && userCount > userLimit) {
+      this.fail(ClientErrors.maxUserClientConnections)
+      return false
+    }
+    byDb.set(this.database, dbCount)
+    byUser.set(this.user, userCount)
+    this.isCounted = true
+    return true
   }
 
   /**
@@ -455,6 +497,10 @@ export class ClientConn implements PooledClient {
     this.forward(chunk, this.server)
   }
 
+  notice(message: string): void {
+    if (this.socket.writable) this.socket.write(build.noticeResponse({ severity: 'NOTICE', code: '00000', message }))
+  }
+
   /** The pool linked a waiting client to `server`. */
   onServerAssigned(server: PooledServer): void {
     this.onLinked(server as ServerConn)
@@ -501,7 +547,7 @@ export class ClientConn implements PooledClient {
           isTerminated = true
           break
         }
-        if (VALID_WORK_CODES[f.code] !== 1) {
+        if (this.workCodes[f.code] !== 1) {
           badCode = f.code
           break
         }
@@ -517,6 +563,11 @@ export class ClientConn implements PooledClient {
     }
     if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
     out.flushTo(server.socket)
+    if (badCode === FrontendCode.Query) {
+      this.ctx.log.error('client.pqexec', this, 'client used "Query" packet type (disable_pqexec)')
+      this.fail(ClientErrors.pqexecDisallowed)
+      return
+    }
     if (badCode >= 0) {
       this.fail(ClientErrors.protocolViolation(`invalid frontend message type ${describeCode(badCode)}`))
       return
@@ -614,6 +665,10 @@ export class ClientConn implements PooledClient {
     this.phase = Phase.Closed
     this.ctx.clients.delete(this)
     if (this.cancelPid !== 0) this.ctx.cancels.unregister(this.cancelPid)
+    if (this.isCounted) {
+      decrement(this.ctx.clientCounts.byDb, this.database)
+      decrement(this.ctx.clientCounts.byUser, this.user)
+    }
     const server = this.server
     const pool = this.pool
     if (server !== null && pool !== null) {
@@ -648,6 +703,27 @@ const VALID_WORK_CODES = new Uint8Array(256)
 for (const c of [FrontendCode.Bind, FrontendCode.Close, FrontendCode.CopyData, FrontendCode.CopyDone, FrontendCode.CopyFail,
   FrontendCode.Describe, FrontendCode.Execute, FrontendCode.Flush, FrontendCode.FunctionCall, FrontendCode.Parse,
   FrontendCode.Query, FrontendCode.Sync, FrontendCode.Terminate]) VALID_WORK_CODES[c] = 1
+
+/** disable_pqexec: the extended protocol only, since a simple Query may carry several statements. */
+const NO_PQEXEC_WORK_CODES = VALID_WORK_CODES.slice()
+NO_PQEXEC_WORK_CODES[FrontendCode.Query] = 0
+
+function positiveOr(perEntry: number | null | undefined, global: number): number {
+  return perEntry !== null && perEntry !== undefined && perEntry > 0 ? perEntry : global
+}
+
+function decrement(counts: Map<string, number>, key: string): void {
+  const n = (counts.get(key) ?? 1) - 1
+  if (n <= 0) counts.delete(key)
+  else counts.set(key, n)
+}
+
+/** The client's address as PgBouncer writes it for application_name_add_host. */
+function peerDetails(socket: net.Socket, listenPort: number): string {
+  const addr = socket.remoteAddress
+  if (addr === undefined) return `unix:${listenPort}`
+  return socket.remoteFamily === 'IPv6' ? `[${addr}]:${socket.remotePort}` : `${addr}:${socket.remotePort}`
+}
 
 function isTerminate(chunk: Buffer): boolean {
   return chunk.length === 5 && chunk[0] === FrontendCode.Terminate && chunk.readInt32BE(1) === 4

@@ -33,6 +33,8 @@ export interface ProxyContext {
   readonly serverTls: ServerTls | null
   /** auth_hba_file, parsed; null unless auth_type is hba. Rebuilt on RELOAD. */
   readonly hba: HbaFile | null
+  /** Logged-in clients per database entry and per login user, for max_db/user_client_connections. */
+  readonly clientCounts: { readonly byDb: Map<string, number>; readonly byUser: Map<string, number> }
   /** DISABLE db: new logins to these databases are refused. */
   readonly disabledDbs: ReadonlySet<string>
   /** Runs one admin console query; the reply is complete (ending in ReadyForQuery) or empty. */

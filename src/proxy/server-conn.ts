@@ -146,6 +146,10 @@ export class ServerConn implements PooledServer {
       this.internalDone === null && this.framer.isAtBoundary
   }
 
+  get transactionStartUs(): number {
+    return this.xactStartUs
+  }
+
   get isIdleInTransaction(): boolean {
     return this.txStatus !== TxStatus.Idle && this.owedReady === 0 && !this.hasUnsyncedMessages
   }

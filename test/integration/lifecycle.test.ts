@@ -134,9 +134,11 @@ test('settings this version cannot honour are refused, ignored tuning is a warni
   const r2 = run(hba)
   assert.equal(r2.status, 2, r2.stdout)
   assert.match(r2.stdout, /auth_type hba needs auth_hba_file/)
-  const tuning = writeConfig(dir, pgi, { settings: { tcp_keepcnt: 3, disable_pqexec: 1 } })
+  const tuning = writeConfig(dir, pgi, { settings: { tcp_keepcnt: 3, so_reuseport: 1, disable_pqexec: 1 } })
   const r3 = run(tuning)
   assert.equal(r3.status, 0, r3.stdout)
   assert.match(r3.stdout, /warning: .*tcp_keepcnt is accepted but not applied/)
-  assert.match(r3.stdout, /warning: .*disable_pqexec is accepted but not applied/)
+  assert.match(r3.stdout, /warning: .*so_reuseport is accepted but not applied/)
+  // Applied settings get no such warning.
+  assert.doesNotMatch(r3.stdout, /disable_pqexec/)
 })

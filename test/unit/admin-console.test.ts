@@ -151,7 +151,7 @@ const SETTINGS: PoolSettings = {
   pool_mode: 'transaction', pool_size: 7, min_pool_size: 0, reserve_pool_size: 0, reserve_pool_timeout: 5,
   max_db_connections: 0, max_user_connections: 0, server_round_robin: false, server_reset_query: 'DISCARD ALL',
   server_reset_query_always: false, server_check_query: 'select 1', server_check_delay: 30, server_login_retry: 15,
-  server_lifetime: 3600, server_idle_timeout: 600, query_timeout: 0, idle_transaction_timeout: 0, client_idle_timeout: 0,
+  server_lifetime: 3600, server_idle_timeout: 600, query_timeout: 0, idle_transaction_timeout: 0, transaction_timeout: 0, client_idle_timeout: 0,
 }
 
 const noServers: ServerFactory = { openServer: () => assert.fail('the console must not open servers') }
@@ -169,6 +169,8 @@ class FakeClient implements PooledClient {
   onServerAssigned(): void {}
   onPoolReady(): void {}
   fail(_err: ClientFailure): void {}
+  isWaitNoticeSent = false
+  notice(): void {}
 }
 
 class FakeServer implements PooledServer {
@@ -183,6 +185,7 @@ class FakeServer implements PooledServer {
   readyAtMs = NOW - 1_000
   readonly isReady = true
   readonly isIdleInTransaction = false
+  readonly transactionStartUs = 0
   readonly target = { host: '10.0.0.1', port: 5433, database: 'appdb', user: 'alice' }
   constructor(readonly id: string, readonly backendPid: number) {}
   runInternal(): void {}
