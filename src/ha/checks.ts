@@ -1,0 +1,82 @@
+// The checks behind the monitor: the backend's own answer (a login and
+// `SELECT pg_is_in_recovery()` on a connection of its own), Patroni's REST API (GET /primary is
+// 200 only on the leader), and a plain HTTP health endpoint (CockroachDB's /health?ready=1, which
+// turns 503 while a node drains). Sources run side by side, each bounded by the same timeout.
+// Must not: throw; every failure becomes part of the CheckOutcome.
+
+import http from 'node:http'
+import https from 'node:https'
+import { queryOnce, type QueryOnceOptions } from '../net/query-once.ts'
+import type { CheckOutcome, Role } from './hosts.ts'
+import type { HostSpec } from './monitor.ts'
+
+export async function checkHost(spec: HostSpec, timeoutMs: number, o: Omit<QueryOnceOptions, 'timeoutMs'>): Promise<CheckOutcome> {
+  const started = performance.now()
+  const [backend, patroni, health] = await Promise.all([
+    spec.login === null ? null : queryOnce(spec.login, 'SELECT pg_is_in_recovery()', [], { ...o, timeoutMs, startupParams: { application_name: 'tidepool health check' } }),
+    spec.patroniUrl === null ? null : patroniRole(spec.patroniUrl, timeoutMs),
+    spec.healthUrl === null ? null : httpStatus(spec.healthUrl, timeoutMs),
+  ])
+  const latencyMs = performance.now() - started
+  const errors: string[] = []
+  let inRecovery: boolean | null = null
+  if (backend !== null) {
+    if (!backend.ok) errors.push(`backend: ${backend.cause}`)
+    else if (backend.rows.length === 1 && (backend.rows[0][0] === 't' || backend.rows[0][0] === 'f')) inRecovery = backend.rows[0][0] === 't'
+    else errors.push('backend: unexpected answer to pg_is_in_recovery()')
+  }
+  if (health !== null && health !== 200) errors.push(`health endpoint: ${typeof health === 'number' ? `HTTP ${health}` : health}`)
+  // Patroni being unreachable does not make the host unhealthy; it makes its role unknown.
+  const patroniAnswer: Role | null = patroni === null ? null : patroni
+  return { ok: errors.length === 0, inRecovery, patroni: patroniAnswer, latencyMs, error: errors.length > 0 ? errors.join('; ') : null }
+}
+
+/** Patroni: 200 on /primary only for the leader; another HTTP answer means "not the leader". */
+export async function patroniRole(baseUrl: string, timeoutMs: number): Promise<Role> {
+  const status = await httpStatus(new URL('primary', withSlash(baseUrl)).href, timeoutMs)
+  if (status === 200) return 'primary'
+  return typeof status === 'number' ? 'replica' : 'unknown'
+}
+
+/** A GET's status code, or why there was none. The body is read and dropped. */
+export function httpStatus(url: string, timeoutMs: number): Promise<number | string> {
+  return new Promise((resolve) => {
+    let u: URL
+    try {
+      u = new URL(url)
+    } catch {
+      resolve(`bad URL ${url}`)
+      return
+    }
+    const get = u.protocol === 'https:' ? https.get : http.get
+    const req = get(u, { timeout: timeoutMs, headers: { 'user-agent': 'tidepool' } }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode ?? 0))
+      res.on('error', (err) => resolve(err.message))
+    })
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)))
+    req.on('error', (err) => resolve(err.message))
+  })
+}
+
+/** Sends a POST with a JSON body; resolves with the status and body text. For Patroni's /switchover. */
+export function httpPost(url: string, body: unknown, timeoutMs: number): Promise<{ status: number; text: string } | { error: string }> {
+  return new Promise((resolve) => {
+    const u = new URL(url)
+    const data = Buffer.from(JSON.stringify(body))
+    const request = u.protocol === 'https:' ? https.request : http.request
+    const req = request(u, { method: 'POST', timeout: timeoutMs, headers: { 'content-type': 'application/json', 'content-length': data.length, 'user-agent': 'tidepool' } }, (res) => {
+      const parts: Buffer[] = []
+      res.on('data', (c: Buffer) => parts.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8') }))
+      res.on('error', (err) => resolve({ error: err.message }))
+    })
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)))
+    req.on('error', (err) => resolve({ error: err.message }))
+    req.end(data)
+  })
+}
+
+function withSlash(base: string): string {
+  return base.endsWith('/') ? base : `${base}/`
+}

@@ -1,0 +1,173 @@
+// One query on a connection of its own: connect (TLS as server_tls_* says), log in, run one
+// statement through the extended protocol with text parameters, close. For work that must never
+// touch a client pool: auth_query lookups and host health checks. Small and slow by design;
+// the hot path never comes here.
+// Must not: reject (every failure is a QueryOnceResult), outlive its timeout, or log secrets.
+
+import net from 'node:net'
+import tls from 'node:tls'
+import type { ServerTls } from './tls.ts'
+import { dial, isUnixHost } from './dial.ts'
+import { Framer, INSPECT_ALL } from '../protocol/framer.ts'
+import { BackendCode } from '../protocol/codes.ts'
+import * as build from '../protocol/build.ts'
+import { BodyReader, parseErrorFields } from '../protocol/reader.ts'
+import type { TidepoolError } from '../util/errors.ts'
+import { ServerAuth } from '../auth/server-login.ts'
+
+export interface QueryOnceTarget {
+  host: string
+  port: number
+  database: string
+  user: string
+  password: string | null
+  /** SCRAM keys for a user whose stored secret is a verifier (see ServerAuth). */
+  keys: { clientKey: Buffer; serverKey: Buffer } | null
+}
+
+export interface QueryOnceOptions {
+  serverTls: ServerTls | null
+  timeoutMs: number
+  maxPacket: number
+  /** Extra startup parameters (application_name, say); never the client's. */
+  startupParams?: Record<string, string>
+  /** Every socket opened is added while open, so a shutdown can destroy them all. */
+  sockets?: Set<net.Socket>
+}
+
+/** Where it went wrong: refusals at login or a failing query will not fix themselves; the rest may. */
+export type QueryOnceFailure = {
+  ok: false
+  phase: 'connect' | 'login' | 'query'
+  /** SQLSTATE when the server sent an ErrorResponse. */
+  code: string | null
+  cause: string
+}
+export type QueryOnceResult = { ok: true; columns: number; rows: Array<Array<string | null>>; latencyMs: number } | QueryOnceFailure
+
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+
+export function queryOnce(t: QueryOnceTarget, sql: string, params: readonly string[], o: QueryOnceOptions): Promise<QueryOnceResult> {
+  return new Promise((resolve) => {
+    const started = performance.now()
+    const framer = new Framer(o.maxPacket)
+    framer.inspect = INSPECT_ALL
+    const auth = new ServerAuth(t.user, t.password, undefined, t.keys)
+    let sock: net.Socket = dial(t.host, t.port)
+    let isTlsAnswerDue = false
+    let phase: QueryOnceFailure['phase'] = 'connect'
+    let done = false
+    let columns = 0
+    const rows: Array<Array<string | null>> = []
+
+    const finish = (r: QueryOnceResult): void => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      o.sockets?.delete(sock)
+      if (r.ok) sock.end(build.terminate())
+      else sock.destroy()
+      resolve(r)
+    }
+    const fail = (cause: string, code: string | null = null): void => finish({ ok: false, phase, code, cause })
+    const timer = setTimeout(() => fail(`no answer within ${o.timeoutMs} ms`), o.timeoutMs)
+    o.sockets?.add(sock)
+
+    const watch = (s: net.Socket): void => {
+      s.on('data', onData)
+      s.on('error', (err) => fail(err.message))
+      s.on('close', () => fail('server closed the connection'))
+    }
+    const sendStartup = (): void => {
+      phase = 'login'
+      sock.write(build.startupMessage({ ...o.startupParams, user: t.user, database: t.database }))
+    }
+    const onTlsAnswer = (chunk: Buffer): void => {
+      isTlsAnswerDue = false
+      const conf = o.serverTls as ServerTls
+      if (chunk.length !== 1 || (chunk[0] !== 0x53 && chunk[0] !== 0x4e)) return fail('unexpected answer to SSLRequest')
+      if (chunk[0] === 0x4e) {
+        if (conf.isRequired) return fail(`server does not support TLS (server_tls_sslmode ${conf.mode})`)
+        return sendStartup()
+      }
+      const raw = sock
+      raw.removeListener('data', onData)
+      o.sockets?.delete(raw)
+      sock = tls.connect({ ...conf.options, socket: raw, servername: net.isIP(t.host) === 0 ? t.host : undefined })
+      o.sockets?.add(sock)
+      watch(sock)
+      sock.once('secureConnect', sendStartup)
+    }
+    function onData(chunk: Buffer): void {
+      if (done) return
+      try {
+        if (isTlsAnswerDue) return onTlsAnswer(chunk)
+        framer.push(chunk)
+        while (!done && framer.next()) onMessage(framer.code, framer.buf, framer.start + 5, framer.end)
+      } catch (err) {
+        const e = err as TidepoolError
+        fail(e.code === 'TP_AUTH_FAILED' || e.code === 'TP_AUTH_UNSUPPORTED' ? `cannot log in: ${e.message}` : `server protocol error: ${e.message}`, e.code === 'TP_AUTH_FAILED' ? '28P01' : null)
+      }
+    }
+    const onMessage = (code: number, buf: Buffer, start: number, end: number): void => {
+      switch (code) {
+        case BackendCode.Authentication: {
+          const reply = auth.onAuthRequest(buf, start, end)
+          if (reply !== null) sock.write(reply)
+          return
+        }
+        case BackendCode.ErrorResponse: {
+          const e = parseErrorFields(buf, start, end)
+          return fail(`${e.message} (SQLSTATE ${e.code})`, e.code)
+        }
+        case BackendCode.ReadyForQuery:
+          if (phase !== 'query') {
+            phase = 'query'
+            sock.write(Buffer.concat([
+              build.parse('', sql, []), build.bind('', '', params.map((p) => Buffer.from(p, 'utf8'))),
+              build.describePortal(''), build.execute('', 0), build.sync(),
+            ]))
+            return
+          }
+          return finish({ ok: true, columns, rows, latencyMs: performance.now() - started })
+        case BackendCode.RowDescription:
+          columns = new BodyReader(buf, start, end).int16()
+          return
+        case BackendCode.DataRow:
+          rows.push(dataRowValues(buf, start, end))
+          return
+        case BackendCode.ParameterStatus:
+        case BackendCode.BackendKeyData:
+        case BackendCode.NoticeResponse:
+        case BackendCode.NegotiateProtocolVersion:
+        case BackendCode.ParseComplete:
+        case BackendCode.BindComplete:
+        case BackendCode.NoData:
+        case BackendCode.CommandComplete:
+          return
+        default:
+          return fail(`unexpected message '${String.fromCharCode(code)}'`)
+      }
+    }
+
+    watch(sock)
+    sock.setNoDelay(true)
+    sock.once('connect', () => {
+      if (o.serverTls !== null && !isUnixHost(t.host)) {
+        isTlsAnswerDue = true
+        sock.write(SSL_REQUEST)
+      } else sendStartup()
+    })
+  })
+}
+
+function dataRowValues(buf: Buffer, start: number, end: number): Array<string | null> {
+  const r = new BodyReader(buf, start, end)
+  const n = r.int16()
+  const out: Array<string | null> = []
+  for (let i = 0; i < n; i++) {
+    const len = r.int32()
+    out.push(len < 0 ? null : r.bytes(len).toString('utf8'))
+  }
+  return out
+}
