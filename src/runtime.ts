@@ -19,6 +19,7 @@ import { pollUntil } from './util/poll.ts'
 import type http from 'node:http'
 import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
 import { parseHba, type HbaFile } from './auth/hba.ts'
+import { AuthQuery } from './auth/auth-query.ts'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { Logger } from './observe/log.ts'
 import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
@@ -49,6 +50,7 @@ export class Runtime implements ProxyContext, ServerFactory {
   readonly cancels = new CancelRegistry()
   readonly loginClients = new IntrusiveList<PooledClient>()
   readonly clients = new Set<ClientConn>()
+  readonly authQuery = new AuthQuery()
   readonly clientCounts = { byDb: new Map<string, number>(), byUser: new Map<string, number>() }
   isShuttingDown = false
   /** Rebuilt on every RELOAD: new certificates apply to new connections. */
@@ -575,6 +577,7 @@ export class Runtime implements ProxyContext, ServerFactory {
       for (const e of this.pools.values()) {
         for (const s of e.pool.lists.allServers()) s.close('pooler shutdown')
       }
+      this.authQuery.abortAll()
       if (this.tick !== null) clearInterval(this.tick)
       this.tick = null
       if (this.statsTimer !== null) clearInterval(this.statsTimer)

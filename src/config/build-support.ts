@@ -13,7 +13,7 @@ const SUPPORTED_AUTH = new Set(['trust', 'any', 'plain', 'md5', 'scram-sha-256',
 
 /** Settings accepted but not applied yet, and the issue that brings them. */
 const NOT_APPLIED: ReadonlyArray<readonly [SettingName, string]> = [
-  ['auth_user', '#4'], ['auth_query', '#4'], ['auth_dbname', '#4'], ['auth_ident_file', '#4'],
+  ['auth_ident_file', '#4'],
   ['suspend_timeout', '#5'],
   ['max_prepared_statements', '#6'], ['session_state_policy', '#6'],
   ['syslog', 'Node.js has no syslog client; use logfile or stderr'], ['so_reuseport', 'Node.js 20 cannot set it'],
@@ -37,6 +37,7 @@ export function checkBuildSupport(config: Config): { errors: string[]; warnings:
   if (s.auth_type === 'cert' && s.client_tls_sslmode !== 'verify-ca' && s.client_tls_sslmode !== 'verify-full') {
     errors.push(`${where('auth_type')}: auth_type cert needs client_tls_sslmode verify-ca or verify-full (client certificates are only requested then)`)
   }
+  warnings.push(...authDbnameWarnings(config))
   const defaults = defaultSettings()
   for (const [name, why] of NOT_APPLIED) {
     if (isSet(name) && JSON.stringify(s[name]) !== JSON.stringify(defaults[name])) {
@@ -44,4 +45,25 @@ export function checkBuildSupport(config: Config): { errors: string[]; warnings:
     }
   }
   return { errors, warnings }
+}
+
+/**
+ * An auth_dbname naming no [databases] entry (and no '*' to fall back on) fails every lookup
+ * with "bouncer config error", as PgBouncer does at login; saying so at load saves the hunt.
+ */
+function authDbnameWarnings(config: Config): string[] {
+  const out: string[] = []
+  const check = (name: string, where: string) => {
+    if (name.toLowerCase() === 'pgbouncer') out.push(`${where}: auth_dbname cannot be the admin console database "pgbouncer"`)
+    else if (!config.databases.has(name) && !config.databases.has('*')) out.push(`${where}: auth_dbname "${name}" is not in [databases]; auth_query logins through it will fail`)
+  }
+  const global = config.settings.auth_dbname
+  if (global !== '') {
+    const p = config.positions.get('auth_dbname')
+    check(global, p === undefined ? config.file : `${p.file}:${p.line}`)
+  }
+  for (const db of config.databases.values()) {
+    if (db.auth_dbname !== null) check(db.auth_dbname, `${db.pos.file}:${db.pos.line}`)
+  }
+  return out
 }

@@ -134,6 +134,7 @@ export interface Settings {
   janitor_interval_ms: number
   pause_timeout_ms: number
   session_state_policy: SessionStatePolicy
+  auth_query_cache_ttl_ms: number
 }
 
 export type SettingName = keyof Settings
@@ -430,12 +431,12 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'auth_file', group: G.auth, type: str(), default: '', apply: 'live',
     doc: 'userlist.txt with user names and secrets, relative to the config file\'s directory' }),
   setting({ name: 'auth_user', group: G.auth, type: str(), default: '', apply: 'live',
-    doc: 'User that runs auth_query for users missing from auth_file' }),
+    doc: 'User that runs auth_query for users missing from auth_file; its password comes from auth_file (or the auth database entry\'s password= when its user= is this user); a [databases] entry\'s auth_user= overrides it' }),
   setting({ name: 'auth_query', group: G.auth, type: str(), apply: 'live',
     default: 'SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin',
-    doc: 'Query that returns the name and secret of the user given as $1' }),
+    doc: 'Query that returns one row (name, secret) for the user given as $1, run on a connection of its own; the secret is an md5 hash, a SCRAM verifier or a plain password; no row or a NULL secret fails the login like a wrong password; overridden by a [databases] entry\'s auth_query=' }),
   setting({ name: 'auth_dbname', group: G.auth, type: str(), default: '', apply: 'live',
-    doc: 'Database entry that auth_query runs in; empty means the one the client asked for' }),
+    doc: 'Database entry that auth_query runs in; empty means the one the client asked for; overridden by a [databases] entry\'s auth_dbname=' }),
   setting({ name: 'auth_ldap_options', group: G.auth, type: str(), default: '', apply: 'live',
     doc: 'LDAP connection options when auth_type is ldap' }),
   // ---- log
@@ -582,6 +583,8 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'How long PAUSE waits for running transactions before it answers with an error naming the busy pools (the pause stays in effect); 0 waits forever, as PgBouncer' }),
   setting({ name: 'session_state_policy', section: 'tidepool', group: G.tidepool, type: oneOf(['pin', 'error'] as const), default: 'pin', apply: 'live',
     doc: 'When a client in transaction or statement mode leaves session state behind: pin its server, or fail with an error' }),
+  setting({ name: 'auth_query_cache_ttl_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 0 }), default: '5000', apply: 'live',
+    doc: 'How long an auth_query answer (secret found, or none) serves later logins of the same user; a failed password drops a found one at once; 0 asks the server at every login (logins of one user at the same moment still share one query)' }),
 ])
 
 const BY_NAME: ReadonlyMap<string, AnySettingRow> = new Map(SETTINGS.map((r) => [r.name, r]))

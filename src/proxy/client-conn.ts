@@ -251,11 +251,29 @@ export class ClientConn implements PooledClient {
   }
 
   private startPasswordFlow(method: 'plain' | 'md5' | 'scram-sha-256'): void {
-    const secret = this.ctx.config.userlist.get(this.user)?.password ?? null
-    this.authFlow = clientAuthFlow(method, this.user, secret, this.ctx.settings.scram_iterations)
+    const entry = this.ctx.config.userlist.get(this.user)
+    const lookup = entry === undefined ? this.ctx.authQuery.flowFor(this.ctx, method, this.isConsole ? null : this.database, this.user) : null
+    if (lookup === null) return this.beginAuth(clientAuthFlow(method, this.user, entry?.password ?? null, this.ctx.settings.scram_iterations))
+    // auth_query runs on a server meanwhile. The client has nothing to send until asked for a
+    // password; bytes it sends anyway (a second startup packet, say) end its login (Phase.Login).
+    this.phase = Phase.Login
+    this.socket.pause()
+    lookup.then((r) => {
+      if (this.closed) return
+      this.socket.resume()
+      if (r.ok) this.beginAuth(r.flow)
+      else this.fail(r.failure)
+    }, (err: unknown) => {
+      this.ctx.log.error('client.internal_error', this, `auth_query lookup failed: ${(err as Error).stack ?? String(err)}`)
+      this.fail(ClientErrors.internalError)
+    })
+  }
+
+  private beginAuth(flow: ClientAuthFlow): void {
+    this.authFlow = flow
     this.phase = Phase.Auth
     this.framer.inspect = INSPECT_ALL
-    this.socket.write(this.authFlow.start())
+    this.socket.write(flow.start())
   }
 
   /** auth_type hba: the first matching line of auth_hba_file decides, as in PostgreSQL. */

@@ -12,6 +12,7 @@ import type { CancelRegistry } from './cancel.ts'
 import type { ClientConn } from './client-conn.ts'
 import type { ClientTls, ServerTls } from '../net/tls.ts'
 import type { HbaFile } from '../auth/hba.ts'
+import type { AuthQuery } from '../auth/auth-query.ts'
 
 export interface ProxyContext {
   config: Config
@@ -35,6 +36,8 @@ export interface ProxyContext {
   readonly hba: HbaFile | null
   /** Logged-in clients per database entry and per login user, for max_db/user_client_connections. */
   readonly clientCounts: { readonly byDb: Map<string, number>; readonly byUser: Map<string, number> }
+  /** auth_user/auth_query lookups for users missing from auth_file, and the secrets they proved. */
+  readonly authQuery: AuthQuery
   /** DISABLE db: new logins to these databases are refused. */
   readonly disabledDbs: ReadonlySet<string>
   /** Runs one admin console query; the reply is complete (ending in ReadyForQuery) or empty. */

@@ -112,7 +112,9 @@ export class ServerConn implements PooledServer {
     this.readyAtMs = now
     this.framer = new Framer(ctx.settings.max_packet_size)
     this.framer.inspect = LOGIN_INSPECT
-    this.auth = new ServerAuth(target.user, target.password, undefined, scramKeysFor(target, ctx))
+    // A user found through auth_query has no secret in the target: it logs in with the one it proved.
+    const secret = target.password ?? ctx.authQuery.serverSecret(pool.database, target.user)
+    this.auth = new ServerAuth(target.user, secret, undefined, scramKeysFor(target.user, secret, ctx))
     const isUnix = isUnixHost(target.host)
     this.addr = isUnix ? `unix:${target.host}` : `${target.host}:${target.port}`
     // Reads land in a buffer of our own (onread) instead of a new Buffer and a stream 'data'
@@ -502,10 +504,10 @@ export class ServerConn implements PooledServer {
 }
 
 /** With a SCRAM verifier as the stored secret, the server login needs the ClientKey a client proved. */
-function scramKeysFor(target: ServerTarget, ctx: ProxyContext): { clientKey: Buffer; serverKey: Buffer } | null {
-  const v = target.password === null ? null : parseScramVerifier(target.password)
+function scramKeysFor(user: string, secret: string | null, ctx: ProxyContext): { clientKey: Buffer; serverKey: Buffer } | null {
+  const v = secret === null ? null : parseScramVerifier(secret)
   if (v === null) return null
-  const clientKey = ctx.scramClientKey(target.user)
+  const clientKey = ctx.scramClientKey(user)
   return clientKey === null ? null : { clientKey, serverKey: v.serverKey }
 }
 
