@@ -20,16 +20,20 @@ import type http from 'node:http'
 import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
 import { parseHba, type HbaFile } from './auth/hba.ts'
 import { AuthQuery } from './auth/auth-query.ts'
+import { Backends, isWatched, attrsOf } from './ha/backends.ts'
+import { checkHost } from './ha/checks.ts'
+import type { Host } from './ha/hosts.ts'
+import type { HostChange } from './ha/monitor.ts'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { Logger } from './observe/log.ts'
 import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
 import { sweepLoginClients, sweepPool } from './pool/janitor.ts'
 import { PoolStats, averages, type StatsAverages } from './pool/stats.ts'
 import { IntrusiveList } from './util/intrusive-list.ts'
-import type { PooledClient } from './pool/states.ts'
+import { ServerState, type PooledClient } from './pool/states.ts'
 import { CancelRegistry } from './proxy/cancel.ts'
 import { ClientConn } from './proxy/client-conn.ts'
-import { ServerConn, type ServerTarget } from './proxy/server-conn.ts'
+import { ServerConn, type ServerTarget, type WatchedHost } from './proxy/server-conn.ts'
 import type { ProxyContext } from './proxy/context.ts'
 import { ClientErrors } from './protocol/client-errors.ts'
 
@@ -40,8 +44,10 @@ export interface RuntimeOptions {
 interface PoolEntry {
   pool: Pool
   target: ServerTarget
-  /** Round-robin position over the entry's hosts. */
+  /** Turn among equally loaded hosts (leastconn ties). */
   nextHost: number
+  /** Why the last attempt found no host (logged once per change), or null. */
+  noHostReason: string | null
 }
 
 export class Runtime implements ProxyContext, ServerFactory {
@@ -51,6 +57,10 @@ export class Runtime implements ProxyContext, ServerFactory {
   readonly loginClients = new IntrusiveList<PooledClient>()
   readonly clients = new Set<ClientConn>()
   readonly authQuery = new AuthQuery()
+  /** Hosts of watched [databases] entries: health, role, and where new server connections go. */
+  readonly backends: Backends
+  /** Connections of health checks, destroyed at shutdown. */
+  private readonly checkSockets = new Set<net.Socket>()
   readonly clientCounts = { byDb: new Map<string, number>(), byUser: new Map<string, number>() }
   isShuttingDown = false
   /** Rebuilt on every RELOAD: new certificates apply to new connections. */
@@ -86,6 +96,12 @@ export class Runtime implements ProxyContext, ServerFactory {
     this.log = opts.log ?? new Logger()
     this.applyLogSettings()
     this.consoleView = this.makeConsoleView()
+    this.backends = new Backends(
+      (spec, timeoutMs) => checkHost({ ...spec, login: spec.login === null ? null : this.backends.withKeys(spec.login) }, timeoutMs,
+        { serverTls: this.serverTls, maxPacket: this.settings.max_packet_size, sockets: this.checkSockets }),
+      (h, change) => this.onHostChange(h, change),
+      (user) => this.scramClientKey(user),
+    )
   }
 
   get settings() {
@@ -101,6 +117,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     rt.clientTls = clientTlsFromConfig(config)
     rt.serverTls = serverTlsFromConfig(config)
     rt.hba = hbaFromConfig(config)
+    rt.backends.apply(config)
     await rt.listen()
     await rt.startHttpIfConfigured()
     rt.startJanitor()
@@ -240,20 +257,57 @@ export class Runtime implements ProxyContext, ServerFactory {
     const userCount = counter(this.userCounts, user)
     const pool = new Pool(database, user, this.resolvePoolSettings(entry, user), dbCount, userCount, this)
     pool.isPaused = this.isPausedAll || this.pausedDbs.has(database)
-    this.pools.set(key, { pool, target: this.resolveTarget(entry, database, user, 0), nextHost: 0 })
+    this.pools.set(key, { pool, target: this.resolveTarget(entry, database, user, 0), nextHost: 0, noHostReason: null })
     this.log.debug('pool.created', null, `new pool ${database}/${user}`)
     return pool
   }
 
-  openServer(pool: Pool): ServerConn {
+  openServer(pool: Pool): ServerConn | null {
     const e = this.pools.get(`${pool.database}\u0000${pool.user}`) as PoolEntry
     const entry = this.config.databases.get(pool.database) ?? this.config.databases.get('*')
-    let target = e.target
-    if (entry !== undefined && entry.hosts.length > 1) {
-      e.nextHost = (e.nextHost + 1) % entry.hosts.length
-      target = this.resolveTarget(entry, pool.database, pool.user, e.nextHost)
+    if (entry === undefined || !isWatched(entry)) return new ServerConn(pool, e.target, this)
+    const pick = this.backends.pick(entry, e.nextHost++, Date.now())
+    if (typeof pick === 'string') {
+      // Clients wait (query_wait_timeout bounds them) until a check finds a fitting host.
+      if (e.noHostReason !== pick) this.log.warn('pool.no_host', null, `${pool.database}/${pool.user}: no server connection opened: ${pick} (target_session_attrs ${attrsOf(entry)})`)
+      e.noHostReason = pick
+      return null
     }
-    return new ServerConn(pool, target, this)
+    e.noHostReason = null
+    return new ServerConn(pool, { ...this.resolveTarget(entry, pool.database, pool.user, pick.index), watchedHost: pick.host }, this)
+  }
+
+  hostFailed(h: WatchedHost, reason: string): void {
+    const host = h as Host // openServer only ever hands out monitor hosts
+    this.backends.monitor.ban(host.host, host.port, reason)
+  }
+
+  /**
+   * A watched host changed health or role. Servers that no longer fit their entry (on a host
+   * that went down, or lost the primary role) leave: idle ones now, busy ones when their client
+   * releases them, so a transaction in flight finishes where it began. Then waiting clients get
+   * servers on whichever host fits now.
+   */
+  private onHostChange(h: Host, change: HostChange): void {
+    const now = Date.now()
+    const parts: string[] = []
+    if (change.upChanged) parts.push(h.isUsable(now) ? 'up' : h.health(now))
+    if (change.roleChanged) parts.push(`role ${h.role}`)
+    if (h.isConflicted) parts.push('role sources disagree')
+    const msg = `host ${h.key}: ${parts.join(', ')}${h.isUsable(now) || h.lastError === null ? '' : ` (${h.lastError})`}`
+    if (h.isUsable(now)) this.log.info('host.changed', null, msg)
+    else this.log.warn('host.changed', null, msg)
+    for (const e of this.pools.values()) {
+      const entry = this.config.databases.get(e.pool.database) ?? this.config.databases.get('*')
+      if (entry === undefined || !isWatched(entry) || !this.backends.hostsOf(entry).includes(h)) continue
+      for (const s of e.pool.lists.allServers()) {
+        const t = (s as ServerConn).target
+        if (this.backends.fits(entry, t.host, t.port, now)) continue
+        if (s.state === ServerState.Active) s.closeOnRelease = true
+        else (s as ServerConn).close(`host ${t.host}:${t.port} no longer fits target_session_attrs ${attrsOf(entry)}`, false)
+      }
+      e.pool.kick(now)
+    }
   }
 
   private resolvePoolSettings(db: DatabaseEntry, user: string): PoolSettings {
@@ -520,6 +574,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     const prev = this.config
     this.config = next
     this.applyLogSettings()
+    this.backends.apply(next)
     if (prev.settings.janitor_interval_ms !== next.settings.janitor_interval_ms) this.startJanitor()
     if (prev.settings.stats_period !== next.settings.stats_period) this.startStats()
     for (const e of this.pools.values()) {
@@ -578,6 +633,8 @@ export class Runtime implements ProxyContext, ServerFactory {
         for (const s of e.pool.lists.allServers()) s.close('pooler shutdown')
       }
       this.authQuery.abortAll()
+      this.backends.stop()
+      for (const s of this.checkSockets) s.destroy()
       if (this.tick !== null) clearInterval(this.tick)
       this.tick = null
       if (this.statsTimer !== null) clearInterval(this.statsTimer)

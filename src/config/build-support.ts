@@ -38,6 +38,7 @@ export function checkBuildSupport(config: Config): { errors: string[]; warnings:
     errors.push(`${where('auth_type')}: auth_type cert needs client_tls_sslmode verify-ca or verify-full (client certificates are only requested then)`)
   }
   warnings.push(...authDbnameWarnings(config))
+  errors.push(...roleCheckErrors(config))
   const defaults = defaultSettings()
   for (const [name, why] of NOT_APPLIED) {
     if (isSet(name) && JSON.stringify(s[name]) !== JSON.stringify(defaults[name])) {
@@ -45,6 +46,22 @@ export function checkBuildSupport(config: Config): { errors: string[]; warnings:
     }
   }
   return { errors, warnings }
+}
+
+/**
+ * A role (primary, standby) can only be read by a check that logs in: an entry that asks for one
+ * needs a user to check as, or its clients would wait for a primary that is never found.
+ */
+function roleCheckErrors(config: Config): string[] {
+  const out: string[] = []
+  for (const db of config.databases.values()) {
+    const attrs = db.target_session_attrs ?? 'any'
+    if (attrs === 'any' || (db.backend ?? 'postgresql') !== 'postgresql') continue
+    if (db.user === null && db.auth_user === null && config.settings.auth_user === '') {
+      out.push(`${db.pos.file}:${db.pos.line}: [databases] ${db.name}: target_session_attrs ${attrs} needs user= (or auth_user) so health checks can log in and read the host's role`)
+    }
+  }
+  return out
 }
 
 /**

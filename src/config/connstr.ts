@@ -6,7 +6,7 @@
 // a database's ports list matches its hosts list (see DatabaseEntry.ports).
 // Must not: throw, read files, or apply global defaults (the runtime resolves those at use).
 
-import type { DatabaseEntry, PoolMode, SourcePos, UserEntry } from './types.ts'
+import { TARGET_SESSION_ATTRS, type BackendKind, type DatabaseEntry, type PoolMode, type SourcePos, type TargetSessionAttrs, type UserEntry } from './types.ts'
 import { int, oneOf, parseSeconds, type ParseResult } from './settings.ts'
 
 export type ConnStringResult = { ok: true; pairs: Array<[string, string]> } | { ok: false; error: string }
@@ -78,6 +78,23 @@ const POOL_MODE = oneOf(['session', 'transaction', 'statement'] as const)
 const LOAD_BALANCE = oneOf(['round-robin', 'disable'] as const)
 const COUNT = int()
 const PORT = int({ min: 1, max: 65535 })
+const SESSION_ATTRS = oneOf(TARGET_SESSION_ATTRS)
+const BACKEND = oneOf(['postgresql', 'cockroachdb'] as const)
+
+/** A comma-separated list of http(s) URLs, one per host. */
+function urlList(r: LineReader, key: string, v: string): string[] {
+  const urls = v.split(',').map((u) => u.trim())
+  for (const u of urls) {
+    let ok = false
+    try {
+      ok = ['http:', 'https:'].includes(new URL(u).protocol)
+    } catch {
+      ok = false
+    }
+    if (!ok) r.error(`${key}: ${JSON.stringify(u)} is not an http:// or https:// URL`)
+  }
+  return urls
+}
 
 /** Collects typed values of one line, turning parse failures into located messages. */
 class LineReader {
@@ -134,6 +151,10 @@ export function parseDatabaseEntry(name: string, value: string, pos: SourcePos):
   let datestyle: string | null = null
   let timezone: string | null = null
   let server_lifetime: number | null = null
+  let target_session_attrs: TargetSessionAttrs | null = null
+  let backend: BackendKind | null = null
+  let patroni_urls: string[] = []
+  let health_urls: string[] = []
   const extra: Record<string, string> = {}
 
   for (const [key, v] of cs.pairs) {
@@ -167,6 +188,10 @@ export function parseDatabaseEntry(name: string, value: string, pos: SourcePos):
       case 'server_lifetime': server_lifetime = r.typed(key, parseSeconds(v)); break
       case 'pool_mode': pool_mode = r.typed(key, POOL_MODE.parse(v)); break
       case 'load_balance_hosts': load_balance_hosts = r.typed(key, LOAD_BALANCE.parse(v)); break
+      case 'target_session_attrs': target_session_attrs = r.typed(key, SESSION_ATTRS.parse(v)); break
+      case 'backend': backend = r.typed(key, BACKEND.parse(v)); break
+      case 'patroni_urls': patroni_urls = urlList(r, key, v); break
+      case 'health_urls': health_urls = urlList(r, key, v); break
       default:
         extra[key] = v
         r.warn(`unknown connection parameter '${key}' (ignored)`)
@@ -194,12 +219,18 @@ export function parseDatabaseEntry(name: string, value: string, pos: SourcePos):
     portsOut = ports
   }
 
+  for (const [key, list] of [['patroni_urls', patroni_urls], ['health_urls', health_urls]] as const) {
+    if (list.length > 0 && list.length !== Math.max(1, hosts.length)) {
+      r.error(`${key}: ${list.length} URLs for ${hosts.length} hosts; give one per host, in the order of host=`)
+    }
+  }
+
   if (r.errors.length > 0) return { entry: null, errors: r.errors, warnings: r.warnings }
   const entry: DatabaseEntry = {
     name, hosts, ports: portsOut, dbname, user, password, auth_user, auth_query, auth_dbname,
     pool_size, min_pool_size, reserve_pool_size, max_db_connections, max_db_client_connections,
     pool_mode, load_balance_hosts, connect_query, application_name, client_encoding, datestyle,
-    timezone, server_lifetime, extra, pos,
+    timezone, server_lifetime, target_session_attrs, backend, patroni_urls, health_urls, extra, pos,
   }
   return { entry, errors: r.errors, warnings: r.warnings }
 }

@@ -135,6 +135,11 @@ export interface Settings {
   pause_timeout_ms: number
   session_state_policy: SessionStatePolicy
   auth_query_cache_ttl_ms: number
+  health_check_interval_ms: number
+  health_check_timeout_ms: number
+  health_check_rise: number
+  health_check_fall: number
+  host_ban_ms: number
 }
 
 export type SettingName = keyof Settings
@@ -585,6 +590,16 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'When a client in transaction or statement mode leaves session state behind: pin its server, or fail with an error' }),
   setting({ name: 'auth_query_cache_ttl_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 0 }), default: '5000', apply: 'live',
     doc: 'How long an auth_query answer (secret found, or none) serves later logins of the same user; a failed password drops a found one at once; 0 asks the server at every login (logins of one user at the same moment still share one query)' }),
+  setting({ name: 'health_check_interval_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 10 }), default: '1000', apply: 'live',
+    doc: 'How often each host of a database with several hosts, target_session_attrs, patroni_urls or health_urls is checked' }),
+  setting({ name: 'health_check_timeout_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 10 }), default: '2000', apply: 'live',
+    doc: 'How long one check (login and SELECT pg_is_in_recovery(), Patroni and health URLs side by side) may take before it counts as failed' }),
+  setting({ name: 'health_check_rise', section: 'tidepool', group: G.tidepool, type: int({ min: 1 }), default: '2', apply: 'live',
+    doc: 'Good checks in a row that bring a down host back into rotation (HAProxy rise)' }),
+  setting({ name: 'health_check_fall', section: 'tidepool', group: G.tidepool, type: int({ min: 1 }), default: '2', apply: 'live',
+    doc: 'Failed checks in a row that take a host out of rotation (HAProxy fall)' }),
+  setting({ name: 'host_ban_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 0 }), default: '5000', apply: 'live',
+    doc: 'How long a host stays out of rotation after a server connection to it failed to connect or log in (the passive check)' }),
 ])
 
 const BY_NAME: ReadonlyMap<string, AnySettingRow> = new Map(SETTINGS.map((r) => [r.name, r]))

@@ -4,6 +4,13 @@
 
 export type PoolMode = 'session' | 'transaction' | 'statement'
 
+/** libpq's target_session_attrs, per [databases] entry. */
+export type TargetSessionAttrs = 'any' | 'read-write' | 'primary' | 'read-only' | 'standby' | 'prefer-standby'
+export const TARGET_SESSION_ATTRS: readonly TargetSessionAttrs[] = ['any', 'read-write', 'primary', 'read-only', 'standby', 'prefer-standby']
+
+/** PostgreSQL has one primary; CockroachDB nodes are all equal and all take writes. */
+export type BackendKind = 'postgresql' | 'cockroachdb'
+
 /** Where a config value came from, so errors and SHOW CONFIG can name it. */
 export interface SourcePos {
   file: string
@@ -42,6 +49,14 @@ export interface DatabaseEntry {
   readonly datestyle: string | null
   readonly timezone: string | null
   readonly server_lifetime: number | null
+  /** libpq's target_session_attrs: which host role new server connections need; null = any. */
+  readonly target_session_attrs: TargetSessionAttrs | null
+  /** postgresql (one primary) or cockroachdb (all nodes equal); null = postgresql. */
+  readonly backend: BackendKind | null
+  /** Patroni REST API base URL per host (same order and length as hosts), or []. */
+  readonly patroni_urls: readonly string[]
+  /** HTTP health endpoint per host that must answer 200 (CockroachDB /health?ready=1), or []. */
+  readonly health_urls: readonly string[]
   /** Any key= this build knows but does not act on yet, and unknown keys, kept for SHOW/diagnostics. */
   readonly extra: Readonly<Record<string, string>>
   readonly pos: SourcePos

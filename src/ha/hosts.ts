@@ -6,14 +6,10 @@
 // stale primary in a split brain never gets writes. Pure bookkeeping: the monitor feeds it.
 // Must not: do I/O or read clocks itself (callers pass nowMs), so tests can drive it.
 
+import type { BackendKind, TargetSessionAttrs } from '../config/types.ts'
+
+export type { BackendKind, TargetSessionAttrs }
 export type Role = 'primary' | 'replica' | 'unknown'
-
-/** libpq's target_session_attrs, per [databases] entry. */
-export type TargetSessionAttrs = 'any' | 'read-write' | 'primary' | 'read-only' | 'standby' | 'prefer-standby'
-export const TARGET_SESSION_ATTRS: readonly TargetSessionAttrs[] = ['any', 'read-write', 'primary', 'read-only', 'standby', 'prefer-standby']
-
-/** PostgreSQL has one primary; CockroachDB nodes are all equal and all take writes. */
-export type BackendKind = 'postgresql' | 'cockroachdb'
 
 export interface HealthSettings {
   rise: number
@@ -115,44 +111,44 @@ export function hostKey(host: string, port: number): string {
 /** Why pickHost found nothing, for the log line and the error a waiting client finally gets. */
 export type NoHost = 'no usable host' | 'no primary known' | 'several primaries (split brain)' | 'no standby known'
 
-/**
- * The host a new server connection of an entry goes to, or why none may be used now. Among
- * equal candidates the one with the fewest open server connections wins (HAProxy's leastconn);
- * `turn` rotates the start among ties so they share new connections.
- */
-export function pickHost(hosts: readonly Host[], attrs: TargetSessionAttrs, nowMs: number, turn: number): Host | NoHost {
+/** The hosts a new server connection of an entry may go to now, or why there are none. */
+export function candidates(hosts: readonly Host[], attrs: TargetSessionAttrs, nowMs: number): Host[] | NoHost {
   const usable = hosts.filter((h) => h.isUsable(nowMs))
   if (usable.length === 0) return 'no usable host'
   const primaries = usable.filter((h) => h.role === 'primary')
   const replicas = usable.filter((h) => h.role === 'replica')
-  const isPostgres = hosts.some((h) => h.kind === 'postgresql')
-  let candidates: Host[]
   switch (attrs) {
     case 'any':
-      candidates = usable
-      break
+      return usable
     case 'read-write':
     case 'primary':
-      if (primaries.length === 0) return 'no primary known'
       // Two PostgreSQL hosts that both claim to be primary: no write goes to either until the
-      // sources agree again (Patroni's answer is folded into role already).
-      if (isPostgres && primaries.length > 1) return 'several primaries (split brain)'
-      candidates = primaries
-      break
+      // sources agree again (Patroni's answer is folded into role already). A claim counts while
+      // the host passes checks, even if a failed connect banned it: a ban is no proof it stepped down.
+      if (hosts.filter((h) => h.isUp && h.role === 'primary').length > 1 && hosts.some((h) => h.kind === 'postgresql')) return 'several primaries (split brain)'
+      if (primaries.length === 0) return 'no primary known'
+      return primaries
     case 'read-only':
     case 'standby':
-      if (replicas.length === 0) return 'no standby known'
-      candidates = replicas
-      break
+      return replicas.length > 0 ? replicas : 'no standby known'
     case 'prefer-standby':
       // As libpq: a standby if there is one, otherwise any host that answers.
-      candidates = replicas.length > 0 ? replicas : usable
-      break
+      return replicas.length > 0 ? replicas : usable
   }
+}
+
+/**
+ * The host a new server connection of an entry goes to, or why none may be used now. Among
+ * candidates the one with the fewest open server connections wins (HAProxy's leastconn);
+ * `turn` rotates the start among ties so they share new connections.
+ */
+export function pickHost(hosts: readonly Host[], attrs: TargetSessionAttrs, nowMs: number, turn: number): Host | NoHost {
+  const c = candidates(hosts, attrs, nowMs)
+  if (typeof c === 'string') return c
   let best: Host | null = null
-  const n = candidates.length
+  const n = c.length
   for (let i = 0; i < n; i++) {
-    const h = candidates[(turn + i) % n]
+    const h = c[(turn + i) % n]
     if (best === null || h.servers < best.servers) best = h
   }
   return best as Host

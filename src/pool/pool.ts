@@ -43,8 +43,12 @@ export class SharedCount {
 
 /** How a pool gets a new server connection; proxy/ implements it. */
 export interface ServerFactory {
-  /** Start connecting; the returned server is in Login state and reports back through the pool. */
-  openServer(pool: Pool): PooledServer
+  /**
+   * Start connecting; the returned server is in Login state and reports back through the pool.
+   * Null when no backend host may be used now (none healthy, no primary known): the pool keeps
+   * its waiters and tries again at its next kick.
+   */
+  openServer(pool: Pool): PooledServer | null
 }
 
 export class Pool {
@@ -135,9 +139,13 @@ export class Pool {
    * A server login failed. With a failure from the server itself (bad password, no such database),
    * clients still logging in get it, as PgBouncer does; others keep waiting for a retry.
    */
-  serverLoginFailed(s: PooledServer, failure: ClientFailure | null, nowMs: number): void {
-    this.lastLoginFailMs = nowMs
-    if (failure !== null) {
+  /**
+   * `isHostBanned`: the failure took its host out of rotation (a watched entry with other hosts),
+   * so the next server may go elsewhere at once instead of after server_login_retry.
+   */
+  serverLoginFailed(s: PooledServer, failure: ClientFailure | null, nowMs: number, isHostBanned = false): void {
+    if (!isHostBanned) this.lastLoginFailMs = nowMs
+    if (failure !== null && !isHostBanned) {
       this.lastLoginError = failure
       for (const c of this.lists.loginClients) c.fail(failure)
     }
@@ -281,7 +289,7 @@ export class Pool {
     const wanted = this.lists.waitingClients.size + (this.welcome === null ? Math.min(1, this.lists.loginClients.size) : 0)
     while (this.lists.loginServers.size + this.lists.testedServers.size < wanted) {
       if (!this.canOpenServer(nowMs) && !(this.isBlockedOnlyByDbLimit(nowMs) && this.evictSiblingIdle())) break
-      this.openServer()
+      if (!this.openServer()) break
     }
   }
 
@@ -315,13 +323,15 @@ export class Pool {
   /** min_pool_size: keep this many servers open once the pool exists. */
   fillMinimum(nowMs: number): void {
     const min = Math.min(this.settings.min_pool_size, this.settings.pool_size)
-    while (this.lists.serverCount < min && this.canOpenServer(nowMs)) this.openServer()
+    while (this.lists.serverCount < min && this.canOpenServer(nowMs) && this.openServer()) { /* opened one */ }
   }
 
-  private openServer(): void {
+  private openServer(): boolean {
     const s = this.factory.openServer(this)
+    if (s === null) return false
     this.dbCount.servers++
     this.userCount.servers++
     this.lists.moveServer(s, ServerState.Login)
+    return true
   }
 }

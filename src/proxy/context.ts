@@ -10,6 +10,7 @@ import type { IntrusiveList } from '../util/intrusive-list.ts'
 import type { PooledClient } from '../pool/states.ts'
 import type { CancelRegistry } from './cancel.ts'
 import type { ClientConn } from './client-conn.ts'
+import type { WatchedHost } from './server-conn.ts'
 import type { ClientTls, ServerTls } from '../net/tls.ts'
 import type { HbaFile } from '../auth/hba.ts'
 import type { AuthQuery } from '../auth/auth-query.ts'
@@ -42,6 +43,8 @@ export interface ProxyContext {
   readonly disabledDbs: ReadonlySet<string>
   /** Runs one admin console query; the reply is complete (ending in ReadyForQuery) or empty. */
   consoleQuery(sql: string, isAdmin: boolean): Promise<Buffer>
+  /** A server connection could not reach or log in to a watched host: ban it for host_ban_ms. */
+  hostFailed(h: WatchedHost, reason: string): void
   /** True while SIGTERM/SIGINT shutdown runs: new logins are refused. */
   readonly isShuttingDown: boolean
 }

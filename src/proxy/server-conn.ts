@@ -40,6 +40,13 @@ export interface ServerTarget {
   /** Extra startup parameters (client_encoding, datestyle, timezone from the [databases] entry). */
   startupParams: Record<string, string>
   connectQuery: string | null
+  /** The monitored host this connection goes to (watched entries only): counted for leastconn, banned on failure. */
+  watchedHost?: WatchedHost
+}
+
+/** What a connection sees of a monitored host (ha/hosts.ts Host); the runtime does the rest. */
+export interface WatchedHost {
+  servers: number
 }
 
 const SSL_REQUEST = (() => {
@@ -99,6 +106,7 @@ export class ServerConn implements PooledServer {
   private readBuf: Buffer | null = null
   /** A slice of readBuf is queued on the client socket: the next read needs a fresh buffer. */
   private isReadBufLent = false
+  private hasLeftHost = false
 
   constructor(
     readonly pool: Pool,
@@ -122,6 +130,7 @@ export class ServerConn implements PooledServer {
     // slice of it still waits in the client socket's write queue.
     const onread = { buffer: () => this.nextReadBuffer(), callback: (n: number, buf: Uint8Array): boolean => { this.onData((buf as Buffer).subarray(0, n)); return true } }
     this.socket = dial(target.host, target.port, onread)
+    if (target.watchedHost !== undefined) target.watchedHost.servers++
     this.socket.setNoDelay(true)
     if (ctx.settings.tcp_keepalive && !isUnix) {
       this.socket.setKeepAlive(true, Math.max(0, ctx.settings.tcp_keepidle) * 1000)
@@ -286,8 +295,10 @@ export class ServerConn implements PooledServer {
     if (this.closeReason !== null) return
     this.ctx.log.warn('server.login_failed', this, failure.reason)
     this.closeReason = failure.reason
+    // Refused credentials or a missing database are the pool's problem, not the host's.
+    const isBanned = this.leaveHost(failure.code.startsWith('28') || failure.code === '3D000' ? null : failure.reason)
     this.socket.destroy()
-    this.pool.serverLoginFailed(this, failure, Date.now())
+    this.pool.serverLoginFailed(this, failure, Date.now(), isBanned)
   }
 
   // ---- internal queries ----
@@ -473,9 +484,21 @@ export class ServerConn implements PooledServer {
     if (this.xactStartUs === 0) this.xactStartUs = now
   }
 
+  /** Once per connection: uncount it from its watched host, and report a failure to reach it (the passive check). */
+  private leaveHost(failure: string | null): boolean {
+    const h = this.target.watchedHost
+    if (h === undefined || this.hasLeftHost) return false
+    this.hasLeftHost = true
+    h.servers--
+    if (failure === null) return false
+    this.ctx.hostFailed(h, failure)
+    return true
+  }
+
   // ---- close ----
 
-  close(reason: string): void {
+  /** `isHostToBlame` false: tidepool itself retires the connection (its host lost its role), no ban. */
+  close(reason: string, isHostToBlame = true): void {
     if (this.closeReason !== null) return
     this.closeReason = reason
     const wasLoggedIn = this.isLoggedIn
@@ -488,9 +511,11 @@ export class ServerConn implements PooledServer {
     if (this.socket.writable && wasLoggedIn) this.socket.end(build.terminate())
     this.socket.destroy()
     const client = this.client
-    if (!wasLoggedIn && this.state === ServerState.Login) {
+    const isLoginFailure = !wasLoggedIn && this.state === ServerState.Login && isHostToBlame
+    const isBanned = this.leaveHost(isLoginFailure ? reason : null)
+    if (isLoginFailure) {
       this.ctx.log.warn('server.connect_failed', this, `closing because: ${reason}`)
-      this.pool.serverLoginFailed(this, null, Date.now())
+      this.pool.serverLoginFailed(this, null, Date.now(), isBanned)
     } else {
       this.ctx.log.info('server.closed', this, `closing because: ${reason}`, { age_s: Math.round((Date.now() - this.connectedAtMs) / 1000) })
       this.pool.serverClosed(this)

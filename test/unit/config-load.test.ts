@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { diffConfig, loadConfig, loadConfigFromText } from '../../src/config/load.ts'
 import { defaultSettings, formatSeconds, SETTINGS, type Settings } from '../../src/config/settings.ts'
 import { configRows } from '../../src/config/show.ts'
+import { checkBuildSupport } from '../../src/config/build-support.ts'
 import type { Config, LoadResult } from '../../src/config/types.ts'
 
 interface Ctx { after(fn: () => void): void }
@@ -330,9 +331,33 @@ test('[databases]: a full entry', async (t) => {
     auth_user: 'au', auth_query: null, auth_dbname: 'authdb', pool_size: 10, min_pool_size: 2, reserve_pool_size: 3,
     max_db_connections: 50, max_db_client_connections: 9, pool_mode: 'transaction', load_balance_hosts: 'disable',
     connect_query: "SET x = 'y'", application_name: 'tp', client_encoding: 'UTF8', datestyle: 'ISO', timezone: 'UTC',
-    server_lifetime: 120, extra: {}, pos: undefined,
+    server_lifetime: 120, target_session_attrs: null, backend: null, patroni_urls: [], health_urls: [], extra: {}, pos: undefined,
   })
   assert.equal(app.pos.line, 2)
+})
+
+test('[databases]: high-availability keys, and their errors', async (t) => {
+  const cfg = mustLoad((await load(t, [
+    '[databases]',
+    'rw = host=pg1,pg2 target_session_attrs=read-write patroni_urls=http://pg1:8008,http://pg2:8008',
+    'crdb = host=c1,c2,c3 port=26257 backend=cockroachdb health_urls=http://c1:8080/health?ready=1,http://c2:8080/health?ready=1,http://c3:8080/health?ready=1',
+    '[pgbouncer]',
+  ].join('\n'))).r)
+  const rw = cfg.databases.get('rw')
+  assert.equal(rw?.target_session_attrs, 'read-write')
+  assert.deepEqual(rw?.patroni_urls, ['http://pg1:8008', 'http://pg2:8008'])
+  assert.equal(cfg.databases.get('crdb')?.backend, 'cockroachdb')
+  assert.equal(cfg.databases.get('crdb')?.health_urls.length, 3)
+  for (const [line, error] of [
+    ['x = host=a,b target_session_attrs=master', /target_session_attrs/],
+    ['x = host=a,b patroni_urls=http://a:8008', /patroni_urls: 1 URLs for 2 hosts/],
+    ['x = host=a patroni_urls=ftp://a', /patroni_urls: "ftp:\/\/a" is not an http/],
+    ['x = host=a backend=mysql', /backend/],
+  ] as const) {
+    const r = (await load(t, `[databases]\n${line}\n[pgbouncer]\n`)).r
+    assert.equal(r.ok, false, line)
+    if (!r.ok) assert.match(r.errors.join('\n'), error)
+  }
 })
 
 const dbCases: Array<{ name: string; line: string; hosts: string[]; ports: number[]; dbname?: string | null; other?: Record<string, unknown> }> = [
@@ -517,3 +542,10 @@ for (const [v, want] of gCases) {
     assert.equal(formatSeconds(v), want)
   })
 }
+
+test('target_session_attrs that needs a role but gives no user to check with is refused', async (t) => {
+  const bad = mustLoad((await load(t, '[databases]\nrw = host=a,b target_session_attrs=read-write\n[pgbouncer]\n')).r)
+  assert.match(checkBuildSupport(bad).errors.join('\n'), /rw: target_session_attrs read-write needs user=/)
+  const good = mustLoad((await load(t, '[databases]\nrw = host=a,b target_session_attrs=read-write user=svc\nany = host=a,b\n[pgbouncer]\n')).r)
+  assert.deepEqual(checkBuildSupport(good).errors, [])
+})

@@ -1,0 +1,136 @@
+// Several hosts per database, as an operator meets them: load spread by least connections, a dead
+// host left out, writes held while two hosts claim to be primary, and a Patroni leader change
+// followed without a client error. Two independent PostgreSQL servers stand in for a cluster
+// (both answer pg_is_in_recovery() = false); a small HTTP server plays Patroni's REST API.
+// Streaming replication and a real Patroni are in test/ha.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import pg from 'pg'
+import { startPostgres, type PgInstance } from '../harness/postgres.ts'
+import { startTidepool } from '../harness/tidepool.ts'
+import { waitFor } from '../harness/clients.ts'
+import { freePort } from '../harness/ports.ts'
+
+let a: PgInstance
+let b: PgInstance
+before(async () => {
+  ;[a, b] = await Promise.all([startPostgres(), startPostgres()])
+})
+after(async () => {
+  await Promise.all([a?.stop(), b?.stop()])
+})
+
+const fastChecks = { janitor_interval_ms: 100, health_check_interval_ms: 100, health_check_timeout_ms: 1000, health_check_rise: 1, health_check_fall: 1, host_ban_ms: 2000 }
+
+function entry(hosts: Array<{ port: number }>, extra = ''): string {
+  return `host=${hosts.map(() => '127.0.0.1').join(',')} port=${hosts.map((h) => h.port).join(',')} dbname=app user=${a.user} password=${a.password} ${extra}`
+}
+
+/** The port of the PostgreSQL that served this query. */
+async function servedBy(c: pg.Client): Promise<number> {
+  return (await c.query('SELECT inet_server_port() AS p')).rows[0].p
+}
+
+/** A stand-in for Patroni's REST API: GET /primary answers 200 on the leader only. */
+async function fakePatroni(isLeader: () => boolean): Promise<{ url: string; close(): Promise<void> }> {
+  const srv = http.createServer((req, res) => {
+    res.statusCode = req.url === '/primary' && isLeader() ? 200 : 503
+    res.end(JSON.stringify({ role: isLeader() ? 'primary' : 'replica' }))
+  })
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
+  return {
+    url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((r) => {
+      srv.closeAllConnections()
+      srv.close(() => r())
+    }),
+  }
+}
+
+test('target_session_attrs=any spreads server connections over both hosts by least connections', { timeout: 60_000 }, async (t) => {
+  const tp = await startTidepool(t, a, { settings: { default_pool_size: 4 }, databases: { app: entry([a, b]) }, tidepool: fastChecks })
+  const clients = await Promise.all([0, 1, 2, 3].map(() => tp.connect(t)))
+  for (const c of clients) await c.query('BEGIN')
+  const ports = await Promise.all(clients.map(servedBy))
+  for (const c of clients) await c.query('COMMIT')
+  assert.equal(ports.filter((p) => p === a.port).length, 2, `ports ${ports}`)
+  assert.equal(ports.filter((p) => p === b.port).length, 2, `ports ${ports}`)
+})
+
+test('a host that refuses connections is banned and the other one serves, without a client error', { timeout: 60_000 }, async (t) => {
+  const deadPort = await freePort()
+  const tp = await startTidepool(t, a, { settings: { default_pool_size: 4 }, databases: { app: entry([{ port: deadPort }, a]) }, tidepool: { ...fastChecks, health_check_interval_ms: 60_000 } })
+  // Checks are far apart: the first server connection may well try the dead host (passive check).
+  const clients = await Promise.all([0, 1, 2].map(() => tp.connect(t)))
+  for (const c of clients) assert.equal(await servedBy(c), a.port)
+  await waitFor(() => tp.logs.some((l) => l.includes(`host 127.0.0.1:${deadPort}`)), { timeoutMs: 5_000, what: 'the dead host to be logged' })
+})
+
+test('two hosts both primary with read-write: no write goes anywhere, the client waits until its timeout', { timeout: 60_000 }, async (t) => {
+  const tp = await startTidepool(t, a, {
+    settings: { query_wait_timeout: 2, client_login_timeout: 2 },
+    databases: { app: entry([a, b], 'target_session_attrs=read-write') },
+    tidepool: fastChecks,
+  })
+  const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'app', user: a.user, password: a.password })
+  c.on('error', () => {})
+  t.after(() => c.end().catch(() => {}))
+  // The pool's first login also needs a host: the client waits in its login.
+  const started = Date.now()
+  await assert.rejects(c.connect().then(() => c.query('SELECT 1')), (e: any) => e.message === 'client_login_timeout (server down)')
+  assert.ok(Date.now() - started >= 1900, 'it waited for a primary rather than failing at once')
+  assert.equal((await a.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'app' AND application_name <> 'tidepool health check'`))[0].n, 0)
+  assert.equal((await b.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'app' AND application_name <> 'tidepool health check'`))[0].n, 0)
+  assert.ok(tp.logs.some((l) => l.includes('several primaries (split brain)')), 'the reason is logged')
+})
+
+test('with Patroni as a second role source, writes follow the leader; a leader change moves new transactions with no client error', { timeout: 60_000 }, async (t) => {
+  let leader: 'a' | 'b' = 'a'
+  const pa = await fakePatroni(() => leader === 'a')
+  const pb = await fakePatroni(() => leader === 'b')
+  t.after(() => Promise.all([pa.close(), pb.close()]))
+  const tp = await startTidepool(t, a, {
+    settings: { default_pool_size: 2 },
+    databases: { app: entry([a, b], `target_session_attrs=read-write patroni_urls=${pa.url},${pb.url}`) },
+    tidepool: fastChecks,
+  })
+  const c = await tp.connect(t)
+  const other = await tp.connect(t)
+  assert.equal(await servedBy(c), a.port)
+  await other.query('BEGIN')
+  assert.equal(await servedBy(other), a.port)
+
+  leader = 'b'
+  // A new transaction runs on b once a check saw the change; the client sees no error meanwhile.
+  await waitFor(async () => (await servedBy(c)) === b.port, { timeoutMs: 10_000, intervalMs: 50, what: 'transactions to move to the new leader' })
+  // The transaction in flight finished where it began, and its server left a afterwards.
+  assert.equal(await servedBy(other), a.port)
+  await other.query('COMMIT')
+  assert.equal(await servedBy(other), b.port)
+  await waitFor(async () => (await a.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'app' AND application_name <> 'tidepool health check'`))[0].n === 0,
+    { timeoutMs: 5_000, what: 'no pooled server left on the old leader' })
+  assert.ok(tp.logs.some((l) => l.includes(`host 127.0.0.1:${a.port}: role unknown`)), tp.logs.join('\n'))
+})
+
+test('a host that dies is left out while the other serves; at most the transaction on it fails', { timeout: 60_000 }, async (t) => {
+  const c1 = await startPostgres()
+  let stopped = false
+  t.after(() => (stopped ? undefined : c1.stop()))
+  const tp = await startTidepool(t, a, { settings: { default_pool_size: 2 }, databases: { app: entry([c1, a]) }, tidepool: fastChecks })
+  const client = await tp.connect(t)
+  await client.query('SELECT 1')
+  await c1.stop()
+  stopped = true
+  // Every transaction from now on runs on a; at most the one that was on c1 when it died may fail.
+  let failures = 0
+  for (let i = 0; i < 20; i++) {
+    try {
+      assert.equal(await servedBy(client), a.port)
+    } catch (err) {
+      failures++
+      if (failures > 1) throw err
+    }
+  }
+})
