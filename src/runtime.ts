@@ -24,6 +24,7 @@ import { Backends, isWatched, attrsOf } from './ha/backends.ts'
 import { checkHost } from './ha/checks.ts'
 import type { Host } from './ha/hosts.ts'
 import type { HostChange } from './ha/monitor.ts'
+import { runSwitchover, type SwitchoverReport } from './ha/switchover.ts'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { Logger } from './observe/log.ts'
 import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
@@ -59,6 +60,12 @@ export class Runtime implements ProxyContext, ServerFactory {
   readonly authQuery = new AuthQuery()
   /** Hosts of watched [databases] entries: health, role, and where new server connections go. */
   readonly backends: Backends
+  /** Pools a switchover holds (apart from PAUSE, which an operator may lift meanwhile). */
+  private readonly heldPools = new Set<Pool>()
+  private heldHosts: readonly Host[] | null = null
+  private switchoverRunning: string | null = null
+  /** The last switchover of each database, for SHOW SWITCHOVER and /metrics. */
+  readonly switchovers = new Map<string, SwitchoverReport>()
   /** Connections of health checks, destroyed at shutdown. */
   private readonly checkSockets = new Set<net.Socket>()
   readonly clientCounts = { byDb: new Map<string, number>(), byUser: new Map<string, number>() }
@@ -232,8 +239,54 @@ export class Runtime implements ProxyContext, ServerFactory {
     const now = Date.now()
     for (const p of this.poolList) {
       if (db !== null && p.database !== db) continue
-      p.isPaused = this.isPausedAll || this.pausedDbs.has(p.database)
+      p.isPaused = this.isPausedAll || this.pausedDbs.has(p.database) || this.heldPools.has(p)
       if (!p.isPaused) p.kick(now)
+    }
+  }
+
+  /**
+   * SWITCHOVER db [TO host] [TIMEOUT s]: see ha/switchover.ts. One at a time per process; the
+   * report of the last one per database stays for SHOW SWITCHOVER and /metrics.
+   */
+  async switchover(db: string, to: string | null, timeoutMs: number): Promise<SwitchoverReport> {
+    const entry = this.config.databases.get(db)
+    if (entry === undefined || !isWatched(entry) || entry.hosts.length < 2) {
+      throw new Error(`database ${db} has no several hosts to switch over between`)
+    }
+    if (this.switchoverRunning !== null) throw new Error(`a switchover of ${this.switchoverRunning} is running`)
+    this.switchoverRunning = db
+    try {
+      const report = await runSwitchover({
+        log: this.log,
+        backends: this.backends,
+        poolsOn: (hosts) => this.poolList.filter((p) => this.isOnHosts(p, hosts)),
+        hold: (hosts) => {
+          this.heldHosts = hosts
+          const now = Date.now()
+          const released = [...this.heldPools]
+          this.heldPools.clear()
+          if (hosts !== null) for (const p of this.poolList) this.holdIfOnHeldHosts(p)
+          for (const p of released) {
+            p.isPaused = this.isPausedAll || this.pausedDbs.has(p.database) || this.heldPools.has(p)
+            if (!p.isPaused) p.kick(now)
+          }
+        },
+        cancelActive: (pools) => {
+          let n = 0
+          for (const p of pools) {
+            for (const s of [...p.lists.activeServers]) {
+              if (s.isReady) continue
+              s.close('switchover: transaction still running at the drain deadline')
+              n++
+            }
+          }
+          return n
+        },
+      }, { database: db, entry, to, timeoutMs })
+      this.switchovers.set(db, report)
+      return report
+    } finally {
+      this.switchoverRunning = null
     }
   }
 
@@ -257,6 +310,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     const userCount = counter(this.userCounts, user)
     const pool = new Pool(database, user, this.resolvePoolSettings(entry, user), dbCount, userCount, this)
     pool.isPaused = this.isPausedAll || this.pausedDbs.has(database)
+    this.holdIfOnHeldHosts(pool)
     this.pools.set(key, { pool, target: this.resolveTarget(entry, database, user, 0), nextHost: 0, noHostReason: null })
     this.log.debug('pool.created', null, `new pool ${database}/${user}`)
     return pool
@@ -275,6 +329,17 @@ export class Runtime implements ProxyContext, ServerFactory {
     }
     e.noHostReason = null
     return new ServerConn(pool, { ...this.resolveTarget(entry, pool.database, pool.user, pick.index), watchedHost: pick.host }, this)
+  }
+
+  private holdIfOnHeldHosts(p: Pool): void {
+    if (this.heldHosts === null || !this.isOnHosts(p, this.heldHosts)) return
+    this.heldPools.add(p)
+    p.isPaused = true
+  }
+
+  private isOnHosts(p: Pool, hosts: readonly Host[]): boolean {
+    const e = this.config.databases.get(p.database) ?? this.config.databases.get('*')
+    return e !== undefined && this.backends.hostsOf(e).some((h) => hosts.includes(h))
   }
 
   hostFailed(h: WatchedHost, reason: string): void {

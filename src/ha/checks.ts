@@ -38,34 +38,21 @@ export async function patroniRole(baseUrl: string, timeoutMs: number): Promise<R
   return typeof status === 'number' ? 'replica' : 'unknown'
 }
 
-/** A GET's status code, or why there was none. The body is read and dropped. */
-export function httpStatus(url: string, timeoutMs: number): Promise<number | string> {
+/** One HTTP request: the status and body text, or why there was none. Bounded by timeoutMs. */
+export function httpRequest(method: 'GET' | 'POST', url: string, body: unknown, timeoutMs: number): Promise<{ status: number; text: string } | { error: string }> {
   return new Promise((resolve) => {
     let u: URL
     try {
       u = new URL(url)
     } catch {
-      resolve(`bad URL ${url}`)
+      resolve({ error: `bad URL ${url}` })
       return
     }
-    const get = u.protocol === 'https:' ? https.get : http.get
-    const req = get(u, { timeout: timeoutMs, headers: { 'user-agent': 'tidepool' } }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode ?? 0))
-      res.on('error', (err) => resolve(err.message))
-    })
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)))
-    req.on('error', (err) => resolve(err.message))
-  })
-}
-
-/** Sends a POST with a JSON body; resolves with the status and body text. For Patroni's /switchover. */
-export function httpPost(url: string, body: unknown, timeoutMs: number): Promise<{ status: number; text: string } | { error: string }> {
-  return new Promise((resolve) => {
-    const u = new URL(url)
-    const data = Buffer.from(JSON.stringify(body))
+    const data = body === undefined ? null : Buffer.from(JSON.stringify(body))
+    const headers: Record<string, string | number> = { 'user-agent': 'tidepool', accept: 'application/json' }
+    if (data !== null) Object.assign(headers, { 'content-type': 'application/json', 'content-length': data.length })
     const request = u.protocol === 'https:' ? https.request : http.request
-    const req = request(u, { method: 'POST', timeout: timeoutMs, headers: { 'content-type': 'application/json', 'content-length': data.length, 'user-agent': 'tidepool' } }, (res) => {
+    const req = request(u, { method, timeout: timeoutMs, headers }, (res) => {
       const parts: Buffer[] = []
       res.on('data', (c: Buffer) => parts.push(c))
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8') }))
@@ -73,10 +60,27 @@ export function httpPost(url: string, body: unknown, timeoutMs: number): Promise
     })
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)))
     req.on('error', (err) => resolve({ error: err.message }))
-    req.end(data)
+    req.end(data ?? undefined)
   })
 }
 
-function withSlash(base: string): string {
+/** A GET's status code, or why there was none. */
+export async function httpStatus(url: string, timeoutMs: number): Promise<number | string> {
+  const r = await httpRequest('GET', url, undefined, timeoutMs)
+  return 'error' in r ? r.error : r.status
+}
+
+/** A GET's JSON body, or null when there is none (error, timeout, not JSON). */
+export async function httpGetJson(url: string, timeoutMs: number): Promise<unknown> {
+  const r = await httpRequest('GET', url, undefined, timeoutMs)
+  if ('error' in r) return null
+  try {
+    return JSON.parse(r.text)
+  } catch {
+    return null
+  }
+}
+
+export function withSlash(base: string): string {
   return base.endsWith('/') ? base : `${base}/`
 }

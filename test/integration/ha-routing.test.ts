@@ -33,9 +33,28 @@ async function servedBy(c: pg.Client): Promise<number> {
   return (await c.query('SELECT inet_server_port() AS p')).rows[0].p
 }
 
-/** A stand-in for Patroni's REST API: GET /primary answers 200 on the leader only. */
-async function fakePatroni(isLeader: () => boolean): Promise<{ url: string; close(): Promise<void> }> {
+/**
+ * A stand-in for Patroni's REST API: GET /primary answers 200 on the leader only, GET /patroni
+ * names the member, POST /switchover calls `onSwitchover` with the body Patroni would get.
+ */
+async function fakePatroni(isLeader: () => boolean, name = 'member', onSwitchover?: (body: { leader: string; candidate?: string }) => Promise<number>): Promise<{ url: string; close(): Promise<void> }> {
   const srv = http.createServer((req, res) => {
+    if (req.method === 'POST' && req.url === '/switchover') {
+      const parts: Buffer[] = []
+      req.on('data', (c: Buffer) => parts.push(c))
+      req.on('end', () => {
+        const body = JSON.parse(Buffer.concat(parts).toString('utf8'))
+        void (onSwitchover?.(body) ?? Promise.resolve(503)).then((status) => {
+          res.statusCode = status
+          res.end(status === 200 ? 'Successfully switched over' : 'refused')
+        })
+      })
+      return
+    }
+    if (req.url === '/patroni') {
+      res.end(JSON.stringify({ patroni: { name, scope: 'test' }, role: isLeader() ? 'primary' : 'replica' }))
+      return
+    }
     res.statusCode = req.url === '/primary' && isLeader() ? 200 : 503
     res.end(JSON.stringify({ role: isLeader() ? 'primary' : 'replica' }))
   })
@@ -133,4 +152,82 @@ test('a host that dies is left out while the other serves; at most the transacti
       if (failures > 1) throw err
     }
   }
+})
+
+test('SWITCHOVER through Patroni under load: held transactions move to the new primary with no client error', { timeout: 60_000 }, async (t) => {
+  let leader: 'a' | 'b' = 'a'
+  const requests: unknown[] = []
+  const onSwitchover = async (body: { leader: string; candidate?: string }) => {
+    requests.push(body)
+    if (body.leader !== 'pg-a' || body.candidate !== 'pg-b') return 412
+    await new Promise((r) => setTimeout(r, 300)) // Patroni demotes, then promotes
+    leader = 'b'
+    return 200
+  }
+  const pa = await fakePatroni(() => leader === 'a', 'pg-a', onSwitchover)
+  const pb = await fakePatroni(() => leader === 'b', 'pg-b', onSwitchover)
+  t.after(() => Promise.all([pa.close(), pb.close()]))
+  const tp = await startTidepool(t, a, {
+    settings: { default_pool_size: 3 },
+    databases: { app: entry([a, b], `target_session_attrs=read-write patroni_urls=${pa.url},${pb.url}`) },
+    tidepool: fastChecks,
+  })
+  const clients = await Promise.all([0, 1, 2, 3, 4, 5].map(() => tp.connect(t)))
+  let running = true
+  let errors = 0
+  let maxMs = 0
+  const served = new Set<number>()
+  const loops = clients.map(async (c) => {
+    while (running) {
+      const t0 = Date.now()
+      try {
+        await c.query('BEGIN')
+        served.add(await servedBy(c))
+        await c.query('SELECT pg_sleep(0.01)')
+        await c.query('COMMIT')
+      } catch {
+        errors++
+      }
+      maxMs = Math.max(maxMs, Date.now() - t0)
+    }
+  })
+  await new Promise((r) => setTimeout(r, 300))
+  const report = await tp.rt.switchover('app', 'pg-b', 10_000)
+  await new Promise((r) => setTimeout(r, 300))
+  running = false
+  await Promise.all(loops)
+  assert.equal(report.ok, true, report.error ?? '')
+  assert.equal(report.to, `127.0.0.1:${b.port}`)
+  assert.equal(report.from, `127.0.0.1:${a.port}`)
+  assert.deepEqual(report.phases.map((p) => p.name), ['hold', 'drain', 'promote', 'retarget', 'resume'])
+  assert.deepEqual(requests, [{ leader: 'pg-a', candidate: 'pg-b' }])
+  assert.equal(errors, 0)
+  assert.ok(served.has(a.port) && served.has(b.port))
+  assert.ok(maxMs < 3_000, `longest transaction ${maxMs} ms`)
+  for (const c of clients) assert.equal(await servedBy(c), b.port)
+  t.diagnostic(`switchover ${report.totalMs} ms, longest client transaction ${maxMs} ms, phases ${report.phases.map((p) => `${p.name}=${p.ms}`).join(' ')}`)
+})
+
+test('SWITCHOVER that cannot finish releases traffic at its deadline and says why', { timeout: 60_000 }, async (t) => {
+  const pa = await fakePatroni(() => true, 'pg-a', async () => 503)
+  const pb = await fakePatroni(() => false, 'pg-b', async () => 503)
+  t.after(() => Promise.all([pa.close(), pb.close()]))
+  const tp = await startTidepool(t, a, {
+    databases: { app: entry([a, b], `target_session_attrs=read-write patroni_urls=${pa.url},${pb.url}`) },
+    tidepool: fastChecks,
+  })
+  const c = await tp.connect(t)
+  await c.query('SELECT 1')
+  // The current primary as the target is refused up front; an unknown name too.
+  const refused = await tp.rt.switchover('app', 'pg-a', 2_000)
+  assert.equal(refused.ok, false)
+  assert.match(refused.error ?? '', /is already the primary/)
+  const unknown = await tp.rt.switchover('app', 'nosuch', 2_000)
+  assert.match(unknown.error ?? '', /no host "nosuch"/)
+  // Without a target, Patroni is asked and refuses: traffic is released and the client goes on.
+  const failed = await tp.rt.switchover('app', null, 2_000)
+  assert.equal(failed.ok, false)
+  assert.match(failed.error ?? '', /Patroni refused the switchover: HTTP 503/)
+  assert.equal(await servedBy(c), a.port)
+  await assert.rejects(tp.rt.switchover('postgres', null, 1_000), /no several hosts/)
 })
