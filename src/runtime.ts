@@ -66,6 +66,7 @@ export class Runtime implements ProxyContext, ServerFactory {
   private switchoverRunning: string | null = null
   /** The last switchover of each database, for SHOW SWITCHOVER and /metrics. */
   readonly switchovers = new Map<string, SwitchoverReport>()
+  readonly switchoverCounts = new Map<string, { ok: number; failed: number }>()
   /** Connections of health checks, destroyed at shutdown. */
   private readonly checkSockets = new Set<net.Socket>()
   readonly clientCounts = { byDb: new Map<string, number>(), byUser: new Map<string, number>() }
@@ -284,6 +285,10 @@ export class Runtime implements ProxyContext, ServerFactory {
         },
       }, { database: db, entry, to, timeoutMs })
       this.switchovers.set(db, report)
+      const count = this.switchoverCounts.get(db) ?? { ok: 0, failed: 0 }
+      if (report.ok) count.ok++
+      else count.failed++
+      this.switchoverCounts.set(db, count)
       return report
     } finally {
       this.switchoverRunning = null
@@ -523,6 +528,8 @@ export class Runtime implements ProxyContext, ServerFactory {
       clientCount: () => rt.clients.size,
       maxClientConn: () => rt.config.settings.max_client_conn,
       startTimeS: rt.startTimeS,
+      hosts: () => rt.backends.monitor.all(),
+      switchovers: () => ({ last: [...rt.switchovers.values()], counts: rt.switchoverCounts }),
       readiness: () => rt.readiness(),
       json: (what) => consoleRows(what, rt.consoleView),
       act: (action, db) => rt.consoleAction(action, db),
@@ -563,6 +570,9 @@ export class Runtime implements ProxyContext, ServerFactory {
     if (pools.length > 0 && pools.every((p) => p.lists.serverCount === 0 && p.lastLoginFailMs !== 0 && now - p.lastLoginFailMs < Math.max(1, p.settings.server_login_retry) * 1000)) {
       return { ready: false, reason: 'no usable backend' }
     }
+    // Monitored hosts: every one of them is down or banned.
+    const hosts = this.backends.monitor.all()
+    if (hosts.length > 0 && hosts.every((h) => h.isChecked && !h.isUsable(now))) return { ready: false, reason: 'no usable backend host' }
     return { ready: true, reason: 'ready' }
   }
 

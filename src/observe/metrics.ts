@@ -5,6 +5,8 @@
 
 import type { Pool } from '../pool/pool.ts'
 import { LATENCY_BUCKETS_S, type Histogram, type PoolStats } from '../pool/stats.ts'
+import type { Host } from '../ha/hosts.ts'
+import type { SwitchoverReport } from '../ha/switchover.ts'
 
 export interface MetricsSource {
   pools(): Pool[]
@@ -14,6 +16,10 @@ export interface MetricsSource {
   clientCount(): number
   maxClientConn(): number
   startTimeS: number
+  /** Monitored backend hosts (several hosts, roles or health URLs configured). */
+  hosts(): Host[]
+  /** The last switchover of each database, and how many ended each way. */
+  switchovers(): { last: SwitchoverReport[]; counts: Map<string, { ok: number; failed: number }> }
 }
 
 function esc(v: string): string {
@@ -103,6 +109,8 @@ export function renderMetrics(src: MetricsSource, nowMs: number): string {
       if (m !== null) for (const [sqlstate, n] of m) o.sample('tidepool_errors_total', { database: st.database, source, sqlstate }, n)
     }
   }
+  renderHosts(o, src.hosts(), nowMs)
+  renderSwitchovers(o, src.switchovers())
   const mem = process.memoryUsage()
   const cpu = process.cpuUsage()
   o.family('process_cpu_seconds_total', 'counter', 'User and system CPU time of the pooler process')
@@ -114,4 +122,36 @@ export function renderMetrics(src: MetricsSource, nowMs: number): string {
   o.family('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use')
   o.sample('nodejs_heap_used_bytes', {}, mem.heapUsed)
   return o.text
+}
+
+/** Labels: the host's address only (bounded by the config), never a connection id. */
+function renderHosts(o: Out, hosts: Host[], nowMs: number): void {
+  o.family('tidepool_host_up', 'gauge', '1 while the host passes its checks and is not banned')
+  for (const h of hosts) o.sample('tidepool_host_up', { host: h.key }, h.isUsable(nowMs) ? 1 : 0)
+  o.family('tidepool_host_role', 'gauge', 'The host role every configured source agrees on (1 for the current one)')
+  for (const h of hosts) {
+    for (const role of ['primary', 'replica', 'unknown'] as const) o.sample('tidepool_host_role', { host: h.key, role }, h.role === role ? 1 : 0)
+  }
+  o.family('tidepool_host_role_conflict', 'gauge', '1 while the backend and Patroni disagree about the host role')
+  for (const h of hosts) o.sample('tidepool_host_role_conflict', { host: h.key }, h.isConflicted ? 1 : 0)
+  o.family('tidepool_host_check_duration_seconds', 'gauge', 'How long the last health check took')
+  for (const h of hosts) o.sample('tidepool_host_check_duration_seconds', { host: h.key }, h.checkLatencyMs / 1000)
+  o.family('tidepool_host_server_connections', 'gauge', 'Open server connections to the host, over all pools')
+  for (const h of hosts) o.sample('tidepool_host_server_connections', { host: h.key }, h.servers)
+  o.family('tidepool_host_last_change_timestamp_seconds', 'gauge', 'When the host last changed health or role, since the Unix epoch')
+  for (const h of hosts) o.sample('tidepool_host_last_change_timestamp_seconds', { host: h.key }, h.lastChangeMs / 1000)
+}
+
+function renderSwitchovers(o: Out, s: { last: SwitchoverReport[]; counts: Map<string, { ok: number; failed: number }> }): void {
+  o.family('tidepool_switchovers_total', 'counter', 'Planned switchovers by result')
+  for (const [database, c] of s.counts) {
+    o.sample('tidepool_switchovers_total', { database, result: 'ok' }, c.ok)
+    o.sample('tidepool_switchovers_total', { database, result: 'failed' }, c.failed)
+  }
+  o.family('tidepool_switchover_phase_duration_seconds', 'gauge', 'How long each phase of the last switchover took')
+  for (const r of s.last) {
+    for (const p of r.phases) o.sample('tidepool_switchover_phase_duration_seconds', { database: r.database, phase: p.name }, p.ms / 1000)
+  }
+  o.family('tidepool_switchover_duration_seconds', 'gauge', 'How long the last switchover held traffic, start to release')
+  for (const r of s.last) o.sample('tidepool_switchover_duration_seconds', { database: r.database }, r.totalMs / 1000)
 }

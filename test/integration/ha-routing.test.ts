@@ -12,6 +12,9 @@ import { startPostgres, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool } from '../harness/tidepool.ts'
 import { waitFor } from '../harness/clients.ts'
 import { freePort } from '../harness/ports.ts'
+import { createRequire } from 'node:module'
+
+const parsePrometheus = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => Array<{ name: string; metrics: Array<{ value: string; labels?: Record<string, string> }> }>
 
 let a: PgInstance
 let b: PgInstance
@@ -167,10 +170,11 @@ test('SWITCHOVER through Patroni under load: held transactions move to the new p
   const pa = await fakePatroni(() => leader === 'a', 'pg-a', onSwitchover)
   const pb = await fakePatroni(() => leader === 'b', 'pg-b', onSwitchover)
   t.after(() => Promise.all([pa.close(), pb.close()]))
+  const httpPort = await freePort()
   const tp = await startTidepool(t, a, {
     settings: { default_pool_size: 3 },
     databases: { app: entry([a, b], `target_session_attrs=read-write patroni_urls=${pa.url},${pb.url}`) },
-    tidepool: fastChecks,
+    tidepool: { ...fastChecks, http_listen_port: httpPort },
   })
   const clients = await Promise.all([0, 1, 2, 3, 4, 5].map(() => tp.connect(t)))
   let running = true
@@ -205,6 +209,12 @@ test('SWITCHOVER through Patroni under load: held transactions move to the new p
   assert.ok(served.has(a.port) && served.has(b.port))
   assert.ok(maxMs < 3_000, `longest transaction ${maxMs} ms`)
   for (const c of clients) assert.equal(await servedBy(c), b.port)
+  const metrics = parsePrometheus(await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text())
+  const sample = (name: string, labels: Record<string, string>) => metrics.find((f) => f.name === name)?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))?.value
+  assert.equal(sample('tidepool_host_role', { host: `127.0.0.1:${b.port}`, role: 'primary' }), '1')
+  assert.equal(sample('tidepool_host_up', { host: `127.0.0.1:${a.port}` }), '1')
+  assert.equal(sample('tidepool_switchovers_total', { database: 'app', result: 'ok' }), '1')
+  assert.ok(Number(sample('tidepool_switchover_phase_duration_seconds', { database: 'app', phase: 'promote' })) > 0.2)
   t.diagnostic(`switchover ${report.totalMs} ms, longest client transaction ${maxMs} ms, phases ${report.phases.map((p) => `${p.name}=${p.ms}`).join(' ')}`)
 })
 
