@@ -9,6 +9,8 @@ const USAGE = `usage:
   tidepool [start] [-v] [-q] <config.ini>   run the pooler (pgbouncer.ini syntax)
   tidepool check-config <config.ini>         validate a config file and print the result
   tidepool demo [--port 6432]                embedded PostgreSQL + tidepool, ready for psql and pgbench
+  tidepool switchover <db> [--to host] [--timeout s] [-h host] [-p port] [-U user]
+                                             planned switchover through a running tidepool's console
   tidepool --version | --help`
 
 const VERSION = '0.1.0'
@@ -24,6 +26,7 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (sub === 'check-config') return runCheckConfig(argv.slice(1))
+  if (sub === 'switchover') return (await import('./cli/switchover.ts')).runSwitchover(argv.slice(1))
   // Loaded only when asked for: the demo pulls in PostgreSQL tooling the pooler itself never needs.
   if (sub === 'demo') return (await import('./cli/demo.ts')).runDemo(argv.slice(1))
   const rest = sub === 'start' ? argv.slice(1) : argv

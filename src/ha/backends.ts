@@ -44,7 +44,7 @@ export class Backends {
         if (specs.has(key)) return // entries on one cluster share its checks; the first one's login serves
         specs.set(key, {
           host, port, kind: e.backend ?? 'postgresql',
-          login: (e.backend ?? 'postgresql') === 'postgresql' ? this.checkLogin(config, e, host, port) : null,
+          login: this.checkLogin(config, e, host, port),
           patroniUrl: e.patroni_urls[i] ?? null,
           healthUrl: e.health_urls[i] ?? null,
         })

@@ -7,15 +7,20 @@
 import http from 'node:http'
 import https from 'node:https'
 import { queryOnce, type QueryOnceOptions } from '../net/query-once.ts'
+import { dial } from '../net/dial.ts'
 import type { CheckOutcome, Role } from './hosts.ts'
 import type { HostSpec } from './monitor.ts'
 
 export async function checkHost(spec: HostSpec, timeoutMs: number, o: Omit<QueryOnceOptions, 'timeoutMs'>): Promise<CheckOutcome> {
   const started = performance.now()
-  const [backend, patroni, health] = await Promise.all([
-    spec.login === null ? null : queryOnce(spec.login, 'SELECT pg_is_in_recovery()', [], { ...o, timeoutMs, startupParams: { application_name: 'tidepool health check' } }),
+  // CockroachDB has no recovery mode to ask about: a query that answers is the SQL check.
+  const sql = spec.kind === 'cockroachdb' ? 'SELECT false' : 'SELECT pg_is_in_recovery()'
+  const [backend, patroni, health, reachable] = await Promise.all([
+    spec.login === null ? null : queryOnce(spec.login, sql, [], { ...o, timeoutMs, startupParams: { application_name: 'tidepool health check' } }),
     spec.patroniUrl === null ? null : patroniRole(spec.patroniUrl, timeoutMs),
     spec.healthUrl === null ? null : httpStatus(spec.healthUrl, timeoutMs),
+    // With nothing else to ask, at least the port must accept a connection.
+    spec.login === null && spec.healthUrl === null ? tcpConnect(spec.host, spec.port, timeoutMs) : null,
   ])
   const latencyMs = performance.now() - started
   const errors: string[] = []
@@ -26,9 +31,26 @@ export async function checkHost(spec: HostSpec, timeoutMs: number, o: Omit<Query
     else errors.push('backend: unexpected answer to pg_is_in_recovery()')
   }
   if (health !== null && health !== 200) errors.push(`health endpoint: ${typeof health === 'number' ? `HTTP ${health}` : health}`)
+  if (reachable !== null && reachable !== true) errors.push(`connect: ${reachable}`)
   // Patroni being unreachable does not make the host unhealthy; it makes its role unknown.
   const patroniAnswer: Role | null = patroni === null ? null : patroni
   return { ok: errors.length === 0, inRecovery, patroni: patroniAnswer, latencyMs, error: errors.length > 0 ? errors.join('; ') : null }
+}
+
+/** True once a connection opens (then closed at once), or why it did not. */
+function tcpConnect(host: string, port: number, timeoutMs: number): Promise<true | string> {
+  return new Promise((resolve) => {
+    const sock = dial(host, port)
+    sock.setTimeout(timeoutMs, () => {
+      sock.destroy()
+      resolve(`no answer within ${timeoutMs} ms`)
+    })
+    sock.once('connect', () => {
+      sock.destroy()
+      resolve(true)
+    })
+    sock.once('error', (err) => resolve(err.message))
+  })
 }
 
 /** Patroni: 200 on /primary only for the leader; another HTTP answer means "not the leader". */

@@ -241,3 +241,42 @@ test('SWITCHOVER that cannot finish releases traffic at its deadline and says wh
   assert.equal(await servedBy(c), a.port)
   await assert.rejects(tp.rt.switchover('postgres', null, 1_000), /no several hosts/)
 })
+
+test('backend=cockroachdb: a draining node (health 503) leaves rotation before it stops, and comes back when ready', { timeout: 60_000 }, async (t) => {
+  let isDraining = false
+  const health = (isReady: () => boolean) => new Promise<{ url: string; close(): Promise<void> }>((resolve) => {
+    const srv = http.createServer((req, res) => {
+      res.statusCode = req.url === '/health?ready=1' && isReady() ? 200 : 503
+      res.end()
+    })
+    srv.listen(0, '127.0.0.1', () => resolve({
+      url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/health?ready=1`,
+      close: () => new Promise<void>((r) => {
+        srv.closeAllConnections()
+        srv.close(() => r())
+      }),
+    }))
+  })
+  const ha = await health(() => !isDraining)
+  const hb = await health(() => true)
+  t.after(() => Promise.all([ha.close(), hb.close()]))
+  // Two PostgreSQL servers stand in for CockroachDB nodes: all equal, all take writes.
+  const tp = await startTidepool(t, a, {
+    settings: { default_pool_size: 4, server_lifetime: 1 },
+    databases: { app: entry([a, b], `backend=cockroachdb target_session_attrs=read-write health_urls=${ha.url},${hb.url}`) },
+    tidepool: fastChecks,
+  })
+  const clients = await Promise.all([0, 1, 2, 3].map(() => tp.connect(t)))
+  const spread = async () => {
+    for (const c of clients) await c.query('BEGIN')
+    const ports = await Promise.all(clients.map(servedBy))
+    for (const c of clients) await c.query('COMMIT')
+    return ports
+  }
+  await waitFor(async () => new Set(await spread()).size === 2, { timeoutMs: 5_000, what: 'both nodes in use' })
+  isDraining = true
+  await waitFor(async () => (await spread()).every((p) => p === b.port), { timeoutMs: 5_000, intervalMs: 50, what: 'the draining node to leave rotation' })
+  isDraining = false
+  // server_lifetime retires connections, so new ones spread over the returning node again.
+  await waitFor(async () => new Set(await spread()).size === 2, { timeoutMs: 10_000, intervalMs: 100, what: 'the node to come back into rotation' })
+})

@@ -1,0 +1,57 @@
+// `tidepool switchover <db> [--to host] [--timeout s]`: runs the admin console's SWITCHOVER on a
+// running tidepool, the way an operator's script would (the same as psql -d pgbouncer), and
+// prints each phase. Connection settings follow libpq's: --host/--port/--user or PGHOST, PGPORT,
+// PGUSER, PGPASSWORD. Exit 0 when the switchover finished, 1 when it failed (traffic was
+// released anyway), 2 for bad usage.
+
+import { parseArgs } from 'node:util'
+import pg from 'pg'
+
+const USAGE = 'usage: tidepool switchover <database> [--to <host[:port]|patroni member>] [--timeout <seconds>] [--host <h>] [--port <p>] [--user <u>]'
+
+export async function runSwitchover(args: string[]): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args, allowPositionals: true,
+      options: { to: { type: 'string' }, timeout: { type: 'string' }, host: { type: 'string', short: 'h' }, port: { type: 'string', short: 'p' }, user: { type: 'string', short: 'U' } },
+    })
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`)
+    return 2
+  }
+  const [db] = parsed.positionals
+  const timeout = parsed.values.timeout === undefined ? null : Number(parsed.values.timeout)
+  if (parsed.positionals.length !== 1 || (timeout !== null && !(timeout > 0))) {
+    process.stderr.write(`${USAGE}\n`)
+    return 2
+  }
+  const client = new pg.Client({
+    host: parsed.values.host ?? process.env.PGHOST ?? '127.0.0.1',
+    port: Number(parsed.values.port ?? process.env.PGPORT ?? 6432),
+    user: parsed.values.user ?? process.env.PGUSER ?? 'pgbouncer',
+    password: process.env.PGPASSWORD,
+    database: 'pgbouncer',
+  })
+  let sql = `SWITCHOVER ${quoteWord(db)}`
+  if (parsed.values.to !== undefined) sql += ` TO ${quoteWord(parsed.values.to)}`
+  if (timeout !== null) sql += ` TIMEOUT ${timeout}`
+  try {
+    await client.connect()
+    const r = await client.query(sql)
+    for (const row of r.rows as Array<Record<string, unknown>>) {
+      process.stdout.write(`${Object.entries(row).map(([k, v]) => `${k}=${String(v)}`).join('  ')}\n`)
+    }
+    return 0
+  } catch (err) {
+    process.stderr.write(`tidepool switchover: ${(err as Error).message}\n`)
+    return 1
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
+/** The console takes bare words; a host:port or a name with other characters goes in single quotes. */
+function quoteWord(w: string): string {
+  return /^[A-Za-z0-9_]+$/.test(w) ? w : `'${w.replaceAll("'", "''")}'`
+}
