@@ -114,7 +114,7 @@ export function sweepPool(pool: Pool, global: JanitorSettings, nowMs: number): v
         s.close('pause mode')
       } else if (ps.server_idle_timeout > 0 && idleMs > ps.server_idle_timeout * 1000 && l.serverCount > min) {
         s.close('server idle timeout')
-      } else if (nowMs - s.connectedAtMs >= ps.server_lifetime * 1000) {
+      } else if (nowMs - s.connectedAtMs >= ps.server_lifetime * 1000 * s.lifetimeFactor) {
         s.close('server lifetime over')
       } else if (list === l.idleServers && ps.server_check_query !== null && idleMs > ps.server_check_delay * 1000) {
         pool.markUsed(s)

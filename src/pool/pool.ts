@@ -167,7 +167,7 @@ export class Pool {
       s.close('database configuration changed')
       return
     }
-    if (nowMs - s.connectedAtMs >= st.server_lifetime * 1000) {
+    if (nowMs - s.connectedAtMs >= st.server_lifetime * 1000 * s.lifetimeFactor) {
       s.close('server lifetime over')
       return
     }

@@ -58,6 +58,9 @@ export interface PooledServer extends Linked<PooledServer> {
   readonly isIdleInTransaction: boolean
   /** When the client's current transaction began, on the stats clock (nowUs); 0 outside one. */
   readonly transactionStartUs: number
+  /** Share of server_lifetime this connection lives (1, or 0.9–1 on monitored hosts, so that
+   *  connections opened together do not all retire, and rebalance, at one moment). */
+  readonly lifetimeFactor: number
   /** Run a query whose results nobody sees; `done(ok)` when ReadyForQuery arrives. */
   runInternal(sql: string, done: (ok: boolean) => void): void
   close(reason: string): void

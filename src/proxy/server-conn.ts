@@ -107,6 +107,7 @@ export class ServerConn implements PooledServer {
   /** A slice of readBuf is queued on the client socket: the next read needs a fresh buffer. */
   private isReadBufLent = false
   private hasLeftHost = false
+  lifetimeFactor = 1
 
   constructor(
     readonly pool: Pool,
@@ -130,7 +131,10 @@ export class ServerConn implements PooledServer {
     // slice of it still waits in the client socket's write queue.
     const onread = { buffer: () => this.nextReadBuffer(), callback: (n: number, buf: Uint8Array): boolean => { this.onData((buf as Buffer).subarray(0, n)); return true } }
     this.socket = dial(target.host, target.port, onread)
-    if (target.watchedHost !== undefined) target.watchedHost.servers++
+    if (target.watchedHost !== undefined) {
+      target.watchedHost.servers++
+      this.lifetimeFactor = 0.9 + 0.1 * Math.random()
+    }
     this.socket.setNoDelay(true)
     if (ctx.settings.tcp_keepalive && !isUnix) {
       this.socket.setKeepAlive(true, Math.max(0, ctx.settings.tcp_keepidle) * 1000)

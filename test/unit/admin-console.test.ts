@@ -186,6 +186,7 @@ class FakeServer implements PooledServer {
   readonly isReady = true
   readonly isIdleInTransaction = false
   readonly transactionStartUs = 0
+  readonly lifetimeFactor = 1
   readonly target = { host: '10.0.0.1', port: 5433, database: 'appdb', user: 'alice' }
   constructor(readonly id: string, readonly backendPid: number) {}
   runInternal(): void {}
