@@ -18,14 +18,14 @@ import { socketPath } from './net/dial.ts'
 import { pollUntil } from './util/poll.ts'
 import type http from 'node:http'
 import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
-import { parseHba, type HbaFile } from './auth/hba.ts'
+import type { HbaFile } from './auth/hba.ts'
+import { loadHba } from './auth/hba-load.ts'
 import { AuthQuery } from './auth/auth-query.ts'
 import { Backends, isWatched, attrsOf } from './ha/backends.ts'
 import { checkHost } from './ha/checks.ts'
 import type { Host } from './ha/hosts.ts'
 import type { HostChange } from './ha/monitor.ts'
 import { runSwitchover, type SwitchoverReport } from './ha/switchover.ts'
-import { dirname, isAbsolute, resolve } from 'node:path'
 import { Logger } from './observe/log.ts'
 import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
 import { sweepLoginClients, sweepPool } from './pool/janitor.ts'
@@ -775,25 +775,7 @@ function statsFor(m: Map<string, PoolStats>, db: string): PoolStats {
   return s
 }
 
-/** auth_hba_file parsed, for auth_type hba; a file with any error rejects the config (start or RELOAD). */
+/** auth_hba_file (and auth_ident_file) for auth_type hba; any error rejects the config (start or RELOAD). */
 export function hbaFromConfig(config: Config): HbaFile | null {
-  const s = config.settings
-  if (s.auth_type !== 'hba') return null
-  if (s.auth_hba_file === '') throw new TidepoolError('TP_CONFIG_INVALID', 'auth_type hba needs auth_hba_file')
-  const path = isAbsolute(s.auth_hba_file) ? s.auth_hba_file : resolve(dirname(config.file), s.auth_hba_file)
-  let text: string
-  try {
-    text = fs.readFileSync(path, 'utf8')
-  } catch (err) {
-    throw new TidepoolError('TP_CONFIG_INVALID', `auth_hba_file: cannot read ${path}: ${(err as Error).message}`)
-  }
-  const r = parseHba(text, path, (p) => {
-    try {
-      return fs.readFileSync(p, 'utf8')
-    } catch {
-      return null
-    }
-  })
-  if (!r.ok) throw new TidepoolError('TP_CONFIG_INVALID', r.errors.join('\n'))
-  return r.hba
+  return loadHba(config)
 }

@@ -11,9 +11,11 @@
 // keyword; a literal name that spells a keyword is kept in double quotes (`"all"`), as
 // pg_hba_file_rules shows it. pg_hba.conf has no escape for `"`, so a name never contains one
 // and the two cannot be confused.
+// The tokenizer is shared with ident.ts: pg_ident.conf has the same lexical rules.
 // Must not: read files itself (the caller's readInclude does), resolve names, throw, or log.
 
 import { dirname, isAbsolute, resolve } from 'node:path'
+import type { IdentFile } from './ident.ts'
 
 export type HbaMethod = 'trust' | 'reject' | 'md5' | 'password' | 'scram-sha-256' | 'cert'
 
@@ -36,7 +38,11 @@ export interface HbaRule {
   readonly line: number
 }
 
-export interface HbaFile { readonly rules: readonly HbaRule[] }
+export interface HbaFile {
+  readonly rules: readonly HbaRule[]
+  /** auth_ident_file, for rules with map=; attached by the loader (hba-load.ts). */
+  readonly ident?: IdentFile
+}
 
 export interface HbaConnection {
   type: 'local' | 'host'
@@ -58,9 +64,9 @@ const DATABASE_KEYWORDS: ReadonlySet<string> = new Set(['all', 'sameuser', 'same
 const USER_KEYWORDS: ReadonlySet<string> = new Set(['all'])
 
 /** One word of a field; `quoted` when any part of it was in double quotes (keywords then lose meaning). */
-interface Token { readonly text: string; readonly quoted: boolean; readonly file: string; readonly line: number }
+export interface Token { readonly text: string; readonly quoted: boolean; readonly file: string; readonly line: number }
 /** A field is one token or a comma-separated list of them. */
-type Field = Token[]
+export type Field = Token[]
 
 interface ParseState {
   readonly readInclude: (path: string) => string | null
@@ -429,7 +435,7 @@ function isMappedV4(bytes: readonly number[]): boolean {
  * blanks, commas and # literal and strip keywords of their meaning, and a line ending in a
  * backslash continues on the next (PostgreSQL 15+). Yields an error string for a bad line.
  */
-function* tokenize(text: string, file: string): Generator<{ line: number; fields: Field[] } | string> {
+export function* tokenize(text: string, file: string): Generator<{ line: number; fields: Field[] } | string> {
   const physical = text.replace(/^\uFEFF/, '').split(/\r?\n/)
   for (let i = 0; i < physical.length; i++) {
     const line = i + 1

@@ -6,8 +6,8 @@
 // the name, so the exchange looks the same as for a real user and fails only at the proof.
 // Must not: log or return secrets; every secret comparison is constant-time.
 
-import { pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto'
-import { hmac, isMd5Hash, parseScramAttributes, sha256 } from './secrets.ts'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { hmac, isMd5Hash, parseScramAttributes, scramSaltedPassword, sha256 } from './secrets.ts'
 import * as build from '../protocol/build.ts'
 import { BodyReader } from '../protocol/reader.ts'
 import { TidepoolError } from '../util/errors.ts'
@@ -33,7 +33,7 @@ export function parseScramVerifier(secret: string): ScramKeys | null {
 }
 
 export function keysFromPassword(password: string, salt: Buffer, iterations: number): ScramKeys {
-  const salted = pbkdf2Sync(password, salt, iterations, 32, 'sha256')
+  const salted = scramSaltedPassword(password, salt, iterations)
   return { iterations, salt, storedKey: sha256(hmac(salted, 'Client Key')), serverKey: hmac(salted, 'Server Key') }
 }
 
@@ -42,7 +42,7 @@ export function keysFromPassword(password: string, salt: Buffer, iterations: num
  * Returns the ClientKey it proves, for the server login, or null when it does not match.
  */
 export function clientKeyIfPasswordMatches(password: string, keys: ScramKeys): Buffer | null {
-  const salted = pbkdf2Sync(password, keys.salt, keys.iterations, 32, 'sha256')
+  const salted = scramSaltedPassword(password, keys.salt, keys.iterations)
   const clientKey = hmac(salted, 'Client Key')
   return timingSafeEqual(sha256(clientKey), keys.storedKey) ? clientKey : null
 }

@@ -3,8 +3,9 @@
 // for a client). One copy, so the two SCRAM sides cannot drift apart.
 // Must not: log or keep secrets.
 
-import { createHash, createHmac } from 'node:crypto'
+import { createHash, createHmac, pbkdf2Sync } from 'node:crypto'
 import { TidepoolError } from '../util/errors.ts'
+import { scramPasswordBytes } from './saslprep.ts'
 
 /** PostgreSQL's md5 secret: 'md5' + 32 lowercase hex digits. */
 export function isMd5Hash(s: string): boolean {
@@ -24,6 +25,14 @@ export function md5hex(...parts: Array<string | Buffer>): string {
 
 export const hmac = (key: Buffer, data: string | Buffer): Buffer => createHmac('sha256', key).update(data).digest()
 export const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest()
+
+/**
+ * SCRAM's SaltedPassword (RFC 5802): every plain password turned into SCRAM keys, on either side,
+ * comes through here, so tidepool prepares passwords exactly as PostgreSQL and libpq do.
+ */
+export function scramSaltedPassword(password: string, salt: Buffer, iterations: number): Buffer {
+  return pbkdf2Sync(scramPasswordBytes(password), salt, iterations, 32, 'sha256')
+}
 
 export function xor(a: Buffer, b: Buffer): Buffer {
   const out = Buffer.allocUnsafe(a.length)

@@ -3,8 +3,8 @@
 // server's SCRAM signature so a server that does not know the password cannot pass as one.
 // Must not: log or expose the password or derived keys.
 
-import { createHash, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto'
-import { hmac, isMd5Hash, isScramVerifier, parseScramAttributes, sha256, xor } from './secrets.ts'
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { hmac, isMd5Hash, isScramVerifier, parseScramAttributes, scramSaltedPassword, sha256, xor } from './secrets.ts'
 import { AuthCode } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import { BodyReader } from '../protocol/reader.ts'
@@ -17,18 +17,14 @@ export function md5Password(user: string, password: string): string {
 }
 
 
-/**
- * SASLprep is not applied beyond the ASCII case: printable ASCII passwords (the common case) are
- * unchanged by it. PostgreSQL itself uses the raw bytes when SASLprep fails, so non-ASCII
- * passwords that need no mapping still work.
- */
+/** SCRAM's escaping of ',' and '=' in the n= attribute (RFC 5802 section 5.1). */
 function saslName(s: string): string {
   return s.replaceAll('=', '=3D').replaceAll(',', '=2C')
 }
 
 /** PostgreSQL's stored verifier format: SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>. */
 export function scramVerifier(password: string, salt: Buffer = randomBytes(16), iterations = 4096): string {
-  const salted = pbkdf2Sync(password, salt, iterations, 32, 'sha256')
+  const salted = scramSaltedPassword(password, salt, iterations)
   const storedKey = sha256(hmac(salted, 'Client Key'))
   const serverKey = hmac(salted, 'Server Key')
   return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`
@@ -104,7 +100,7 @@ export class ServerAuth {
           clientKey = this.keys.clientKey
           serverKey = this.keys.serverKey
         } else {
-          const salted = pbkdf2Sync(this.password as string, Buffer.from(saltB64, 'base64'), iterations, 32, 'sha256')
+          const salted = scramSaltedPassword(this.password as string, Buffer.from(saltB64, 'base64'), iterations)
           clientKey = hmac(salted, 'Client Key')
           serverKey = hmac(salted, 'Server Key')
         }

@@ -6,6 +6,7 @@
 // Must not: log key material; a bad file is a TidepoolError('TP_CONFIG_INVALID') naming the setting.
 
 import tls from 'node:tls'
+import type net from 'node:net'
 import fs from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import type { Config } from '../config/types.ts'
@@ -15,6 +16,9 @@ export interface ClientTls {
   readonly context: tls.SecureContext
   /** verify-ca and verify-full: the client must present a certificate signed by client_tls_ca_file. */
   readonly requireClientCert: boolean
+  /** client_tls_ca_file is set: every TLS client is asked for a certificate, which hba's
+   *  clientcert and cert lines then need verified; only verify-ca and verify-full refuse a client without one. */
+  readonly requestClientCert: boolean
   /** require and stronger: a client that does not ask for TLS is refused. */
   readonly isRequired: boolean
 }
@@ -65,7 +69,58 @@ export function clientTlsFromConfig(config: Config): ClientTls | null {
   } catch (err) {
     throw new TidepoolError('TP_CONFIG_INVALID', `client TLS: ${(err as Error).message}`)
   }
-  return { context, requireClientCert, isRequired: s.client_tls_sslmode === 'require' || requireClientCert }
+  return {
+    context, requireClientCert, requestClientCert: s.client_tls_ca_file !== '',
+    isRequired: s.client_tls_sslmode === 'require' || requireClientCert,
+  }
+}
+
+/** The ALPN protocol name PostgreSQL 17 registered; a direct TLS client must offer it. */
+export const PG_ALPN = 'postgresql'
+
+/**
+ * The server side of TLS on an accepted client socket, after 'S' or for a direct handshake.
+ * Bytes already read from `raw` (a direct ClientHello) go in `firstBytes`: they are put back so
+ * the TLS layer reads them first. A client that offers ALPN without "postgresql" is refused in
+ * the handshake, as PostgreSQL does; one that offers none is allowed here (see isAlpnPostgres).
+ */
+export function acceptClientTls(raw: net.Socket, conf: ClientTls, firstBytes: Buffer | null = null): tls.TLSSocket {
+  if (firstBytes !== null) {
+    // Node's TLS wrapper drains what the socket has buffered before it reads the handle itself,
+    // but only from a paused socket; a flowing one would hand the bytes to nobody.
+    raw.pause()
+    raw.unshift(firstBytes)
+  }
+  return new tls.TLSSocket(raw, {
+    isServer: true, secureContext: conf.context, ALPNProtocols: [PG_ALPN],
+    requestCert: conf.requestClientCert || conf.requireClientCert, rejectUnauthorized: conf.requireClientCert,
+  })
+}
+
+export function isAlpnPostgres(socket: tls.TLSSocket): boolean {
+  return socket.alpnProtocol === PG_ALPN
+}
+
+/**
+ * Why the client's certificate does not count, or null when it was verified against
+ * client_tls_ca_file. Node checks client certificates only inside tls.Server, and our sockets are
+ * wrapped by hand, so the verdict is read from the handshake here.
+ */
+export function clientCertError(socket: tls.TLSSocket): string | null {
+  const handle = (socket as unknown as { ssl: { verifyError(): (Error & { code?: string }) | null } | null }).ssl
+  if (handle === null) return 'no TLS handle'
+  const err = handle.verifyError()
+  if (err !== null) return err.code ?? err.message
+  const cert = socket.getPeerCertificate()
+  return cert === null || Object.keys(cert).length === 0 ? 'no client certificate' : null
+}
+
+/** The subject CN of a verified client certificate; null without one. */
+export function verifiedClientCn(socket: tls.TLSSocket): string | null {
+  if (clientCertError(socket) !== null) return null
+  const cn = socket.getPeerCertificate().subject?.CN as string | string[] | undefined
+  // A subject with several CNs names no single user.
+  return typeof cn === 'string' ? cn : null
 }
 
 export interface ServerTls {

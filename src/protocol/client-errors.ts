@@ -45,6 +45,12 @@ export const ClientErrors = {
   hbaNoEntry: (what: string) => fatal('28000', `no pg_hba.conf entry for ${what}`),
   hbaRejects: (what: string) => fatal('28000', `pg_hba.conf rejects connection for ${what}`),
   certAuthFailed: (user: string) => fatal('28000', `certificate authentication failed for user "${user}"`),
+  clientCertRequired: fatal('28000', 'connection requires a valid client certificate'),
+  // hba clientcert=verify-full with a CN that is not the user: PostgreSQL answers with its
+  // method's failure text and keeps the reason for its log.
+  certNameMismatch: (user: string, method: 'trust' | 'password') => method === 'trust'
+    ? fatal('28000', `"trust" authentication failed for user "${user}"`, 'certificate validation (clientcert=verify-full) failed: CN mismatch')
+    : fatal('28P01', `password authentication failed for user "${user}"`, 'certificate validation (clientcert=verify-full) failed: CN mismatch'),
   databaseRemoved: fatal(ProtocolViolation, 'database removed'),
   killedByAdmin: fatal(ProtocolViolation, 'client killed by admin (KILL_CLIENT)'),
   databaseDisabled: (db: string) => fatal(ProtocolViolation, `database does not allow connections: ${db}`),

@@ -14,7 +14,7 @@
 
 import type net from 'node:net'
 import tls from 'node:tls'
-import type { ClientTls } from '../net/tls.ts'
+import { acceptClientTls, clientCertError, isAlpnPostgres, verifiedClientCn, type ClientTls } from '../net/tls.ts'
 import { Framer, INSPECT_ALL, INSPECT_NONE } from '../protocol/framer.ts'
 import { FrontendCode, MAX_STARTUP_PACKET_LENGTH, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
@@ -30,7 +30,8 @@ import type { ServerConn } from './server-conn.ts'
 import { OUT } from './out-slices.ts'
 import { canonicalParamName, paramSyncQuery, trackedNames } from './server-params.ts'
 import { clientAuthFlow, type ClientAuthFlow } from '../auth/client-auth.ts'
-import { matchHba } from '../auth/hba.ts'
+import { matchHba, type HbaRule } from '../auth/hba.ts'
+import { identAllows } from '../auth/ident.ts'
 
 let nextClientId = 1
 
@@ -66,6 +67,12 @@ export class ClientConn implements PooledClient {
   private readonly peer: string
   private closed = false
   private isTls = false
+  /** Nothing read from the socket yet: the first byte tells a direct TLS handshake from a startup packet. */
+  private isFirstRead = true
+  /** TLS began with the client's ClientHello (PostgreSQL 17 sslnegotiation=direct), not after SSLRequest. */
+  private isDirectTls = false
+  /** An hba clientcert=verify-full rule whose certificate name check waits until its method succeeds. */
+  private certNameRule: HbaRule | null = null
   private isConsole = false
   private isConsoleAdmin = false
   private isConsoleBusy = false
@@ -132,6 +139,13 @@ export class ClientConn implements PooledClient {
   // ---- startup ----
 
   private onStartupData(chunk: Buffer): void {
+    if (this.isFirstRead) {
+      this.isFirstRead = false
+      // 0x16 opens a TLS handshake record; no startup packet can start with it (its length would
+      // be hundreds of megabytes), so this is a client doing direct TLS.
+      if (chunk[0] === TLS_HANDSHAKE_RECORD) return this.startDirectTls(chunk)
+    }
+    if (this.isDirectTls && !isAlpnPostgres(this.socket as tls.TLSSocket)) return this.refuseDirectTlsWithoutAlpn()
     let buf = this.startupBuf === null ? chunk : Buffer.concat([this.startupBuf, chunk])
     this.startupBuf = null
     while (this.phase === Phase.Startup) {
@@ -194,28 +208,47 @@ export class ClientConn implements PooledClient {
     }
   }
 
-  /** After 'S': the same TCP connection carries TLS from here on; the client sends its startup again inside it. */
-  private upgradeToTls(conf: ClientTls): void {
+  /**
+   * After 'S', or at once for direct TLS: the same TCP connection carries TLS from here on and the
+   * client sends its startup packet inside it. `firstBytes`: a direct ClientHello already read.
+   */
+  private upgradeToTls(conf: ClientTls, firstBytes: Buffer | null = null): void {
     const raw = this.socket
     raw.removeListener('data', onSocketData)
     raw.removeListener('drain', onSocketDrain)
-    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: conf.context, requestCert: conf.requireClientCert, rejectUnauthorized: conf.requireClientCert })
+    const secure = acceptClientTls(raw, conf, firstBytes)
     ;(secure as unknown as OwnedSocket)[OWNER] = this
     secure.on('data', onSocketData)
     secure.on('error', onSocketError)
     secure.on('close', onSocketClose)
     secure.on('drain', onSocketDrain)
-    if (conf.requireClientCert) {
+    secure.once('secure', () => {
       // tls.Server rejects unverified client certificates in its own 'secure' handler; a
       // TLSSocket made by hand gets no such check, so do the same one here.
-      secure.once('secure', () => {
-        const handle = (secure as unknown as { ssl: { verifyError(): Error | null } | null }).ssl
-        const verifyError = handle === null ? new Error('no TLS handle') : handle.verifyError()
-        if (verifyError !== null) this.fail(ClientErrors.protocolViolation(`client certificate rejected: ${(verifyError as Error & { code?: string }).code ?? verifyError.message}`))
-      })
-    }
+      const certError = conf.requireClientCert ? clientCertError(secure) : null
+      if (certError !== null) this.fail(ClientErrors.protocolViolation(`client certificate rejected: ${certError}`))
+      else if (this.isDirectTls && !isAlpnPostgres(secure)) this.refuseDirectTlsWithoutAlpn()
+    })
     this.socket = secure
     this.isTls = true
+  }
+
+  private startDirectTls(chunk: Buffer): void {
+    const conf = this.ctx.clientTls
+    if (conf === null) {
+      // Nothing we could say would reach a client that expects TLS records: just close.
+      this.ctx.log.warn('client.tls_refused', this, 'direct TLS handshake refused: client TLS is not configured (client_tls_sslmode disable)')
+      return this.close('direct TLS without client TLS configured', true)
+    }
+    this.isDirectTls = true
+    this.upgradeToTls(conf, chunk)
+  }
+
+  /** PostgreSQL 17 takes direct TLS only with ALPN "postgresql", so a generic TLS client cannot pass for one. */
+  private refuseDirectTlsWithoutAlpn(): void {
+    if (this.closed) return
+    this.ctx.log.warn('client.tls_refused', this, 'direct TLS handshake without the ALPN protocol "postgresql" refused')
+    this.close('direct TLS without ALPN', true)
   }
 
   private onStartup(params: Map<string, string>): void {
@@ -284,21 +317,33 @@ export class ClientConn implements PooledClient {
     const rule = hba === null ? null : matchHba(hba, conn)
     const what = `host "${addr ?? '[local]'}", user "${this.user}", database "${this.database}", ${this.isTls ? 'SSL encryption' : 'no encryption'}`
     if (rule === null) return this.fail(ClientErrors.hbaNoEntry(what))
+    // As PostgreSQL: a line that wants a client certificate is refused without a verified one
+    // before its method runs; cert lines want one by their nature.
+    if ((rule.options.clientcert !== undefined || rule.method === 'cert') && this.verifiedCn() === null) return this.fail(ClientErrors.clientCertRequired)
+    if (rule.options.clientcert === 'verify-full' && rule.method !== 'cert') this.certNameRule = rule
     switch (rule.method) {
       case 'trust': return this.afterAuth()
       case 'reject': return this.fail(ClientErrors.hbaRejects(what))
-      case 'cert': return this.authByCert()
+      case 'cert': return this.authByCert(rule.options.map ?? null)
       case 'password': return this.startPasswordFlow('plain')
       default: return this.startPasswordFlow(rule.method)
     }
   }
 
-  /** auth_type cert: a client certificate verified against client_tls_ca_file whose CN is the user name. */
-  private authByCert(): void {
-    const cert = this.isTls ? (this.socket as tls.TLSSocket).getPeerCertificate() : null
-    const cn = cert === null ? undefined : cert.subject?.CN
-    if (this.ctx.clientTls?.requireClientCert !== true || cn !== this.user) return this.fail(ClientErrors.certAuthFailed(this.user))
+  /**
+   * cert: a client certificate verified against client_tls_ca_file whose CN is the user name, or
+   * with an hba map=, a CN that auth_ident_file's map lets in as this user.
+   */
+  private authByCert(map: string | null = null): void {
+    const cn = this.verifiedCn()
+    const ident = this.ctx.hba?.ident
+    const isAllowed = cn !== null && (map === null ? cn === this.user : ident !== undefined && identAllows(ident, map, cn, this.user))
+    if (!isAllowed) return this.fail(ClientErrors.certAuthFailed(this.user))
     this.afterAuth()
+  }
+
+  private verifiedCn(): string | null {
+    return this.isTls ? verifiedClientCn(this.socket as tls.TLSSocket) : null
   }
 
   // ---- authentication ----
@@ -329,6 +374,10 @@ export class ClientConn implements PooledClient {
   }
 
   private afterAuth(): void {
+    const rule = this.certNameRule
+    if (rule !== null && this.verifiedCn() !== this.user) {
+      return this.fail(ClientErrors.certNameMismatch(this.user, rule.method === 'trust' ? 'trust' : 'password'))
+    }
     if (this.isConsole) this.startConsole()
     else this.joinPool()
   }
@@ -768,6 +817,8 @@ function onSocketDrain(this: OwnedSocket): void {
 }
 
 const CONSOLE_DB = 'pgbouncer'
+/** The content type byte of a TLS handshake record, the first byte a ClientHello sends. */
+const TLS_HANDSHAKE_RECORD = 0x16
 
 /** The ParameterStatus set PgBouncer's console sends. */
 const CONSOLE_WELCOME: ReadonlyArray<readonly [string, string]> = [

