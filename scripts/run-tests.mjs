@@ -2,14 +2,14 @@
 // The test runner behind `npm test`: typechecks, lists the test files itself (Node 20's --test does
 // not expand globs) and runs them one file at a time under node:test with tsx as the loader.
 //
-// Usage: node scripts/run-tests.mjs [--no-typecheck] [unit|property|integration|fuzz|<dir or file>...]
-// Default: every *.test.ts under test/unit, test/property, test/integration and test/fuzz.
+// Usage: node scripts/run-tests.mjs [--no-typecheck] [unit|property|integration|ha|fuzz|<dir or file>...]
+// Default: every *.test.ts under test/unit, test/property, test/integration, test/ha and test/fuzz.
 //
 // One file at a time (--test-concurrency=1) because every integration file starts its own
 // PostgreSQL and CI has 2 cores. --test-force-exit ends a file whose tests are done but which still
 // holds a socket (a timed-out test leaves its clients open); the harness's 'exit' listener then
-// stops that file's PostgreSQL. Last, we sweep for any postmaster of this run that survived anyway,
-// found by TIDEPOOL_TEST_RUN_ID in its data dir path, and remove those dirs.
+// stops that file's PostgreSQL. Last, we sweep for any postmaster (or test/ha's Patroni and etcd) of
+// this run that survived anyway, found by TIDEPOOL_TEST_RUN_ID in its data dir path, and remove those dirs.
 // Must not: touch clusters of other runs (another engineer's tests on the same machine).
 
 import { spawn, spawnSync } from 'node:child_process'
@@ -20,7 +20,7 @@ import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const DEFAULT_DIRS = ['unit', 'property', 'integration', 'fuzz']
+const DEFAULT_DIRS = ['unit', 'property', 'integration', 'ha', 'fuzz']
 // Matches PG_DIR_PREFIX in test/harness/postgres.ts.
 const PG_DIR_PREFIX = 'tidepool-pg-'
 // A test without its own { timeout } still cannot hang CI forever.
@@ -79,7 +79,7 @@ const typecheck = !args.includes('--no-typecheck')
 const targets = args.filter((a) => !a.startsWith('--'))
 const unknownFlags = args.filter((a) => a.startsWith('--') && a !== '--no-typecheck')
 if (unknownFlags.length > 0) {
-  console.error(`run-tests: unknown option(s) ${unknownFlags.join(' ')}\nusage: node scripts/run-tests.mjs [--no-typecheck] [unit|property|integration|fuzz|<path>...]`)
+  console.error(`run-tests: unknown option(s) ${unknownFlags.join(' ')}\nusage: node scripts/run-tests.mjs [--no-typecheck] [unit|property|integration|ha|fuzz|<path>...]`)
   process.exit(2)
 }
 
@@ -104,19 +104,26 @@ if (typecheck) {
   }
 }
 
-// Integration tests drive psql and pgbench, which come from Debian's postgresql-client. On a fresh
-// machine where we are root, install it rather than fail (what .ci/run does too).
+// Integration tests drive psql and pgbench, which come from Debian's postgresql-client; test/ha runs
+// Debian's PostgreSQL 15 server, Patroni and etcd. On a fresh machine where we are root, install
+// them rather than fail (what .ci/run does too).
 const hasCommand = (name) => spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0
-const NEEDED = ['psql', 'pgbench', 'openssl', 'prometheus-pgbouncer-exporter']
+const NEEDED = ['psql', 'pgbench', 'openssl', 'prometheus-pgbouncer-exporter', '/usr/lib/postgresql/15/bin/pg_basebackup', 'patroni', 'etcd', 'chromium']
 if (NEEDED.some((c) => !hasCommand(c))) {
   if (process.getuid?.() === 0 && hasCommand('apt-get')) {
-    console.log('run-tests: some of psql, pgbench, openssl, prometheus-pgbouncer-exporter are missing; installing them with apt-get')
+    console.log(`run-tests: some of ${NEEDED.join(', ')} are missing; installing them with apt-get`)
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
     spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit', env })
-    spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-client', 'openssl', 'prometheus-pgbouncer-exporter'], { stdio: 'inherit', env })
+    // postgresql-15 would create and start a cluster `main` on 5432; createcluster.conf, which
+    // comes with postgresql-common, says not to.
+    spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-common'], { stdio: 'inherit', env })
+    spawnSync('sed', ['-i', '-E', 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/', '/etc/postgresql-common/createcluster.conf'], { stdio: 'inherit' })
+    spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-client', 'openssl', 'prometheus-pgbouncer-exporter', 'postgresql-15', 'patroni', 'etcd-server', 'chromium'], { stdio: 'inherit', env })
+    // Under systemd the packages start their services (etcd on 2379); the tests run their own.
+    for (const svc of ['etcd', 'patroni', 'postgresql']) spawnSync('sh', ['-c', `systemctl stop ${svc} || service ${svc} stop`], { stdio: 'ignore' })
   }
   if (NEEDED.some((c) => !hasCommand(c))) {
-    console.error(`run-tests: the tests need ${NEEDED.join(', ')} (Debian: apt-get install postgresql-client openssl prometheus-pgbouncer-exporter)`)
+    console.error(`run-tests: the tests need ${NEEDED.join(', ')} (Debian: apt-get install postgresql-client openssl prometheus-pgbouncer-exporter postgresql-15 patroni etcd-server chromium)`)
     process.exit(1)
   }
 }

@@ -61,9 +61,9 @@ export const TEST_USERS = {
 export const PG_DIR_PREFIX = 'tidepool-pg-'
 
 // Any run id: a dead process's dir is stale whichever run it belonged to.
-const STALE_DIR = /^tidepool-pg-[A-Za-z0-9]+-(\d+)-/
+export const STALE_DIR = /^tidepool-pg-[A-Za-z0-9]+-(\d+)-/
 
-function runId(): string {
+export function runId(): string {
   const id = process.env.TIDEPOOL_TEST_RUN_ID ?? 'solo'
   return /^[A-Za-z0-9]+$/.test(id) ? id : 'solo'
 }
