@@ -35,6 +35,7 @@ interface Scenario { name: string; args: string[]; doc: string }
 const SCENARIOS: readonly Scenario[] = [
   { name: 'select-simple', args: ['-S', '-M', 'simple', '-c', '50', '-j', '2'], doc: 'read-only, simple protocol, 50 clients' },
   { name: 'select-extended', args: ['-S', '-M', 'extended', '-c', '50', '-j', '2'], doc: 'read-only, extended protocol, 50 clients' },
+  { name: 'select-prepared', args: ['-S', '-M', 'prepared', '-c', '50', '-j', '2'], doc: 'read-only, named prepared statements, 50 clients' },
   { name: 'tpcb', args: ['-c', '20', '-j', '2'], doc: 'TPC-B-like writes, 20 clients' },
   { name: 'fanin', args: ['-S', '-c', '1000', '-j', '2'], doc: '1000 clients onto 20 server connections' },
   { name: 'churn', args: ['-S', '-C', '-c', '20', '-j', '2'], doc: 'a new connection per transaction' },

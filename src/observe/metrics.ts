@@ -39,6 +39,7 @@ class Out {
 
 const POOL_GAUGES: Array<[string, string, (p: Pool, nowMs: number) => number]> = [
   ['tidepool_pools_client_active_connections', 'Client connections linked to a server or idle between transactions', (p) => p.lists.activeClients.size],
+  ['tidepool_pools_client_pinned_connections', 'Client connections pinned to their server by session state (LISTEN, advisory locks, temporary tables, ...)', (p) => p.pinnedClients],
   ['tidepool_pools_client_waiting_connections', 'Client connections waiting for a server', (p) => p.lists.waitingClients.size + (p.welcome === null ? p.lists.loginClients.size : 0)],
   ['tidepool_pools_server_active_connections', 'Server connections linked to a client', (p) => p.lists.activeServers.size],
   ['tidepool_pools_server_idle_connections', 'Server connections idle and ready for use', (p) => p.lists.idleServers.size],

@@ -64,6 +64,12 @@ export class Pool {
   readonly stats = new PoolStats()
   /** Since when the pool has had no clients and no servers (ms); 0 while it has any. */
   emptySinceMs = 0
+  /**
+   * Clients that keep their server between transactions because of session state (LISTEN, a
+   * session advisory lock, ...). Their servers stay on activeServers, so they count against
+   * pool_size like any linked server; the proxy keeps this count.
+   */
+  pinnedClients = 0
 
   constructor(
     readonly database: string,

@@ -15,7 +15,7 @@
 import type net from 'node:net'
 import tls from 'node:tls'
 import { acceptClientTls, clientCertError, isAlpnPostgres, verifiedClientCn, type ClientTls } from '../net/tls.ts'
-import { Framer, INSPECT_ALL, INSPECT_NONE } from '../protocol/framer.ts'
+import { Framer, INSPECT_ALL, INSPECT_NONE, inspectTable } from '../protocol/framer.ts'
 import { FrontendCode, MAX_STARTUP_PACKET_LENGTH, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import { parseStartupPacket, startupPacketLength } from '../protocol/startup.ts'
@@ -29,6 +29,10 @@ import type { ProxyContext } from './context.ts'
 import type { ServerConn } from './server-conn.ts'
 import { OUT } from './out-slices.ts'
 import { canonicalParamName, paramSyncQuery, trackedNames } from './server-params.ts'
+import { Act, ClientStatements, MISSING_NAME, RequestRef, duplicateError, missingError, parseMessage, renamed, statementFor, type Statement } from './prepared.ts'
+import {
+  NO_GUCS, ScanFlag, SqlScanner, gucSyncSql, newProbeResult, probeSql, readProbeRow, refusalSql, refusedMessage, type GucMap, type ProbeResult,
+} from './session-state.ts'
 import { clientAuthFlow, type ClientAuthFlow } from '../auth/client-auth.ts'
 import { matchHba, type HbaRule } from '../auth/hba.ts'
 import { identAllows } from '../auth/ident.ts'
@@ -59,7 +63,30 @@ export class ClientConn implements PooledClient {
   private readonly framer: Framer
   /** Chunks received while no server was linked (at most the one that asked for a server). */
   private pending: Buffer[] = []
+  /** An internal query of this client's runs on its server (parameter sync or session probe): hold its messages. */
   private isSyncingParams = false
+  /** Protocol-level prepared statements by client name; null when names pass through (session mode, max_prepared_statements 0). */
+  private ps: ClientStatements | null = null
+  /** Reads Query and Parse texts for session state; null in session mode, where the session is the client's anyway. */
+  private scanner: SqlScanner | null = null
+  /** A streamed (not inspected) Query is being scanned part by part. */
+  private isScanningQuery = false
+  /** session_state_policy = error, as it was when the client logged in. */
+  private isRefusingState = false
+  /** Replacement messages for the one being forwarded. */
+  private readonly repl: Buffer[] = []
+  /** Lower-case names of the parameters server-params.ts tracks, left out of the probe. */
+  private trackedLower: readonly string[] = []
+  /** The current transaction may have changed session state: probe the server when it ends. */
+  private needsProbe = false
+  /** GUC values this client set, as its last probe read them. */
+  private gucs: GucMap = NO_GUCS
+  /** Custom GUCs and role this client named in SET/RESET/set_config: pg_settings does not list them. */
+  private readonly gucNames = new Set<string>()
+  /** Why the client keeps its server between transactions ('' = not pinned): LISTEN, advisory lock, ... */
+  pinReason = ''
+  /** NotificationResponse from the linked server reaches this client (session mode, or after LISTEN). */
+  isListening = false
   private pausedServer: ServerConn | null = null
   private isWaitingServerDrain = false
   private isPaused = false
@@ -460,6 +487,8 @@ export class ClientConn implements PooledClient {
       localAddr: this.socket.localAddress,
       localPort: this.socket.localPort,
       tls: this.isTls ? (this.socket as tls.TLSSocket).getProtocol?.() ?? 'TLS' : '',
+      preparedStatements: this.ps?.size ?? 0,
+      pinned: this.pinReason,
     }
   }
 
@@ -538,6 +567,7 @@ export class ClientConn implements PooledClient {
     parts.push(this.issueCancelKey(), build.readyForQuery(TxStatus.Idle))
     this.socket.write(Buffer.concat(parts))
     this.phase = Phase.Work
+    this.setUpWork(pool)
     pool.clientLoggedIn(this)
     if (this.ctx.settings.log_connections) this.ctx.log.info('client.logged_in', this, 'login attempt: db=' + this.database + ' user=' + this.user)
   }
@@ -574,13 +604,15 @@ export class ClientConn implements PooledClient {
   }
 
   private onLinked(server: ServerConn): void {
-    const sql = paramSyncQuery(this.params, server.params)
-    if (sql === null) {
+    if (this.scanner !== null) server.setTracking(this.ps !== null)
+    const sql = (paramSyncQuery(this.params, server.params) ?? '') + (this.scanner === null ? '' : gucSyncSql(this.gucs, server.gucs))
+    if (sql === '') {
       this.flushPending()
       return
     }
     this.isSyncingParams = true
     this.updateFlow()
+    const gucs = this.gucs
     server.runInternal(sql, (ok) => {
       this.isSyncingParams = false
       if (this.closed) return
@@ -588,8 +620,29 @@ export class ClientConn implements PooledClient {
         this.fail(ClientErrors.protocolViolation('var change failed'))
         return
       }
+      server.gucs = gucs
       this.flushPending()
     })
+  }
+
+  /** Transaction and statement mode: statement mapping, session-state scanning, the policy. */
+  private setUpWork(pool: Pool): void {
+    const st = this.ctx.settings
+    if (pool.settings.pool_mode === 'session') {
+      this.isListening = true
+      return
+    }
+    this.scanner = new SqlScanner()
+    this.isRefusingState = st.session_state_policy === 'error'
+    this.trackedLower = trackedNames(st.track_extra_parameters).map((n) => n.toLowerCase())
+    if (st.max_prepared_statements > 0) {
+      this.ps = new ClientStatements()
+      // A Bind is read whole to rename its statement, like PgBouncer: allow it up to max_packet_size.
+      this.framer.maxInspectLength = Math.max(this.framer.maxInspectLength, st.max_packet_size + 1)
+    }
+    this.framer.inspect = this.ps !== null
+      ? (this.isRefusingState ? TRACKED_REFUSING_CODES : TRACKED_CODES)
+      : (this.isRefusingState ? SCANNED_REFUSING_CODES : SCANNED_CODES)
   }
 
   private flushPending(): void {
@@ -608,6 +661,7 @@ export class ClientConn implements PooledClient {
     let runEnd = -1
     let badCode = -1
     let isTerminated = false
+    const isScanning = this.scanner !== null
     while (f.next()) {
       if (f.isFirst) {
         if (f.code === FrontendCode.Terminate) {
@@ -619,7 +673,28 @@ export class ClientConn implements PooledClient {
           break
         }
         server.noteFrontendMessage(f.code)
+        if (isScanning) {
+          if (f.inspect[f.code] === 1) {
+            // Parse/Bind/Describe/Close (and Query under the error policy), whole: maybe rewritten.
+            const isReplaced = this.onWholeMessage(f.buf, f.start, f.end, server)
+            if (isReplaced || f.buf !== chunk) {
+              if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
+              runStart = -1
+              const repl = this.repl
+              if (isReplaced) {
+                for (let i = 0; i < repl.length; i++) out.add(repl[i])
+                repl.length = 0
+              } else {
+                out.add(f.buf.subarray(f.start, f.end))
+              }
+              continue
+            }
+          } else {
+            this.onStreamedMessage(f.code, server)
+          }
+        }
       }
+      if (this.isScanningQuery) this.scanQueryPart(f.buf, f.stashed === null ? f.start : f.start - f.stashed.length, f.end, f.isFirst, f.isLast)
       if (f.stashed !== null) {
         if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
         runStart = -1
@@ -630,6 +705,12 @@ export class ClientConn implements PooledClient {
     }
     if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
     out.flushTo(server.socket)
+    const emit = server.ps.emit
+    if (emit.length > 0) {
+      // Replies tidepool makes itself (ParseComplete, CloseComplete) with nothing before them outstanding.
+      for (let i = 0; i < emit.length; i++) this.socket.write(emit[i])
+      emit.length = 0
+    }
     if (badCode === FrontendCode.Query) {
       this.ctx.log.error('client.pqexec', this, 'client used "Query" packet type (disable_pqexec)')
       this.fail(ClientErrors.pqexecDisallowed)
@@ -651,6 +732,179 @@ export class ClientConn implements PooledClient {
       })
       this.updateFlow()
     }
+  }
+
+  /** A message that is not read whole: queue it for response matching, start scanning a Query. */
+  private onStreamedMessage(code: number, server: ServerConn): void {
+    if (code === FrontendCode.Query) this.isScanningQuery = true
+    if (this.ps === null) return
+    switch (code) {
+      case FrontendCode.Sync:
+        if (!server.isCopyIn) server.ps.push(code, Act.Forward, null)
+        break
+      case FrontendCode.Execute:
+      case FrontendCode.Query:
+      case FrontendCode.FunctionCall:
+        server.ps.push(code, Act.Forward, null)
+        break
+    }
+  }
+
+  /** One part of a streamed Query; `from` is where its bytes start (the header's first byte when isFirst). */
+  private scanQueryPart(buf: Buffer, from: number, end: number, isFirst: boolean, isLast: boolean): void {
+    const sc = this.scanner as SqlScanner
+    if (isFirst) {
+      sc.begin()
+      from += 5
+    }
+    if (end > from) sc.feed(buf, from, end)
+    if (isLast) {
+      sc.finish()
+      this.isScanningQuery = false
+      this.noteScan(sc.flags, sc.names)
+    }
+  }
+
+  /** What a scanned text may have done to the session. */
+  private noteScan(flags: number, names: string[] | null): void {
+    if (flags === 0) return
+    if ((flags & ScanFlag.Probe) !== 0) this.needsProbe = true
+    if ((flags & ScanFlag.Listen) !== 0) this.isListening = true
+    if ((flags & ScanFlag.DropStatements) !== 0) this.ps?.clear()
+    if (names !== null) for (const n of names) this.gucNames.add(n)
+  }
+
+  /**
+   * A Parse, Bind, Describe or Close (or a Query under the error policy), read whole. Returns true
+   * when `repl` holds what goes to the server instead (possibly nothing).
+   */
+  private onWholeMessage(buf: Buffer, start: number, end: number, server: ServerConn): boolean {
+    const code = buf[start]
+    const body = start + 5
+    const ps = this.ps
+    const sp = server.ps
+    switch (code) {
+      case FrontendCode.Query: {
+        const sc = this.scanner as SqlScanner
+        sc.scan(buf, body, end)
+        if (ps !== null) sp.push(code, Act.Forward, null)
+        if (sc.creator !== '') {
+          this.repl.push(build.query(refusalSql(refusedMessage(sc.creator))))
+          return true
+        }
+        this.noteScan(sc.flags, sc.names)
+        return false
+      }
+      case FrontendCode.Parse: {
+        const nameEnd = cstringEnd(buf, body, end)
+        const qStart = nameEnd + 1
+        const qEnd = cstringEnd(buf, qStart, end)
+        const sc = this.scanner as SqlScanner
+        const flags = sc.scan(buf, qStart, qEnd)
+        const isRefused = this.isRefusingState && sc.creator !== ''
+        if (isRefused && ps !== null) {
+          // Refused at Parse, as a statement PostgreSQL cannot parse would be: no name is created.
+          this.failRequest(sp, build.errorResponse({ severity: 'ERROR', code: '0A000', message: refusedMessage(sc.creator) }))
+          return true
+        }
+        const replacement = isRefused ? Buffer.from(refusalSql(refusedMessage(sc.creator)), 'utf8') : null
+        if (!isRefused) this.noteScan(flags, sc.names)
+        if (nameEnd === body || ps === null) {
+          if (ps !== null) sp.push(code, Act.Forward, null)
+          if (replacement === null) return false
+          this.repl.push(parseMessage(buf.toString('utf8', body, nameEnd), replacement, buf.subarray(qEnd + 1, end)))
+          return true
+        }
+        const name = buf.toString('utf8', body, nameEnd)
+        if (ps.get(name) !== undefined) {
+          this.failRequest(sp, duplicateError(name))
+          return true
+        }
+        const stmt = statementFor(buf, qStart, qEnd, end, isRefused ? 0 : flags, replacement)
+        ps.add(name, stmt)
+        if (sp.touch(stmt)) {
+          sp.push(code, Act.FakeParse, new RequestRef(stmt, ps, name, null))
+          sp.drain()
+          return true
+        }
+        sp.addPending(stmt, this.ctx.settings.max_prepared_statements, this.repl)
+        this.repl.push(stmt.parseMsg)
+        sp.push(code, Act.ClientParse, new RequestRef(stmt, ps, name, null))
+        return true
+      }
+      case FrontendCode.Bind: {
+        const portalEnd = cstringEnd(buf, body, end)
+        const sStart = portalEnd + 1
+        const sEnd = cstringEnd(buf, sStart, end)
+        if (sEnd === sStart || ps === null) {
+          if (ps !== null) sp.push(code, Act.Forward, null)
+          return false
+        }
+        const stmt = this.statementOrFail(ps, sp, buf, sStart, sEnd)
+        if (stmt === null) return true
+        this.ensurePrepared(stmt, server)
+        this.repl.push(renamed(code, buf, body, sStart, stmt.serverName, sEnd, end))
+        sp.push(code, Act.Forward, null)
+        return true
+      }
+      case FrontendCode.Describe:
+      case FrontendCode.Close: {
+        const nStart = body + 1
+        const nEnd = cstringEnd(buf, nStart, end)
+        if (buf[body] !== STATEMENT || nEnd === nStart || ps === null) {
+          if (ps !== null) sp.push(code, Act.Forward, null)
+          return false
+        }
+        if (code === FrontendCode.Close) {
+          // PostgreSQL answers a Close of a name it does not know with CloseComplete too.
+          const name = buf.toString('utf8', nStart, nEnd)
+          const stmt = ps.get(name) ?? null
+          if (stmt !== null) ps.byName.delete(name) // the request keeps the reference until answered
+          sp.push(code, Act.FakeClose, new RequestRef(stmt, ps, name, null))
+          sp.drain()
+          return true
+        }
+        const stmt = this.statementOrFail(ps, sp, buf, nStart, nEnd)
+        if (stmt === null) return true
+        this.ensurePrepared(stmt, server)
+        this.repl.push(renamed(code, buf, body, nStart, stmt.serverName, nEnd, end))
+        sp.push(code, Act.Forward, null)
+        return true
+      }
+    }
+    return false
+  }
+
+  /** The client's statement by name, or null after queueing PostgreSQL's 26000 error in its place. */
+  private statementOrFail(ps: ClientStatements, sp: ServerConn['ps'], buf: Buffer, from: number, to: number): Statement | null {
+    const name = buf.toString('utf8', from, to)
+    const stmt = ps.get(name)
+    if (stmt === undefined) {
+      this.failRequest(sp, missingError(name))
+      return null
+    }
+    const flags = stmt.scanFlags
+    if (flags !== 0) this.noteScan(flags, null)
+    return stmt
+  }
+
+  /**
+   * The server fails a harmless request in place of the client's (a Describe of a name nobody
+   * uses), so that it aborts the transaction and skips to Sync exactly as for the real error;
+   * the error it sends is replaced by `error`.
+   */
+  private failRequest(sp: ServerConn['ps'], error: Buffer): void {
+    this.repl.push(build.describeStatement(MISSING_NAME))
+    sp.push(FrontendCode.Describe, Act.Replace, new RequestRef(null, null, '', error))
+  }
+
+  /** A Parse goes ahead of a Bind/Describe on a server that lacks the statement. */
+  private ensurePrepared(stmt: Statement, server: ServerConn): void {
+    const sp = server.ps
+    if (sp.touch(stmt)) return
+    sp.addPending(stmt, this.ctx.settings.max_prepared_statements, this.repl)
+    this.repl.push(stmt.parseMsg)
+    sp.push(FrontendCode.Parse, Act.InjectedParse, stmt)
   }
 
   /**
@@ -686,10 +940,82 @@ export class ClientConn implements PooledClient {
     const pool = this.pool as Pool
     const mode = pool.settings.pool_mode
     if (mode === 'session' || this.server !== server) return
-    if (server.isReady && this.pending.length === 0) {
-      this.onClientDrain()
-      pool.release(server, Date.now())
+    if (!server.isReady || this.pending.length > 0 || this.isSyncingParams) return
+    if (this.needsProbe) {
+      this.probe(server)
+      return
     }
+    if (this.pinReason !== '') return
+    this.onClientDrain()
+    releaseServer(pool, server)
+  }
+
+  /**
+   * The transaction that just ended may have changed session state: ask the server what is left
+   * before it goes back to the pool. The client's next messages wait meanwhile.
+   */
+  private probe(server: ServerConn): void {
+    this.needsProbe = false
+    this.isSyncingParams = true
+    this.updateFlow()
+    const result = newProbeResult()
+    server.runInternal(probeSql(this.trackedLower, this.gucNames), (ok) => {
+      this.isSyncingParams = false
+      if (this.closed) return
+      if (!ok) {
+        this.fail(ClientErrors.protocolViolation('session state probe failed'))
+        return
+      }
+      this.applyProbe(server, result)
+      this.updateFlow()
+      if (this.pending.length > 0) this.flushPending()
+      else this.onServerReady(server)
+    }, (buf, start, end) => readProbeRow(result, buf, start, end))
+  }
+
+  private applyProbe(server: ServerConn, r: ProbeResult): void {
+    this.gucs = r.gucs
+    server.gucs = r.gucs
+    this.isListening = r.bound.includes('LISTEN')
+    if (server.isTracking) {
+      // DISCARD ALL / DEALLOCATE ALL took tidepool's statements too; any other mismatch is unknown state.
+      if (r.protocolStatements === 0) server.ps.clearCache()
+      else if (r.protocolStatements !== server.ps.cache.size) server.closeOnRelease = true
+    }
+    this.setPinned(r.bound)
+  }
+
+  /**
+   * The client leaves a ready server that has (or may have) session state: probe it unlinked and
+   * put it back in the pool only if nothing session-bound is left; its GUCs are then what the
+   * next client's link resets or replaces.
+   */
+  private retire(server: ServerConn, pool: Pool): void {
+    server.client = null
+    this.server = null
+    const result = newProbeResult()
+    server.runInternal(probeSql(this.trackedLower, this.gucNames), (ok) => {
+      if (server.isClosed) return
+      if (!ok || result.bound !== '') {
+        server.close(ok ? `client left session state behind (${result.bound})` : 'session state probe failed')
+        return
+      }
+      server.gucs = result.gucs
+      if (server.isTracking && result.protocolStatements !== server.ps.cache.size) {
+        if (result.protocolStatements === 0) server.ps.clearCache()
+        else server.closeOnRelease = true
+      }
+      releaseServer(pool, server)
+    }, (buf, start, end) => readProbeRow(result, buf, start, end))
+  }
+
+  private setPinned(reason: string): void {
+    const pool = this.pool as Pool
+    if ((reason !== '') !== (this.pinReason !== '')) {
+      pool.pinnedClients += reason !== '' ? 1 : -1
+      if (this.ctx.log.debugEnabled) this.ctx.log.debug('client.pinned', this, reason !== '' ? `pinned to its server: ${reason}` : 'unpinned')
+    }
+    this.pinReason = reason
   }
 
   /** A ParameterStatus from the linked server: the client's session now has this value. */
@@ -728,6 +1054,7 @@ export class ClientConn implements PooledClient {
 
   close(reason: string, isQuiet = false): void {
     if (this.closed) return
+    const wasPinned = this.pinReason !== ''
     this.closed = true
     this.phase = Phase.Closed
     this.ctx.clients.delete(this)
@@ -738,9 +1065,11 @@ export class ClientConn implements PooledClient {
     }
     const server = this.server
     const pool = this.pool
+    if (this.pinReason !== '') this.setPinned('')
     if (server !== null && pool !== null) {
       if (server.isReady && this.pending.length === 0 && !this.isSyncingParams) {
-        pool.release(server, Date.now())
+        if (this.needsProbe || this.pinReason !== '' || wasPinned) this.retire(server, pool)
+        else releaseServer(pool, server)
       } else {
         // Unlink first so the server's close does not report back to this client.
         server.client = null
@@ -756,6 +1085,7 @@ export class ClientConn implements PooledClient {
       this.ctx.loginClients.remove(this)
     }
     this.pending = []
+    this.ps?.clear()
     this.socket.end()
     this.socket.destroySoon()
     if ((!isQuiet && this.ctx.settings.log_disconnections) || this.ctx.log.debugEnabled) {
@@ -763,6 +1093,37 @@ export class ClientConn implements PooledClient {
       this.ctx.log.info('client.closed', this, `closing because: ${reason} (age=${age}s)`)
     }
   }
+}
+
+/**
+ * Back to the pool. With server_reset_query_always the pool runs server_reset_query on it first:
+ * what that query wipes (DISCARD ALL, DEALLOCATE ALL, RESET ALL) is no longer on the server.
+ */
+function releaseServer(pool: Pool, server: ServerConn): void {
+  const st = pool.settings
+  if (st.server_reset_query_always && st.server_reset_query !== '' && st.pool_mode !== 'session') {
+    const q = st.server_reset_query
+    const isDiscardAll = /\bdiscard\s+all\b/i.test(q)
+    if (isDiscardAll || /\bdeallocate\s+(prepare\s+)?all\b/i.test(q)) server.ps.clearCache()
+    if (isDiscardAll || /\breset\s+all\b/i.test(q)) server.gucs = NO_GUCS
+  }
+  pool.release(server, Date.now())
+}
+
+/** Work-phase messages read whole: those that name prepared statements, and Query when refusing session state. */
+const TRACKED_CODES = inspectTable([FrontendCode.Parse, FrontendCode.Bind, FrontendCode.Describe, FrontendCode.Close])
+const TRACKED_REFUSING_CODES = inspectTable([FrontendCode.Parse, FrontendCode.Bind, FrontendCode.Describe, FrontendCode.Close, FrontendCode.Query])
+/** Without statement mapping only Parse texts are read whole (a Query is scanned as it streams). */
+const SCANNED_CODES = inspectTable([FrontendCode.Parse])
+const SCANNED_REFUSING_CODES = inspectTable([FrontendCode.Parse, FrontendCode.Query])
+/** Describe/Close target byte for a prepared statement ('P' is a portal). */
+const STATEMENT = 0x53
+
+/** Where the NUL that ends the string at `from` is; a string running past `end` is a protocol violation. */
+function cstringEnd(buf: Buffer, from: number, end: number): number {
+  const nul = buf.indexOf(0, from)
+  if (nul < 0 || nul >= end) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'string without terminating NUL')
+  return nul
 }
 
 /** Message types a client may send after login (PostgreSQL's frontend messages, less the auth ones). */

@@ -18,4 +18,8 @@ export interface ClientInfo {
   localPort?: number
   /** TLS connection information; '' or absent without TLS. */
   tls?: string
+  /** Protocol-level prepared statements the client has (transaction/statement mode, mapped by tidepool). */
+  preparedStatements?: number
+  /** Why the client keeps its server between transactions ('' = not pinned): LISTEN, advisory lock, ... */
+  pinned?: string
 }

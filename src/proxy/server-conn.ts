@@ -27,6 +27,8 @@ import { sendCancel } from './cancel.ts'
 import { dial, isUnixHost } from '../net/dial.ts'
 import { OUT } from './out-slices.ts'
 import { nowUs } from '../pool/stats.ts'
+import { Resp, ServerPrepared } from './prepared.ts'
+import { NO_GUCS, type GucMap } from './session-state.ts'
 
 let nextServerId = 1
 
@@ -63,9 +65,18 @@ const LOGIN_INSPECT = inspectTable([
   BackendCode.Authentication, BackendCode.ParameterStatus, BackendCode.BackendKeyData, BackendCode.ErrorResponse,
   BackendCode.ReadyForQuery, BackendCode.NoticeResponse, BackendCode.NegotiateProtocolVersion,
 ])
-const WORK_INSPECT = inspectTable([
+const WORK_CODES = [
   BackendCode.ReadyForQuery, BackendCode.ErrorResponse, BackendCode.ParameterStatus, BackendCode.CopyInResponse, BackendCode.CopyOutResponse,
-  BackendCode.CopyBothResponse,
+  BackendCode.CopyBothResponse, BackendCode.NotificationResponse,
+]
+const WORK_INSPECT = inspectTable(WORK_CODES)
+/**
+ * With prepared statements tracked, also the response that ends each request (prepared.ts
+ * RequestQueue). DataRow, the bulk of the traffic, still streams through uninspected.
+ */
+const WORK_INSPECT_TRACKED = inspectTable([
+  ...WORK_CODES, BackendCode.ParseComplete, BackendCode.BindComplete, BackendCode.CloseComplete, BackendCode.RowDescription,
+  BackendCode.NoData, BackendCode.CommandComplete, BackendCode.EmptyQueryResponse, BackendCode.PortalSuspended,
 ])
 
 export class ServerConn implements PooledServer {
@@ -92,6 +103,13 @@ export class ServerConn implements PooledServer {
   /** Extended-protocol messages were sent since the last Sync: the server is mid-batch. */
   hasUnsyncedMessages = false
   isCopyIn = false
+  /** Prepared statements this server holds and the requests it still answers (prepared.ts). */
+  readonly ps = new ServerPrepared()
+  /** The linked client's statements are mapped: responses are matched to requests. */
+  isTracking = false
+  /** GUC values a client set on this session (session-state.ts); what the next client must RESET or replace. */
+  gucs: GucMap = NO_GUCS
+  private internalOnRow: ((buf: Buffer, start: number, end: number) => void) | null = null
   /** Start of the query now running and of the transaction it is in (µs, monotonic); 0 = none. */
   private queryStartUs = 0
   private xactStartUs = 0
@@ -307,10 +325,14 @@ export class ServerConn implements PooledServer {
 
   // ---- internal queries ----
 
-  /** Sends a query whose results are swallowed; ParameterStatus still updates params (and the linked client's). */
-  runInternal(sql: string, done: (ok: boolean) => void): void {
+  /**
+   * Sends a query whose results are swallowed (or handed to `onRow`, DataRow bodies);
+   * ParameterStatus still updates params (and the linked client's).
+   */
+  runInternal(sql: string, done: (ok: boolean) => void, onRow: ((buf: Buffer, start: number, end: number) => void) | null = null): void {
     if (this.internalDone !== null) throw new Error('server: internal query while one runs')
     this.internalDone = done
+    this.internalOnRow = onRow
     this.internalOk = true
     this.framer.inspect = INSPECT_ALL
     this.socket.write(build.query(sql))
@@ -330,11 +352,17 @@ export class ServerConn implements PooledServer {
         this.ctx.log.warn('server.internal_query_failed', this, `internal query failed: ${e.message}`, { sqlstate: e.code })
       } else if (f.code === BackendCode.CopyInResponse || f.code === BackendCode.CopyBothResponse) {
         throw new Error('internal query started COPY')
+      } else if (f.code === BackendCode.DataRow && this.internalOnRow !== null) {
+        this.internalOnRow(f.buf, f.start + 5, f.end)
+      } else if (f.code === BackendCode.NotificationResponse && this.client !== null && this.client.isListening) {
+        // Delivered while tidepool probed the session right after the client's LISTEN: still the client's.
+        this.client.socket.write(Buffer.from(f.buf.subarray(f.start, f.end)))
       } else if (f.code === BackendCode.ReadyForQuery) {
         this.txStatus = f.buf[f.start + 5]
         const done = this.internalDone as (ok: boolean) => void
         this.internalDone = null
-        this.framer.inspect = WORK_INSPECT
+        this.internalOnRow = null
+        this.framer.inspect = this.isTracking ? WORK_INSPECT_TRACKED : WORK_INSPECT
         // An internal query that leaves a transaction open would leak it to the next client.
         const ok = this.internalOk && this.txStatus === TxStatus.Idle
         if (f.end < f.buf.length && f.buf === chunk) {
@@ -370,15 +398,26 @@ export class ServerConn implements PooledServer {
         if (f.stashed !== null) out.add(f.stashed)
         if (f.buf !== chunk) {
           // An inspected message assembled across chunks: it lives in its own buffer.
-          this.inspectWork(f.buf, f.start)
-          out.add(f.buf.subarray(f.start, f.end))
+          if (!this.inspectWork(f.buf, f.start)) out.add(f.buf.subarray(f.start, f.end))
+          this.addEmitted(out)
           sawReady ||= f.code === BackendCode.ReadyForQuery
           continue
         }
       }
       if (f.isFirst && f.inspect[f.code] === 1) {
-        this.inspectWork(chunk, f.start)
+        const isDropped = this.inspectWork(chunk, f.start)
         sawReady ||= f.code === BackendCode.ReadyForQuery
+        if (isDropped || this.ps.emit.length > 0) {
+          // A response tidepool swallows, or replies of its own that go right after this one.
+          if (!isDropped) {
+            if (runStart < 0) runStart = f.start
+            runEnd = f.end
+          }
+          if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
+          runStart = -1
+          this.addEmitted(out)
+          continue
+        }
       }
       if (runStart < 0) runStart = f.start
       runEnd = f.end
@@ -397,9 +436,22 @@ export class ServerConn implements PooledServer {
     if (sawReady) client.onServerReady(this)
   }
 
-  /** Reads the few backend messages that change what tidepool knows; `at` is the message start. */
-  private inspectWork(buf: Buffer, at: number): void {
+  private addEmitted(out: typeof OUT): void {
+    const emit = this.ps.emit
+    if (emit.length === 0) return
+    for (let i = 0; i < emit.length; i++) out.add(emit[i])
+    emit.length = 0
+  }
+
+  /**
+   * Reads the few backend messages that change what tidepool knows; `at` is the message start.
+   * True when the client must not see the message (a reply to tidepool's own request, or a
+   * notification for a client that does not listen).
+   */
+  private inspectWork(buf: Buffer, at: number): boolean {
     const code = buf[at]
+    if (code === BackendCode.NotificationResponse) return this.client === null || !this.client.isListening
+    const isDropped = this.isTracking && this.ps.onResponse(code) === Resp.Drop
     if (code === BackendCode.ReadyForQuery) {
       this.txStatus = buf[at + 5]
       const stats = this.pool.stats
@@ -428,6 +480,14 @@ export class ServerConn implements PooledServer {
     } else if (code === BackendCode.ErrorResponse) {
       this.pool.stats.countError('server', sqlstateOf(buf, at))
     }
+    return isDropped
+  }
+
+  /** Linking to a client: map its statement names (or not), with the matching inspect table. */
+  setTracking(on: boolean): void {
+    if (this.ps.size > 0) this.ps.reset()
+    this.isTracking = on
+    this.framer.inspect = on ? WORK_INSPECT_TRACKED : WORK_INSPECT
   }
 
   /** Bytes from a server nobody is linked to: only asynchronous messages are acceptable. */
@@ -450,7 +510,7 @@ export class ServerConn implements PooledServer {
         }
       }
     } finally {
-      f.inspect = WORK_INSPECT
+      f.inspect = this.isTracking ? WORK_INSPECT_TRACKED : WORK_INSPECT
     }
   }
 
@@ -514,6 +574,8 @@ export class ServerConn implements PooledServer {
     }
     if (this.socket.writable && wasLoggedIn) this.socket.end(build.terminate())
     this.socket.destroy()
+    this.ps.reset()
+    this.ps.clearCache()
     const client = this.client
     const isLoginFailure = !wasLoggedIn && this.state === ServerState.Login && isHostToBlame
     const isBanned = this.leaveHost(isLoginFailure ? reason : null)
