@@ -11,6 +11,7 @@ const USAGE = `usage:
   tidepool demo [--port 6432]                embedded PostgreSQL + tidepool, ready for psql and pgbench
   tidepool switchover <db> [--to host] [--timeout s] [-h host] [-p port] [-U user]
                                              planned switchover through a running tidepool's console
+  tidepool bench init|run|report ...         workloads direct vs pooled, tables and an HTML report
   tidepool --version | --help`
 
 const VERSION = '0.1.0'
@@ -27,6 +28,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (sub === 'check-config') return runCheckConfig(argv.slice(1))
   if (sub === 'switchover') return (await import('./cli/switchover.ts')).runSwitchover(argv.slice(1))
+  if (sub === 'bench') return (await import('./cli/bench.ts')).runBenchCommand(argv.slice(1))
   // Loaded only when asked for: the demo pulls in PostgreSQL tooling the pooler itself never needs.
   if (sub === 'demo') return (await import('./cli/demo.ts')).runDemo(argv.slice(1))
   const rest = sub === 'start' ? argv.slice(1) : argv
