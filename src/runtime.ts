@@ -4,13 +4,16 @@
 // Must not: parse config (config/ does) or speak the protocol (proxy/ does).
 
 import net from 'node:net'
+import tls from 'node:tls'
 import fs from 'node:fs'
-import type { Config, DatabaseEntry } from './config/types.ts'
+import type { Config, DatabaseEntry, SettingValue, SourcePos, UserSecret } from './config/types.ts'
 import { diffConfig, loadConfig } from './config/load.ts'
-import { serverCheckQuerySql } from './config/settings.ts'
+import { findSetting, serverCheckQuerySql, SETTINGS, type Settings } from './config/settings.ts'
 import { checkBuildSupport } from './config/build-support.ts'
 import { TidepoolError } from './util/errors.ts'
-import { consoleRows, runConsoleQuery, type ConsoleView } from './admin/console.ts'
+import { consoleRows, runConsoleQuery, type ConsoleView, type SetOutcome, type SocketFacts } from './admin/console.ts'
+import { parseUserlist } from './config/userlist.ts'
+import { dirname, isAbsolute, resolve } from 'node:path'
 import { Framer, INSPECT_ALL } from './protocol/framer.ts'
 import { parseErrorFields } from './protocol/reader.ts'
 import { startHttp } from './observe/http.ts'
@@ -174,6 +177,13 @@ export class Runtime implements ProxyContext, ServerFactory {
       isDisabled: (db) => rt.disabledDbs.has(db),
       kill: (db) => rt.kill(db),
       killClient: (id) => rt.killClient(id),
+      suspend: () => rt.suspend(),
+      get isSuspended() { return rt.isSuspended },
+      hasPausedDatabases: () => rt.pausedDbs.size > 0,
+      set: (key, value) => rt.setSetting(key, value),
+      sockets: () => rt.socketFacts(),
+      listenerSockets: () => rt.listenerSockets(),
+      memoryUsage: () => process.memoryUsage(),
     }
   }
 
@@ -233,6 +243,7 @@ export class Runtime implements ProxyContext, ServerFactory {
   }
 
   resume(db: string | null): void {
+    if (db === null && this.isSuspended) this.unsuspend()
     if (db === null) {
       this.isPausedAll = false
       this.pausedDbs.clear()
@@ -426,7 +437,8 @@ export class Runtime implements ProxyContext, ServerFactory {
     const s = this.config.settings
     const onConnection = (socket: net.Socket) => {
       socket.on('error', () => {}) // ClientConn installs the real handler; this covers the gap.
-      new ClientConn(socket, this)
+      if (this.isSuspended) this.queueConnection(socket)
+      else new ClientConn(socket, this)
     }
     const addrs = s.listen_addr.split(',').map((a) => a.trim()).filter((a) => a !== '')
     for (const addr of addrs) {
@@ -480,6 +492,8 @@ export class Runtime implements ProxyContext, ServerFactory {
 
   /** One janitor pass over every pool; exposed so tests can run it without waiting. */
   sweep(): void {
+    // PgBouncer does no maintenance while suspended: no timeout may close what SUSPEND froze.
+    if (this.isSuspended) return this.resumeIfConsoleGone()
     const now = Date.now()
     const s = this.config.settings
     try {
@@ -563,6 +577,7 @@ export class Runtime implements ProxyContext, ServerFactory {
   readiness(): { ready: boolean; reason: string } {
     if (this.isShuttingDown) return { ready: false, reason: 'shutting down' }
     if (this.isPausedAll) return { ready: false, reason: 'paused' }
+    if (this.isSuspended) return { ready: false, reason: 'suspended' }
     // No usable backend: pools exist, none has a server, and every one's last login failed within
     // server_login_retry. A node with no pools yet is ready (nothing has been tried).
     const pools = this.poolList
@@ -609,6 +624,149 @@ export class Runtime implements ProxyContext, ServerFactory {
         this.log.info('stats.period', null, `stats: ${db}: ${a.xacts} xacts/s, ${a.queries} queries/s, ${a.serverAssignments} server assignments/s, in ${a.received} B/s, out ${a.sent} B/s, xact ${a.xactTimeUs} us, query ${a.queryTimeUs} us, wait ${a.waitTimeUs} us`)
       }
     }
+  }
+
+  // ---- admin console: SUSPEND, SET, socket facts ----
+
+  private isSuspendedNow = false
+  /** Sockets SUSPEND stopped reading; RESUME lets them read again. */
+  private readonly heldSockets = new Set<net.Socket>()
+  /** Connections that arrived during SUSPEND: their sessions start at RESUME (a backlog of our own). */
+  private readonly queuedConnections: net.Socket[] = []
+
+  get isSuspended(): boolean {
+    return this.isSuspendedNow
+  }
+
+  /**
+   * SUSPEND, as PgBouncer's: no new client is served and no client or server socket (console
+   * clients aside) is read any more; resolves once what was written to them has been flushed.
+   * After suspend_timeout (> 0) the connections that still have output waiting are closed.
+   */
+  async suspend(): Promise<void> {
+    this.isSuspendedNow = true
+    this.log.info('admin.suspend', null, 'SUSPEND command issued')
+    const conns: Array<{ socket: net.Socket; close(reason: string): void }> = []
+    for (const c of this.clients) if (c.database !== CONSOLE_DB) conns.push(c)
+    for (const p of this.poolList) for (const s of p.lists.allServers()) conns.push(s as ServerConn)
+    for (const c of conns) {
+      holdReading(c.socket)
+      this.heldSockets.add(c.socket)
+    }
+    const timeoutMs = this.config.settings.suspend_timeout * 1000
+    const isFlushed = (c: { socket: net.Socket }) => c.socket.destroyed || c.socket.writableLength === 0
+    if (await pollUntil(() => !this.isSuspended || conns.every(isFlushed), 20, timeoutMs)) return
+    for (const c of conns) if (!isFlushed(c)) c.close('suspend_timeout')
+  }
+
+  private unsuspend(): void {
+    this.isSuspendedNow = false
+    for (const s of this.heldSockets) releaseReading(s)
+    this.heldSockets.clear()
+    for (const socket of this.queuedConnections.splice(0)) {
+      if (socket.destroyed) continue
+      if (this.isShuttingDown) socket.destroy()
+      else new ClientConn(socket, this)
+    }
+    this.log.info('admin.resume', null, 'resumed after SUSPEND')
+  }
+
+  private queueConnection(socket: net.Socket): void {
+    // The kernel's backlog would refuse past listen_backlog; so does ours.
+    if (this.queuedConnections.length >= this.config.settings.listen_backlog) socket.destroy()
+    else this.queuedConnections.push(socket)
+  }
+
+  /** PgBouncer: when the last console client leaves a suspended pooler, it resumes by itself. */
+  private resumeIfConsoleGone(): void {
+    for (const c of this.clients) if (c.database === CONSOLE_DB) return
+    this.log.info('admin.resume', null, 'admin disappeared when suspended, doing RESUME')
+    this.unsuspend()
+  }
+
+  /**
+   * SET key = value from the console: parsed by the settings table and applied the way RELOAD
+   * applies a changed file (one new frozen Config, swapped whole or not at all). Restart-only
+   * settings are refused; PgBouncer ignores them silently. The value lasts until the next RELOAD,
+   * which re-reads the file.
+   */
+  setSetting(key: string, text: string): SetOutcome {
+    const row = findSetting(key)
+    if (row === undefined) return { ok: false, reason: `unknown parameter: ${key}` }
+    if (row.apply !== 'live') return { ok: false, reason: `${row.name} cannot be changed at runtime; set it in the config file and restart` }
+    const parsed = row.type.parse(text)
+    if (!parsed.ok) return { ok: false, reason: `${row.name}: ${parsed.error}` }
+    const prev = this.config
+    const settings: Record<string, SettingValue> = { ...prev.settings }
+    const positions = new Map<string, SourcePos>(prev.positions)
+    const value = Array.isArray(parsed.value) ? Object.freeze([...parsed.value]) : parsed.value
+    // Aliases share one value, as in load.ts.
+    const linked = [row.name, ...(row.aliasOf === null ? [] : [row.aliasOf]), ...SETTINGS.filter((x) => x.aliasOf === row.name).map((x) => x.name)]
+    for (const name of linked) {
+      settings[name] = value
+      positions.set(name, SET_POS)
+    }
+    let userlist = prev.userlist
+    if (row.name === 'auth_file') {
+      const r = readUserlist(prev.file, value as string)
+      if (typeof r === 'string') return { ok: false, reason: r }
+      userlist = r
+    }
+    const next: Config = Object.freeze({ ...prev, settings: Object.freeze(settings) as unknown as Settings, positions, userlist })
+    if (next.settings.auth_type === 'pam') return { ok: false, reason: 'auth_type pam is not supported' }
+    const support = checkBuildSupport(next)
+    if (support.errors.length > 0) return { ok: false, reason: support.errors.join('\n') }
+    let clientTls: ClientTls | null
+    let serverTls: ServerTls | null
+    let hba: HbaFile | null
+    try {
+      clientTls = clientTlsFromConfig(next)
+      serverTls = serverTlsFromConfig(next)
+      hba = hbaFromConfig(next)
+    } catch (err) {
+      return { ok: false, reason: (err as Error).message }
+    }
+    // Only the warnings this SET brought, without the position prefix that means nothing here.
+    const before = new Set(checkBuildSupport(prev).warnings)
+    const prefix = `${SET_POS.file}:${SET_POS.line}: `
+    const warnings = support.warnings.filter((w) => !before.has(w)).map((w) => (w.startsWith(prefix) ? w.slice(prefix.length) : w))
+    this.clientTls = clientTls
+    this.serverTls = serverTls
+    this.hba = hba
+    this.log.info('config.set', null, `SET ${row.name}=${row.isSecret ? '********' : text} from the admin console`)
+    this.applyConfig(next)
+    return { ok: true, warnings }
+  }
+
+  /** What the console shows of every client and server socket, read from Node's sockets. */
+  socketFacts(): Map<string, SocketFacts> {
+    const m = new Map<string, SocketFacts>()
+    const add = (id: string, socket: net.Socket, params: ReadonlyMap<string, string>) => {
+      m.set(id, {
+        fd: fdOf(socket),
+        pendingIn: socket.readableLength,
+        pendingOut: socket.writableLength,
+        remoteAddr: socket.remoteAddress ?? '',
+        isTls: socket instanceof tls.TLSSocket,
+        params,
+      })
+    }
+    for (const c of this.clients) add(c.id, c.socket, c.params)
+    for (const p of this.poolList) {
+      for (const s of p.lists.allServers()) {
+        const sc = s as ServerConn
+        add(sc.id, sc.socket, sc.params)
+      }
+    }
+    return m
+  }
+
+  listenerSockets(): Array<{ fd: number; addr: string; port: number }> {
+    return this.listeners.map((l) => {
+      const a = l.address()
+      const fd = fdOf(l as unknown as net.Socket)
+      return typeof a === 'string' || a === null ? { fd, addr: 'unix', port: this.port } : { fd, addr: a.address, port: a.port }
+    })
   }
 
   // ---- reload ----
@@ -694,6 +852,7 @@ export class Runtime implements ProxyContext, ServerFactory {
   shutdown(mode: 'immediate' | 'transactions' | 'clients'): Promise<void> {
     if (this.shutdownDone !== null && mode !== 'immediate') return this.shutdownDone
     this.isShuttingDown = true
+    if (this.isSuspended) this.unsuspend()
     for (const l of this.listeners) l.close()
     if (this.tick !== null && mode === 'immediate') {
       clearInterval(this.tick)
@@ -755,6 +914,60 @@ export function groupId(group: string): number {
     if (f[0] === group && f.length >= 3) return Number(f[2])
   }
   throw new TidepoolError('TP_CONFIG_INVALID', `unix_socket_group: no such group: ${group}`)
+}
+
+const CONSOLE_DB = 'pgbouncer'
+/** Where a value SET from the console came from, for checkBuildSupport's messages. */
+const SET_POS: SourcePos = Object.freeze({ file: 'SET', line: 0 })
+
+/** Node exposes a socket's descriptor only on its handle; -1 where there is none (TLS). */
+function fdOf(socket: net.Socket): number {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd
+  return typeof fd === 'number' ? fd : -1
+}
+
+const HOLD = Symbol('tidepool.suspendHold')
+type HeldSocket = net.Socket & { [HOLD]?: { isFlowing: boolean } }
+
+/**
+ * Stops reading `socket` until releaseReading. The connection keeps calling pause() and resume()
+ * for its own backpressure meanwhile; those calls only record what it wants, applied at release,
+ * so SUSPEND needs no hook inside ClientConn or ServerConn.
+ */
+function holdReading(socket: net.Socket): void {
+  const s = socket as HeldSocket
+  if (s[HOLD] !== undefined) return
+  const held = { isFlowing: !socket.isPaused() }
+  socket.pause()
+  s[HOLD] = held
+  socket.pause = function (this: net.Socket) { held.isFlowing = false; return this }
+  socket.resume = function (this: net.Socket) { held.isFlowing = true; return this }
+}
+
+function releaseReading(socket: net.Socket): void {
+  const s = socket as HeldSocket
+  const held = s[HOLD]
+  if (held === undefined) return
+  delete s[HOLD]
+  // Back to the prototype's pause and resume.
+  delete (socket as Partial<net.Socket>).pause
+  delete (socket as Partial<net.Socket>).resume
+  if (held.isFlowing && !socket.destroyed) socket.resume()
+}
+
+/** auth_file set from the console: read as load.ts reads it (relative to the config's directory). */
+function readUserlist(configFile: string, authFile: string): ReadonlyMap<string, UserSecret> | string {
+  if (authFile === '') return new Map()
+  const path = isAbsolute(authFile) ? authFile : resolve(dirname(configFile), authFile)
+  let text: string
+  try {
+    text = fs.readFileSync(path, 'utf8')
+  } catch (err) {
+    return `auth_file: cannot read ${path}: ${(err as Error).message}`
+  }
+  const r = parseUserlist(text, path)
+  if (r.errors.length > 0) return r.errors.join('\n')
+  return new Map([...r.users].map(([k, v]) => [k, Object.freeze(v)] as const))
 }
 
 function counter(m: Map<string, SharedCount>, key: string): SharedCount {

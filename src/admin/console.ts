@@ -7,6 +7,7 @@
 // Must not: touch sockets or the clock beyond Date.now() as a default; it reads through ConsoleView
 // and acts only through it (the runtime implements it).
 
+import { isIP } from 'node:net'
 import * as build from '../protocol/build.ts'
 import { TxStatus } from '../protocol/codes.ts'
 import { SqlState } from '../protocol/pg-error.ts'
@@ -14,7 +15,7 @@ import { configRows } from '../config/show.ts'
 import type { Config, DatabaseEntry } from '../config/types.ts'
 import type { Pool } from '../pool/pool.ts'
 import type { PoolStats, StatsAverages } from '../pool/stats.ts'
-import type { PooledServer } from '../pool/states.ts'
+import type { PooledClient, PooledServer } from '../pool/states.ts'
 
 /** How Runtime.shutdown names its modes: SHUTDOWN, SHUTDOWN WAIT_FOR_SERVERS, SHUTDOWN WAIT_FOR_CLIENTS. */
 export type ShutdownMode = 'immediate' | 'transactions' | 'clients'
@@ -58,6 +59,38 @@ export interface ConsoleView {
   kill(db: string): void
   /** KILL_CLIENT: false when no client has that numeric id. */
   killClient(id: number): boolean
+  /**
+   * SUSPEND: stop accepting and stop reading every socket but the console's; resolves once their
+   * pending output is flushed (or suspend_timeout closed the ones that would not flush).
+   */
+  suspend(): Promise<void>
+  readonly isSuspended: boolean
+  /** Some database is paused (PAUSE db, KILL db): SUSPEND is refused then, as in PgBouncer. */
+  hasPausedDatabases(): boolean
+  /** SET key = value: applied as a RELOAD applies a changed file, or refused with the reason. */
+  set(key: string, value: string): SetOutcome
+  /** What Node can tell of each client and server socket, by connection id ('C-17', 'S-3'). */
+  sockets(): ReadonlyMap<string, SocketFacts>
+  /** The listening sockets (SHOW FDS's 'pooler' rows). */
+  listenerSockets(): Array<{ fd: number; addr: string; port: number }>
+  /** process.memoryUsage(), for SHOW MEM. */
+  memoryUsage(): { rss: number; heapTotal: number; heapUsed: number; external: number; arrayBuffers: number }
+}
+
+export type SetOutcome = { ok: true; warnings: string[] } | { ok: false; reason: string }
+
+export interface SocketFacts {
+  /** The OS file descriptor; -1 where Node does not expose one (TLS sockets). */
+  fd: number
+  /** Bytes received and not yet taken by tidepool (socket.readableLength). */
+  pendingIn: number
+  /** Bytes tidepool wrote that the kernel has not taken yet (socket.writableLength). */
+  pendingOut: number
+  /** The peer's IP address; for a server, the address its host name resolved to. */
+  remoteAddr: string
+  isTls: boolean
+  /** Tracked parameters (client_encoding, DateStyle, TimeZone, standard_conforming_strings). */
+  params: ReadonlyMap<string, string>
 }
 
 import type { ClientInfo } from '../proxy/client-info.ts'
@@ -82,8 +115,9 @@ interface ServerDetails {
 const ADMIN_DB = 'pgbouncer'
 const ADMIN_USER = 'pgbouncer'
 
-// PgBouncer's column type letters (src/pktbuf.c): s text, i int4, q int8, N numeric, T a time sent as text.
-const TYPE_OIDS: Record<string, number> = { s: 25, i: 23, q: 20, N: 1700, T: 25 }
+// PgBouncer's column type letters (src/pktbuf.c): s text, i int4, q int8, N numeric, T a time sent
+// as text, b bytea.
+const TYPE_OIDS: Record<string, number> = { s: 25, i: 23, q: 20, N: 1700, T: 25, b: 17 }
 
 interface ResultSet {
   columns: Array<{ name: string; typeOid: number }>
@@ -114,6 +148,18 @@ const SOCKET_COLUMNS = columns('ssssssisiTTiiississii', [
   'request_time', 'wait', 'wait_us', 'close_needed', 'ptr', 'link', 'remote_pid', 'tls', 'application_name',
   'prepared_statements', 'id',
 ])
+// SHOW SOCKETS and ACTIVE_SOCKETS: SHOW CLIENTS's columns, then PgBouncer's buffer columns.
+const SOCKET_DEBUG_COLUMNS = columns('ssssssisiTTiiississiiiiiiiii', [
+  ...SOCKET_COLUMNS.map((c) => c.name),
+  'recv_pos', 'pkt_pos', 'pkt_remain', 'send_pos', 'send_remain', 'pkt_avail', 'send_avail',
+])
+const FDS_COLUMNS = columns('issssiqisssssbb', [
+  'fd', 'task', 'user', 'database', 'addr', 'port', 'cancel', 'link', 'client_encoding', 'std_strings',
+  'datestyle', 'timezone', 'password', 'scram_client_key', 'scram_server_key',
+])
+const MEM_COLUMNS = columns('siiii', ['name', 'size', 'used', 'free', 'memtotal'])
+const DNS_HOSTS_COLUMNS = columns('sqs', ['hostname', 'ttl', 'addrs'])
+const DNS_ZONES_COLUMNS = columns('sqi', ['zonename', 'serial', 'count'])
 const USERS_COLUMNS = columns('ssssiiii', [
   'name', 'pool_size', 'reserve_pool_size', 'pool_mode', 'max_user_connections', 'current_connections',
   'max_user_client_connections', 'current_client_connections',
@@ -131,21 +177,27 @@ const FAKE_PARAMS: ReadonlyMap<string, string> = new Map([
   ['standard_conforming_strings', 'on'], ['datestyle', 'ISO'], ['timezone', 'GMT'],
 ])
 
-/** PgBouncer commands this version does not implement yet: a clear refusal rather than "invalid command". */
-const NOT_YET = new Set([
-  'fds', 'sockets', 'active_sockets', 'mem', 'dns_hosts', 'dns_zones',
-])
-const NOT_YET_COMMANDS = new Set(['suspend'])
-
+// PgBouncer 1.25's list, word for word: scripts grep it.
 const HELP_DETAIL =
-  '\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n' +
+  '\n' +
+  '\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n' +
   '\tSHOW PEERS|PEER_POOLS\n' +
-  '\tSHOW LISTS|STATE\n' +
+  '\tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n' +
+  '\tSHOW DNS_HOSTS|DNS_ZONES\n' +
+  '\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n' +
+  '\tSET key = arg\n' +
   '\tRELOAD\n' +
   '\tPAUSE [<db>]\n' +
   '\tRESUME [<db>]\n' +
+  '\tDISABLE <db>\n' +
+  '\tENABLE <db>\n' +
+  '\tRECONNECT [<db>]\n' +
+  '\tKILL [<db>]\n' +
+  '\tKILL_CLIENT <client_id>\n' +
+  '\tSUSPEND\n' +
   '\tSHUTDOWN\n' +
-  '\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS'
+  '\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS\n' +
+  '\tWAIT_CLOSE [<db>]'
 
 // ---- parsing: PgBouncer's `CMD [arg] [;]` (cmd_normal_rx), case-insensitive, words or "quoted" ----
 
@@ -170,10 +222,6 @@ class ConsoleError extends Error {
 /** PgBouncer's admin_error: ERROR, 08P01 unless told otherwise. */
 function adminError(message: string, code: string = SqlState.ProtocolViolation, detail?: string): ConsoleError {
   return new ConsoleError(code, message, detail)
-}
-
-function notYet(what: string): ConsoleError {
-  return new ConsoleError(SqlState.FeatureNotSupported, `${what} is not supported by this version of tidepool`)
 }
 
 /**
@@ -273,8 +321,9 @@ async function execute(ctx: Ctx): Promise<Buffer> {
       if (!ctx.view.killClient(id)) throw adminError(`client ${arg} not found`)
       return doneReply('KILL_CLIENT')
     }
+    case 'suspend':
+      return runSuspend(ctx, arg)
     default:
-      if (NOT_YET_COMMANDS.has(word)) throw notYet(word.toUpperCase())
       throw syntaxError(ctx)
   }
 }
@@ -301,13 +350,19 @@ function runShow(ctx: Ctx, arg: string): Buffer {
     case 'stats_totals': return resultReply(showStats(ctx, 'totals'))
     case 'stats_averages': return resultReply(showStats(ctx, 'averages'))
     case 'totals': return resultReply(showTotals(ctx))
+    case 'fds': return resultReply(showFds(ctx))
+    case 'sockets': return resultReply(showSockets(ctx, false))
+    case 'active_sockets': return resultReply(showSockets(ctx, true))
+    case 'mem': return resultReply(showMem(ctx))
+    case 'dns_hosts': return resultReply(showDnsHosts(ctx))
+    // tidepool has no DNS cache, so no zones are watched (dns_zone_check_period is not applied).
+    case 'dns_zones': return resultReply({ columns: DNS_ZONES_COLUMNS, rows: [] })
     case 'help': return Buffer.concat([
       build.noticeResponse({ severity: 'NOTICE', code: SqlState.SuccessfulCompletion, message: 'Console usage', detail: HELP_DETAIL }),
       build.commandComplete('SHOW'),
       build.readyForQuery(TxStatus.Idle),
     ])
     default:
-      if (NOT_YET.has(what)) throw notYet(`SHOW ${what.toUpperCase()}`)
       throw syntaxError(ctx)
   }
 }
@@ -566,7 +621,11 @@ function showLists(ctx: Ctx): ResultSet {
 
 function showState(ctx: Ctx): ResultSet {
   const isPaused = ctx.view.isPaused(null)
-  return { columns: STATE_COLUMNS, rows: [['active', isPaused ? 'no' : 'yes'], ['paused', isPaused ? 'yes' : 'no'], ['suspended', 'no']] }
+  const isSuspended = ctx.view.isSuspended
+  return {
+    columns: STATE_COLUMNS,
+    rows: [['active', isPaused || isSuspended ? 'no' : 'yes'], ['paused', isPaused ? 'yes' : 'no'], ['suspended', isSuspended ? 'yes' : 'no']],
+  }
 }
 
 // ---- process control ----
@@ -591,7 +650,7 @@ function isKnownDatabase(cfg: Config, name: string): boolean {
 async function runPause(ctx: Ctx, arg: string): Promise<Buffer> {
   requireAdmin(ctx)
   const view = ctx.view
-  if (view.isPaused(null)) throw adminError('already suspended/paused')
+  if (view.isPaused(null) || view.isSuspended) throw adminError('already suspended/paused')
   if (arg !== '') {
     if (!isKnownDatabase(view.config(), arg)) throw adminError(`no such database: ${arg}`)
     if (arg === ADMIN_DB) throw adminError(`cannot pause admin db: ${arg}`)
@@ -610,7 +669,7 @@ function runResume(ctx: Ctx, arg: string): Buffer {
   const view = ctx.view
   if (arg === '') {
     if (view.isShuttingDown) throw adminError('pooler is shutting down')
-    if (!view.isPaused(null)) throw adminError('pooler is not paused/suspended')
+    if (!view.isPaused(null) && !view.isSuspended) throw adminError('pooler is not paused/suspended')
     view.resume(null)
   } else {
     if (!isKnownDatabase(view.config(), arg)) throw adminError(`no such database: ${arg}`)
@@ -646,12 +705,29 @@ function runShutdown(ctx: Ctx, arg: string): Buffer {
   return mode === 'immediate' ? Buffer.alloc(0) : doneReply('SHUTDOWN')
 }
 
-/** SET: PgBouncer acknowledges the parameters clients set by habit; changing settings is not here yet. */
+const SET_WORD = '("(?:[^"]|"")*"|[0-9a-z_]+)'
+const SET_HEAD = `^[ \\t\\n\\r]*set[ \\t\\n\\r]+${SET_WORD}[ \\t\\n\\r]*(?:=|to)[ \\t\\n\\r]*`
+const SET_TAIL = '[ \\t\\n\\r]*(?:;[ \\t\\n\\r]*)?$'
+// PgBouncer tries the quoted-string form first, then a word (cmd_set_str_rx, cmd_set_word_rx).
+const SET_STRING_RX = new RegExp(`${SET_HEAD}('(?:[^']|'')*')${SET_TAIL}`, 'i')
+const SET_WORD_RX = new RegExp(`${SET_HEAD}${SET_WORD}${SET_TAIL}`, 'i')
+// PgBouncer copies the key and the value, quotes included, into buffers of 64 and 256 bytes.
+const MAX_SET_KEY = 63
+const MAX_SET_VALUE = 255
+
+/**
+ * SET key = value. The parameters clients set by habit are acknowledged and ignored, as PgBouncer
+ * does; any other key changes the setting as the config file would (live settings only) and
+ * answers PgBouncer's tag `SET key=value`. Every refusal is PgBouncer's one text, "SET failed";
+ * the DETAIL (ours) says why, where PgBouncer only logs it.
+ */
 function runSet(ctx: Ctx): Buffer {
-  const m = /^[ \t\n\r]*set[ \t\n\r]+("(?:[^"]|"")+"|[0-9a-z_]+)[ \t\n\r]*(?:=|to)[ \t\n\r]*('(?:[^']|'')*'|"(?:[^"]|"")+"|[0-9a-z_]+)[ \t\n\r]*(?:;[ \t\n\r]*)?$/i.exec(ctx.sql)
+  const m = SET_STRING_RX.exec(ctx.sql) ?? SET_WORD_RX.exec(ctx.sql)
   if (m === null) throw syntaxError(ctx)
   const key = unquote(m[1])
-  if (key === '' || key.length > MAX_ARG) throw adminError('bad arguments')
+  const rawValue = m[2]
+  if (key === '' || m[1].length > MAX_SET_KEY || rawValue.length > MAX_SET_VALUE) throw adminError('bad arguments')
+  const value = rawValue.startsWith("'") ? rawValue.slice(1, -1).replaceAll("''", "'") : unquote(rawValue)
   if (FAKE_PARAMS.has(key.toLowerCase())) {
     return Buffer.concat([
       build.noticeResponse({ severity: 'NOTICE', code: SqlState.SuccessfulCompletion, message: 'SET ignored' }),
@@ -660,7 +736,202 @@ function runSet(ctx: Ctx): Buffer {
     ])
   }
   requireAdmin(ctx)
-  throw notYet('SET')
+  const r = ctx.view.set(key, value)
+  if (!r.ok) throw adminError('SET failed', SqlState.ProtocolViolation, r.reason)
+  const parts = r.warnings.map((w) => build.noticeResponse({ severity: 'NOTICE', code: SqlState.SuccessfulCompletion, message: w }))
+  parts.push(build.commandComplete(`SET ${key}=${value}`), build.readyForQuery(TxStatus.Idle))
+  return Buffer.concat(parts)
+}
+
+/** SUSPEND: answers once every socket but the console's is flushed and no longer read. */
+async function runSuspend(ctx: Ctx, arg: string): Promise<Buffer> {
+  if (arg !== '') throw syntaxError(ctx)
+  requireAdmin(ctx)
+  const view = ctx.view
+  if (view.isPaused(null) || view.isSuspended) throw adminError('already suspended/paused')
+  // PgBouncer: a paused database holds clients whose buffers could never be flushed.
+  if (view.hasPausedDatabases()) throw adminError('cannot suspend with paused databases')
+  await view.suspend()
+  return doneReply('SUSPEND')
+}
+
+// ---- SHOW FDS, SOCKETS, ACTIVE_SOCKETS, MEM, DNS_HOSTS ----
+
+/** The id PooledClient does not declare; ClientConn has it. */
+function clientId(c: PooledClient): string {
+  return (c as PooledClient & { id?: string }).id ?? ''
+}
+
+/** PgBouncer's buffer columns, filled with what Node knows: bytes waiting in and out. */
+function bufferColumns(f: SocketFacts | undefined): number[] {
+  const pendingIn = f?.pendingIn ?? 0
+  const pendingOut = f?.pendingOut ?? 0
+  // recv_pos, pkt_pos, pkt_remain, send_pos, send_remain, pkt_avail, send_avail
+  return [pendingIn, 0, 0, 0, 0, pendingIn, pendingOut]
+}
+
+function clientSocketRow(ctx: Ctx, c: ClientInfo, state: string, facts: SocketFacts | undefined): ResultSet['rows'][number] {
+  const waitedMs = c.state === 'waiting' && c.waitSinceMs !== undefined ? Math.max(0, ctx.nowMs - c.waitSinceMs) : 0
+  return [
+    'C', c.user || '(nouser)', c.database || '(nodb)', 'none', state,
+    c.addr, c.port, c.localAddr ?? '', c.localPort ?? 0,
+    formatTime(c.connectedAtMs), formatTime(c.requestAtMs),
+    Math.floor(waitedMs / 1000), Math.floor(waitedMs % 1000) * 1000,
+    0, c.id, c.linkedServerId ?? '', 0, c.tls ?? '', c.applicationName, 0, numericId(c.id),
+    ...bufferColumns(facts),
+  ]
+}
+
+/**
+ * PgBouncer's order: per pool (the console's among them), active and waiting clients, then active,
+ * idle, used, tested and logging-in servers; last, clients still logging in. ACTIVE_SOCKETS keeps
+ * the sockets with bytes waiting in either direction and the client/server pairs linked now.
+ */
+function showSockets(ctx: Ctx, isActiveOnly: boolean): ResultSet {
+  const facts = ctx.view.sockets()
+  const infos = new Map<string, ClientInfo>()
+  for (const c of ctx.view.clients()) infos.set(c.id, c)
+  const hasData = (id: string) => { const f = facts.get(id); return f !== undefined && f.pendingIn + f.pendingOut > 0 }
+  const rows: ResultSet['rows'] = []
+  const addClient = (c: ClientInfo | undefined, state: string) => {
+    if (c === undefined) return
+    if (isActiveOnly && c.linkedServerId === null && !hasData(c.id)) return
+    rows.push(clientSocketRow(ctx, c, state, facts.get(c.id)))
+  }
+  const consoleClients = [...infos.values()].filter((c) => c.database === ADMIN_DB && c.state !== 'login')
+  let isConsoleDone = false
+  const addConsole = () => {
+    isConsoleDone = true
+    for (const c of consoleClients) addClient(c, 'cl_active')
+  }
+  for (const p of sortedPools(ctx)) {
+    if (!isConsoleDone && (compare(ADMIN_DB, p.database) || compare(ADMIN_USER, p.user)) < 0) addConsole()
+    const l = p.lists
+    for (const c of l.activeClients) addClient(infos.get(clientId(c)), 'cl_active')
+    for (const c of [...l.waitingClients, ...l.loginClients]) addClient(infos.get(clientId(c)), 'cl_waiting')
+    const groups: Array<[Iterable<PooledServer>, string]> = [
+      [l.activeServers, 'sv_active'], [l.idleServers, 'sv_idle'], [l.usedServers, 'sv_used'], [l.testedServers, 'sv_tested'], [l.loginServers, 'sv_login'],
+    ]
+    for (const [servers, state] of groups) {
+      for (const s of servers) {
+        const id = (s as PooledServer & ServerDetails).id ?? ''
+        if (isActiveOnly && s.client === null && !hasData(id)) continue
+        rows.push([...serverRow(p, s, state), ...bufferColumns(facts.get(id))])
+      }
+    }
+  }
+  if (!isConsoleDone) addConsole()
+  for (const c of infos.values()) if (c.state === 'login') addClient(c, 'cl_login')
+  return { columns: SOCKET_DEBUG_COLUMNS, rows }
+}
+
+/**
+ * PgBouncer hands these rows, with the sockets attached, to a new process taking over (online
+ * restart). tidepool does no takeover; it lists the same sockets so tools see PgBouncer's shape,
+ * with no secret in it: password and the SCRAM keys are always NULL, cancel keys always 0.
+ */
+function showFds(ctx: Ctx): ResultSet {
+  requireAdmin(ctx)
+  const facts = ctx.view.sockets()
+  const infos = new Map<string, ClientInfo>()
+  for (const c of ctx.view.clients()) infos.set(c.id, c)
+  const rows: ResultSet['rows'] = []
+  for (const l of ctx.view.listenerSockets()) {
+    rows.push([l.fd, 'pooler', null, null, l.addr, l.port, 0, 0, null, null, null, null, null, null, null])
+  }
+  const fdOf = (id: string | null) => (id === null ? 0 : Math.max(0, facts.get(id)?.fd ?? 0))
+  const paramsRow = (f: SocketFacts) => ['client_encoding', 'standard_conforming_strings', 'DateStyle', 'TimeZone'].map((n) => f.params.get(n) ?? null)
+  // PgBouncer leaves out TLS sockets, and sockets linked to one: their state cannot be handed over.
+  const isPlain = (id: string, linkId: string | null) => facts.get(id)?.isTls === false && (linkId === null || facts.get(linkId)?.isTls !== true)
+  const addClient = (c: ClientInfo | undefined) => {
+    const f = c === undefined ? undefined : facts.get(c.id)
+    if (c === undefined || f === undefined || !isPlain(c.id, c.linkedServerId)) return
+    rows.push([f.fd, 'client', c.user || null, c.database || null, c.addr, c.port, 0, fdOf(c.linkedServerId), ...paramsRow(f), null, null, null])
+  }
+  for (const c of infos.values()) if (c.state === 'login') addClient(c)
+  for (const p of sortedPools(ctx)) {
+    const l = p.lists
+    for (const c of [...l.activeClients, ...l.waitingClients, ...l.loginClients]) addClient(infos.get(clientId(c)))
+    for (const s of [...l.activeServers, ...l.idleServers, ...l.usedServers, ...l.testedServers, ...l.loginServers]) {
+      const d = s as PooledServer & ServerDetails
+      const id = d.id ?? ''
+      const linkId = d.client?.id ?? null
+      const f = facts.get(id)
+      if (f === undefined || !isPlain(id, linkId)) continue
+      rows.push([f.fd, 'server', d.target?.user ?? p.user, p.database, f.remoteAddr || (d.target?.host ?? ''), d.target?.port ?? 0, 0, fdOf(linkId), ...paramsRow(f), null, null, null])
+    }
+  }
+  return { columns: FDS_COLUMNS, rows }
+}
+
+const INT4_MAX = 2147483647
+
+/**
+ * PgBouncer lists its slab caches: object size, used and free objects, bytes held. tidepool has no
+ * slabs: the *_cache rows count its live objects of each kind (size 0: a JavaScript object has no
+ * fixed size, and nothing is kept on free lists); the node_* rows are process.memoryUsage() in KiB
+ * units (size 1024); the socket_* rows are bytes waiting in socket buffers (size 1).
+ */
+function showMem(ctx: Ctx): ResultSet {
+  const pools = ctx.view.pools()
+  let clients = 0
+  for (const _ of ctx.view.clients()) clients++
+  let servers = 0
+  for (const p of pools) servers += p.lists.serverCount
+  let pendingIn = 0
+  let pendingOut = 0
+  for (const f of ctx.view.sockets().values()) {
+    pendingIn += f.pendingIn
+    pendingOut += f.pendingOut
+  }
+  const m = ctx.view.memoryUsage()
+  const objects = (name: string, used: number) => [name, 0, used, 0, 0]
+  const bytes = (name: string, n: number) => [name, 1, Math.min(n, INT4_MAX), 0, Math.min(n, INT4_MAX)]
+  const kib = (name: string, used: number, total: number) =>
+    [name, 1024, Math.min(Math.ceil(used / 1024), INT4_MAX), Math.max(0, Math.floor((total - used) / 1024)), Math.min(total, INT4_MAX)]
+  return {
+    columns: MEM_COLUMNS,
+    rows: [
+      objects('user_cache', showUsers(ctx).rows.length),
+      objects('db_cache', showDatabases(ctx).rows.length),
+      objects('pool_cache', pools.length + 1),
+      objects('server_cache', servers),
+      objects('client_cache', clients),
+      bytes('socket_recv_buffers', pendingIn),
+      bytes('socket_send_buffers', pendingOut),
+      kib('node_heap', m.heapUsed, m.heapTotal),
+      kib('node_external', m.external, m.external),
+      kib('node_array_buffers', m.arrayBuffers, m.arrayBuffers),
+      kib('node_rss', m.rss, m.rss),
+    ],
+  }
+}
+
+/**
+ * tidepool keeps no DNS cache: every server connection asks the OS resolver. One row per host
+ * name (not an IP address, not a unix socket directory) in [databases], sorted, ttl 0, with the
+ * addresses its live server connections resolved to ('' when it has none now).
+ */
+function showDnsHosts(ctx: Ctx): ResultSet {
+  const names = new Set<string>()
+  for (const e of ctx.view.config().databases.values()) {
+    for (const h of e.hosts) if (!h.startsWith('/') && isIP(h) === 0) names.add(h)
+  }
+  const facts = ctx.view.sockets()
+  const addrs = new Map<string, Set<string>>()
+  for (const p of ctx.view.pools()) {
+    for (const s of p.lists.allServers()) {
+      const d = s as PooledServer & ServerDetails
+      const host = d.target?.host
+      const addr = facts.get(d.id ?? '')?.remoteAddr
+      if (host === undefined || addr === undefined || addr === '' || !names.has(host)) continue
+      let set = addrs.get(host)
+      if (set === undefined) addrs.set(host, set = new Set())
+      set.add(addr)
+    }
+  }
+  const rows = [...names].sort(compare).map((h) => [h, 0, [...(addrs.get(h) ?? [])].sort(compare).join(',')])
+  return { columns: DNS_HOSTS_COLUMNS, rows }
 }
 
 // ---- replies ----

@@ -13,7 +13,6 @@ const SUPPORTED_AUTH = new Set(['trust', 'any', 'plain', 'md5', 'scram-sha-256',
 
 /** Settings accepted but not applied yet, and the issue that brings them. */
 const NOT_APPLIED: ReadonlyArray<readonly [SettingName, string]> = [
-  ['suspend_timeout', '#5'],
   ['syslog', 'Node.js has no syslog client; use logfile or stderr'], ['so_reuseport', 'Node.js 20 cannot set it'],
   ['tcp_keepcnt', 'Node.js cannot set it'], ['tcp_keepintvl', 'Node.js cannot set it'], ['tcp_user_timeout', 'Node.js cannot set it'],
   ['tcp_defer_accept', 'Node.js cannot set it'], ['tcp_socket_buffer', 'Node.js cannot set it'],

@@ -4,7 +4,7 @@
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { runConsoleQuery, formatTime, type ClientInfo, type ConsoleOptions, type ConsoleView, type ShutdownMode } from '../../src/admin/console.ts'
+import { runConsoleQuery, formatTime, type ClientInfo, type ConsoleOptions, type ConsoleView, type SetOutcome, type ShutdownMode, type SocketFacts } from '../../src/admin/console.ts'
 import { loadConfigFromText } from '../../src/config/load.ts'
 import { configRows } from '../../src/config/show.ts'
 import type { Config } from '../../src/config/types.ts'
@@ -38,10 +38,18 @@ const LISTS = ['list', 'items']
 const LIST_NAMES = ['databases', 'users', 'peers', 'pools', 'peer_pools', 'free_clients', 'used_clients', 'login_clients',
   'free_servers', 'used_servers', 'dns_names', 'dns_zones', 'dns_queries', 'dns_pending']
 const CONFIG = ['key', 'value', 'default', 'changeable']
+// SHOW SOCKETS and ACTIVE_SOCKETS: SHOW CLIENTS's columns, then the buffer ones (socket_header with debug).
+const SOCKETS_DEBUG = [...SOCKETS, 'recv_pos', 'pkt_pos', 'pkt_remain', 'send_pos', 'send_remain', 'pkt_avail', 'send_avail']
+const FDS = ['fd', 'task', 'user', 'database', 'addr', 'port', 'cancel', 'link', 'client_encoding', 'std_strings',
+  'datestyle', 'timezone', 'password', 'scram_client_key', 'scram_server_key']
+const MEM = ['name', 'size', 'used', 'free', 'memtotal']
+const DNS_HOSTS = ['hostname', 'ttl', 'addrs']
+const DNS_ZONES = ['zonename', 'serial', 'count']
 
-/** PgBouncer's type letters per column (pktbuf_write_RowDescription): s text, i int4, T time as text. */
+/** PgBouncer's type letters per column (pktbuf_write_RowDescription): s text, i int4, q int8, b bytea, T time as text. */
 function oids(types: string): number[] {
-  return [...types].map((t) => (t === 'i' ? INT4 : TEXT))
+  const byLetter: Record<string, number> = { i: INT4, q: 20, b: 17 }
+  return [...types].map((t) => byLetter[t] ?? TEXT)
 }
 
 const COLUMN_CASES: Array<{ sql: string; names: string[]; types: string }> = [
@@ -56,6 +64,12 @@ const COLUMN_CASES: Array<{ sql: string; names: string[]; types: string }> = [
   { sql: 'SHOW STATE', names: ['key', 'value'], types: 'ss' },
   { sql: 'SHOW PEERS', names: ['peer_id', 'host', 'port', 'pool_size'], types: 'isii' },
   { sql: 'SHOW PEER_POOLS', names: ['peer_id', 'cl_active_cancel_req', 'cl_waiting_cancel_req', 'sv_active_cancel', 'sv_login'], types: 'iiiii' },
+  { sql: 'SHOW SOCKETS', names: SOCKETS_DEBUG, types: 'ssssssisiTTiiississiiiiiiiii' },
+  { sql: 'SHOW ACTIVE_SOCKETS', names: SOCKETS_DEBUG, types: 'ssssssisiTTiiississiiiiiiiii' },
+  { sql: 'SHOW FDS', names: FDS, types: 'issssiqisssssbb' },
+  { sql: 'SHOW MEM', names: MEM, types: 'siiii' },
+  { sql: 'SHOW DNS_HOSTS', names: DNS_HOSTS, types: 'sqs' },
+  { sql: 'SHOW DNS_ZONES', names: DNS_ZONES, types: 'sqi' },
 ]
 
 // ---- reading a reply ----
@@ -194,7 +208,10 @@ class FakeServer implements PooledServer {
 }
 
 interface Fixture {
-  view: Omit<ConsoleView, 'isShuttingDown'> & { isShuttingDown: boolean; pausedDb: Set<string>; isGlobalPaused: boolean; shutdowns: ShutdownMode[]; reloadResult: { ok: boolean; errors: string[] } }
+  view: Omit<ConsoleView, 'isShuttingDown' | 'isSuspended'> & {
+    isShuttingDown: boolean; isSuspended: boolean; pausedDb: Set<string>; isGlobalPaused: boolean; shutdowns: ShutdownMode[]
+    reloadResult: { ok: boolean; errors: string[] }; setCalls: Array<[string, string]>; setResult: SetOutcome; facts: Map<string, SocketFacts>
+  }
   run(sql: string, opts?: ConsoleOptions): Promise<Reply>
 }
 
@@ -231,7 +248,28 @@ async function fixture(ini = INI): Promise<Fixture> {
     { id: 'C-9', database: 'pgbouncer', user: 'admin', addr: 'unix', port: 0, state: 'active', connectedAtMs: NOW, requestAtMs: NOW, linkedServerId: null, applicationName: 'psql' },
     { id: 'C-10', database: 'app', user: 'carol', addr: '10.1.0.4', port: 50004, state: 'login', connectedAtMs: NOW, requestAtMs: NOW, linkedServerId: null, applicationName: '' },
   ]
+  const fact = (fd: number, pendingIn: number, pendingOut: number, remoteAddr: string, isTls = false): SocketFacts =>
+    ({ fd, pendingIn, pendingOut, remoteAddr, isTls, params: new Map([['client_encoding', 'UTF8'], ['TimeZone', 'UTC']]) })
+  // C-2 has bytes waiting to be sent; C-3 is on TLS; S-2 resolved its host to 10.0.0.1 and has input waiting.
+  const facts = new Map<string, SocketFacts>([
+    ['C-1', fact(11, 0, 0, '10.1.0.1')], ['C-2', fact(12, 0, 300, '10.1.0.2')], ['C-3', fact(-1, 0, 0, '10.1.0.3', true)],
+    ['C-9', fact(19, 0, 0, '')], ['C-10', fact(20, 0, 0, '10.1.0.4')],
+    ...[1, 2, 3, 4, 5, 6].map((n) => [`S-${n}`, fact(30 + n, n === 2 ? 40 : 0, 0, '10.0.0.1')] as [string, SocketFacts]),
+  ])
   const view = {
+    isSuspended: false,
+    setCalls: [] as Array<[string, string]>,
+    setResult: { ok: true, warnings: [] } as SetOutcome,
+    facts,
+    suspend: async () => { view.isSuspended = true },
+    hasPausedDatabases: () => view.pausedDb.size > 0,
+    set(key: string, value: string) {
+      view.setCalls.push([key, value])
+      return view.setResult
+    },
+    sockets: () => view.facts,
+    listenerSockets: () => [{ fd: 7, addr: '127.0.0.1', port: 6432 }],
+    memoryUsage: () => ({ rss: 50 * 1024 * 1024, heapTotal: 20 * 1024 * 1024, heapUsed: 12 * 1024 * 1024, external: 3 * 1024 * 1024, arrayBuffers: 1024 * 1024 }),
     pausedDb: new Set<string>(),
     isGlobalPaused: false,
     shutdowns: [] as ShutdownMode[],
@@ -246,7 +284,7 @@ async function fixture(ini = INI): Promise<Fixture> {
       else view.pausedDb.add(db)
     },
     resume(db: string | null) {
-      if (db === null) view.isGlobalPaused = false
+      if (db === null) { view.isGlobalPaused = false; view.isSuspended = false }
       else view.pausedDb.delete(db)
     },
     isPaused: (db: string | null) => (db === null ? view.isGlobalPaused : view.pausedDb.has(db)),
@@ -459,8 +497,20 @@ const ERROR_CASES: Array<{ name: string; sql: string; code: string; message: str
   { name: 'RELOAD that fails', sql: 'RELOAD', code: 'F0000', message: 'RELOAD failed, see logs for additional details', setup: (fx) => { fx.view.reloadResult = { ok: false, errors: ['x.ini:3: bad'] } } },
   { name: 'PAUSE by a stats user', sql: 'PAUSE', code: '08P01', message: 'admin access needed', opts: { isAdmin: false } },
   { name: 'SHUTDOWN by a stats user', sql: 'SHUTDOWN', code: '08P01', message: 'admin access needed', opts: { isAdmin: false } },
-  { name: 'a PgBouncer command not built yet', sql: 'SHOW FDS', code: '0A000', message: 'SHOW FDS is not supported by this version of tidepool' },
-  { name: 'SUSPEND, not built yet', sql: 'SUSPEND', code: '0A000', message: 'SUSPEND is not supported by this version of tidepool' },
+  { name: 'SHOW FDS by a stats user', sql: 'SHOW FDS', code: '08P01', message: 'admin access needed', opts: { isAdmin: false } },
+  { name: 'SUSPEND by a stats user', sql: 'SUSPEND', code: '08P01', message: 'admin access needed', opts: { isAdmin: false } },
+  { name: 'SUSPEND with an argument', sql: 'SUSPEND app', code: '08P01', message: "invalid command 'SUSPEND app', use SHOW HELP;" },
+  { name: 'SUSPEND while paused', sql: 'SUSPEND', code: '08P01', message: 'already suspended/paused', setup: (fx) => { fx.view.isGlobalPaused = true } },
+  { name: 'SUSPEND again', sql: 'SUSPEND', code: '08P01', message: 'already suspended/paused', setup: (fx) => { fx.view.isSuspended = true } },
+  { name: 'PAUSE while suspended', sql: 'PAUSE', code: '08P01', message: 'already suspended/paused', setup: (fx) => { fx.view.isSuspended = true } },
+  { name: 'SUSPEND with a paused database', sql: 'SUSPEND', code: '08P01', message: 'cannot suspend with paused databases', setup: (fx) => { fx.view.pausedDb.add('app') } },
+  { name: 'SET by a stats user', sql: 'SET default_pool_size = 30', code: '08P01', message: 'admin access needed', opts: { isAdmin: false } },
+  { name: 'SET that the view refuses', sql: 'SET nosuch = 1', code: '08P01', message: 'SET failed', setup: (fx) => { fx.view.setResult = { ok: false, reason: 'unknown parameter: nosuch' } } },
+  { name: 'SET of an empty key', sql: 'SET "" = 1', code: '08P01', message: 'bad arguments' },
+  { name: 'SET of a key longer than PgBouncer reads', sql: `SET ${'k'.repeat(64)} = 1`, code: '08P01', message: 'bad arguments' },
+  { name: 'SET of a value longer than PgBouncer reads', sql: `SET verbose = '${'v'.repeat(254)}'`, code: '08P01', message: 'bad arguments' },
+  { name: 'SET without a value', sql: 'SET verbose', code: '08P01', message: "invalid command 'SET verbose', use SHOW HELP;" },
+  { name: 'SET of a dotted word', sql: 'SET query_timeout = 1.5', code: '08P01', message: "invalid command 'SET query_timeout = 1.5', use SHOW HELP;" },
   { name: 'KILL without a database', sql: 'KILL', code: '08P01', message: 'bad arguments' },
   { name: 'KILL_CLIENT of an id nobody has', sql: 'KILL_CLIENT 999', code: '08P01', message: 'client 999 not found' },
 ]
@@ -477,6 +527,7 @@ for (const c of ERROR_CASES) {
     assert.equal(r.error?.message, c.message)
     assert.equal(fx.view.isGlobalPaused, wasPaused, 'a refused command changes nothing')
     assert.deepEqual(fx.view.shutdowns, [])
+    if (c.code !== '08P01' || c.message !== 'SET failed') assert.deepEqual(fx.view.setCalls, [])
   })
 }
 
@@ -547,15 +598,106 @@ test('a stats user may SHOW', async () => {
   assert.equal(r.rows.length, 3)
 })
 
-test('SET of a parameter clients set by habit is acknowledged and ignored; other SETs are refused', async () => {
+test('SET of a parameter clients set by habit is acknowledged and ignored, even for a stats user', async () => {
   const fx = await fixture()
-  const ok = await fx.run("SET client_encoding = 'UTF8'")
+  const ok = await fx.run("SET client_encoding = 'UTF8'", { isAdmin: false })
   assert.equal(ok.codes, 'NCZ')
   assert.equal(ok.notices[0].message, 'SET ignored')
   assert.equal(ok.tag, 'SET')
-  const refused = await fx.run('SET default_pool_size = 30')
-  assert.equal(refused.error?.code, '0A000')
-  assert.equal((await fx.run('SET default_pool_size = 30', { isAdmin: false })).error?.message, 'admin access needed')
+  assert.deepEqual(fx.view.setCalls, [])
+})
+
+test('SET key = value goes to the view, unquoted; the tag is PgBouncer\'s SET key=value; warnings become NOTICEs', async () => {
+  const fx = await fixture()
+  const r = await fx.run('SET default_pool_size = 30')
+  assert.equal(r.codes, 'CZ')
+  assert.equal(r.tag, 'SET default_pool_size=30')
+  assert.equal((await fx.run("set server_reset_query to 'DISCARD ALL';")).tag, 'SET server_reset_query=DISCARD ALL')
+  assert.equal((await fx.run("SET application_name = 'it''s'")).tag, "SET application_name=it's")
+  assert.equal((await fx.run('SET "pool_mode" = "session"')).tag, 'SET pool_mode=session')
+  assert.deepEqual(fx.view.setCalls, [['default_pool_size', '30'], ['server_reset_query', 'DISCARD ALL'], ['application_name', "it's"], ['pool_mode', 'session']])
+  fx.view.setResult = { ok: true, warnings: ['tcp_keepcnt is accepted but not applied'] }
+  const warned = await fx.run('SET tcp_keepcnt = 3')
+  assert.equal(warned.codes, 'NCZ')
+  assert.equal(warned.notices[0].message, 'tcp_keepcnt is accepted but not applied')
+  fx.view.setResult = { ok: false, reason: 'listen_port cannot be changed at runtime; set it in the config file and restart' }
+  const refused = await fx.run('SET listen_port = 7000')
+  assert.equal(refused.error?.message, 'SET failed')
+  assert.equal(refused.error?.detail, 'listen_port cannot be changed at runtime; set it in the config file and restart')
+})
+
+test('SUSPEND answers once the view has suspended; SHOW STATE says so; RESUME undoes it', async () => {
+  const fx = await fixture()
+  assert.equal((await fx.run('SUSPEND')).tag, 'SUSPEND')
+  assert.equal(fx.view.isSuspended, true)
+  assert.deepEqual((await fx.run('SHOW STATE')).rows, [['active', 'no'], ['paused', 'no'], ['suspended', 'yes']])
+  assert.equal((await fx.run('RESUME')).tag, 'RESUME')
+  assert.equal(fx.view.isSuspended, false)
+  assert.equal((await fx.run('RESUME')).error?.message, 'pooler is not paused/suspended')
+})
+
+test('SHOW SOCKETS: per pool clients then servers with PgBouncer\'s cl_/sv_ states, the console\'s pool in order, login clients last', async () => {
+  const fx = await fixture()
+  const rows = records(await fx.run('SHOW SOCKETS'))
+  assert.deepEqual(rows.map((r) => `${r.ptr} ${r.state}`), [
+    'C-1 cl_active', 'C-2 cl_active', 'C-3 cl_waiting',
+    'S-1 sv_active', 'S-2 sv_idle', 'S-3 sv_idle', 'S-4 sv_used', 'S-5 sv_tested', 'S-6 sv_login',
+    'C-9 cl_active', 'C-10 cl_login',
+  ])
+  const c2 = rows[1]
+  assert.deepEqual([c2.send_avail, c2.recv_pos, c2.pkt_avail, c2.pkt_pos, c2.pkt_remain, c2.send_pos, c2.send_remain], ['300', '0', '0', '0', '0', '0', '0'])
+  assert.equal(rows[4].recv_pos, '40')
+  assert.equal(rows[4].pkt_avail, '40')
+  assert.equal(rows[3].link, 'C-1')
+  assert.equal(rows[0].link, 'S-1')
+})
+
+test('SHOW ACTIVE_SOCKETS: only sockets with bytes waiting, or linked to a peer now', async () => {
+  const fx = await fixture()
+  const rows = records(await fx.run('SHOW ACTIVE_SOCKETS'))
+  assert.deepEqual(rows.map((r) => `${r.ptr} ${r.state}`), ['C-1 cl_active', 'C-2 cl_active', 'S-1 sv_active', 'S-2 sv_idle'])
+})
+
+test('SHOW FDS: listeners, then sockets in PgBouncer\'s order, TLS left out, and never a secret', async () => {
+  const fx = await fixture()
+  const rows = records(await fx.run('SHOW FDS'))
+  assert.deepEqual(rows.map((r) => `${r.fd} ${r.task}`), ['7 pooler', '20 client', '11 client', '12 client', '31 server', '32 server', '33 server', '34 server', '35 server', '36 server'])
+  assert.deepEqual(rows[0], {
+    fd: '7', task: 'pooler', user: null, database: null, addr: '127.0.0.1', port: '6432', cancel: '0', link: '0',
+    client_encoding: null, std_strings: null, datestyle: null, timezone: null, password: null, scram_client_key: null, scram_server_key: null,
+  })
+  assert.deepEqual(rows[2], {
+    fd: '11', task: 'client', user: 'alice', database: 'app', addr: '10.1.0.1', port: '50001', cancel: '0', link: '31',
+    client_encoding: 'UTF8', std_strings: null, datestyle: null, timezone: 'UTC', password: null, scram_client_key: null, scram_server_key: null,
+  })
+  assert.equal(rows[4].link, '11')
+  assert.equal(rows[4].addr, '10.0.0.1')
+  for (const r of rows) assert.deepEqual([r.password, r.scram_client_key, r.scram_server_key, r.cancel], [null, null, null, '0'])
+})
+
+test('SHOW MEM: counts of tidepool\'s objects, socket buffer bytes, and process memory in KiB', async () => {
+  const fx = await fixture()
+  const rows = (await fx.run('SHOW MEM')).rows
+  const byName = new Map(rows.map((r) => [r[0], r.slice(1)]))
+  assert.deepEqual([...byName.keys()], ['user_cache', 'db_cache', 'pool_cache', 'server_cache', 'client_cache',
+    'socket_recv_buffers', 'socket_send_buffers', 'node_heap', 'node_external', 'node_array_buffers', 'node_rss'])
+  assert.deepEqual(byName.get('server_cache'), ['0', '6', '0', '0'])
+  assert.deepEqual(byName.get('client_cache'), ['0', '5', '0', '0'])
+  assert.deepEqual(byName.get('pool_cache'), ['0', '3', '0', '0'])
+  assert.deepEqual(byName.get('socket_send_buffers'), ['1', '300', '0', '300'])
+  assert.deepEqual(byName.get('socket_recv_buffers'), ['1', '40', '0', '40'])
+  assert.deepEqual(byName.get('node_heap'), ['1024', '12288', '8192', String(20 * 1024 * 1024)])
+  assert.deepEqual(byName.get('node_rss'), ['1024', '51200', '0', String(50 * 1024 * 1024)])
+})
+
+test('SHOW DNS_HOSTS: one row per configured host name, with the addresses live servers resolved it to; DNS_ZONES is empty', async () => {
+  const fx = await fixture(INI.replace('host=10.0.0.9', 'host=db.example.com,10.0.0.8,/var/run/postgresql'))
+  assert.deepEqual((await fx.run('SHOW DNS_HOSTS')).rows, [['db.example.com', '0', '']])
+  const named = await fixture(INI.replace('host=10.0.0.1,10.0.0.2', 'host=db.internal,other.internal'))
+  // The fixture's servers target 10.0.0.1; point them at db.internal as if it resolved there.
+  for (const p of named.view.pools()) for (const s of p.lists.allServers()) Object.assign(s, { target: { ...(s as FakeServer).target, host: 'db.internal' } })
+  assert.deepEqual((await named.run('SHOW DNS_HOSTS')).rows, [['db.internal', '0', '10.0.0.1'], ['other.internal', '0', '']])
+  assert.deepEqual((await fx.run('SHOW DNS_ZONES')).rows, [])
 })
 
 test('an exception in the view becomes an ERROR reply, never a rejected promise', async () => {
