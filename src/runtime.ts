@@ -161,6 +161,16 @@ export class Runtime implements ProxyContext, ServerFactory {
     const rt = this
     return {
       version: 'tidepool 0.1.0',
+      hosts: () => rt.backends.monitor.all().map((host) => ({
+        host,
+        databases: [...rt.config.databases.values()].filter((e) => rt.backends.hostsOf(e).includes(host)).map((e) => e.name),
+      })),
+      switchover: (db, to, timeoutMs) => {
+        const s = rt.config.settings
+        // The deadline must be finite: it is what releases held traffic whatever happens.
+        return rt.switchover(db, to, timeoutMs ?? (s.pause_timeout_ms > 0 ? s.pause_timeout_ms : 30_000))
+      },
+      switchovers: () => [...rt.switchovers.values()],
       pools: () => rt.poolList,
       stats: () => rt.statsRows(),
       clients: () => [...rt.clients].map((c) => c.info()),
@@ -546,7 +556,7 @@ export class Runtime implements ProxyContext, ServerFactory {
       switchovers: () => ({ last: [...rt.switchovers.values()], counts: rt.switchoverCounts }),
       readiness: () => rt.readiness(),
       json: (what) => consoleRows(what, rt.consoleView),
-      act: (action, db) => rt.consoleAction(action, db),
+      act: (action, db, args) => rt.consoleAction(action, db, args),
       token: () => rt.config.settings.http_token,
     }, s.http_listen_addr, s.http_listen_port)
     this.log.info('http.started', null, `HTTP on ${s.http_listen_addr}:${this.httpPort}`)
@@ -561,7 +571,20 @@ export class Runtime implements ProxyContext, ServerFactory {
    * An HTTP action runs as the console command would, so both share every check and error text;
    * an ErrorResponse in the reply becomes the action's error.
    */
-  async consoleAction(action: string, db: string | null): Promise<{ error: string | null }> {
+  async consoleAction(action: string, db: string | null, args: URLSearchParams = new URLSearchParams()): Promise<{ error: string | null; rows?: unknown[] }> {
+    if (action === 'switchover') {
+      // The console's SWITCHOVER, with its phases as the JSON answer.
+      if (db === null) return { error: 'switchover needs ?db=<database>' }
+      const t = args.get('timeout')
+      const timeoutMs = t === null ? null : Number(t) * 1000
+      if (timeoutMs !== null && !(timeoutMs > 0)) return { error: 'timeout must be a number of seconds above 0' }
+      try {
+        const r = await this.consoleView.switchover(db, args.get('to'), timeoutMs)
+        return { error: r.ok ? null : `switchover of ${db} failed: ${r.error ?? 'unknown reason'}`, rows: r.phases }
+      } catch (err) {
+        return { error: (err as Error).message }
+      }
+    }
     const sql = db === null ? action.toUpperCase() : `${action.toUpperCase()} ${db.replaceAll(/[^A-Za-z0-9_.-]/g, '')}`
     const reply = await runConsoleQuery(sql, this.consoleView, { isAdmin: true })
     const f = new Framer()

@@ -75,6 +75,12 @@ export interface ConsoleView {
   listenerSockets(): Array<{ fd: number; addr: string; port: number }>
   /** process.memoryUsage(), for SHOW MEM. */
   memoryUsage(): { rss: number; heapTotal: number; heapUsed: number; external: number; arrayBuffers: number }
+  /** Monitored backend hosts (ha/), with the database entries that use each. */
+  hosts(): Array<{ host: Host; databases: string[] }>
+  /** SWITCHOVER: runs to its end (the deadline releases traffic whatever happens); rejects only for a bad request. */
+  switchover(db: string, to: string | null, timeoutMs: number | null): Promise<SwitchoverReport>
+  /** The last switchover of each database. */
+  switchovers(): SwitchoverReport[]
 }
 
 export type SetOutcome = { ok: true; warnings: string[] } | { ok: false; reason: string }
@@ -94,6 +100,8 @@ export interface SocketFacts {
 }
 
 import type { ClientInfo } from '../proxy/client-info.ts'
+import type { Host } from '../ha/hosts.ts'
+import type { SwitchoverReport } from '../ha/switchover.ts'
 export type { ClientInfo }
 
 /** The asking connection and the time, so replies are reproducible in tests. */
@@ -198,15 +206,28 @@ const HELP_DETAIL =
   '\tSHUTDOWN\n' +
   '\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS\n' +
   '\tWAIT_CLOSE [<db>]'
+// tidepool's own commands, listed after PgBouncer's so scripts that match its list still do.
+const HELP_TIDEPOOL =
+  '\n' +
+  '\tSHOW HOSTS|SWITCHOVER\n' +
+  '\tSWITCHOVER <db> [TO <host>] [TIMEOUT <seconds>]'
 
 // ---- parsing: PgBouncer's `CMD [arg] [;]` (cmd_normal_rx), case-insensitive, words or "quoted" ----
 
 const WORD = '("(?:[^"]|"")*"|[0-9a-z_]+)'
 const COMMAND_RX = new RegExp(`^[ \\t\\n\\r]*${WORD}(?:[ \\t\\n\\r]+${WORD})?[ \\t\\n\\r]*(?:;[ \\t\\n\\r]*)?$`, 'i')
 const SET_RX = /^[ \t\n\r]*set[ \t\n\r]+/i
+// tidepool's own: SWITCHOVER db [TO host] [TIMEOUT seconds]; a host:port or dotted name goes in quotes or bare.
+const HOST_WORD = `('(?:[^']|'')*'|"(?:[^"]|"")*"|[0-9a-z_.:\\[\\]-]+)`
+const SWITCHOVER_RX = new RegExp(`^[ \\t\\n\\r]*switchover[ \\t\\n\\r]+${WORD}(?:[ \\t\\n\\r]+to[ \\t\\n\\r]+${HOST_WORD})?(?:[ \\t\\n\\r]+timeout[ \\t\\n\\r]+([0-9]+(?:\\.[0-9]+)?))?[ \\t\\n\\r]*(?:;[ \\t\\n\\r]*)?$`, 'i')
 // PgBouncer copies the command word and its argument into buffers of 16 and 64 bytes.
 const MAX_COMMAND = 15
 const MAX_ARG = 63
+
+function unquoteHost(word: string): string {
+  if (word.startsWith("'")) return word.slice(1, -1).replaceAll("''", "'")
+  return unquote(word)
+}
 
 function unquote(word: string | undefined): string {
   if (word === undefined) return ''
@@ -249,6 +270,8 @@ const JSON_VIEWS: Record<string, (ctx: Ctx) => ResultSet> = {
   users: (ctx) => showUsers(ctx),
   lists: (ctx) => showLists(ctx),
   config: (ctx) => ({ columns: CONFIG_COLUMNS, rows: configRows(ctx.view.config()).map((r) => [r.key, r.value, r.default, r.changeable]) }),
+  hosts: (ctx) => showHosts(ctx),
+  switchover: (ctx) => showSwitchovers(ctx),
 }
 
 /** What a SHOW command shows, as objects keyed by column name; null for an unknown view. */
@@ -276,6 +299,8 @@ function requireAdmin(ctx: Ctx): void {
 }
 
 async function execute(ctx: Ctx): Promise<Buffer> {
+  const sw = SWITCHOVER_RX.exec(ctx.sql)
+  if (sw !== null) return runSwitchover(ctx, unquote(sw[1]), sw[2] === undefined ? null : unquoteHost(sw[2]), sw[3] === undefined ? null : Number(sw[3]))
   const m = COMMAND_RX.exec(ctx.sql)
   if (m === null) {
     if (SET_RX.test(ctx.sql)) return runSet(ctx)
@@ -357,8 +382,10 @@ function runShow(ctx: Ctx, arg: string): Buffer {
     case 'dns_hosts': return resultReply(showDnsHosts(ctx))
     // tidepool has no DNS cache, so no zones are watched (dns_zone_check_period is not applied).
     case 'dns_zones': return resultReply({ columns: DNS_ZONES_COLUMNS, rows: [] })
+    case 'hosts': return resultReply(showHosts(ctx))
+    case 'switchover': return resultReply(showSwitchovers(ctx))
     case 'help': return Buffer.concat([
-      build.noticeResponse({ severity: 'NOTICE', code: SqlState.SuccessfulCompletion, message: 'Console usage', detail: HELP_DETAIL }),
+      build.noticeResponse({ severity: 'NOTICE', code: SqlState.SuccessfulCompletion, message: 'Console usage', detail: HELP_DETAIL + HELP_TIDEPOOL }),
       build.commandComplete('SHOW'),
       build.readyForQuery(TxStatus.Idle),
     ])
@@ -965,4 +992,59 @@ export function formatTime(ms: number): string {
   const p2 = (n: number) => String(n).padStart(2, '0')
   const zone = ZONE_NAME.formatToParts(d).find((x) => x.type === 'timeZoneName')?.value ?? 'UTC'
   return `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())} ${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())} ${zone}`
+}
+
+// ---- tidepool's own: hosts and switchover (ha/) ----
+
+const HOSTS_COLUMNS = columns('sisssssNisss', ['host', 'port', 'backend', 'role', 'health', 'role_sources_agree', 'last_change', 'check_ms', 'servers', 'banned_until', 'last_error', 'databases'])
+
+function showHosts(ctx: Ctx): ResultSet {
+  return {
+    columns: HOSTS_COLUMNS,
+    rows: ctx.view.hosts().map(({ host: h, databases }) => [
+      h.host, h.port, h.kind, h.role, h.health(ctx.nowMs), h.isConflicted ? 'no' : 'yes', isoTime(h.lastChangeMs),
+      Math.round(h.checkLatencyMs * 10) / 10, h.servers, h.bannedUntilMs > ctx.nowMs ? isoTime(h.bannedUntilMs) : null,
+      h.lastError, databases.join(','),
+    ]),
+  }
+}
+
+const PHASES = ['hold', 'drain', 'promote', 'retarget', 'resume'] as const
+const SWITCHOVER_COLUMNS = columns('ssssssi' + 'i'.repeat(PHASES.length) + 'i',
+  ['database', 'from', 'to', 'result', 'error', 'started', 'total_ms', ...PHASES.map((p) => `${p}_ms`), 'cancelled'])
+
+function switchoverRow(r: SwitchoverReport): Array<string | number | null> {
+  const ms = (name: string) => r.phases.find((p) => p.name === name)?.ms ?? null
+  return [r.database, r.from, r.to, r.ok ? 'ok' : 'failed', r.error, isoTime(r.startedAtMs), r.totalMs, ...PHASES.map(ms), r.cancelled]
+}
+
+function showSwitchovers(ctx: Ctx): ResultSet {
+  return { columns: SWITCHOVER_COLUMNS, rows: ctx.view.switchovers().map(switchoverRow) }
+}
+
+const SWITCHOVER_PHASE_COLUMNS = columns('sis', ['phase', 'ms', 'note'])
+
+/** Answers with one row per phase; a switchover that failed (traffic released anyway) is an ERROR naming why. */
+async function runSwitchover(ctx: Ctx, db: string, to: string | null, timeoutS: number | null): Promise<Buffer> {
+  requireAdmin(ctx)
+  if (timeoutS !== null && !(timeoutS > 0)) throw adminError('bad arguments')
+  let r: SwitchoverReport
+  try {
+    r = await ctx.view.switchover(db, to, timeoutS === null ? null : timeoutS * 1000)
+  } catch (err) {
+    throw adminError((err as Error).message)
+  }
+  if (!r.ok) {
+    throw adminError(`switchover of ${db} failed: ${r.error ?? 'unknown reason'}`, SqlState.ProtocolViolation,
+      `phases: ${r.phases.map((p) => `${p.name} ${p.ms} ms${p.note === '' ? '' : ` (${p.note})`}`).join(', ') || 'none (nothing was held)'}`)
+  }
+  return Buffer.concat([
+    build.rowDescription(SWITCHOVER_PHASE_COLUMNS),
+    ...r.phases.map((p) => build.dataRow([p.name, String(p.ms), p.note])),
+    build.commandComplete('SWITCHOVER'), build.readyForQuery(TxStatus.Idle),
+  ])
+}
+
+function isoTime(ms: number): string {
+  return new Date(ms).toISOString()
 }

@@ -1,7 +1,8 @@
 // The HTTP side: /health (the process answers), /ready (accepting work: 503 while paused or
 // shutting down, so a TCP load balancer, keepalived or a Kubernetes probe routes around this node),
 // /metrics (Prometheus text), /api/<view>.json (what the SHOW commands show), and POST
-// /api/{pause,resume,reload,reconnect}?db=<name> behind `Authorization: Bearer <http_token>`.
+// /api/{pause,resume,reload,reconnect}?db=<name> and /api/switchover?db=<name>[&to=<host>][&timeout=<s>]
+// behind `Authorization: Bearer <http_token>`.
 // Off unless http_listen_port is set; loopback by default.
 // Must not: read request bodies (actions take their argument in the query string), or act
 // without the token; with http_token empty, actions are off.
@@ -14,12 +15,12 @@ export interface HttpView extends MetricsSource {
   readiness(): { ready: boolean; reason: string }
   /** Rows of a SHOW view by name (pools, stats, clients, ...), or null if there is no such view. */
   json(what: string): unknown[] | null
-  /** Runs an admin action as the console would; `error` carries the console's message. */
-  act(action: string, db: string | null): Promise<{ error: string | null }>
+  /** Runs an admin action as the console would; `error` carries the console's message, `rows` its result. */
+  act(action: string, db: string | null, args: URLSearchParams): Promise<{ error: string | null; rows?: unknown[] }>
   token(): string
 }
 
-const ACTIONS = new Set(['pause', 'resume', 'reload', 'reconnect'])
+const ACTIONS = new Set(['pause', 'resume', 'reload', 'reconnect', 'switchover'])
 const MAX_BODY = 1024
 
 /** Constant-time comparison of the presented token with the configured one. */
@@ -34,14 +35,14 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
   res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body) + '\n')
 }
 
-async function handleAction(view: HttpView, req: http.IncomingMessage, res: http.ServerResponse, action: string, db: string | null): Promise<void> {
+async function handleAction(view: HttpView, req: http.IncomingMessage, res: http.ServerResponse, action: string, db: string | null, args: URLSearchParams): Promise<void> {
   if (Number(req.headers['content-length'] ?? 0) > MAX_BODY) return sendJson(res, 413, { error: 'request body too large; actions take no body' })
   const token = view.token()
   if (token === '') return sendJson(res, 403, { error: 'actions are off: set [tidepool] http_token' })
   if (!tokenMatches(req.headers.authorization, token)) return sendJson(res, 401, { error: 'missing or wrong bearer token' })
-  const r = await view.act(action, db)
+  const r = await view.act(action, db, args)
   if (r.error !== null) return sendJson(res, 409, { error: r.error })
-  sendJson(res, 200, { ok: true })
+  sendJson(res, 200, r.rows === undefined ? { ok: true } : { ok: true, rows: r.rows })
 }
 
 export function startHttp(view: HttpView, host: string, port: number): Promise<http.Server> {
@@ -52,7 +53,7 @@ export function startHttp(view: HttpView, host: string, port: number): Promise<h
     const path = url.pathname
     const action = /^\/api\/([a-z]+)$/.exec(path)?.[1]
     if (req.method === 'POST' && action !== undefined && ACTIONS.has(action)) {
-      handleAction(view, req, res, action, url.searchParams.get('db')).catch((err: unknown) => sendJson(res, 500, { error: String(err) }))
+      handleAction(view, req, res, action, url.searchParams.get('db'), url.searchParams).catch((err: unknown) => sendJson(res, 500, { error: String(err) }))
       return
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import pg from 'pg'
 import { startPostgres, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool } from '../harness/tidepool.ts'
-import { waitFor } from '../harness/clients.ts'
+import { runCommand, runPsql, waitFor } from '../harness/clients.ts'
 import { freePort } from '../harness/ports.ts'
 import { createRequire } from 'node:module'
 
@@ -279,4 +279,52 @@ test('backend=cockroachdb: a draining node (health 503) leaves rotation before i
   isDraining = false
   // server_lifetime retires connections, so new ones spread over the returning node again.
   await waitFor(async () => new Set(await spread()).size === 2, { timeoutMs: 10_000, intervalMs: 100, what: 'the node to come back into rotation' })
+})
+
+test('SWITCHOVER from psql, the tidepool switchover CLI and POST /api/switchover; SHOW HOSTS and SHOW SWITCHOVER', { timeout: 60_000 }, async (t) => {
+  let leader: 'a' | 'b' = 'a'
+  const flip = async (body: { leader: string; candidate?: string }) => {
+    leader = body.candidate === 'pg-b' ? 'b' : 'a'
+    return 200
+  }
+  const pa = await fakePatroni(() => leader === 'a', 'pg-a', flip)
+  const pb = await fakePatroni(() => leader === 'b', 'pg-b', flip)
+  t.after(() => Promise.all([pa.close(), pb.close()]))
+  const httpPort = await freePort()
+  const tp = await startTidepool(t, a, {
+    settings: { admin_users: a.user },
+    databases: { app: entry([a, b], `target_session_attrs=read-write patroni_urls=${pa.url},${pb.url}`) },
+    tidepool: { ...fastChecks, http_listen_port: httpPort, http_token: 'sekret' },
+  })
+  const c = await tp.connect(t)
+  assert.equal(await servedBy(c), a.port)
+
+  const hosts = await runPsql({ port: tp.port, user: a.user, password: a.password, db: 'pgbouncer', sql: 'SHOW HOSTS' })
+  assert.match(hosts.stdout, new RegExp(`127\\.0\\.0\\.1\\|${a.port}\\|postgresql\\|primary\\|up\\|yes\\|`))
+
+  const viaPsql = await runPsql({ port: tp.port, user: a.user, password: a.password, db: 'pgbouncer', sql: `SWITCHOVER app TO 'pg-b' TIMEOUT 10` })
+  assert.equal(viaPsql.code, 0, viaPsql.stderr)
+  assert.match(viaPsql.stdout, /^promote\|\d+\|through Patroni$/m)
+  assert.equal(await servedBy(c), b.port)
+
+  const cli = await runCommand(process.execPath, ['--import', 'tsx', 'src/main.ts', 'switchover', 'app', '--to', `127.0.0.1:${a.port}`, '--timeout', '10', '-h', '127.0.0.1', '-p', String(tp.port), '-U', a.user], { ...process.env, PGPASSWORD: a.password }, 30_000)
+  assert.equal(cli.code, 0, cli.stderr)
+  assert.match(cli.stdout, /phase=retarget {2}ms=\d+ {2}note=new primary 127\.0\.0\.1:\d+/)
+  assert.equal(await servedBy(c), a.port)
+
+  const unauthorized = await fetch(`http://127.0.0.1:${httpPort}/api/switchover?db=app&to=pg-b`, { method: 'POST' })
+  assert.equal(unauthorized.status, 401)
+  const viaHttp = await fetch(`http://127.0.0.1:${httpPort}/api/switchover?db=app&to=pg-b&timeout=10`, { method: 'POST', headers: { authorization: 'Bearer sekret' } })
+  const body = await viaHttp.json() as { ok: boolean; rows: Array<{ name: string }> }
+  assert.equal(viaHttp.status, 200)
+  assert.deepEqual(body.rows.map((p) => p.name), ['hold', 'drain', 'promote', 'retarget', 'resume'])
+  assert.equal(await servedBy(c), b.port)
+  const bad = await fetch(`http://127.0.0.1:${httpPort}/api/switchover?db=app&to=nosuch`, { method: 'POST', headers: { authorization: 'Bearer sekret' } })
+  assert.equal(bad.status, 409)
+  assert.match(((await bad.json()) as { error: string }).error, /no host "nosuch"/)
+
+  const history = await runPsql({ port: tp.port, user: a.user, password: a.password, db: 'pgbouncer', sql: 'SHOW SWITCHOVER' })
+  assert.match(history.stdout, /^app\|127\.0\.0\.1:\d+\|\|failed\|no host "nosuch"/m)
+  const json = await (await fetch(`http://127.0.0.1:${httpPort}/api/hosts.json`)).json() as Array<{ host: string; role: string }>
+  assert.deepEqual(json.map((h) => h.role).sort(), ['primary', 'unknown'])
 })

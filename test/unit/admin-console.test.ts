@@ -15,6 +15,8 @@ import { BodyReader, parseCommandTag, parseErrorFields } from '../../src/protoco
 import { BackendCode } from '../../src/protocol/codes.ts'
 import type { PgErrorFields } from '../../src/protocol/pg-error.ts'
 import { PoolStats } from '../../src/pool/stats.ts'
+import { Host } from '../../src/ha/hosts.ts'
+import type { SwitchoverReport } from '../../src/ha/switchover.ts'
 
 // ---- expected columns, quoted from PgBouncer 1.25 (doc/usage.md; order and types from src/admin.c) ----
 
@@ -211,6 +213,7 @@ interface Fixture {
   view: Omit<ConsoleView, 'isShuttingDown' | 'isSuspended'> & {
     isShuttingDown: boolean; isSuspended: boolean; pausedDb: Set<string>; isGlobalPaused: boolean; shutdowns: ShutdownMode[]
     reloadResult: { ok: boolean; errors: string[] }; setCalls: Array<[string, string]>; setResult: SetOutcome; facts: Map<string, SocketFacts>
+    switchoverCalls: Array<[string, string | null, number | null]>; switchoverResult: SwitchoverReport
   }
   run(sql: string, opts?: ConsoleOptions): Promise<Reply>
 }
@@ -256,7 +259,26 @@ async function fixture(ini = INI): Promise<Fixture> {
     ['C-9', fact(19, 0, 0, '')], ['C-10', fact(20, 0, 0, '10.1.0.4')],
     ...[1, 2, 3, 4, 5, 6].map((n) => [`S-${n}`, fact(30 + n, n === 2 ? 40 : 0, 0, '10.0.0.1')] as [string, SocketFacts]),
   ])
+  const primary = new Host('10.0.0.1', 5432, 'postgresql', NOW - 90_000)
+  primary.record({ ok: true, inRecovery: false, patroni: 'primary', latencyMs: 2.345, error: null }, { rise: 2, fall: 2, banMs: 5000 }, NOW - 90_000)
+  const standby = new Host('10.0.0.2', 5432, 'postgresql', NOW - 90_000)
+  standby.record({ ok: true, inRecovery: true, patroni: 'primary', latencyMs: 3, error: null }, { rise: 2, fall: 2, banMs: 5000 }, NOW - 60_000)
+  standby.bannedUntilMs = NOW + 4_000
+  standby.lastError = 'connection refused'
+  primary.servers = 3
   const view = {
+    switchoverCalls: [] as Array<[string, string | null, number | null]>,
+    switchoverResult: {
+      database: 'app', from: '10.0.0.1:5432', to: '10.0.0.2:5432', ok: true, error: null, startedAtMs: NOW - 5_000, totalMs: 812, cancelled: 0,
+      phases: [{ name: 'hold', ms: 1, note: '2 pool(s)' }, { name: 'drain', ms: 40, note: 'all finished' }, { name: 'promote', ms: 700, note: 'through Patroni' }, { name: 'retarget', ms: 70, note: 'new primary 10.0.0.2:5432' }, { name: 'resume', ms: 1, note: '' }],
+    } as SwitchoverReport,
+    hosts: () => [{ host: primary, databases: ['app', 'app_ro'] }, { host: standby, databases: ['app_ro'] }],
+    async switchover(db: string, to: string | null, timeoutMs: number | null) {
+      view.switchoverCalls.push([db, to, timeoutMs])
+      if (db === 'nosuch') throw new Error('database nosuch has no several hosts to switch over between')
+      return view.switchoverResult
+    },
+    switchovers: () => [view.switchoverResult],
     isSuspended: false,
     setCalls: [] as Array<[string, string]>,
     setResult: { ok: true, warnings: [] } as SetOutcome,
@@ -737,4 +759,46 @@ test('SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS have PgBouncer\'s colu
   const all = await run('SHOW TOTALS')
   assert.deepEqual(names(all), ['name', 'value'])
   assert.ok(all.rows.some((r: Array<string | null>) => r[0] === 'total_xact_count' && r[1] === '6'))
+})
+
+// ---- tidepool's own: hosts and switchover ----
+
+test('SHOW HOSTS lists each monitored host with role, health, agreement of the role sources and its databases', async () => {
+  const fx = await fixture()
+  const r = await fx.run('SHOW HOSTS')
+  assert.deepEqual(r.columns?.map((c) => c.name), ['host', 'port', 'backend', 'role', 'health', 'role_sources_agree', 'last_change', 'check_ms', 'servers', 'banned_until', 'last_error', 'databases'])
+  assert.deepEqual(r.rows[0], ['10.0.0.1', '5432', 'postgresql', 'primary', 'up', 'yes', new Date(NOW - 90_000).toISOString(), '2.3', '3', null, null, 'app,app_ro'])
+  assert.deepEqual(r.rows[1].slice(3, 6), ['unknown', 'banned', 'no'])
+  assert.equal(r.rows[1][9], new Date(NOW + 4_000).toISOString())
+  assert.equal(r.rows[1][10], 'connection refused')
+})
+
+test('SWITCHOVER db TO host TIMEOUT s runs the switchover and answers one row per phase', async () => {
+  const fx = await fixture()
+  const r = await fx.run(`SWITCHOVER app TO '10.0.0.2:5432' TIMEOUT 12.5;`)
+  assert.equal(r.error, null)
+  assert.deepEqual(fx.view.switchoverCalls, [['app', '10.0.0.2:5432', 12_500]])
+  assert.deepEqual(r.columns?.map((c) => c.name), ['phase', 'ms', 'note'])
+  assert.deepEqual(r.rows.map((row) => row[0]), ['hold', 'drain', 'promote', 'retarget', 'resume'])
+  assert.equal(r.tag, 'SWITCHOVER')
+  await fx.run('switchover app to pg2')
+  await fx.run('SWITCHOVER app')
+  assert.deepEqual(fx.view.switchoverCalls.slice(1), [['app', 'pg2', null], ['app', null, null]])
+})
+
+test('SWITCHOVER: admins only, bad arguments, a failed switchover is an ERROR with its phases, and SHOW SWITCHOVER keeps the last one', async () => {
+  const fx = await fixture()
+  assert.equal((await fx.run('SWITCHOVER app', { isAdmin: false })).error?.message, 'admin access needed')
+  assert.equal((await fx.run('SWITCHOVER app TIMEOUT 0')).error?.message, 'bad arguments')
+  assert.match((await fx.run('SWITCHOVER app TIMEOUT soon')).error?.message ?? '', /^invalid command/)
+  assert.match((await fx.run('SWITCHOVER nosuch')).error?.message ?? '', /no several hosts/)
+  fx.view.switchoverResult = { ...fx.view.switchoverResult, ok: false, to: null, error: 'no new primary known within 1000 ms', phases: fx.view.switchoverResult.phases.filter((p) => p.name !== 'retarget') }
+  const failed = await fx.run('SWITCHOVER app')
+  assert.equal(failed.error?.code, '08P01')
+  assert.equal(failed.error?.message, 'switchover of app failed: no new primary known within 1000 ms')
+  assert.match(failed.error?.detail ?? '', /promote 700 ms \(through Patroni\)/)
+  const show = await fx.run('SHOW SWITCHOVER')
+  assert.deepEqual(show.columns?.map((c) => c.name), ['database', 'from', 'to', 'result', 'error', 'started', 'total_ms', 'hold_ms', 'drain_ms', 'promote_ms', 'retarget_ms', 'resume_ms', 'cancelled'])
+  assert.deepEqual(show.rows[0].slice(0, 5), ['app', '10.0.0.1:5432', null, 'failed', 'no new primary known within 1000 ms'])
+  assert.equal(show.rows[0][10], null, 'a phase that never ran is NULL')
 })
