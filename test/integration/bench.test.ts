@@ -93,8 +93,8 @@ interface Case {
 
 const CASES: Case[] = [
   { workload: 'flights', init: ['--flights', '300'], run: ['--duration', '2', '--batch-size', '5'], ops: ['schedule', 'status', 'inventory', 'price'] },
-  // Named prepared statements survive transaction pooling only once issue #6 lands: session mode here.
-  { workload: 'event-logs', poolMode: 'session', poolSize: 6, init: ['--sources', '50', '--events', '500'], run: ['--duration', '2', '--prepare', '--batch-size', '5'], ops: ['insert', 'read'] },
+  // Named prepared statements through transaction pooling (tidepool maps them per server).
+  { workload: 'event-logs', poolMode: 'transaction', poolSize: 6, init: ['--sources', '50', '--events', '500'], run: ['--duration', '2', '--prepare', '--batch-size', '5'], ops: ['insert', 'read'] },
   { workload: 'train-events', init: ['--stations', '40', '--trains', '20', '--events', '500'], run: ['--iterations', '600', '--think-time', '5'], ops: ['movement', 'station', 'train'] },
   { workload: 'custom', init: [], run: ['--duration', '2', '--rows', '400'], ops: ['read', 'bump', 'fail'] },
 ]
