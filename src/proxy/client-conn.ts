@@ -73,16 +73,14 @@ export class ClientConn implements PooledClient {
   private isScanningQuery = false
   /** session_state_policy = error, as it was when the client logged in. */
   private isRefusingState = false
-  /** Replacement messages for the one being forwarded. */
-  private readonly repl: Buffer[] = []
   /** Lower-case names of the parameters server-params.ts tracks, left out of the probe. */
-  private trackedLower: readonly string[] = []
+  private trackedLower: readonly string[] = NO_NAMES
   /** The current transaction may have changed session state: probe the server when it ends. */
   private needsProbe = false
   /** GUC values this client set, as its last probe read them. */
   private gucs: GucMap = NO_GUCS
-  /** Custom GUCs and role this client named in SET/RESET/set_config: pg_settings does not list them. */
-  private readonly gucNames = new Set<string>()
+  /** Custom GUCs and role this client named in SET/RESET/set_config: pg_settings does not list them; made when first needed. */
+  private gucNames: Set<string> | null = null
   /** Why the client keeps its server between transactions ('' = not pinned): LISTEN, advisory lock, ... */
   pinReason = ''
   /** NotificationResponse from the linked server reaches this client (session mode, or after LISTEN). */
@@ -634,7 +632,7 @@ export class ClientConn implements PooledClient {
     }
     this.scanner = new SqlScanner()
     this.isRefusingState = st.session_state_policy === 'error'
-    this.trackedLower = trackedNames(st.track_extra_parameters).map((n) => n.toLowerCase())
+    this.trackedLower = trackedLowerNames(st.track_extra_parameters)
     if (st.max_prepared_statements > 0) {
       this.ps = new ClientStatements()
       // A Bind is read whole to rename its statement, like PgBouncer: allow it up to max_packet_size.
@@ -656,6 +654,7 @@ export class ClientConn implements PooledClient {
   private forward(chunk: Buffer, server: ServerConn): void {
     const f = this.framer
     const out = OUT
+    REPL.length = 0 // what a throw in another client's forward may have left
     f.push(chunk)
     let runStart = -1
     let runEnd = -1
@@ -680,7 +679,7 @@ export class ClientConn implements PooledClient {
             if (isReplaced || f.buf !== chunk) {
               if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
               runStart = -1
-              const repl = this.repl
+              const repl = REPL
               if (isReplaced) {
                 for (let i = 0; i < repl.length; i++) out.add(repl[i])
                 repl.length = 0
@@ -771,7 +770,7 @@ export class ClientConn implements PooledClient {
     if ((flags & ScanFlag.Probe) !== 0) this.needsProbe = true
     if ((flags & ScanFlag.Listen) !== 0) this.isListening = true
     if ((flags & ScanFlag.DropStatements) !== 0) this.ps?.clear()
-    if (names !== null) for (const n of names) this.gucNames.add(n)
+    if (names !== null) for (const n of names) (this.gucNames ??= new Set()).add(n)
   }
 
   /**
@@ -789,7 +788,7 @@ export class ClientConn implements PooledClient {
         sc.scan(buf, body, end)
         if (ps !== null) sp.push(code, Act.Forward, null)
         if (sc.creator !== '') {
-          this.repl.push(build.query(refusalSql(refusedMessage(sc.creator))))
+          REPL.push(build.query(refusalSql(refusedMessage(sc.creator))))
           return true
         }
         this.noteScan(sc.flags, sc.names)
@@ -812,7 +811,7 @@ export class ClientConn implements PooledClient {
         if (nameEnd === body || ps === null) {
           if (ps !== null) sp.push(code, Act.Forward, null)
           if (replacement === null) return false
-          this.repl.push(parseMessage(buf.toString('utf8', body, nameEnd), replacement, buf.subarray(qEnd + 1, end)))
+          REPL.push(parseMessage(buf.toString('utf8', body, nameEnd), replacement, buf.subarray(qEnd + 1, end)))
           return true
         }
         const name = buf.toString('utf8', body, nameEnd)
@@ -827,8 +826,8 @@ export class ClientConn implements PooledClient {
           sp.drain()
           return true
         }
-        sp.addPending(stmt, this.ctx.settings.max_prepared_statements, this.repl)
-        this.repl.push(stmt.parseMsg)
+        sp.addPending(stmt, this.ctx.settings.max_prepared_statements, REPL)
+        REPL.push(stmt.parseMsg)
         sp.push(code, Act.ClientParse, new RequestRef(stmt, ps, name, null))
         return true
       }
@@ -843,7 +842,7 @@ export class ClientConn implements PooledClient {
         const stmt = this.statementOrFail(ps, sp, buf, sStart, sEnd)
         if (stmt === null) return true
         this.ensurePrepared(stmt, server)
-        this.repl.push(renamed(code, buf, body, sStart, stmt.serverName, sEnd, end))
+        REPL.push(renamed(code, buf, body, sStart, stmt.serverName, sEnd, end))
         sp.push(code, Act.Forward, null)
         return true
       }
@@ -859,7 +858,7 @@ export class ClientConn implements PooledClient {
           // PostgreSQL answers a Close of a name it does not know with CloseComplete too.
           const name = buf.toString('utf8', nStart, nEnd)
           const stmt = ps.get(name) ?? null
-          if (stmt !== null) ps.byName.delete(name) // the request keeps the reference until answered
+          if (stmt !== null) ps.forget(name) // the request keeps the reference until answered
           sp.push(code, Act.FakeClose, new RequestRef(stmt, ps, name, null))
           sp.drain()
           return true
@@ -867,7 +866,7 @@ export class ClientConn implements PooledClient {
         const stmt = this.statementOrFail(ps, sp, buf, nStart, nEnd)
         if (stmt === null) return true
         this.ensurePrepared(stmt, server)
-        this.repl.push(renamed(code, buf, body, nStart, stmt.serverName, nEnd, end))
+        REPL.push(renamed(code, buf, body, nStart, stmt.serverName, nEnd, end))
         sp.push(code, Act.Forward, null)
         return true
       }
@@ -894,7 +893,7 @@ export class ClientConn implements PooledClient {
    * the error it sends is replaced by `error`.
    */
   private failRequest(sp: ServerConn['ps'], error: Buffer): void {
-    this.repl.push(build.describeStatement(MISSING_NAME))
+    REPL.push(build.describeStatement(MISSING_NAME))
     sp.push(FrontendCode.Describe, Act.Replace, new RequestRef(null, null, '', error))
   }
 
@@ -902,8 +901,8 @@ export class ClientConn implements PooledClient {
   private ensurePrepared(stmt: Statement, server: ServerConn): void {
     const sp = server.ps
     if (sp.touch(stmt)) return
-    sp.addPending(stmt, this.ctx.settings.max_prepared_statements, this.repl)
-    this.repl.push(stmt.parseMsg)
+    sp.addPending(stmt, this.ctx.settings.max_prepared_statements, REPL)
+    REPL.push(stmt.parseMsg)
     sp.push(FrontendCode.Parse, Act.InjectedParse, stmt)
   }
 
@@ -959,7 +958,7 @@ export class ClientConn implements PooledClient {
     this.isSyncingParams = true
     this.updateFlow()
     const result = newProbeResult()
-    server.runInternal(probeSql(this.trackedLower, this.gucNames), (ok) => {
+    server.runInternal(probeSql(this.trackedLower, this.gucNames ?? NO_NAME_SET), (ok) => {
       this.isSyncingParams = false
       if (this.closed) return
       if (!ok) {
@@ -994,7 +993,7 @@ export class ClientConn implements PooledClient {
     server.client = null
     this.server = null
     const result = newProbeResult()
-    server.runInternal(probeSql(this.trackedLower, this.gucNames), (ok) => {
+    server.runInternal(probeSql(this.trackedLower, this.gucNames ?? NO_NAME_SET), (ok) => {
       if (server.isClosed) return
       if (!ok || result.bound !== '') {
         server.close(ok ? `client left session state behind (${result.bound})` : 'session state probe failed')
@@ -1131,6 +1130,23 @@ const VALID_WORK_CODES = new Uint8Array(256)
 for (const c of [FrontendCode.Bind, FrontendCode.Close, FrontendCode.CopyData, FrontendCode.CopyDone, FrontendCode.CopyFail,
   FrontendCode.Describe, FrontendCode.Execute, FrontendCode.Flush, FrontendCode.FunctionCall, FrontendCode.Parse,
   FrontendCode.Query, FrontendCode.Sync, FrontendCode.Terminate]) VALID_WORK_CODES[c] = 1
+
+/**
+ * Replacement messages for the one being forwarded: filled and drained within one forward() call,
+ * so one array serves every client.
+ */
+const REPL: Buffer[] = []
+const NO_NAMES: readonly string[] = []
+const NO_NAME_SET: ReadonlySet<string> = new Set()
+let trackedLowerCache: { from: readonly string[]; names: readonly string[] } | null = null
+
+/** The lower-case tracked names, computed once per track_extra_parameters value (settings are frozen). */
+function trackedLowerNames(extra: readonly string[]): readonly string[] {
+  if (trackedLowerCache === null || trackedLowerCache.from !== extra) {
+    trackedLowerCache = { from: extra, names: trackedNames(extra).map((n) => n.toLowerCase()) }
+  }
+  return trackedLowerCache.names
+}
 
 /** disable_pqexec: the extended protocol only, since a simple Query may carry several statements. */
 const NO_PQEXEC_WORK_CODES = VALID_WORK_CODES.slice()

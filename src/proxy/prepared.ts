@@ -118,31 +118,43 @@ export function missingError(name: string): Buffer {
 // ---- per client ----
 
 export class ClientStatements {
-  readonly byName = new Map<string, Statement>()
+  /** Made at the first Parse: most clients of a big idle fan-in never prepare anything. */
+  private byName: Map<string, Statement> | null = null
 
   get(name: string): Statement | undefined {
-    return this.byName.get(name)
+    return this.byName?.get(name)
   }
 
   add(name: string, s: Statement): void {
     ref(s)
-    this.byName.set(name, s)
+    ;(this.byName ??= new Map()).set(name, s)
+  }
+
+  /** Puts back an entry whose reference the caller already holds (undo of a Close). */
+  restore(name: string, s: Statement): void {
+    ;(this.byName ??= new Map()).set(name, s)
+  }
+
+  /** Drops a name without releasing its reference (a pending request holds it until answered). */
+  forget(name: string): void {
+    this.byName?.delete(name)
   }
 
   /** Undo of add(): only if the name still maps to `s`. */
   undoAdd(name: string, s: Statement): void {
-    if (this.byName.get(name) !== s) return
+    if (this.byName === null || this.byName.get(name) !== s) return
     this.byName.delete(name)
     unref(s)
   }
 
   clear(): void {
+    if (this.byName === null) return
     for (const s of this.byName.values()) unref(s)
     this.byName.clear()
   }
 
   get size(): number {
-    return this.byName.size
+    return this.byName?.size ?? 0
   }
 }
 
@@ -325,7 +337,7 @@ export class ServerPrepared {
         const rr = r as RequestRef
         const s = rr.stmt
         if (s === null) break
-        if (rr.owner !== null && rr.owner.get(rr.name) === undefined) rr.owner.byName.set(rr.name, s) // keeps the entry's ref
+        if (rr.owner !== null && rr.owner.get(rr.name) === undefined) rr.owner.restore(rr.name, s) // keeps the entry's ref
         else unref(s)
         break
       }

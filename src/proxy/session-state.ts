@@ -62,6 +62,7 @@ const K = {
 const Cmd = { None: 0, Other: 1, Set: 2, Reset: 3, Discard: 4, Listen: 5, Prepare: 6, Deallocate: 7, Declare: 8, Create: 9 } as const
 
 const MAX_WORD = 64
+const NO_BYTES = new Uint8Array(0)
 
 /**
  * One per client, reused for every text: feed() may be called for consecutive parts of one text
@@ -74,13 +75,14 @@ export class SqlScanner {
   /** Custom (dotted) GUC names and `role` the text set or reset: pg_settings does not list those. */
   names: string[] | null = null
   private state: number = S.Normal
-  private word = new Uint8Array(MAX_WORD)
+  // Both made at the first scan, in one allocation: an idle client never needs them.
+  private word: Uint8Array = NO_BYTES
   private wordLen = 0
   private cmd: number = Cmd.None
   private wordIndex = 0
   private prevWasWith = false
   private blockDepth = 0
-  private tag = new Uint8Array(MAX_WORD)
+  private tag: Uint8Array = NO_BYTES
   private tagLen = 0
   /** Inside a dollar-quoted body: how many bytes of `$tag` matched so far; -1 when not matching. */
   private tagMatch = -1
@@ -90,6 +92,11 @@ export class SqlScanner {
   private capture: number[] | null = null
 
   begin(): void {
+    if (this.word === NO_BYTES) {
+      const b = new Uint8Array(2 * MAX_WORD)
+      this.word = b.subarray(0, MAX_WORD)
+      this.tag = b.subarray(MAX_WORD)
+    }
     this.flags = 0
     this.creator = ''
     this.names = null
