@@ -57,6 +57,8 @@ export interface SwitchoverRequest {
 }
 
 const POLL_MS = 50
+const MIN_LOOK_MS = 25
+const DRAIN_POLL_MS = 5
 
 export async function runSwitchover(d: SwitchoverDeps, r: SwitchoverRequest): Promise<SwitchoverReport> {
   const started = Date.now()
@@ -90,30 +92,41 @@ export async function runSwitchover(d: SwitchoverDeps, r: SwitchoverRequest): Pr
     return finish(d, report, started, false)
   }
 
+  let call: PatroniCall | null = null
+  if (isPatroni) {
+    const c = await patroniCall(r, old, target, deadline)
+    if (typeof c === 'string') {
+      report.error = c
+      return finish(d, report, started, false)
+    }
+    call = c
+  }
+
   d.hold(hosts)
   const pools = d.poolsOn(hosts)
   phase('hold', `${pools.length} pool(s)`)
   try {
     // Drain: transactions in flight finish on the old primary; new ones wait.
     const drainUntil = started + r.timeoutMs / 2
-    while (pools.some((p) => p.lists.busyServerCount > 0) && Date.now() < drainUntil) await sleep(POLL_MS)
+    // Polled finely: every ms here is a ms every held client waits.
+    while (pools.some((p) => p.lists.busyServerCount > 0) && Date.now() < drainUntil) await sleep(DRAIN_POLL_MS)
     report.cancelled = d.cancelActive(pools)
     phase('drain', report.cancelled > 0 ? `${report.cancelled} transaction(s) still running were cancelled` : 'all finished')
 
-    const promoted = await promote(d, r, hosts, old, target, deadline)
+    const promoted = await promote(d, r, hosts, old, target, deadline, call)
     if (promoted !== null) throw new Error(promoted)
     phase('promote', r.entry.patroni_urls.length > 0 ? 'through Patroni' : 'waited for an outside promotion')
 
     // Retarget: the new primary must be known (every source agreeing) before anything is released.
     let picked: Host | null = null
-    while (Date.now() < deadline) {
-      await d.backends.monitor.checkAll()
+    // The promotion's last look usually settles it already: no extra round before the release.
+    for (let isFirst = true; Date.now() < deadline; isFirst = false) {
+      if (!isFirst) await look(d, deadline)
       const p = d.backends.pick(r.entry, 0, Date.now())
       if (typeof p !== 'string' && p.host !== old && (target === null || p.host === target)) {
         picked = p.host
         break
       }
-      await sleep(POLL_MS)
     }
     if (picked === null) throw new Error(`no new primary known within ${r.timeoutMs} ms`)
     report.to = picked.key
@@ -136,39 +149,52 @@ function finish(d: SwitchoverDeps, report: SwitchoverReport, phaseStart: number,
   return report
 }
 
-/**
- * With Patroni: ask the leader's API to switch over (Patroni demotes it and promotes the
- * candidate, then answers). Without: wait for someone else to promote, seen by the checks.
- * Returns null on success, or why not.
- */
-async function promote(d: SwitchoverDeps, r: SwitchoverRequest, hosts: readonly Host[], old: Host | null, target: Host | null, deadline: number): Promise<string | null> {
-  const urls = r.entry.patroni_urls
-  if (urls.length === 0) {
-    while (Date.now() < deadline) {
-      await d.backends.monitor.checkAll()
-      const primaries = hosts.filter((h) => h.role === 'primary' && h !== old)
-      if (primaries.length > 0 && (target === null || primaries.includes(target))) return null
-      await sleep(POLL_MS)
-    }
-    return `no promotion seen within ${r.timeoutMs} ms (no patroni_urls: promote the standby yourself, e.g. with pg_ctl promote)`
-  }
+/** The POST /switchover for Patroni, made up before anything is held: names are looked up over HTTP. */
+interface PatroniCall {
+  url: string
+  body: { leader: string; candidate?: string }
+}
+
+async function patroniCall(r: SwitchoverRequest, old: Host | null, target: Host | null, deadline: number): Promise<PatroniCall | string> {
   if (old === null) return 'no current primary known to switch over from'
   const leaderUrl = urlOf(r.entry, old)
   if (leaderUrl === null) return `no patroni_urls entry for ${old.key}`
-  const leaderName = await memberName(leaderUrl, deadline)
-  if (leaderName === null) return `Patroni at ${leaderUrl} did not say its member name`
-  let candidateName: string | null = null
+  const leader = await memberName(leaderUrl, old, deadline)
+  if (leader === null) return `Patroni at ${leaderUrl} did not say its member name`
+  const body: PatroniCall['body'] = { leader }
   if (target !== null) {
     const u = urlOf(r.entry, target)
-    candidateName = u === null ? null : await memberName(u, deadline)
-    if (candidateName === null) return `Patroni of ${target.key} did not say its member name`
+    const candidate = u === null ? null : await memberName(u, target, deadline)
+    if (candidate === null) return `Patroni of ${target.key} did not say its member name`
+    body.candidate = candidate
   }
-  const body: Record<string, string> = { leader: leaderName }
-  if (candidateName !== null) body.candidate = candidateName
-  const res = await httpRequest('POST', new URL('switchover', withSlash(leaderUrl)).href, body, Math.max(1, deadline - Date.now()))
-  if ('error' in res) return `Patroni switchover request failed: ${res.error}`
-  if (res.status !== 200) return `Patroni refused the switchover: HTTP ${res.status} ${res.text.trim()}`
-  return null
+  return { url: new URL('switchover', withSlash(leaderUrl)).href, body }
+}
+
+/**
+ * With Patroni: ask the leader's API to switch over (Patroni demotes it and promotes the
+ * candidate). Patroni answers only on its next whole second of polling, so the checks run
+ * meanwhile: a candidate that every source calls primary ends the wait before the answer does.
+ * Without Patroni: wait for someone else to promote, seen by the checks.
+ * Returns null on success, or why not.
+ */
+async function promote(d: SwitchoverDeps, r: SwitchoverRequest, hosts: readonly Host[], old: Host | null, target: Host | null, deadline: number, call: PatroniCall | null): Promise<string | null> {
+  let answer: string | null | undefined
+  if (call !== null) {
+    void httpRequest('POST', call.url, call.body, Math.max(1, deadline - Date.now())).then((res) => {
+      if ('error' in res) answer = `Patroni switchover request failed: ${res.error}`
+      else answer = res.status === 200 ? null : `Patroni refused the switchover: HTTP ${res.status} ${res.text.trim()}`
+    })
+  }
+  while (Date.now() < deadline) {
+    await look(d, deadline)
+    if (answer !== undefined) return answer
+    const primaries = hosts.filter((h) => h.role === 'primary' && h !== old)
+    if (primaries.length > 0 && (target === null || primaries.includes(target))) return null
+  }
+  return call !== null
+    ? `Patroni did not finish the switchover within ${r.timeoutMs} ms`
+    : `no promotion seen within ${r.timeoutMs} ms (no patroni_urls: promote the standby yourself, e.g. with pg_ctl promote)`
 }
 
 async function findHost(hosts: readonly Host[], to: string, e: DatabaseEntry, timeoutMs: number): Promise<Host | null> {
@@ -177,7 +203,7 @@ async function findHost(hosts: readonly Host[], to: string, e: DatabaseEntry, ti
   // A Patroni member name, as patronictl shows it.
   for (const h of hosts) {
     const u = urlOf(e, h)
-    if (u !== null && (await memberName(u, Date.now() + timeoutMs)) === to) return h
+    if (u !== null && (await memberName(u, h, Date.now() + timeoutMs)) === to) return h
   }
   return null
 }
@@ -187,11 +213,37 @@ function urlOf(e: DatabaseEntry, h: Host): string | null {
   return i < 0 ? null : (e.patroni_urls[i] ?? null)
 }
 
-/** Patroni's GET /patroni answers with the member's own name under patroni.name. */
-async function memberName(baseUrl: string, deadline: number): Promise<string | null> {
+/**
+ * The member name Patroni knows this host by. GET /patroni says it under patroni.name from
+ * Patroni 3.0.3 on; before that (Debian 12 ships 3.0.2) only GET /cluster lists names, with
+ * each member's PostgreSQL address and REST URL, so the host is found there.
+ */
+async function memberName(baseUrl: string, h: Host, deadline: number): Promise<string | null> {
   const j = await httpGetJson(new URL('patroni', withSlash(baseUrl)).href, Math.max(1, deadline - Date.now()))
   const name = (j as { patroni?: { name?: unknown } } | null)?.patroni?.name
-  return typeof name === 'string' ? name : null
+  if (typeof name === 'string') return name
+  const c = await httpGetJson(new URL('cluster', withSlash(baseUrl)).href, Math.max(1, deadline - Date.now()))
+  const members = (c as { members?: unknown } | null)?.members
+  if (!Array.isArray(members)) return null
+  const base = withSlash(baseUrl)
+  const m = (members as Array<{ name?: unknown; host?: unknown; port?: unknown; api_url?: unknown }>).find((x) =>
+    (x.host === h.host && x.port === h.port) || (typeof x.api_url === 'string' && x.api_url.startsWith(base)))
+  return typeof m?.name === 'string' ? m.name : null
+}
+
+/**
+ * One look at the cluster while traffic is held: a check of every host that has none running, and
+ * at most POLL_MS of waiting for them. Waiting for the whole round would tie every look to the
+ * slowest host: one that hangs on connect costs health_check_timeout_ms per look, past the
+ * deadline too. Its check runs on, bounded by that timeout, while the others are asked again.
+ * A short rest between looks keeps fast hosts from being asked hundreds of times a second.
+ */
+async function look(d: SwitchoverDeps, deadline: number): Promise<void> {
+  const started = Date.now()
+  const wait = Math.max(1, Math.min(POLL_MS, deadline - started))
+  await Promise.race([d.backends.monitor.checkAll(), sleep(wait)])
+  const rest = Math.min(MIN_LOOK_MS - (Date.now() - started), deadline - Date.now())
+  if (rest > 0) await sleep(rest)
 }
 
 function sleep(ms: number): Promise<void> {

@@ -119,7 +119,10 @@ export interface PatroniCluster {
 // loop_wait + 2 * retry_timeout <= ttl; these keep that and make a failover take ~10 s.
 const DCS_TIMINGS = { ttl: 10, loop_wait: 1, retry_timeout: 4 }
 
-function patroniConfig(o: { scope: string; name: string; dir: string; pgPort: number; restPort: number; etcd: Etcd }): unknown {
+/** Patroni's postgresql.callbacks (on_role_change, on_start...) for one member: script paths. */
+export type CallbacksFor = (member: { name: string; dir: string; pgPort: number }) => Record<string, string>
+
+function patroniConfig(o: { scope: string; name: string; dir: string; pgPort: number; restPort: number; etcd: Etcd; callbacks?: Record<string, string> }): unknown {
   return {
     scope: o.scope,
     name: o.name,
@@ -165,6 +168,7 @@ function patroniConfig(o: { scope: string; name: string; dir: string; pgPort: nu
       // A killed leader that comes back may have diverged: rewind, or else clone again.
       remove_data_directory_on_rewind_failure: true,
       remove_data_directory_on_diverged_timelines: true,
+      ...(o.callbacks === undefined ? {} : { callbacks: o.callbacks }),
     },
   }
 }
@@ -215,7 +219,7 @@ class Member implements PatroniNode {
 
 /** etcd and `nodes` Patroni members node0..nodeN-1, bootstrapped with initdb; returns when one leads,
  *  every other one streams from it, and the database `app` exists. Killed and removed in t.after(). */
-export async function startPatroniCluster(t: TestContext, opts: { nodes: 2 | 3 }): Promise<PatroniCluster> {
+export async function startPatroniCluster(t: TestContext, opts: { nodes: 2 | 3; callbacks?: CallbacksFor }): Promise<PatroniCluster> {
   requireBinaries(['/usr/bin/patroni', `${PG_BIN}/postgres`])
   const etcd = await startEtcd(t)
   const scope = `tp-${randomBytes(4).toString('hex')}`
@@ -225,7 +229,8 @@ export async function startPatroniCluster(t: TestContext, opts: { nodes: 2 | 3 }
     const dir = makeDir()
     const name = `node${i}`
     const [pgPort, restPort] = [await freePort(), await freePort()]
-    nodes.push(new Member(name, dir, pgPort, restPort, patroniConfig({ scope, name, dir, pgPort, restPort, etcd })))
+    const callbacks = opts.callbacks?.({ name, dir, pgPort })
+    nodes.push(new Member(name, dir, pgPort, restPort, patroniConfig({ scope, name, dir, pgPort, restPort, etcd, callbacks })))
     diagnostics(t, `Patroni ${name} (pg ${pgPort}, rest ${restPort})`, () => nodes[i]!.log())
   }
   for (const n of nodes) n.spawn()
