@@ -2,8 +2,8 @@
 // The test runner behind `npm test`: typechecks, lists the test files itself (Node 20's --test does
 // not expand globs) and runs them one file at a time under node:test with tsx as the loader.
 //
-// Usage: node scripts/run-tests.mjs [--no-typecheck] [unit|property|integration|ha|fuzz|<dir or file>...]
-// Default: every *.test.ts under test/unit, test/property, test/integration, test/ha and test/fuzz.
+// Usage: node scripts/run-tests.mjs [--no-typecheck] [unit|property|integration|compat|ha|fuzz|<dir or file>...]
+// Default: every *.test.ts under test/unit, test/property, test/integration, test/compat, test/ha and test/fuzz.
 //
 // One file at a time (--test-concurrency=1) because every integration file starts its own
 // PostgreSQL and CI has 2 cores. --test-force-exit ends a file whose tests are done but which still
@@ -20,7 +20,7 @@ import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const DEFAULT_DIRS = ['unit', 'property', 'integration', 'ha', 'fuzz']
+const DEFAULT_DIRS = ['unit', 'property', 'integration', 'compat', 'ha', 'fuzz']
 // Matches PG_DIR_PREFIX in test/harness/postgres.ts.
 const PG_DIR_PREFIX = 'tidepool-pg-'
 // A test without its own { timeout } still cannot hang CI forever.
@@ -79,7 +79,7 @@ const typecheck = !args.includes('--no-typecheck')
 const targets = args.filter((a) => !a.startsWith('--'))
 const unknownFlags = args.filter((a) => a.startsWith('--') && a !== '--no-typecheck')
 if (unknownFlags.length > 0) {
-  console.error(`run-tests: unknown option(s) ${unknownFlags.join(' ')}\nusage: node scripts/run-tests.mjs [--no-typecheck] [unit|property|integration|ha|fuzz|<path>...]`)
+  console.error(`run-tests: unknown option(s) ${unknownFlags.join(' ')}\nusage: node scripts/run-tests.mjs [--no-typecheck] [unit|property|integration|compat|ha|fuzz|<path>...]`)
   process.exit(2)
 }
 
@@ -105,10 +105,14 @@ if (typecheck) {
 }
 
 // Integration tests drive psql and pgbench, which come from Debian's postgresql-client; test/ha runs
-// Debian's PostgreSQL 15 server, Patroni and etcd. On a fresh machine where we are root, install
+// Debian's PostgreSQL 15 server, Patroni and etcd; test/compat runs Debian's drivers (JDBC, psycopg,
+// psycopg2, ruby-pg, DBD::Pg, PHP pgsql). On a fresh machine where we are root, install
 // them rather than fail (what .ci/run does too).
 const hasCommand = (name) => spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0
-const NEEDED = ['psql', 'pgbench', 'openssl', 'prometheus-pgbouncer-exporter', '/usr/lib/postgresql/15/bin/pg_basebackup', 'patroni', 'etcd', 'chromium']
+const NEEDED = ['psql', 'pgbench', 'openssl', 'prometheus-pgbouncer-exporter', '/usr/lib/postgresql/15/bin/pg_basebackup', 'patroni', 'etcd', 'chromium',
+  // test/compat's drivers: a file of each package, since most of them bring no command
+  'java', '/usr/share/java/postgresql.jar', '/usr/lib/python3/dist-packages/psycopg/__init__.py', '/usr/lib/python3/dist-packages/psycopg2/__init__.py',
+  '/usr/lib/ruby/vendor_ruby/pg.rb', '/usr/lib/x86_64-linux-gnu/perl5/5.36/DBD/Pg.pm', 'php', '/usr/share/php8.2-pgsql/pgsql/pgsql.ini']
 if (NEEDED.some((c) => !hasCommand(c))) {
   if (process.getuid?.() === 0 && hasCommand('apt-get')) {
     console.log(`run-tests: some of ${NEEDED.join(', ')} are missing; installing them with apt-get`)
@@ -118,12 +122,13 @@ if (NEEDED.some((c) => !hasCommand(c))) {
     // comes with postgresql-common, says not to.
     spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-common'], { stdio: 'inherit', env })
     spawnSync('sed', ['-i', '-E', 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/', '/etc/postgresql-common/createcluster.conf'], { stdio: 'inherit' })
-    spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-client', 'openssl', 'prometheus-pgbouncer-exporter', 'postgresql-15', 'patroni', 'etcd-server', 'chromium'], { stdio: 'inherit', env })
+    spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-client', 'openssl', 'prometheus-pgbouncer-exporter', 'postgresql-15', 'patroni', 'etcd-server', 'chromium',
+      'default-jre-headless', 'libpostgresql-jdbc-java', 'python3-psycopg', 'python3-psycopg2', 'ruby-pg', 'libdbd-pg-perl', 'php-cli', 'php-pgsql'], { stdio: 'inherit', env })
     // Under systemd the packages start their services (etcd on 2379); the tests run their own.
     for (const svc of ['etcd', 'patroni', 'postgresql']) spawnSync('sh', ['-c', `systemctl stop ${svc} || service ${svc} stop`], { stdio: 'ignore' })
   }
   if (NEEDED.some((c) => !hasCommand(c))) {
-    console.error(`run-tests: the tests need ${NEEDED.join(', ')} (Debian: apt-get install postgresql-client openssl prometheus-pgbouncer-exporter postgresql-15 patroni etcd-server chromium)`)
+    console.error(`run-tests: the tests need ${NEEDED.join(', ')} (Debian: apt-get install postgresql-client openssl prometheus-pgbouncer-exporter postgresql-15 patroni etcd-server chromium default-jre-headless libpostgresql-jdbc-java python3-psycopg python3-psycopg2 ruby-pg libdbd-pg-perl php-cli php-pgsql)`)
     process.exit(1)
   }
 }
