@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import pg from 'pg'
 import { startPostgres, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool } from '../harness/tidepool.ts'
@@ -327,4 +327,28 @@ test('SWITCHOVER from psql, the tidepool switchover CLI and POST /api/switchover
   assert.match(history.stdout, /^app\|127\.0\.0\.1:\d+\|\|failed\|no host "nosuch"/m)
   const json = await (await fetch(`http://127.0.0.1:${httpPort}/api/hosts.json`)).json() as Array<{ host: string; role: string }>
   assert.deepEqual(json.map((h) => h.role).sort(), ['primary', 'unknown'])
+})
+
+test('a health endpoint that never answers times out: its host leaves rotation, the other serves', { timeout: 60_000 }, async (t) => {
+  const sockets = new Set<Socket>()
+  const hanging = http.createServer(() => { /* never answers */ })
+  hanging.on('connection', (s) => { sockets.add(s) })
+  const ok = http.createServer((_req, res) => res.end())
+  await Promise.all([hanging, ok].map((s) => new Promise<void>((r) => s.listen(0, '127.0.0.1', r))))
+  t.after(() => {
+    for (const s of sockets) s.destroy()
+    hanging.close()
+    ok.closeAllConnections()
+    ok.close()
+  })
+  const url = (s: http.Server) => `http://127.0.0.1:${(s.address() as AddressInfo).port}/health?ready=1`
+  const tp = await startTidepool(t, a, {
+    settings: { default_pool_size: 4 },
+    databases: { app: entry([a, b], `backend=cockroachdb health_urls=${url(hanging)},${url(ok)}`) },
+    tidepool: { ...fastChecks, health_check_timeout_ms: 300 },
+  })
+  await waitFor(() => tp.rt.backends.monitor.get('127.0.0.1', a.port)?.health(Date.now()) === 'down', { timeoutMs: 5_000, what: 'the host behind the hanging endpoint to go down' })
+  assert.match(tp.rt.backends.monitor.get('127.0.0.1', a.port)?.lastError ?? '', /health endpoint: no answer within 300 ms/)
+  const clients = await Promise.all([0, 1, 2, 3].map(() => tp.connect(t)))
+  for (const c of clients) assert.equal(await servedBy(c), b.port)
 })
