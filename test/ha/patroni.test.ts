@@ -16,7 +16,7 @@ import type { PgInstance } from '../harness/postgres.ts'
 
 const FAST = { janitor_interval_ms: 100, health_check_interval_ms: 200, health_check_timeout_ms: 2000, health_check_rise: 1, health_check_fall: 2, host_ban_ms: 2000 }
 // A failover takes Patroni ~10 s (ttl 10): waiting queries must outlast it.
-const SETTINGS = { default_pool_size: 4, query_wait_timeout: 60, client_login_timeout: 60, server_connect_timeout: 3 }
+const SETTINGS = { default_pool_size: 4, query_wait_timeout: 60, client_login_timeout: 60, server_connect_timeout: 3, admin_users: SUPERUSER.user }
 
 /** startTidepool wants a PgInstance for its defaults and failure diagnostics; a member serves. */
 function asInstance(n: PatroniNode): PgInstance {
@@ -62,7 +62,12 @@ test('Patroni: SWITCHOVER through its REST API with no failed transaction, then 
 
   // --- planned switchover ---
   const failedAtStart = load.stats.failed
-  const report = await tp.rt.switchover('app', second.name, 30_000)
+  // The operator's way: the admin console's SWITCHOVER, naming the Patroni member.
+  const admin = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'pgbouncer', user: SUPERUSER.user, password: SUPERUSER.password })
+  await admin.connect()
+  const answer = await admin.query(`SWITCHOVER app TO ${second.name} TIMEOUT 30`).finally(() => admin.end())
+  assert.deepEqual(answer.rows.map((r: { phase: string }) => r.phase), ['hold', 'drain', 'promote', 'retarget', 'resume'])
+  const report = tp.rt.switchovers.get('app')!
   const phases = Object.fromEntries(report.phases.map((p) => [p.name, p.ms]))
   await load.progress(10, 30_000)
   const stallSwitchover = load.stats.longestStallMs
