@@ -660,6 +660,7 @@ export class ClientConn implements PooledClient {
     let runEnd = -1
     let badCode = -1
     let isTerminated = false
+    let isAnsweredHere = false
     const isScanning = this.scanner !== null
     while (f.next()) {
       if (f.isFirst) {
@@ -670,6 +671,11 @@ export class ClientConn implements PooledClient {
         if (this.workCodes[f.code] !== 1) {
           badCode = f.code
           break
+        }
+        if (f.code === FrontendCode.Query && this.ps !== null && this.ps.size > 0 && f.isLast && f.stashed === null &&
+          runStart < 0 && server.ps.size === 0 && this.answerDeallocate(f.buf, f.start, f.end, server)) {
+          isAnsweredHere = true
+          continue
         }
         server.noteFrontendMessage(f.code)
         if (isScanning) {
@@ -710,6 +716,8 @@ export class ClientConn implements PooledClient {
       for (let i = 0; i < emit.length; i++) this.socket.write(emit[i])
       emit.length = 0
     }
+    // A DEALLOCATE answered here sent the server nothing: it may go back to the pool now.
+    if (isAnsweredHere && server.isReady && this.server === server) this.onServerReady(server)
     if (badCode === FrontendCode.Query) {
       this.ctx.log.error('client.pqexec', this, 'client used "Query" packet type (disable_pqexec)')
       this.fail(ClientErrors.pqexecDisallowed)
@@ -731,6 +739,33 @@ export class ClientConn implements PooledClient {
       })
       this.updateFlow()
     }
+  }
+
+  /**
+   * SQL `DEALLOCATE [PREPARE] name` of a statement this client prepared at protocol level: on the
+   * server it lives under tidepool's name, so the server would answer 26000 and, inside a
+   * transaction, abort it (DBD::Pg and ruby-pg free their statements this way). Answered here
+   * instead, as PostgreSQL would: the name is dropped and DEALLOCATE completes, or in a failed
+   * transaction 25P02 comes back and the name stays. Only with nothing outstanding on the server,
+   * so the reply cannot overtake another. True when answered.
+   */
+  private answerDeallocate(buf: Buffer, start: number, end: number, server: ServerConn): boolean {
+    const m = DEALLOCATE_RX.exec(buf.toString('utf8', start + 5, end - 1))
+    if (m === null) return false
+    const name = m[1].startsWith('"') ? m[1].slice(1, -1).replaceAll('""', '"') : m[1].toLowerCase()
+    const ps = this.ps as ClientStatements
+    const stmt = ps.get(name)
+    if (stmt === undefined) return false // an SQL-level PREPARE: the server has it under that name
+    const status = server.txStatus
+    let reply: Buffer
+    if (status === TxStatus.Failed) {
+      reply = build.errorResponse({ severity: 'ERROR', code: '25P02', message: 'current transaction is aborted, commands ignored until end of transaction block' })
+    } else {
+      ps.undoAdd(name, stmt)
+      reply = build.commandComplete('DEALLOCATE')
+    }
+    server.ps.emit.push(Buffer.concat([reply, build.readyForQuery(status)]))
+    return true
   }
 
   /** A message that is not read whole: queue it for response matching, start scanning a Query. */
@@ -1147,6 +1182,9 @@ function trackedLowerNames(extra: readonly string[]): readonly string[] {
   }
   return trackedLowerCache.names
 }
+
+/** `DEALLOCATE [PREPARE] name` alone in a Query (PostgreSQL folds an unquoted name to lower case). */
+const DEALLOCATE_RX = /^\s*deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\s*;?\s*$/i
 
 /** disable_pqexec: the extended protocol only, since a simple Query may carry several statements. */
 const NO_PQEXEC_WORK_CODES = VALID_WORK_CODES.slice()

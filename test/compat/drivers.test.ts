@@ -44,11 +44,11 @@ const DRIVERS: Driver[] = [
   { name: 'PgJDBC', cmd: 'java', args: ['-cp', JDBC_JAR, join(DIR, 'pgjdbc.java')], needs: [['/usr/bin/java', 'default-jre-headless'], [JDBC_JAR, 'libpostgresql-jdbc-java']] },
   {
     name: 'ruby-pg', cmd: 'ruby', args: [join(DIR, 'ruby-pg.rb')], needs: [['/usr/lib/ruby/vendor_ruby/pg.rb', 'ruby-pg']],
-    extra: { sql_deallocate_of_prepare: /prepared statement "gone" does not exist/ },
+    extra: { sql_deallocate_of_prepare: true },
   },
   {
     name: 'DBD::Pg', cmd: 'perl', args: [join(DIR, 'dbd-pg.pl')], needs: [['/usr/lib/x86_64-linux-gnu/perl5/5.36/DBD/Pg.pm', 'libdbd-pg-perl']],
-    extra: { deallocate_in_tx: /is gone after commit/, deallocate_in_tx_without_server_prepare: true },
+    extra: { deallocate_in_tx: true, deallocate_in_tx_without_server_prepare: true },
   },
   { name: 'PHP pgsql', cmd: 'php', args: [join(DIR, 'php-pgsql.php')], needs: [['/usr/bin/php', 'php-cli'], ['/usr/share/php8.2-pgsql/pgsql/pgsql.ini', 'php-pgsql']] },
   { name: 'node-postgres', cmd: process.execPath, args: ['--import', 'tsx', join(DIR, 'node-postgres.ts')], needs: [] },

@@ -314,3 +314,37 @@ test('server_reset_query_always with DISCARD ALL: statements are prepared again 
     assert.equal((await b.query({ name: 'one', text: 'SELECT $1::int AS v', values: [k + 10] })).rows[0].v, k + 10)
   }
 })
+
+test('SQL DEALLOCATE of a protocol-prepared statement works in and out of transactions, as DBD::Pg and ruby-pg use it', { timeout: 60_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 2 } })
+  const c = await tp.connect(t)
+  const other = await tp.connect(t)
+  await c.query('CREATE TABLE IF NOT EXISTS dealloc_t (v int)')
+  await c.query('TRUNCATE dealloc_t')
+  const prep = (name: string) => c.query({ name, text: 'SELECT $1::int AS v', values: [7] })
+  // Inside a transaction: the DEALLOCATE must not abort it (the rows of the transaction survive).
+  await c.query('BEGIN')
+  await prep('dbdpg_p1_1')
+  await c.query('INSERT INTO dealloc_t VALUES (1)')
+  const r = await c.query('DEALLOCATE dbdpg_p1_1')
+  assert.equal(r.command, 'DEALLOCATE')
+  await c.query('INSERT INTO dealloc_t VALUES (2)')
+  await c.query('COMMIT')
+  assert.deepEqual((await other.query('SELECT v FROM dealloc_t ORDER BY v')).rows.map((x) => x.v), [1, 2])
+  // The name is gone for the client: a second DEALLOCATE goes to the server, which has no such name.
+  await assert.rejects(c.query('DEALLOCATE dbdpg_p1_1'), (e: any) => e.code === '26000')
+  // Outside a transaction, with a quoted name and DEALLOCATE PREPARE.
+  await prep('Mixed Case')
+  assert.equal((await c.query('DEALLOCATE PREPARE "Mixed Case";')).command, 'DEALLOCATE')
+  // A name the client does not have goes to the server, which answers as PostgreSQL does.
+  await assert.rejects(c.query('DEALLOCATE nosuch'), (e: any) => e.code === '26000')
+  // In a failed transaction: 25P02, and the name stays.
+  await prep('kept')
+  await c.query('BEGIN')
+  await assert.rejects(c.query('SELECT 1/0'), (e: any) => e.code === '22012')
+  await assert.rejects(c.query('DEALLOCATE kept'), (e: any) => e.code === '25P02')
+  await c.query('ROLLBACK')
+  assert.equal((await c.query({ name: 'kept', text: 'SELECT $1::int AS v', values: [9] })).rows[0].v, 9)
+  // The server went back to the pool after each answer given here.
+  await waitFor(() => tp.poolCounts('app', pgi.user).sv_active === 0, { timeoutMs: 5_000, what: 'servers released' })
+})

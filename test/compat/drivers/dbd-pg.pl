@@ -150,10 +150,9 @@ check('prepared_repeated', sub {
     '';
 });
 
-# DBD::Pg DEALLOCATEs a server-prepared statement with SQL when its handle goes. Through a pooler
-# that renames protocol-level statements, the server knows no such name: the DEALLOCATE fails, the
-# failure is only a warning from DESTROY, and inside a transaction it aborts the transaction, so a
-# later commit rolls back. Reported as-is; docs/compatibility.md documents it.
+# DBD::Pg DEALLOCATEs a server-prepared statement with SQL when its handle goes. A pooler that
+# renames protocol-level statements must answer that DEALLOCATE itself: passed to the server it
+# fails, and inside a transaction it aborts it, so a later commit rolls back (PgBouncer's gap).
 check('deallocate_in_tx', sub {
     my $d = connect_db();
     $d->do("DELETE FROM $T");

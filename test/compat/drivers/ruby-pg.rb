@@ -138,8 +138,8 @@ check('prepared_repeated') do
 end
 
 # SQL DEALLOCATE of a name made with prepare() (a protocol-level Parse). PostgreSQL shares one
-# namespace; through tidepool the server holds the statement under tidepool's own name, so the
-# DEALLOCATE fails with 26000. Reported as-is; docs/compatibility.md documents it.
+# namespace; through tidepool the server holds the statement under tidepool's own name, so
+# tidepool answers the DEALLOCATE itself.
 check('sql_deallocate_of_prepare') do
   with_conn do |c|
     c.prepare('gone', 'SELECT 1')
