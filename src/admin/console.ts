@@ -156,6 +156,9 @@ const SOCKET_COLUMNS = columns('ssssssisiTTiiississii', [
   'request_time', 'wait', 'wait_us', 'close_needed', 'ptr', 'link', 'remote_pid', 'tls', 'application_name',
   'prepared_statements', 'id',
 ])
+// SHOW CLIENTS: PgBouncer's columns, then tidepool's `pinned` (why a client keeps its server between
+// transactions in transaction mode: LISTEN, an advisory lock, ...; '' when not pinned).
+const CLIENT_COLUMNS = [...SOCKET_COLUMNS, ...columns('s', ['pinned'])]
 // SHOW SOCKETS and ACTIVE_SOCKETS: SHOW CLIENTS's columns, then PgBouncer's buffer columns.
 const SOCKET_DEBUG_COLUMNS = columns('ssssssisiTTiiississiiiiiiiii', [
   ...SOCKET_COLUMNS.map((c) => c.name),
@@ -556,10 +559,11 @@ function showClients(ctx: Ctx): ResultSet {
       c.addr, c.port, c.localAddr ?? '', c.localPort ?? 0,
       formatTime(c.connectedAtMs), formatTime(c.requestAtMs),
       Math.floor(waitedMs / 1000), Math.floor(waitedMs % 1000) * 1000,
-      0, c.id, c.linkedServerId ?? '', 0, c.tls ?? '', c.applicationName, 0, numericId(c.id),
+      0, c.id, c.linkedServerId ?? '', 0, c.tls ?? '', c.applicationName, c.preparedStatements ?? 0, numericId(c.id),
+      c.pinned ?? '',
     ]
   })
-  return { columns: SOCKET_COLUMNS, rows }
+  return { columns: CLIENT_COLUMNS, rows }
 }
 
 function showServers(ctx: Ctx): ResultSet {

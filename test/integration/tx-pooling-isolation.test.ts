@@ -108,7 +108,7 @@ test('20 clients on 2 servers: no client ever observes another\'s session state'
 })
 
 test('LISTEN/NOTIFY: notifications reach exactly the listening clients', { timeout: 60_000 }, async (t) => {
-  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 3 } })
+  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 3, admin_users: pgi.user } })
   const got = new Map<number, string[]>()
   const clients = await Promise.all(Array.from({ length: 8 }, async (_, i) => {
     const c = await tp.connect(t)
@@ -120,6 +120,11 @@ test('LISTEN/NOTIFY: notifications reach exactly the listening clients', { timeo
   await clients[2].query('LISTEN ch_b')
   const pool = tp.pool('app', pgi.user)!
   await waitFor(() => pool.pinnedClients === 2, { timeoutMs: 5_000, what: 'both listeners to be pinned' })
+  // SHOW CLIENTS names why each pinned client keeps its server, in tidepool's column after PgBouncer's.
+  const admin = await tp.connect(t, { database: 'pgbouncer' })
+  const shown = (await admin.query('SHOW CLIENTS')).rows.filter((r) => r.database === 'app')
+  assert.equal(shown.filter((r) => r.pinned !== '').length, 2)
+  assert.match(shown.find((r) => r.pinned !== '')!.pinned, /LISTEN/)
   const direct = new pg.Client({ host: '127.0.0.1', port: pgi.port, user: pgi.user, password: pgi.password, database: 'app' })
   await direct.connect()
   t.after(() => direct.end())

@@ -316,7 +316,7 @@ test('server_reset_query_always with DISCARD ALL: statements are prepared again 
 })
 
 test('SQL DEALLOCATE of a protocol-prepared statement works in and out of transactions, as DBD::Pg and ruby-pg use it', { timeout: 60_000 }, async (t) => {
-  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 2 } })
+  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 2, admin_users: pgi.user } })
   const c = await tp.connect(t)
   const other = await tp.connect(t)
   await c.query('CREATE TABLE IF NOT EXISTS dealloc_t (v int)')
@@ -340,6 +340,9 @@ test('SQL DEALLOCATE of a protocol-prepared statement works in and out of transa
   await assert.rejects(c.query('DEALLOCATE nosuch'), (e: any) => e.code === '26000')
   // In a failed transaction: 25P02, and the name stays.
   await prep('kept')
+  const admin = await tp.connect(t, { database: 'pgbouncer' })
+  const port = (c as any).connection.stream.localPort as number
+  assert.equal((await admin.query('SHOW CLIENTS')).rows.find((r) => Number(r.port) === port)?.prepared_statements, 1)
   await c.query('BEGIN')
   await assert.rejects(c.query('SELECT 1/0'), (e: any) => e.code === '22012')
   await assert.rejects(c.query('DEALLOCATE kept'), (e: any) => e.code === '25P02')

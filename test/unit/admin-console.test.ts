@@ -57,7 +57,8 @@ function oids(types: string): number[] {
 const COLUMN_CASES: Array<{ sql: string; names: string[]; types: string }> = [
   { sql: 'SHOW POOLS', names: POOLS, types: 'ssiiiiiiiiiiiiiss' },
   { sql: 'SHOW DATABASES', names: DATABASES, types: 'ssissiiiissiiiiiii' },
-  { sql: 'SHOW CLIENTS', names: SOCKETS, types: 'ssssssisiTTiiississii' },
+  // PgBouncer's columns in its order, then tidepool's `pinned` (tools read by name or by position up to PgBouncer's last).
+  { sql: 'SHOW CLIENTS', names: [...SOCKETS, 'pinned'], types: 'ssssssisiTTiiississiis' },
   { sql: 'SHOW SERVERS', names: SOCKETS, types: 'ssssssisiTTiiississii' },
   { sql: 'SHOW USERS', names: USERS, types: 'ssssiiii' },
   { sql: 'SHOW LISTS', names: LISTS, types: 'si' },
