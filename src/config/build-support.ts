@@ -29,7 +29,7 @@ export function checkBuildSupport(config: Config): { errors: string[]; warnings:
   const errors: string[] = []
   const warnings: string[] = []
   if (!SUPPORTED_AUTH.has(s.auth_type) && s.auth_type !== 'pam') {
-    errors.push(`${where('auth_type')}: auth_type ${s.auth_type} is not supported by this version of tidepool yet (#4); supported: ${[...SUPPORTED_AUTH].join(', ')}`)
+    errors.push(`${where('auth_type')}: auth_type ${s.auth_type} is not supported by tidepool; supported: ${[...SUPPORTED_AUTH].join(', ')}`)
   }
   if (s.auth_type === 'cert' && s.client_tls_sslmode !== 'verify-ca' && s.client_tls_sslmode !== 'verify-full') {
     errors.push(`${where('auth_type')}: auth_type cert needs client_tls_sslmode verify-ca or verify-full (client certificates are only requested then)`)
