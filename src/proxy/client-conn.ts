@@ -970,6 +970,15 @@ export class ClientConn implements PooledClient {
   }
 
   /** After a chunk with ReadyForQuery from the linked server. */
+  /**
+   * The server just became ready and onServerReady will hand it back to the pool: nothing it sends
+   * after this ReadyForQuery is an answer to this client (a FATAL of a dying backend, say).
+   */
+  willReleaseAtReady(server: ServerConn): boolean {
+    return (this.pool as Pool).settings.pool_mode !== 'session' && this.server === server && server.isReady &&
+      this.pending.length === 0 && !this.isSyncingParams && !this.needsProbe && this.pinReason === ''
+  }
+
   onServerReady(server: ServerConn): void {
     const pool = this.pool as Pool
     const mode = pool.settings.pool_mode

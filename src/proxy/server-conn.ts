@@ -385,7 +385,15 @@ export class ServerConn implements PooledServer {
     let runEnd = -1
     let sawReady = false
     let refusedTransaction = false
+    // Set once a ReadyForQuery hands the server back to the pool: what follows in the same read
+    // is nobody's answer and is read as an idle server's bytes (closeAfter: why to close it then).
+    let isReleased = false
+    let closeAfter: string | null = null
     while (f.next()) {
+      if (isReleased) {
+        if (f.isFirst) closeAfter ??= this.afterReleaseMessage(f)
+        continue
+      }
       // Statement mode: a ReadyForQuery that says "in a transaction" is not forwarded; the
       // client gets PgBouncer's error in its place, as the answer to its BEGIN.
       if (isStatementMode && f.code === BackendCode.ReadyForQuery && f.buf[f.start + 5] !== TxStatus.Idle) {
@@ -401,6 +409,7 @@ export class ServerConn implements PooledServer {
           if (!this.inspectWork(f.buf, f.start)) out.add(f.buf.subarray(f.start, f.end))
           this.addEmitted(out)
           sawReady ||= f.code === BackendCode.ReadyForQuery
+          isReleased = f.code === BackendCode.ReadyForQuery && client.willReleaseAtReady(this)
           continue
         }
       }
@@ -416,11 +425,13 @@ export class ServerConn implements PooledServer {
           if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
           runStart = -1
           this.addEmitted(out)
+          isReleased = f.code === BackendCode.ReadyForQuery && client.willReleaseAtReady(this)
           continue
         }
       }
       if (runStart < 0) runStart = f.start
       runEnd = f.end
+      if (f.code === BackendCode.ReadyForQuery && f.isFirst) isReleased = client.willReleaseAtReady(this)
     }
     if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
     const sock = client.socket
@@ -434,6 +445,22 @@ export class ServerConn implements PooledServer {
     if (sock.writableLength > 0) this.isReadBufLent = true
     if (sock.writableNeedDrain) client.throttleServer(this)
     if (sawReady) client.onServerReady(this)
+    if (closeAfter !== null) this.close(closeAfter)
+  }
+
+  /** A message after the ReadyForQuery that released this server: what an idle server may send. */
+  private afterReleaseMessage(f: Framer): string | null {
+    if (f.code === BackendCode.NoticeResponse || f.code === BackendCode.NotificationResponse) return null
+    if (f.code === BackendCode.ErrorResponse && f.isLast && f.buf[f.start] === BackendCode.ErrorResponse) {
+      const e = parseErrorFields(f.buf, f.start + 5, f.end)
+      return `server sent ${e.severity}: ${e.message}`
+    }
+    if (f.code === BackendCode.ParameterStatus && f.isLast && f.buf[f.start] === BackendCode.ParameterStatus) {
+      const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
+      this.params.set(name, value)
+      return null
+    }
+    return `${f.code === BackendCode.ErrorResponse ? 'an error' : 'a message'} from a server that was just released`
   }
 
   private addEmitted(out: typeof OUT): void {
