@@ -11,7 +11,7 @@ import { dial, isUnixHost } from './dial.ts'
 import { Framer, INSPECT_ALL } from '../protocol/framer.ts'
 import { BackendCode } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
-import { BodyReader, parseErrorFields } from '../protocol/reader.ts'
+import { BodyReader, parseDataRow, parseErrorFields } from '../protocol/reader.ts'
 import type { TidepoolError } from '../util/errors.ts'
 import { ServerAuth } from '../auth/server-login.ts'
 
@@ -45,7 +45,7 @@ export type QueryOnceFailure = {
 }
 export type QueryOnceResult = { ok: true; columns: number; rows: Array<Array<string | null>>; latencyMs: number } | QueryOnceFailure
 
-const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+const SSL_REQUEST = build.sslRequest()
 
 export function queryOnce(t: QueryOnceTarget, sql: string, params: readonly string[], o: QueryOnceOptions): Promise<QueryOnceResult> {
   return new Promise((resolve) => {
@@ -134,7 +134,7 @@ export function queryOnce(t: QueryOnceTarget, sql: string, params: readonly stri
           columns = new BodyReader(buf, start, end).int16()
           return
         case BackendCode.DataRow:
-          rows.push(dataRowValues(buf, start, end))
+          rows.push(parseDataRow(buf, start, end))
           return
         case BackendCode.ParameterStatus:
         case BackendCode.BackendKeyData:
@@ -159,15 +159,4 @@ export function queryOnce(t: QueryOnceTarget, sql: string, params: readonly stri
       } else sendStartup()
     })
   })
-}
-
-function dataRowValues(buf: Buffer, start: number, end: number): Array<string | null> {
-  const r = new BodyReader(buf, start, end)
-  const n = r.int16()
-  const out: Array<string | null> = []
-  for (let i = 0; i < n; i++) {
-    const len = r.int32()
-    out.push(len < 0 ? null : r.bytes(len).toString('utf8'))
-  }
-  return out
 }

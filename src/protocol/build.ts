@@ -184,6 +184,10 @@ export function cancelRequest(pid: number, secret: number): Buffer {
   return new Writer(null, 12).int32(StartupCode.CancelRequest).int32(pid).int32(secret).buf
 }
 
+export function sslRequest(): Buffer {
+  return new Writer(null, 4).int32(StartupCode.SSLRequest).buf
+}
+
 export function parse(name: string, sql: string, paramOids: number[]): Buffer {
   const w = new Writer(FrontendCode.Parse, cstrLen(name) + cstrLen(sql) + 2 + 4 * paramOids.length).cstring(name).cstring(sql).int16(paramOids.length)
   for (const o of paramOids) w.int32(o)

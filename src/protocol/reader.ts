@@ -84,6 +84,18 @@ export function parseBackendKeyData(buf: Buffer, start: number, end: number): { 
   return { pid: r.int32(), secret: r.int32() }
 }
 
+/** DataRow body: the column values as text (UTF-8), NULL as null. For the few rows tidepool reads itself. */
+export function parseDataRow(buf: Buffer, start: number, end: number): Array<string | null> {
+  const r = new BodyReader(buf, start, end)
+  const n = r.int16()
+  const out: Array<string | null> = []
+  for (let i = 0; i < n; i++) {
+    const len = r.int32()
+    out.push(len < 0 ? null : r.bytes(len).toString('utf8'))
+  }
+  return out
+}
+
 export function parseCommandTag(buf: Buffer, start: number, end: number): string {
   return new BodyReader(buf, start, end).cstring()
 }

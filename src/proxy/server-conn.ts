@@ -51,12 +51,7 @@ export interface WatchedHost {
   servers: number
 }
 
-const SSL_REQUEST = (() => {
-  const b = Buffer.alloc(8)
-  b.writeInt32BE(8, 0)
-  b.writeInt32BE(80877103, 4)
-  return b
-})()
+const SSL_REQUEST = build.sslRequest()
 
 /** Same as Node's default read size. */
 const READ_BUFFER_SIZE = 64 * 1024

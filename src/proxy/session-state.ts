@@ -19,7 +19,7 @@
 // (session_state_policy = pin) until a later probe finds it gone, or is refused up front (error).
 // Must not: do I/O, or decode text for statements that touch no session state.
 
-import { BodyReader } from '../protocol/reader.ts'
+import { parseDataRow } from '../protocol/reader.ts'
 import { quoteIdent, quoteLiteral } from './server-params.ts'
 
 /** What a scanned text may have done; a transaction with any of Probe set is probed at its end. */
@@ -451,13 +451,7 @@ export function newProbeResult(): ProbeResult {
 
 /** Reads one DataRow body of the probe into `r`. */
 export function readProbeRow(r: ProbeResult, buf: Buffer, start: number, end: number): void {
-  const rd = new BodyReader(buf, start, end)
-  const cols = rd.int16()
-  const vals: Array<string | null> = []
-  for (let i = 0; i < cols; i++) {
-    const len = rd.int32()
-    vals.push(len < 0 ? null : rd.bytes(len).toString('utf8'))
-  }
+  const vals = parseDataRow(buf, start, end)
   if (vals[0] === 'g') {
     const name = vals[1] as string
     const value = vals[2]
