@@ -739,26 +739,12 @@ export class Runtime implements ProxyContext, ServerFactory {
     if (next.settings.auth_type === 'pam') return { ok: false, reason: 'auth_type pam is not supported' }
     const support = checkBuildSupport(next)
     if (support.errors.length > 0) return { ok: false, reason: support.errors.join('\n') }
-    let clientTls: ClientTls | null
-    let serverTls: ServerTls | null
-    let hba: HbaFile | null
-    try {
-      clientTls = clientTlsFromConfig(next)
-      serverTls = serverTlsFromConfig(next)
-      hba = hbaFromConfig(next)
-    } catch (err) {
-      return { ok: false, reason: (err as Error).message }
-    }
     // Only the warnings this SET brought, without the position prefix that means nothing here.
     const before = new Set(checkBuildSupport(prev).warnings)
     const prefix = `${SET_POS.file}:${SET_POS.line}: `
     const warnings = support.warnings.filter((w) => !before.has(w)).map((w) => (w.startsWith(prefix) ? w.slice(prefix.length) : w))
-    this.clientTls = clientTls
-    this.serverTls = serverTls
-    this.hba = hba
-    this.log.info('config.set', null, `SET ${row.name}=${row.isSecret ? '********' : text} from the admin console`)
-    this.applyConfig(next)
-    return { ok: true, warnings }
+    const error = this.adopt(next, () => this.log.info('config.set', null, `SET ${row.name}=${row.isSecret ? '********' : text} from the admin console`))
+    return error === null ? { ok: true, warnings } : { ok: false, reason: error }
   }
 
   /** What the console shows of every client and server socket, read from Node's sockets. */
@@ -807,22 +793,36 @@ export class Runtime implements ProxyContext, ServerFactory {
       this.log.error('config.rejected', null, 'RELOAD failed: keeping the old configuration')
       return { ok: false, errors: r.errors }
     }
+    const error = this.adopt(r.config)
+    if (error !== null) {
+      this.log.error('config.rejected', null, `RELOAD failed: ${error}; keeping the old configuration`)
+      return { ok: false, errors: [error] }
+    }
+    return { ok: true, errors: [] }
+  }
+
+  /**
+   * Puts a validated config in force (RELOAD, SET): its TLS contexts and hba file are built first,
+   * and if any of them fails nothing changes and the error is returned. `announce` runs just
+   * before the swap.
+   */
+  private adopt(next: Config, announce?: () => void): string | null {
     let clientTls: ClientTls | null
     let serverTls: ServerTls | null
     let hba: HbaFile | null
     try {
-      clientTls = clientTlsFromConfig(r.config)
-      serverTls = serverTlsFromConfig(r.config)
-      hba = hbaFromConfig(r.config)
+      clientTls = clientTlsFromConfig(next)
+      serverTls = serverTlsFromConfig(next)
+      hba = hbaFromConfig(next)
     } catch (err) {
-      this.log.error('config.rejected', null, `RELOAD failed: ${(err as Error).message}; keeping the old configuration`)
-      return { ok: false, errors: [(err as Error).message] }
+      return (err as Error).message
     }
+    announce?.()
     this.clientTls = clientTls
     this.serverTls = serverTls
     this.hba = hba
-    this.applyConfig(r.config)
-    return { ok: true, errors: [] }
+    this.applyConfig(next)
+    return null
   }
 
   applyConfig(next: Config): void {

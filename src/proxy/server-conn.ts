@@ -386,7 +386,7 @@ export class ServerConn implements PooledServer {
     let closeAfter: string | null = null
     while (f.next()) {
       if (isReleased) {
-        if (f.isFirst) closeAfter ??= this.afterReleaseMessage(f)
+        if (f.isFirst) closeAfter ??= this.idleMessage(f, `${f.code === BackendCode.ErrorResponse ? 'an error' : 'a message'} from a server that was just released`)
         continue
       }
       // Statement mode: a ReadyForQuery that says "in a transaction" is not forwarded; the
@@ -443,19 +443,25 @@ export class ServerConn implements PooledServer {
     if (closeAfter !== null) this.close(closeAfter)
   }
 
-  /** A message after the ReadyForQuery that released this server: what an idle server may send. */
-  private afterReleaseMessage(f: Framer): string | null {
+  /**
+   * One message from a server that owes no client anything (idle in the pool, or past the
+   * ReadyForQuery that released it): a ParameterStatus is kept, notices and notifications are
+   * dropped; anything else is the reason to close it, `dirty` for an unexpected message (or one not
+   * read whole).
+   */
+  private idleMessage(f: Framer, dirty: string): string | null {
     if (f.code === BackendCode.NoticeResponse || f.code === BackendCode.NotificationResponse) return null
-    if (f.code === BackendCode.ErrorResponse && f.isLast && f.buf[f.start] === BackendCode.ErrorResponse) {
+    const isWhole = f.isLast && f.buf[f.start] === f.code
+    if (isWhole && f.code === BackendCode.ErrorResponse) {
       const e = parseErrorFields(f.buf, f.start + 5, f.end)
       return `server sent ${e.severity}: ${e.message}`
     }
-    if (f.code === BackendCode.ParameterStatus && f.isLast && f.buf[f.start] === BackendCode.ParameterStatus) {
+    if (isWhole && f.code === BackendCode.ParameterStatus) {
       const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
       this.params.set(name, value)
       return null
     }
-    return `${f.code === BackendCode.ErrorResponse ? 'an error' : 'a message'} from a server that was just released`
+    return dirty
   }
 
   private addEmitted(out: typeof OUT): void {
@@ -519,15 +525,9 @@ export class ServerConn implements PooledServer {
     f.push(chunk)
     try {
       while (f.next()) {
-        if (f.code === BackendCode.ParameterStatus) {
-          const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
-          this.params.set(name, value)
-        } else if (f.code === BackendCode.ErrorResponse) {
-          const e = parseErrorFields(f.buf, f.start + 5, f.end)
-          this.close(`server sent ${e.severity}: ${e.message}`)
-          return
-        } else if (f.code !== BackendCode.NoticeResponse && f.code !== BackendCode.NotificationResponse) {
-          this.close(`${this.state} server got dirty`)
+        const reason = this.idleMessage(f, `${this.state} server got dirty`)
+        if (reason !== null) {
+          this.close(reason)
           return
         }
       }
