@@ -28,12 +28,8 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
   'SHOW DNS_ZONES': ['zonename', 'serial', 'count'],
 }
 
-async function admin(t: import('node:test').TestContext, tp: TestTidepool, user = pgi.user, password = pgi.password): Promise<pg.Client> {
-  const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'pgbouncer', user, password })
-  c.on('error', () => {})
-  await c.connect()
-  t.after(() => c.end().catch(() => {}))
-  return c
+function admin(t: import('node:test').TestContext, tp: TestTidepool, user = pgi.user, password = pgi.password): Promise<pg.Client> {
+  return tp.connect(t, { database: 'pgbouncer', user, password })
 }
 
 /** A pg error as 'SQLSTATE message'. */

@@ -15,12 +15,8 @@ before(async () => {
 // PgBouncer 1.25's SHOW POOLS columns, in order (doc/usage.md).
 const POOLS_COLUMNS = ['database', 'user', 'cl_active', 'cl_waiting', 'cl_active_cancel_req', 'cl_waiting_cancel_req', 'sv_active', 'sv_active_cancel', 'sv_being_canceled', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login', 'maxwait', 'maxwait_us', 'pool_mode', 'load_balance_hosts']
 
-async function admin(t: import('node:test').TestContext, tp: TestTidepool, user = pgi.user, password = pgi.password): Promise<pg.Client> {
-  const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'pgbouncer', user, password })
-  c.on('error', () => {})
-  await c.connect()
-  t.after(() => c.end().catch(() => {}))
-  return c
+function admin(t: import('node:test').TestContext, tp: TestTidepool, user = pgi.user, password = pgi.password): Promise<pg.Client> {
+  return tp.connect(t, { database: 'pgbouncer', user, password })
 }
 
 test('SHOW POOLS has PgBouncer\'s columns and counts live clients and servers', { timeout: 30_000 }, async (t) => {
