@@ -1,5 +1,5 @@
 // CPU time of the pooler process per transaction, tidepool and PgBouncer in one run:
-//   npx tsx bench/cpu-per-tx.ts [--transactions 2000] [--only tidepool|pgbouncer]
+//   npx tsx bench/cpu-per-tx.ts [--transactions 2000] [--only tidepool|pgbouncer] [--mode simple|extended|prepared]
 // Both get the same ini (transaction pooling, pool of 20); pgbench -S with 50 clients runs a warm-up,
 // then a fixed number of transactions per client while the pooler's utime and stime are read from
 // /proc/<pid>/stat. Prints user and kernel µs per transaction for each. Noisy on a shared machine:
@@ -13,7 +13,7 @@ import { startPostgres } from '../test/harness/postgres.ts'
 import { freePort } from '../test/harness/ports.ts'
 import { runPgbench, waitFor } from '../test/harness/clients.ts'
 
-const { values } = parseArgs({ options: { transactions: { type: 'string', default: '2000' }, only: { type: 'string' } } })
+const { values } = parseArgs({ options: { transactions: { type: 'string', default: '2000' }, only: { type: 'string' }, mode: { type: 'string', default: 'simple' } } })
 const perClient = Number(values.transactions)
 const clients = 50
 const pgi = await startPostgres({ maxConnections: 300 })
@@ -34,9 +34,9 @@ try {
     }
     try {
       await waitFor(async () => (await runPgbench({ port, user: pgi.user, db: 'bench', args: ['-S', '-n', '-c', '1', '-t', '1'] })).code === 0, { timeoutMs: 20_000, intervalMs: 200, what: `${which} to accept` })
-      await runPgbench({ port, user: pgi.user, db: 'bench', args: ['-S', '-n', '-c', String(clients), '-j', '2', '-t', '100'] })
+      await runPgbench({ port, user: pgi.user, db: 'bench', args: ['-S', '-n', '-M', values.mode, '-c', String(clients), '-j', '2', '-t', '100'] })
       const a = stat()
-      const r = await runPgbench({ port, user: pgi.user, db: 'bench', args: ['-S', '-n', '-c', String(clients), '-j', '2', '-t', String(perClient)] })
+      const r = await runPgbench({ port, user: pgi.user, db: 'bench', args: ['-S', '-n', '-M', values.mode, '-c', String(clients), '-j', '2', '-t', String(perClient)] })
       const b = stat()
       const tx = clients * perClient
       const us = (ms: number) => ((ms * 1000) / tx).toFixed(1)
