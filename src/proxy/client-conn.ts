@@ -1002,7 +1002,7 @@ export class ClientConn implements PooledClient {
     this.isSyncingParams = true
     this.updateFlow()
     const result = newProbeResult()
-    server.runInternal(probeSql(this.trackedLower, this.gucNames ?? NO_NAME_SET), (ok) => {
+    server.runInternal(probeSql(this.trackedLower, this.gucNames ?? NO_NAME_SET, server.target.user), (ok) => {
       this.isSyncingParams = false
       if (this.closed) return
       if (!ok) {
@@ -1037,7 +1037,7 @@ export class ClientConn implements PooledClient {
     server.client = null
     this.server = null
     const result = newProbeResult()
-    server.runInternal(probeSql(this.trackedLower, this.gucNames ?? NO_NAME_SET), (ok) => {
+    server.runInternal(probeSql(this.trackedLower, this.gucNames ?? NO_NAME_SET, server.target.user), (ok) => {
       if (server.isClosed) return
       if (!ok || result.bound !== '') {
         server.close(ok ? `client left session state behind (${result.bound})` : 'session state probe failed')

@@ -54,7 +54,7 @@ const K = {
   set: kw('set'), reset: kw('reset'), discard: kw('discard'), listen: kw('listen'), unlisten: kw('unlisten'),
   prepare: kw('prepare'), deallocate: kw('deallocate'), declare: kw('declare'), close: kw('close'), create: kw('create'),
   do: kw('do'), call: kw('call'), temp: kw('temp'), temporary: kw('temporary'), all: kw('all'), with: kw('with'),
-  hold: kw('hold'), session: kw('session'), local: kw('local'), role: kw('role'), transaction: kw('transaction'),
+  hold: kw('hold'), session: kw('session'), authorization: kw('authorization'), local: kw('local'), role: kw('role'), transaction: kw('transaction'),
   setConfig: kw('set_config'), pgAdvisory: kw('pg_advisory_'), pgTryAdvisory: kw('pg_try_advisory_'), xact: kw('_xact_'),
   unlock: kw('unlock'),
 } as const
@@ -354,6 +354,7 @@ export class SqlScanner {
         }
         if (index === 1) {
           if (this.is(K.role)) this.addName('role')
+          else if (this.cmd === Cmd.Set && this.is(K.authorization)) this.noteCreator('SET SESSION AUTHORIZATION')
           else if (this.word.subarray(0, Math.min(n, MAX_WORD)).includes(0x2e)) this.addName(this.wordText())
         }
         break
@@ -429,7 +430,7 @@ export interface ProbeResult {
  * ParameterStatus (server-params.ts), left out here. `extraNames`: custom GUCs and role, which
  * pg_settings does not list.
  */
-export function probeSql(trackedLower: readonly string[], extraNames: ReadonlySet<string>): string {
+export function probeSql(trackedLower: readonly string[], extraNames: ReadonlySet<string>, loginUser: string): string {
   const tracked = trackedLower.map(quoteLiteral).join(',')
   let sql = `SELECT 'g', name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings WHERE source = 'session'` +
     (tracked === '' ? '' : ` AND lower(name) NOT IN (${tracked})`)
@@ -441,7 +442,8 @@ export function probeSql(trackedLower: readonly string[], extraNames: ReadonlySe
     CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()) THEN 'advisory lock' END,
     CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN 'temporary table' END,
     CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable) THEN 'WITH HOLD cursor' END,
-    CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql) THEN 'SQL prepared statement' END),
+    CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql) THEN 'SQL prepared statement' END,
+    CASE WHEN session_user OPERATOR(pg_catalog.<>) ${quoteLiteral(loginUser)} THEN 'SET SESSION AUTHORIZATION' END),
     (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql)::text`
 }
 

@@ -167,6 +167,32 @@ test('a pinned client that disconnects does not hand its state to the next clien
   assert.ok(r.rows[0].v === null || r.rows[0].v === '', `b sees no value of c's, got ${r.rows[0].v}`)
 })
 
+test('SET SESSION AUTHORIZATION pins its client until it is reset; nobody else runs as that user', { timeout: 30_000 }, async (t) => {
+  const direct = new pg.Client({ host: '127.0.0.1', port: pgi.port, user: pgi.user, password: pgi.password, database: 'app' })
+  await direct.connect()
+  t.after(() => direct.end())
+  await direct.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'iso_auth') THEN CREATE ROLE iso_auth; END IF; END $$`)
+  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 2 } })
+  const [a, ...others] = await Promise.all(Array.from({ length: 6 }, () => tp.connect(t)))
+  await a.query('SET SESSION AUTHORIZATION iso_auth')
+  const pool = tp.pool('app', pgi.user)!
+  await waitFor(() => pool.pinnedClients === 1, { timeoutMs: 5_000, what: 'the client to be pinned' })
+  for (let round = 0; round < 5; round++) {
+    const seen = await Promise.all(others.map(async (c) => (await c.query('SELECT session_user::text AS s, current_user::text AS c')).rows[0]))
+    for (const r of seen) assert.deepEqual(r, { s: pgi.user, c: pgi.user }, `round ${round}: others run as the login user`)
+    assert.equal((await a.query('SELECT session_user::text AS s')).rows[0].s, 'iso_auth', 'the client keeps its authorization')
+  }
+  await a.query('RESET SESSION AUTHORIZATION')
+  await waitFor(() => pool.pinnedClients === 0, { timeoutMs: 5_000, what: 'the client to be unpinned' })
+  // A client that leaves while still another user does not hand that user to the next one.
+  await a.query('SET SESSION AUTHORIZATION iso_auth')
+  await waitFor(() => pool.pinnedClients === 1, { timeoutMs: 5_000, what: 'pinned again' })
+  await a.end()
+  await waitFor(() => pool.pinnedClients === 0 && tp.poolCounts('app', pgi.user).sv_active === 0, { timeoutMs: 5_000, what: 'a to be gone' })
+  const seen = await Promise.all(others.map(async (c) => (await c.query('SELECT session_user::text AS s')).rows[0].s))
+  assert.deepEqual(seen, others.map(() => pgi.user))
+})
+
 test('session_state_policy = error refuses session-bound statements with an error naming them', { timeout: 30_000 }, async (t) => {
   const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 1 }, tidepool: { session_state_policy: 'error' } })
   const c = await tp.connect(t)
@@ -175,6 +201,7 @@ test('session_state_policy = error refuses session-bound statements with an erro
     ['SELECT pg_advisory_lock(1)', 'pg_advisory_lock'],
     ['CREATE TEMPORARY TABLE t (x int)', 'CREATE TEMPORARY'],
     ['PREPARE p AS SELECT 1', 'PREPARE'],
+    [`SET SESSION AUTHORIZATION ${pgi.user}`, 'SET SESSION AUTHORIZATION'],
   ]
   for (const [sql, name] of cases) {
     await assert.rejects(c.query(sql), (e: any) => e.code === '0A000' && e.message.startsWith(name) && e.message.includes('session_state_policy'), sql)
