@@ -1,7 +1,12 @@
 // Memory per idle client: open N client connections that log in and then sit idle, and read the
 // pooler's resident set size (VmRSS) before and after. Tidepool and PgBouncer get the same ini.
 //
-//   npx tsx bench/idle-clients.ts [--clients 5000] [--targets tidepool,pgbouncer]
+//   npx tsx bench/idle-clients.ts [--clients 5000] [--targets tidepool,pgbouncer] [--settle 20]
+//
+// Each figure is read twice: 2 s after the logins, and settled: the lowest RSS over --settle idle
+// seconds, sampled every 500 ms. A V8 process keeps the garbage of a login burst (and of its own
+// start-up) until its memory reducer runs a few seconds into an idle spell; the settled figures,
+// with the baseline settled the same way, are what idle clients cost while they stay idle.
 //
 // Clients are raw sockets that send a StartupMessage and read until ReadyForQuery: a pg.Client per
 // connection would cost the bench more memory than the pooler it measures. Descriptors: the
@@ -34,9 +39,15 @@ interface Measurement {
   clients: number
   rssBeforeKb: number
   rssAfterKb: number
-  /** (RSS at all clients − RSS at half) / (the second half's clients). */
+  /** (RSS at all clients − RSS at half) / (the second half's clients), both read 2 s after the logins. */
   kbPerClientMarginal: number
   kbPerClient: number
+  /**
+   * Before and after, each the lowest RSS over --settle idle seconds. No settled slope: whether the
+   * memory reducer runs within a given idle spell varies, so a difference of two settled readings
+   * over half the clients is mostly that variance.
+   */
+  settled: { rssBeforeKb: number; rssAfterKb: number; kbPerClient: number }
   loginSeconds: number
 }
 
@@ -96,6 +107,18 @@ async function waitAccepting(svc: Service, port: number, pgi: PgInstance): Promi
   throw new Error(gone
     ? `${svc.name} exited (code ${svc.child.exitCode}) before accepting connections:\n${svc.output().slice(-3000)}`
     : `${svc.name} did not accept connections within 30 s (${last})`)
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The lowest RSS over `ms` of idleness, sampled every 500 ms: the size just after the process's own GC. */
+async function settledRssKb(pid: number, ms: number): Promise<number> {
+  let min = rssKb(pid)
+  for (let waited = 0; waited < ms; waited += 500) {
+    await sleep(500)
+    min = Math.min(min, rssKb(pid))
+  }
+  return min
 }
 
 function rssKb(pid: number): number {
@@ -169,7 +192,7 @@ function ini(pgi: PgInstance, port: number, userlist: string, maxClients: number
   ].join('\n')
 }
 
-async function measure(target: Target, pgi: PgInstance, workDir: string, clients: number): Promise<Measurement> {
+async function measure(target: Target, pgi: PgInstance, workDir: string, clients: number, settleMs: number): Promise<Measurement> {
   const port = await freePort()
   const userlist = join(workDir, 'userlist.txt')
   const iniPath = join(workDir, `${target}.ini`)
@@ -183,27 +206,36 @@ async function measure(target: Target, pgi: PgInstance, workDir: string, clients
     await waitAccepting(svc, port, pgi)
     const pid = svc.child.pid!
     const rssBeforeKb = rssKb(pid)
+    const settledBeforeKb = await settledRssKb(pid, settleMs)
     const startup = startupMessage(pgi.user, 'bench')
     const t0 = performance.now()
     const half = Math.floor(clients / 2)
     let rssHalfKb = 0
+    let pausedMs = 0
     for (let opened = 0; opened < clients; ) {
       const batch = Math.min(BATCH, (opened < half ? half : clients) - opened)
       await Promise.all(Array.from({ length: batch }, () => idleClient(port, startup, sockets)))
       opened += batch
       if (opened === half) {
-        await new Promise((resolve) => setTimeout(resolve, 2_000))
+        await sleep(2_000)
         rssHalfKb = rssKb(pid)
+        pausedMs = 2_000
       }
     }
-    const loginSeconds = (performance.now() - t0) / 1000
+    const loginSeconds = (performance.now() - t0 - pausedMs) / 1000
     // Let allocations from the login burst settle before reading the figure that counts.
-    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    await sleep(2_000)
     const rssAfterKb = rssKb(pid)
+    const settledAfterKb = await settledRssKb(pid, settleMs)
     // The slope between half and all clients leaves out one-off growth (heap reservations,
     // young-generation expansion during the login burst) that the first clients trigger.
     const kbPerClientMarginal = (rssAfterKb - rssHalfKb) / (clients - half)
-    return { target, clients, rssBeforeKb, rssAfterKb, kbPerClient: (rssAfterKb - rssBeforeKb) / clients, kbPerClientMarginal, loginSeconds }
+    const settled = {
+      rssBeforeKb: settledBeforeKb,
+      rssAfterKb: settledAfterKb,
+      kbPerClient: (settledAfterKb - settledBeforeKb) / clients,
+    }
+    return { target, clients, rssBeforeKb, rssAfterKb, kbPerClient: (rssAfterKb - rssBeforeKb) / clients, kbPerClientMarginal, settled, loginSeconds }
   } finally {
     for (const s of sockets) s.destroy()
     // PgBouncer 1.18: SIGTERM is its immediate shutdown; tidepool: SIGINT waits only for transactions.
@@ -226,12 +258,14 @@ async function main(): Promise<number> {
     options: {
       clients: { type: 'string', default: '5000' },
       targets: { type: 'string', default: TARGETS.join(',') },
+      settle: { type: 'string', default: '20' },
     },
   })
+  const settleMs = Number(values.settle) * 1000
   const clients = Number(values.clients)
   const targets = values.targets.split(',').map((s) => s.trim()) as Target[]
-  if (!Number.isInteger(clients) || clients < 1 || targets.some((t) => !TARGETS.includes(t))) {
-    console.error(`usage: idle-clients.ts [--clients N] [--targets ${TARGETS.join(',')}]`)
+  if (!Number.isInteger(clients) || clients < 1 || targets.some((t) => !TARGETS.includes(t)) || !(settleMs >= 0)) {
+    console.error(`usage: idle-clients.ts [--clients N] [--targets ${TARGETS.join(',')}] [--settle seconds]`)
     return 2
   }
 
@@ -262,9 +296,12 @@ async function main(): Promise<number> {
       }
       process.stdout.write(`${target}: ${clients} idle clients ... `)
       try {
-        const m = await measure(target, pgi, workDir, clients)
+        const m = await measure(target, pgi, workDir, clients, settleMs)
         results.push(m)
-        console.log(`RSS ${m.rssBeforeKb} kB -> ${m.rssAfterKb} kB, ${m.kbPerClient.toFixed(2)} kB per idle client overall, ${m.kbPerClientMarginal.toFixed(2)} kB per additional client (logins took ${m.loginSeconds.toFixed(1)} s)`)
+        console.log(`logins took ${m.loginSeconds.toFixed(1)} s`)
+        console.log(`  2 s after the logins: RSS ${m.rssBeforeKb} kB -> ${m.rssAfterKb} kB, ${m.kbPerClient.toFixed(2)} kB per idle client overall, ${m.kbPerClientMarginal.toFixed(2)} kB per additional client`)
+        const st = m.settled
+        console.log(`  settled (${values.settle} s idle): RSS ${st.rssBeforeKb} kB -> ${st.rssAfterKb} kB, ${st.kbPerClient.toFixed(2)} kB per idle client`)
       } catch (err) {
         failed = true
         console.log('FAILED')
@@ -277,7 +314,7 @@ async function main(): Promise<number> {
   }
   const tp = results.find((r) => r.target === 'tidepool')
   const pgb = results.find((r) => r.target === 'pgbouncer')
-  if (tp && pgb) console.log(`tidepool/pgbouncer memory per idle client: ${(tp.kbPerClient / pgb.kbPerClient).toFixed(1)}x`)
+  if (tp && pgb) console.log(`tidepool/pgbouncer memory per idle client: ${(tp.kbPerClient / pgb.kbPerClient).toFixed(1)}x right after the logins, ${(tp.settled.kbPerClient / pgb.settled.kbPerClient).toFixed(1)}x settled`)
   return failed ? 1 : 0
 }
 

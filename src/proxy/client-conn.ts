@@ -28,7 +28,7 @@ import type { Pool } from '../pool/pool.ts'
 import type { ProxyContext } from './context.ts'
 import type { ServerConn } from './server-conn.ts'
 import { OUT } from './out-slices.ts'
-import { canonicalParamName, paramSyncQuery, trackedNames } from './server-params.ts'
+import { NO_PARAMS, canonicalParamName, paramSyncQuery, shareParams, trackedNames, withParam } from './server-params.ts'
 import { Act, ClientStatements, MISSING_NAME, RequestRef, duplicateError, missingError, parseMessage, renamed, statementFor, type Statement } from './prepared.ts'
 import {
   NO_GUCS, ScanFlag, SqlScanner, gucSyncSql, newProbeResult, probeSql, readProbeRow, refusalSql, refusedMessage, type GucMap, type ProbeResult,
@@ -38,6 +38,9 @@ import { matchHba, type HbaRule } from '../auth/hba.ts'
 import { identAllows } from '../auth/ident.ts'
 
 let nextClientId = 1
+
+/** Scans texts that arrived whole, for every client: scan() runs start to finish in one call, and its results are read at once. */
+const WHOLE_TEXT_SCANNER = new SqlScanner()
 
 const enum Phase { Startup, Auth, Login, Work, Console, Closed }
 
@@ -52,7 +55,7 @@ export class ClientConn implements PooledClient {
   requestAtMs: number
   readonly id: string
   /** Tracked parameters (client_encoding, DateStyle, ...) as this client has set them, by canonical name. */
-  readonly params = new Map<string, string>()
+  params: ReadonlyMap<string, string> = NO_PARAMS
   cancelPid = 0
   cancelSecret = 0
   database = ''
@@ -67,8 +70,10 @@ export class ClientConn implements PooledClient {
   private isSyncingParams = false
   /** Protocol-level prepared statements by client name; null when names pass through (session mode, max_prepared_statements 0). */
   private ps: ClientStatements | null = null
-  /** Reads Query and Parse texts for session state; null in session mode, where the session is the client's anyway. */
-  private scanner: SqlScanner | null = null
+  /** Query and Parse texts are scanned for session state: not in session mode, where the session is the client's anyway. */
+  private isTrackingState = false
+  /** The scanner of a Query that arrives in parts (it keeps lexer state between them); made when first needed. */
+  private partScanner: SqlScanner | null = null
   /** A streamed (not inspected) Query is being scanned part by part. */
   private isScanningQuery = false
   /** session_state_policy = error, as it was when the client logged in. */
@@ -284,16 +289,18 @@ export class ClientConn implements PooledClient {
     if (this.ctx.clientTls?.isRequired === true && !this.isTls) return this.fail(ClientErrors.sslRequired)
     if (this.ctx.clients.size > st.max_client_conn) return this.fail(ClientErrors.maxClientConn)
     const ignored = new Set(st.ignore_startup_parameters.map((s) => s.toLowerCase()))
+    const tracked = new Map<string, string>()
     for (const [name, value] of params) {
       if (name === 'user' || name === 'database') continue
       const canonical = canonicalParamName(name, st.track_extra_parameters)
-      if (canonical !== null) this.params.set(canonical, value)
+      if (canonical !== null) tracked.set(canonical, value)
       else if (!ignored.has(name.toLowerCase())) return this.fail(ClientErrors.unsupportedStartupParameter(name))
     }
     if (st.application_name_add_host) {
       // PgBouncer's format, so log parsers and pg_stat_activity queries written for it still match.
-      this.params.set('application_name', `${this.params.get('application_name') ?? 'app'} - ${peerDetails(this.socket, this.ctx.settings.listen_port)}`)
+      tracked.set('application_name', `${tracked.get('application_name') ?? 'app'} - ${peerDetails(this.socket, this.ctx.settings.listen_port)}`)
     }
+    this.params = tracked
     this.isConsole = this.database === CONSOLE_DB
     if (!this.isConsole) {
       const db = this.ctx.config.databases.get(this.database) ?? this.ctx.config.databases.get('*')
@@ -556,9 +563,11 @@ export class ClientConn implements PooledClient {
     if (this.phase !== Phase.Login) return
     const pool = this.pool as Pool
     const welcome = pool.welcome as Map<string, string>
+    const tracked = new Map(this.params)
     for (const name of trackedNames(this.ctx.settings.track_extra_parameters)) {
-      if (!this.params.has(name) && welcome.has(name)) this.params.set(name, welcome.get(name) as string)
+      if (!tracked.has(name) && welcome.has(name)) tracked.set(name, welcome.get(name) as string)
     }
+    this.params = shareParams(tracked)
     const parts: Buffer[] = [build.authenticationOk()]
     for (const [name, value] of welcome) parts.push(build.parameterStatus(name, this.params.get(name) ?? value))
     for (const [name, value] of this.params) if (!welcome.has(name)) parts.push(build.parameterStatus(name, value))
@@ -602,9 +611,12 @@ export class ClientConn implements PooledClient {
   }
 
   private onLinked(server: ServerConn): void {
-    if (this.scanner !== null) server.setTracking(this.ps !== null)
-    const sql = (paramSyncQuery(this.params, server.params) ?? '') + (this.scanner === null ? '' : gucSyncSql(this.gucs, server.gucs))
+    if (this.isTrackingState) server.setTracking(this.ps !== null)
+    const params = this.params
+    const paramSql = server.agreedParams === params ? null : paramSyncQuery(params, server.params)
+    const sql = (paramSql ?? '') + (this.isTrackingState ? gucSyncSql(this.gucs, server.gucs) : '')
     if (sql === '') {
+      server.agreedParams = params
       this.flushPending()
       return
     }
@@ -618,6 +630,7 @@ export class ClientConn implements PooledClient {
         this.fail(ClientErrors.protocolViolation('var change failed'))
         return
       }
+      server.agreedParams = params
       server.gucs = gucs
       this.flushPending()
     })
@@ -630,7 +643,7 @@ export class ClientConn implements PooledClient {
       this.isListening = true
       return
     }
-    this.scanner = new SqlScanner()
+    this.isTrackingState = true
     this.isRefusingState = st.session_state_policy === 'error'
     this.trackedLower = trackedLowerNames(st.track_extra_parameters)
     if (st.max_prepared_statements > 0) {
@@ -661,7 +674,7 @@ export class ClientConn implements PooledClient {
     let badCode = -1
     let isTerminated = false
     let isAnsweredHere = false
-    const isScanning = this.scanner !== null
+    const isScanning = this.isTrackingState
     while (f.next()) {
       if (f.isFirst) {
         if (f.code === FrontendCode.Terminate) {
@@ -786,7 +799,7 @@ export class ClientConn implements PooledClient {
 
   /** One part of a streamed Query; `from` is where its bytes start (the header's first byte when isFirst). */
   private scanQueryPart(buf: Buffer, from: number, end: number, isFirst: boolean, isLast: boolean): void {
-    const sc = this.scanner as SqlScanner
+    const sc = this.partScanner ??= new SqlScanner()
     if (isFirst) {
       sc.begin()
       from += 5
@@ -819,7 +832,7 @@ export class ClientConn implements PooledClient {
     const sp = server.ps
     switch (code) {
       case FrontendCode.Query: {
-        const sc = this.scanner as SqlScanner
+        const sc = WHOLE_TEXT_SCANNER
         sc.scan(buf, body, end)
         if (ps !== null) sp.push(code, Act.Forward, null)
         if (sc.creator !== '') {
@@ -833,7 +846,7 @@ export class ClientConn implements PooledClient {
         const nameEnd = cstringEnd(buf, body, end)
         const qStart = nameEnd + 1
         const qEnd = cstringEnd(buf, qStart, end)
-        const sc = this.scanner as SqlScanner
+        const sc = WHOLE_TEXT_SCANNER
         const flags = sc.scan(buf, qStart, qEnd)
         const isRefused = this.isRefusingState && sc.creator !== ''
         if (isRefused && ps !== null) {
@@ -1063,7 +1076,7 @@ export class ClientConn implements PooledClient {
 
   /** A ParameterStatus from the linked server: the client's session now has this value. */
   onServerParameter(name: string, value: string): void {
-    if (canonicalParamName(name, this.ctx.settings.track_extra_parameters) !== null) this.params.set(name, value)
+    if (canonicalParamName(name, this.ctx.settings.track_extra_parameters) !== null) this.params = withParam(this.params, name, value)
   }
 
   /** The linked server's connection died under the client. */

@@ -90,6 +90,11 @@ export class ServerConn implements PooledServer {
   readonly framer: Framer
   /** Current values of the parameters the server reports (GUC_REPORT), by canonical name. */
   readonly params = new Map<string, string>()
+  /**
+   * A client's (shared, never mutated) parameter map that the values above were last made to match;
+   * while it is the linked client's map, linking needs no comparison. Any ParameterStatus clears it.
+   */
+  agreedParams: ReadonlyMap<string, string> | null = null
   backendPid = 0
   backendSecret = 0
   txStatus: number = TxStatus.Idle
@@ -163,6 +168,11 @@ export class ServerConn implements PooledServer {
       this.isReadBufLent = false
     }
     return this.readBuf
+  }
+
+  private setParam(name: string, value: string): void {
+    this.params.set(name, value)
+    this.agreedParams = null
   }
 
   describe(): string {
@@ -265,7 +275,7 @@ export class ServerConn implements PooledServer {
         }
         case BackendCode.ParameterStatus: {
           const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
-          this.params.set(name, value)
+          this.setParam(name, value)
           break
         }
         case BackendCode.BackendKeyData: {
@@ -339,7 +349,7 @@ export class ServerConn implements PooledServer {
     while (f.next()) {
       if (f.code === BackendCode.ParameterStatus) {
         const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
-        this.params.set(name, value)
+        this.setParam(name, value)
         if (this.client !== null) this.client.onServerParameter(name, value)
       } else if (f.code === BackendCode.ErrorResponse) {
         const e = parseErrorFields(f.buf, f.start + 5, f.end)
@@ -458,7 +468,7 @@ export class ServerConn implements PooledServer {
     }
     if (isWhole && f.code === BackendCode.ParameterStatus) {
       const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
-      this.params.set(name, value)
+      this.setParam(name, value)
       return null
     }
     return dirty
@@ -501,7 +511,7 @@ export class ServerConn implements PooledServer {
       this.readyAtMs = Date.now()
     } else if (code === BackendCode.ParameterStatus) {
       const [name, value] = parseParameterStatus(buf, at + 5, at + 1 + buf.readInt32BE(at + 1))
-      this.params.set(name, value)
+      this.setParam(name, value)
       if (this.client !== null) this.client.onServerParameter(name, value)
     } else if (code === BackendCode.CopyInResponse || code === BackendCode.CopyBothResponse) {
       this.isCopyIn = true

@@ -28,6 +28,31 @@ export function trackedNames(extra: readonly string[]): string[] {
   return [...lookup(extra).values()]
 }
 
+// Thousands of clients of one driver log in with the same values: they share one map, instead of
+// a map (about 0.5 kB with its strings) each. Shared maps are never mutated; a change makes a new one.
+const shared = new Map<string, ReadonlyMap<string, string>>()
+/** Distinct sets kept for sharing; past it (application_name_add_host makes every set distinct) maps are simply not shared. */
+const SHARED_LIMIT = 1000
+export const NO_PARAMS: ReadonlyMap<string, string> = new Map()
+
+/** The shared map with the same entries in the same order as `m`, or `m` itself (which must not be changed afterwards). */
+export function shareParams(m: Map<string, string>): ReadonlyMap<string, string> {
+  let key = ''
+  for (const [name, value] of m) key += name + '\0' + value + '\0'
+  const hit = shared.get(key)
+  if (hit !== undefined) return hit
+  if (shared.size < SHARED_LIMIT) shared.set(key, m)
+  return m
+}
+
+/** `m` with name set to value: `m` itself when it already has that value. */
+export function withParam(m: ReadonlyMap<string, string>, name: string, value: string): ReadonlyMap<string, string> {
+  if (m.get(name) === value) return m
+  const copy = new Map(m)
+  copy.set(name, value)
+  return shareParams(copy)
+}
+
 /** One query of SETs that makes `server` match `client`, or null when they already agree. */
 export function paramSyncQuery(client: ReadonlyMap<string, string>, server: ReadonlyMap<string, string>): string | null {
   let sql: string | null = null
