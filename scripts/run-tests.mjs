@@ -6,9 +6,10 @@
 // Default: every *.test.ts under test/unit, test/property, test/integration, test/compat, test/ha and test/fuzz.
 //
 // One file at a time (--test-concurrency=1) because every integration file starts its own
-// PostgreSQL and CI has 2 cores. --test-force-exit ends a file whose tests are done but which still
-// holds a socket (a timed-out test leaves its clients open); the harness's 'exit' listener then
-// stops that file's PostgreSQL. Last, we sweep for any postmaster (or test/ha's Patroni and etcd) of
+// PostgreSQL and CI has 2 cores. scripts/test-exit.mjs ends a file whose tests are done but which
+// still holds a socket (a timed-out test leaves its clients open); the harness's 'exit' listener then
+// stops that file's PostgreSQL. Not --test-force-exit: it exits before the file's last results reach
+// the runner, which then counted fewer tests than ran. Last, we sweep for any postmaster (or test/ha's Patroni and etcd) of
 // this run that survived anyway, found by TIDEPOOL_TEST_RUN_ID in its data dir path, and remove those dirs.
 // Must not: touch clusters of other runs (another engineer's tests on the same machine).
 
@@ -46,11 +47,6 @@ function targetPath(arg) {
   if (existsSync(asGiven)) return asGiven
   console.error(`run-tests: no such test folder or file: ${arg}`)
   process.exit(2)
-}
-
-function supportsForceExit() {
-  const [major, minor] = process.versions.node.split('.').map(Number)
-  return major >= 22 || (major === 20 && minor >= 14)
 }
 
 function sweep(runId) {
@@ -141,9 +137,8 @@ if (files.length === 0) {
 
 const runId = `r${randomBytes(4).toString('hex')}`
 const nodeArgs = [
-  '--import', 'tsx', '--test', '--test-concurrency=1', `--test-reporter=${join(root, 'scripts', 'test-reporter.mjs')}`,
+  '--import', 'tsx', '--import', join(root, 'scripts', 'test-exit.mjs'), '--test', '--test-concurrency=1', `--test-reporter=${join(root, 'scripts', 'test-reporter.mjs')}`,
   `--test-timeout=${DEFAULT_TEST_TIMEOUT_MS}`,
-  ...(supportsForceExit() ? ['--test-force-exit'] : []),
   ...files.map((f) => relative(root, f)),
 ]
 console.log(`run-tests: ${files.length} file(s), run id ${runId}`)
