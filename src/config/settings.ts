@@ -14,6 +14,7 @@ export type TlsMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' |
 export type LogFormat = 'text' | 'json'
 /** What a session-pooled client's session state means once its server is shared (tidepool). */
 export type SessionStatePolicy = 'pin' | 'error'
+export type SessionStateProbe = 'auto' | 'always'
 
 /** Every setting by its pgbouncer.ini name. Seconds stay seconds (floats allowed); `_ms` keys are ms. */
 export interface Settings {
@@ -134,6 +135,7 @@ export interface Settings {
   janitor_interval_ms: number
   pause_timeout_ms: number
   session_state_policy: SessionStatePolicy
+  session_state_probe: SessionStateProbe
   auth_query_cache_ttl_ms: number
   health_check_interval_ms: number
   health_check_timeout_ms: number
@@ -588,6 +590,8 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'How long PAUSE waits for running transactions before it answers with an error naming the busy pools (the pause stays in effect); 0 waits forever, as PgBouncer' }),
   setting({ name: 'session_state_policy', section: 'tidepool', group: G.tidepool, type: oneOf(['pin', 'error'] as const), default: 'pin', apply: 'live',
     doc: 'When a client in transaction or statement mode leaves session state behind: pin its server, or fail with an error' }),
+  setting({ name: 'session_state_probe', section: 'tidepool', group: G.tidepool, type: oneOf(['auto', 'always'] as const), default: 'auto', apply: 'live',
+    doc: 'When tidepool asks a server what session state a transaction left: auto after transactions whose SQL may have changed it (SET, LISTEN, advisory locks, TEMP, DO, ...); always after every transaction, which also catches state made inside functions, at one more round trip per transaction' }),
   setting({ name: 'auth_query_cache_ttl_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 0 }), default: '5000', apply: 'live',
     doc: 'How long an auth_query answer (secret found, or none) serves later logins of the same user; a failed password drops a found one at once; 0 asks the server at every login (logins of one user at the same moment still share one query)' }),
   setting({ name: 'health_check_interval_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 10 }), default: '1000', apply: 'live',

@@ -76,6 +76,8 @@ export class ClientConn implements PooledClient {
   private partScanner: SqlScanner | null = null
   /** A streamed (not inspected) Query is being scanned part by part. */
   private isScanningQuery = false
+  /** session_state_probe = always, as it was when the client logged in: every transaction that runs SQL is probed. */
+  private isProbingAlways = false
   /** session_state_policy = error, as it was when the client logged in. */
   private isRefusingState = false
   /** Lower-case names of the parameters server-params.ts tracks, left out of the probe. */
@@ -645,6 +647,7 @@ export class ClientConn implements PooledClient {
     }
     this.isTrackingState = true
     this.isRefusingState = st.session_state_policy === 'error'
+    this.isProbingAlways = st.session_state_probe === 'always'
     this.trackedLower = trackedLowerNames(st.track_extra_parameters)
     if (st.max_prepared_statements > 0) {
       this.ps = new ClientStatements()
@@ -691,6 +694,7 @@ export class ClientConn implements PooledClient {
           continue
         }
         server.noteFrontendMessage(f.code)
+        if (this.isProbingAlways && RUNS_SQL[f.code] === 1) this.needsProbe = true
         if (isScanning) {
           if (f.inspect[f.code] === 1) {
             // Parse/Bind/Describe/Close (and Query under the error policy), whole: maybe rewritten.
@@ -982,7 +986,6 @@ export class ClientConn implements PooledClient {
     if (!s.isClosed) s.socket.resume()
   }
 
-  /** After a chunk with ReadyForQuery from the linked server. */
   /**
    * The server just became ready and onServerReady will hand it back to the pool: nothing it sends
    * after this ReadyForQuery is an answer to this client (a FATAL of a dying backend, say).
@@ -992,6 +995,7 @@ export class ClientConn implements PooledClient {
       this.pending.length === 0 && !this.isSyncingParams && !this.needsProbe && this.pinReason === ''
   }
 
+  /** After a chunk with ReadyForQuery from the linked server. */
   onServerReady(server: ServerConn): void {
     const pool = this.pool as Pool
     const mode = pool.settings.pool_mode
@@ -1209,6 +1213,11 @@ function trackedLowerNames(extra: readonly string[]): readonly string[] {
 const DEALLOCATE_RX = /^\s*deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\s*;?\s*$/i
 
 /** disable_pqexec: the extended protocol only, since a simple Query may carry several statements. */
+/** Messages that run SQL, which may make session state inside a function: Query, Execute, FunctionCall. */
+const RUNS_SQL = new Uint8Array(256)
+RUNS_SQL[FrontendCode.Query] = 1
+RUNS_SQL[FrontendCode.Execute] = 1
+RUNS_SQL[FrontendCode.FunctionCall] = 1
 const NO_PQEXEC_WORK_CODES = VALID_WORK_CODES.slice()
 NO_PQEXEC_WORK_CODES[FrontendCode.Query] = 0
 

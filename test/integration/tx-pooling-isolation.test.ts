@@ -193,6 +193,34 @@ test('SET SESSION AUTHORIZATION pins its client until it is reset; nobody else r
   assert.deepEqual(seen, others.map(() => pgi.user))
 })
 
+test('session_state_probe = always: state made inside functions pins its client and reaches nobody else', { timeout: 30_000 }, async (t) => {
+  const direct = new pg.Client({ host: '127.0.0.1', port: pgi.port, user: pgi.user, password: pgi.password, database: 'app' })
+  await direct.connect()
+  t.after(() => direct.end())
+  // Nothing in the text of a call to these says what they do: the scanner alone would miss it.
+  await direct.query(`CREATE OR REPLACE FUNCTION iso_fn_temp() RETURNS int LANGUAGE plpgsql AS $$
+    BEGIN CREATE TEMP TABLE IF NOT EXISTS iso_fn_tmp (x int); RETURN 1; END $$`)
+  await direct.query(`CREATE OR REPLACE FUNCTION iso_fn_guc(v text) RETURNS int LANGUAGE plpgsql AS $$
+    BEGIN PERFORM set_config('lock_timeout', v, false); RETURN 1; END $$`)
+  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 2 }, tidepool: { session_state_probe: 'always' } })
+  const [a, b, ...others] = await Promise.all(Array.from({ length: 6 }, () => tp.connect(t)))
+  await a.query('SELECT iso_fn_temp()')
+  const pool = tp.pool('app', pgi.user)!
+  await waitFor(() => pool.pinnedClients === 1, { timeoutMs: 5_000, what: 'the temp table maker to be pinned' })
+  // Through the extended protocol too: b's GUC follows b, and only b. (A custom GUC set inside a
+  // function is the one thing even this misses: PostgreSQL lists placeholder GUCs nowhere.)
+  const defaultLock = (await others[0].query(`SELECT current_setting('lock_timeout') AS v`)).rows[0].v
+  await b.query('SELECT iso_fn_guc($1)', ['4321ms'])
+  for (let round = 0; round < 5; round++) {
+    const seen = await Promise.all(others.map(async (c) => (await c.query(`SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema())::int AS temps, current_setting('lock_timeout') AS lock`)).rows[0]))
+    for (const r of seen) assert.deepEqual(r, { temps: 0, lock: defaultLock }, `round ${round}: neither a's temp table nor b's lock_timeout`)
+    assert.equal((await b.query(`SELECT current_setting('lock_timeout') AS v`)).rows[0].v, '4321ms')
+    assert.equal((await a.query('SELECT count(*)::int AS n FROM iso_fn_tmp')).rows[0].n, 0, 'a keeps its temp table')
+  }
+  await a.query('DISCARD TEMP')
+  await waitFor(() => pool.pinnedClients === 0, { timeoutMs: 5_000, what: 'a to be unpinned' })
+})
+
 test('session_state_policy = error refuses session-bound statements with an error naming them', { timeout: 30_000 }, async (t) => {
   const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 1 }, tidepool: { session_state_policy: 'error' } })
   const c = await tp.connect(t)
