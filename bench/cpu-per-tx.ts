@@ -50,6 +50,11 @@ try {
       const b = stat()
       const tx = clients * perClient
       const us = (ms: number) => ((ms * 1000) / tx).toFixed(1)
+      if (r.code !== 0) {
+        // PgBouncer 1.18 in transaction mode cannot run -M prepared: its figures would be of aborted clients.
+        console.log(`${which.padEnd(9)} failed: ${r.stderr.split('\n').find((l) => l.includes('error')) ?? `pgbench exit ${r.code}`}`)
+        continue
+      }
       console.log(`${which.padEnd(9)} tps ${Math.round(r.tps ?? 0)}  user ${us(b.userMs - a.userMs)} µs/tx  kernel ${us(b.sysMs - a.sysMs)} µs/tx  total ${us(b.userMs - a.userMs + b.sysMs - a.sysMs)} µs/tx`)
     } finally {
       // The next proxy listens on the same port: wait until this one has let go of it.
