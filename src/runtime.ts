@@ -18,6 +18,7 @@ import { Framer, INSPECT_ALL } from './protocol/framer.ts'
 import { parseErrorFields } from './protocol/reader.ts'
 import { startHttp } from './observe/http.ts'
 import { socketPath } from './net/dial.ts'
+import { ReadGate } from './net/read-gate.ts'
 import { pollUntil } from './util/poll.ts'
 import type http from 'node:http'
 import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
@@ -652,8 +653,7 @@ export class Runtime implements ProxyContext, ServerFactory {
   // ---- admin console: SUSPEND, SET, socket facts ----
 
   private isSuspendedNow = false
-  /** Sockets SUSPEND stopped reading; RESUME lets them read again. */
-  private readonly heldSockets = new Set<net.Socket>()
+  readonly readGate = new ReadGate()
   /** Connections that arrived during SUSPEND: their sessions start at RESUME (a backlog of our own). */
   private readonly queuedConnections: net.Socket[] = []
 
@@ -672,10 +672,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     const conns: Array<{ socket: net.Socket; close(reason: string): void }> = []
     for (const c of this.clients) if (c.database !== CONSOLE_DB) conns.push(c)
     for (const p of this.poolList) for (const s of p.lists.allServers()) conns.push(s as ServerConn)
-    for (const c of conns) {
-      holdReading(c.socket)
-      this.heldSockets.add(c.socket)
-    }
+    for (const c of conns) this.readGate.hold(c.socket)
     const timeoutMs = this.config.settings.suspend_timeout * 1000
     const isFlushed = (c: { socket: net.Socket }) => c.socket.destroyed || c.socket.writableLength === 0
     if (await pollUntil(() => !this.isSuspended || conns.every(isFlushed), 20, timeoutMs)) return
@@ -684,8 +681,7 @@ export class Runtime implements ProxyContext, ServerFactory {
 
   private unsuspend(): void {
     this.isSuspendedNow = false
-    for (const s of this.heldSockets) releaseReading(s)
-    this.heldSockets.clear()
+    this.readGate.releaseAll()
     for (const socket of this.queuedConnections.splice(0)) {
       if (socket.destroyed) continue
       if (this.isShuttingDown) socket.destroy()
@@ -947,35 +943,6 @@ const SET_POS: SourcePos = Object.freeze({ file: 'SET', line: 0 })
 function fdOf(socket: net.Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd
   return typeof fd === 'number' ? fd : -1
-}
-
-const HOLD = Symbol('tidepool.suspendHold')
-type HeldSocket = net.Socket & { [HOLD]?: { isFlowing: boolean } }
-
-/**
- * Stops reading `socket` until releaseReading. The connection keeps calling pause() and resume()
- * for its own backpressure meanwhile; those calls only record what it wants, applied at release,
- * so SUSPEND needs no hook inside ClientConn or ServerConn.
- */
-function holdReading(socket: net.Socket): void {
-  const s = socket as HeldSocket
-  if (s[HOLD] !== undefined) return
-  const held = { isFlowing: !socket.isPaused() }
-  socket.pause()
-  s[HOLD] = held
-  socket.pause = function (this: net.Socket) { held.isFlowing = false; return this }
-  socket.resume = function (this: net.Socket) { held.isFlowing = true; return this }
-}
-
-function releaseReading(socket: net.Socket): void {
-  const s = socket as HeldSocket
-  const held = s[HOLD]
-  if (held === undefined) return
-  delete s[HOLD]
-  // Back to the prototype's pause and resume.
-  delete (socket as Partial<net.Socket>).pause
-  delete (socket as Partial<net.Socket>).resume
-  if (held.isFlowing && !socket.destroyed) socket.resume()
 }
 
 /** auth_file set from the console: read as load.ts reads it (relative to the config's directory). */

@@ -324,10 +324,10 @@ export class ClientConn implements PooledClient {
     // auth_query runs on a server meanwhile. The client has nothing to send until asked for a
     // password; bytes it sends anyway (a second startup packet, say) end its login (Phase.Login).
     this.phase = Phase.Login
-    this.socket.pause()
+    this.ctx.readGate.setReading(this.socket, false)
     lookup.then((r) => {
       if (this.closed) return
-      this.socket.resume()
+      this.ctx.readGate.setReading(this.socket, true)
       if (r.ok) this.beginAuth(r.flow)
       else this.fail(r.failure)
     }, (err: unknown) => {
@@ -455,13 +455,13 @@ export class ClientConn implements PooledClient {
     if (this.isConsoleBusy || this.consoleQueue.length === 0 || this.closed) return
     const sql = this.consoleQueue.shift() as string
     this.isConsoleBusy = true
-    this.socket.pause()
+    this.ctx.readGate.setReading(this.socket, false)
     this.ctx.consoleQuery(sql, this.isConsoleAdmin).then(
       (reply) => {
         this.isConsoleBusy = false
         if (this.closed) return
         if (reply.length > 0) this.socket.write(reply)
-        this.socket.resume()
+        this.ctx.readGate.setReading(this.socket, true)
         this.runConsoleQueue()
       },
       (err: unknown) => {
@@ -968,22 +968,21 @@ export class ClientConn implements PooledClient {
     const hold = this.server === null ? this.pending.length > 1 : this.isSyncingParams || this.isWaitingServerDrain
     if (hold === this.isPaused) return
     this.isPaused = hold
-    if (hold) this.socket.pause()
-    else this.socket.resume()
+    this.ctx.readGate.setReading(this.socket, !hold)
   }
 
   /** The server wrote more than the client reads: stop reading the server until the client drains. */
   throttleServer(server: ServerConn): void {
     if (this.pausedServer !== null) return
     this.pausedServer = server
-    server.socket.pause()
+    this.ctx.readGate.setReading(server.socket, false)
   }
 
   onClientDrain(): void {
     const s = this.pausedServer
     if (s === null) return
     this.pausedServer = null
-    if (!s.isClosed) s.socket.resume()
+    if (!s.isClosed) this.ctx.readGate.setReading(s.socket, true)
   }
 
   /**

@@ -14,6 +14,7 @@ import type { WatchedHost } from './server-conn.ts'
 import type { ClientTls, ServerTls } from '../net/tls.ts'
 import type { HbaFile } from '../auth/hba.ts'
 import type { AuthQuery } from '../auth/auth-query.ts'
+import type { ReadGate } from '../net/read-gate.ts'
 
 export interface ProxyContext {
   config: Config
@@ -45,6 +46,8 @@ export interface ProxyContext {
   consoleQuery(sql: string, isAdmin: boolean): Promise<Buffer>
   /** A server connection could not reach or log in to a watched host: ban it for host_ban_ms. */
   hostFailed(h: WatchedHost, reason: string): void
+  /** Every pause and resume of a client or server socket goes through it, so that SUSPEND can hold them. */
+  readonly readGate: ReadGate
   /** True while SIGTERM/SIGINT shutdown runs: new logins are refused. */
   readonly isShuttingDown: boolean
 }
