@@ -891,12 +891,7 @@ export class ClientConn implements PooledClient {
           if (ps !== null) sp.push(code, Act.Forward, null)
           return false
         }
-        const stmt = this.statementOrFail(ps, sp, buf, sStart, sEnd)
-        if (stmt === null) return true
-        this.ensurePrepared(stmt, server)
-        REPL.push(renamed(code, buf, body, sStart, stmt.serverName, sEnd, end))
-        sp.push(code, Act.Forward, null)
-        return true
+        return this.forwardRenamed(ps, server, code, buf, body, sStart, sEnd, end)
       }
       case FrontendCode.Describe:
       case FrontendCode.Close: {
@@ -915,28 +910,31 @@ export class ClientConn implements PooledClient {
           sp.drain()
           return true
         }
-        const stmt = this.statementOrFail(ps, sp, buf, nStart, nEnd)
-        if (stmt === null) return true
-        this.ensurePrepared(stmt, server)
-        REPL.push(renamed(code, buf, body, nStart, stmt.serverName, nEnd, end))
-        sp.push(code, Act.Forward, null)
-        return true
+        return this.forwardRenamed(ps, server, code, buf, body, nStart, nEnd, end)
       }
     }
     return false
   }
 
-  /** The client's statement by name, or null after queueing PostgreSQL's 26000 error in its place. */
-  private statementOrFail(ps: ClientStatements, sp: ServerConn['ps'], buf: Buffer, from: number, to: number): Statement | null {
+  /**
+   * A Bind or Describe naming the client's statement buf[from, to) goes out under the statement's
+   * server name, after a Parse when this server lacks it; an unknown name queues PostgreSQL's
+   * 26000 error in its place. Always true: the message is replaced either way.
+   */
+  private forwardRenamed(ps: ClientStatements, server: ServerConn, code: number, buf: Buffer, body: number, from: number, to: number, end: number): true {
+    const sp = server.ps
     const name = buf.toString('utf8', from, to)
     const stmt = ps.get(name)
     if (stmt === undefined) {
       this.failRequest(sp, missingError(name))
-      return null
+      return true
     }
     const flags = stmt.scanFlags
     if (flags !== 0) this.noteScan(flags, null)
-    return stmt
+    this.ensurePrepared(stmt, server)
+    REPL.push(renamed(code, buf, body, from, stmt.serverName, to, end))
+    sp.push(code, Act.Forward, null)
+    return true
   }
 
   /**
