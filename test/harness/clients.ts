@@ -6,6 +6,9 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { TestContext } from 'node:test'
+import pg from 'pg'
+import type { PgInstance } from './postgres.ts'
 
 export interface RunResult {
   code: number | null
@@ -38,6 +41,14 @@ export interface PgbenchArgs {
 export interface PgbenchResult extends RunResult {
   /** from pgbench's `tps = N` line; null when it printed none (failed run) */
   tps: number | null
+}
+
+/** A node-postgres client straight to `pgi` as its superuser (setup, and what the server itself sees); ended after the test. */
+export async function connectDirect(t: TestContext, pgi: PgInstance, database = 'app'): Promise<pg.Client> {
+  const c = new pg.Client({ host: '127.0.0.1', port: pgi.port, user: pgi.user, password: pgi.password, database })
+  await c.connect()
+  t.after(() => c.end())
+  return c
 }
 
 const binaryCache = new Map<string, boolean>()

@@ -8,7 +8,7 @@ import net from 'node:net'
 import pg from 'pg'
 import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool, type TestTidepool } from '../harness/tidepool.ts'
-import { waitFor } from '../harness/clients.ts'
+import { connectDirect, waitFor } from '../harness/clients.ts'
 import { freePort } from '../harness/ports.ts'
 
 let pgi: PgInstance
@@ -125,9 +125,7 @@ test('LISTEN/NOTIFY: notifications reach exactly the listening clients', { timeo
   const shown = (await admin.query('SHOW CLIENTS')).rows.filter((r) => r.database === 'app')
   assert.equal(shown.filter((r) => r.pinned !== '').length, 2)
   assert.match(shown.find((r) => r.pinned !== '')!.pinned, /LISTEN/)
-  const direct = new pg.Client({ host: '127.0.0.1', port: pgi.port, user: pgi.user, password: pgi.password, database: 'app' })
-  await direct.connect()
-  t.after(() => direct.end())
+  const direct = await connectDirect(t, pgi)
   for (let k = 0; k < 5; k++) {
     await direct.query(`SELECT pg_notify('ch_a', 'a${k}'), pg_notify('ch_b', 'b${k}')`)
     // The rest keep working on the one free server meanwhile.
@@ -168,9 +166,7 @@ test('a pinned client that disconnects does not hand its state to the next clien
 })
 
 test('SET SESSION AUTHORIZATION pins its client until it is reset; nobody else runs as that user', { timeout: 30_000 }, async (t) => {
-  const direct = new pg.Client({ host: '127.0.0.1', port: pgi.port, user: pgi.user, password: pgi.password, database: 'app' })
-  await direct.connect()
-  t.after(() => direct.end())
+  const direct = await connectDirect(t, pgi)
   await direct.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'iso_auth') THEN CREATE ROLE iso_auth; END IF; END $$`)
   const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 2 } })
   const [a, ...others] = await Promise.all(Array.from({ length: 6 }, () => tp.connect(t)))
@@ -194,9 +190,7 @@ test('SET SESSION AUTHORIZATION pins its client until it is reset; nobody else r
 })
 
 test('session_state_probe = always: state made inside functions pins its client and reaches nobody else', { timeout: 30_000 }, async (t) => {
-  const direct = new pg.Client({ host: '127.0.0.1', port: pgi.port, user: pgi.user, password: pgi.password, database: 'app' })
-  await direct.connect()
-  t.after(() => direct.end())
+  const direct = await connectDirect(t, pgi)
   // Nothing in the text of a call to these says what they do: the scanner alone would miss it.
   await direct.query(`CREATE OR REPLACE FUNCTION iso_fn_temp() RETURNS int LANGUAGE plpgsql AS $$
     BEGIN CREATE TEMP TABLE IF NOT EXISTS iso_fn_tmp (x int); RETURN 1; END $$`)

@@ -5,11 +5,10 @@
 import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
-import pg from 'pg'
 import postgres from 'postgres'
 import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool } from '../harness/tidepool.ts'
-import { runPgbench, runPsql, waitFor } from '../harness/clients.ts'
+import { connectDirect, runPgbench, runPsql, waitFor } from '../harness/clients.ts'
 import * as build from '../../src/protocol/build.ts'
 
 let pgi: PgInstance
@@ -257,9 +256,7 @@ test('bad statement names get the errors PostgreSQL sends, and leave nothing beh
 
 test('a failed injected Parse leaves the statement unprepared on that server', { timeout: 30_000 }, async (t) => {
   const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 2 } })
-  const direct = new pg.Client({ host: '127.0.0.1', port: pgi.port, user: pgi.user, password: pgi.password, database: 'app' })
-  await direct.connect()
-  t.after(() => direct.end())
+  const direct = await connectDirect(t, pgi)
   await direct.query(`DROP TABLE IF EXISTS ps_gone`)
   await direct.query(`CREATE TABLE ps_gone (x int)`)
   const a = await Raw.connect(tp.port)
