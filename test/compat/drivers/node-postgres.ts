@@ -5,28 +5,11 @@
 // through a minimal Submittable, the extension point pg-copy-streams itself uses.
 import pg from 'pg'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { check, expect } from './probe.ts'
 import { createRequire } from 'node:module'
 
 const T = 'compat_node_pg'
-const only = new Set(process.argv.slice(2))
 const pgVersion = (createRequire(import.meta.url)('pg/package.json') as { version: string }).version
-
-function report(check: string, ok: boolean, detail: string): void {
-  process.stdout.write(JSON.stringify({ check, ok, detail }) + '\n')
-}
-
-async function check(name: string, fn: () => Promise<string | void>): Promise<void> {
-  if (only.size > 0 && !only.has(name)) return
-  try {
-    report(name, true, (await fn()) ?? '')
-  } catch (err) {
-    report(name, false, err instanceof Error ? `${err.message} ${err.stack?.split('\n')[1]?.trim() ?? ''}` : String(err))
-  }
-}
-
-function expect(cond: boolean, what: string): void {
-  if (!cond) throw new Error(what)
-}
 
 async function connect(): Promise<pg.Client> {
   const c = new pg.Client({ connectionTimeoutMillis: 10_000 })

@@ -4,29 +4,12 @@
 // Run: PREPARE=false node --import tsx test/compat/drivers/postgres-js.ts [check...]
 import postgres from 'postgres'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { check, expect } from './probe.ts'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 
 const prepare = process.env.PREPARE !== 'false'
 const T = `compat_pgjs_${prepare ? 'p' : 'u'}`
-const only = new Set(process.argv.slice(2))
-
-function report(check: string, ok: boolean, detail: string): void {
-  process.stdout.write(JSON.stringify({ check, ok, detail }) + '\n')
-}
-
-async function check(name: string, fn: () => Promise<string | void>): Promise<void> {
-  if (only.size > 0 && !only.has(name)) return
-  try {
-    report(name, true, (await fn()) ?? '')
-  } catch (err) {
-    report(name, false, err instanceof Error ? `${err.message} ${err.stack?.split('\n')[1]?.trim() ?? ''}` : String(err))
-  }
-}
-
-function expect(cond: boolean, what: string): void {
-  if (!cond) throw new Error(what)
-}
 
 /** A pool of `max` connections (postgres.js reads PG* itself); ended after fn. */
 async function withSql<R>(max: number, fn: (sql: postgres.Sql) => Promise<R>): Promise<R> {

@@ -4,41 +4,28 @@
 # no protocol-level prepared statements: the prepared checks use SQL PREPARE/EXECUTE/DEALLOCATE,
 # which tidepool handles by pinning the client to its server until DEALLOCATE.
 import io
-import json
 import select
+import os
 import sys
 import threading
 import time
-import traceback
 
 import psycopg2
 import psycopg2.errors as errors
 import psycopg2.extensions as ext
 
+# Run with -P (this file must not shadow the package it tests), so the shared module is found by
+# appending this directory rather than by the usual first entry of sys.path.
+sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+from compat_probe import expect, main  # noqa: E402
+
 T = "compat_psycopg2"
-
-
-def report(check, ok, detail=""):
-    print(json.dumps({"check": check, "ok": bool(ok), "detail": str(detail)}), flush=True)
-
-
-def run(check, fn):
-    try:
-        detail = fn()
-        report(check, True, detail or "")
-    except Exception as e:
-        report(check, False, f"{type(e).__name__}: {e} | {traceback.format_exc(limit=3)!r}")
 
 
 def connect(autocommit=True):
     c = psycopg2.connect("", connect_timeout=10)
     c.autocommit = autocommit
     return c
-
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def one(c, sql, params=None):
@@ -320,7 +307,4 @@ CHECKS = [
 ]
 
 if __name__ == "__main__":
-    only = set(sys.argv[1:])
-    for name, fn in CHECKS:
-        if not only or name in only:
-            run(name, fn)
+    main(CHECKS)

@@ -1,37 +1,24 @@
 # Compatibility probe for psycopg 3 through tidepool in transaction mode. Settings come from
 # PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE (libpq reads them itself); one JSON line per check.
 # Run with Debian's /usr/bin/python3: python3-psycopg lives in its dist-packages.
-import json
+import os
 import sys
 import threading
 import time
-import traceback
 
 import psycopg
 from psycopg import errors
 
+# Run with -P (this file must not shadow the package it tests), so the shared module is found by
+# appending this directory rather than by the usual first entry of sys.path.
+sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+from compat_probe import expect, main  # noqa: E402
+
 T = "compat_psycopg3"
-
-
-def report(check, ok, detail=""):
-    print(json.dumps({"check": check, "ok": bool(ok), "detail": str(detail)}), flush=True)
-
-
-def run(check, fn):
-    try:
-        detail = fn()
-        report(check, True, detail or "")
-    except Exception as e:  # every failure is a result, not a crash of the probe
-        report(check, False, f"{type(e).__name__}: {e} | {traceback.format_exc(limit=3)!r}")
 
 
 def connect(**kw):
     return psycopg.connect(autocommit=True, connect_timeout=10, **kw)
-
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def login():
@@ -235,7 +222,4 @@ CHECKS = [
 ]
 
 if __name__ == "__main__":
-    only = set(sys.argv[1:])
-    for name, fn in CHECKS:
-        if not only or name in only:
-            run(name, fn)
+    main(CHECKS)
