@@ -5,7 +5,7 @@
 // through a minimal Submittable, the extension point pg-copy-streams itself uses.
 import pg from 'pg'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { check, expect } from './probe.ts'
+import { check, expect, stateOf } from './probe.ts'
 import { createRequire } from 'node:module'
 
 const T = 'compat_node_pg'
@@ -24,15 +24,6 @@ async function withConn<R>(fn: (c: pg.Client) => Promise<R>): Promise<R> {
     return await fn(c)
   } finally {
     await c.end().catch(() => {})
-  }
-}
-
-async function stateOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-    return 'no error'
-  } catch (err) {
-    return (err as { code?: string }).code ?? String(err)
   }
 }
 

@@ -4,7 +4,7 @@
 // Run: PREPARE=false node --import tsx test/compat/drivers/postgres-js.ts [check...]
 import postgres from 'postgres'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { check, expect } from './probe.ts'
+import { check, expect, stateOf } from './probe.ts'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 
@@ -18,15 +18,6 @@ async function withSql<R>(max: number, fn: (sql: postgres.Sql) => Promise<R>): P
     return await fn(sql)
   } finally {
     await sql.end({ timeout: 5 })
-  }
-}
-
-async function stateOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-    return 'no error'
-  } catch (err) {
-    return (err as { code?: string }).code ?? String(err)
   }
 }
 

@@ -19,3 +19,13 @@ export async function check(name: string, fn: () => Promise<string | void>): Pro
 export function expect(cond: boolean, what: string): void {
   if (!cond) throw new Error(what)
 }
+
+/** How a query ended: 'no error', or its SQLSTATE (the message when it has none). */
+export async function stateOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p
+    return 'no error'
+  } catch (err) {
+    return (err as { code?: string }).code ?? String(err)
+  }
+}
