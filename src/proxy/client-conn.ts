@@ -1016,7 +1016,7 @@ export class ClientConn implements PooledClient {
     this.isSyncingParams = true
     this.updateFlow()
     const result = newProbeResult()
-    server.runInternal(probeSql(this.trackedLower, this.gucNames ?? NO_NAME_SET, server.target.user), (ok) => {
+    server.runInternal(this.probeSqlFor(server), (ok) => {
       this.isSyncingParams = false
       if (this.closed) return
       if (!ok) {
@@ -1028,6 +1028,11 @@ export class ClientConn implements PooledClient {
       if (this.pending.length > 0) this.flushPending()
       else this.onServerReady(server)
     }, (buf, start, end) => readProbeRow(result, buf, start, end))
+  }
+
+  /** The probe for this client's session on `server`: its named GUCs, and the server's login user. */
+  private probeSqlFor(server: ServerConn): string {
+    return probeSql(this.trackedLower, this.gucNames ?? NO_NAME_SET, server.target.user)
   }
 
   private applyProbe(server: ServerConn, r: ProbeResult): void {
@@ -1051,7 +1056,7 @@ export class ClientConn implements PooledClient {
     server.client = null
     this.server = null
     const result = newProbeResult()
-    server.runInternal(probeSql(this.trackedLower, this.gucNames ?? NO_NAME_SET, server.target.user), (ok) => {
+    server.runInternal(this.probeSqlFor(server), (ok) => {
       if (server.isClosed) return
       if (!ok || result.bound !== '') {
         server.close(ok ? `client left session state behind (${result.bound})` : 'session state probe failed')
@@ -1209,12 +1214,13 @@ function trackedLowerNames(extra: readonly string[]): readonly string[] {
 /** `DEALLOCATE [PREPARE] name` alone in a Query (PostgreSQL folds an unquoted name to lower case). */
 const DEALLOCATE_RX = /^\s*deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\s*;?\s*$/i
 
-/** disable_pqexec: the extended protocol only, since a simple Query may carry several statements. */
 /** Messages that run SQL, which may make session state inside a function: Query, Execute, FunctionCall. */
 const RUNS_SQL = new Uint8Array(256)
 RUNS_SQL[FrontendCode.Query] = 1
 RUNS_SQL[FrontendCode.Execute] = 1
 RUNS_SQL[FrontendCode.FunctionCall] = 1
+
+/** disable_pqexec: the extended protocol only, since a simple Query may carry several statements. */
 const NO_PQEXEC_WORK_CODES = VALID_WORK_CODES.slice()
 NO_PQEXEC_WORK_CODES[FrontendCode.Query] = 0
 
