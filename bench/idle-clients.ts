@@ -18,6 +18,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createConnection, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -102,14 +103,12 @@ async function waitAccepting(svc: Service, port: number, pgi: PgInstance): Promi
     const r = await runPsql({ port, user: pgi.user, password: pgi.password, db: 'bench', sql: 'SELECT 1', timeoutMs: 5_000 })
     if (r.code === 0) return
     last = r.stderr.trim()
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    await sleep(200)
   }
   throw new Error(gone
     ? `${svc.name} exited (code ${svc.child.exitCode}) before accepting connections:\n${svc.output().slice(-3000)}`
     : `${svc.name} did not accept connections within 30 s (${last})`)
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** The lowest RSS over `ms` of idleness, sampled every 500 ms: the size just after the process's own GC. */
 async function settledRssKb(pid: number, ms: number): Promise<number> {
