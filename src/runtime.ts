@@ -8,8 +8,9 @@ import tls from 'node:tls'
 import fs from 'node:fs'
 import type { Config, DatabaseEntry, SettingValue, SourcePos, UserSecret } from './config/types.ts'
 import { diffConfig, loadConfig } from './config/load.ts'
-import { findSetting, serverCheckQuerySql, SETTINGS, type Settings } from './config/settings.ts'
+import { findSetting, SETTINGS, type Settings } from './config/settings.ts'
 import { checkBuildSupport } from './config/build-support.ts'
+import { entryFor, poolSettings } from './config/effective.ts'
 import { TidepoolError } from './util/errors.ts'
 import { consoleRows, runConsoleQuery, type ConsoleView, type SetOutcome, type SocketFacts } from './admin/console.ts'
 import { parseUserlist } from './config/userlist.ts'
@@ -31,7 +32,7 @@ import type { Host } from './ha/hosts.ts'
 import type { HostChange } from './ha/monitor.ts'
 import { runSwitchover, type SwitchoverReport } from './ha/switchover.ts'
 import { Logger } from './observe/log.ts'
-import { Pool, SharedCount, type PoolSettings, type ServerFactory } from './pool/pool.ts'
+import { Pool, SharedCount, type ServerFactory } from './pool/pool.ts'
 import { sweepLoginClients, sweepPool } from './pool/janitor.ts'
 import { PoolStats, averages, type StatsAverages } from './pool/stats.ts'
 import { IntrusiveList } from './util/intrusive-list.ts'
@@ -331,11 +332,11 @@ export class Runtime implements ProxyContext, ServerFactory {
     const key = `${database}\u0000${user}`
     const existing = this.pools.get(key)
     if (existing !== undefined) return existing.pool
-    const entry = this.config.databases.get(database) ?? this.config.databases.get('*')
+    const entry = entryFor(this.config, database)
     if (entry === undefined) return null
     const dbCount = counter(this.dbCounts, database)
     const userCount = counter(this.userCounts, user)
-    const pool = new Pool(database, user, this.resolvePoolSettings(entry, user), dbCount, userCount, this)
+    const pool = new Pool(database, user, poolSettings(this.config, entry, user), dbCount, userCount, this)
     pool.isPaused = this.isPausedAll || this.pausedDbs.has(database)
     this.holdIfOnHeldHosts(pool)
     this.pools.set(key, { pool, target: this.resolveTarget(entry, database, user, 0), nextHost: 0, noHostReason: null })
@@ -345,7 +346,7 @@ export class Runtime implements ProxyContext, ServerFactory {
 
   openServer(pool: Pool): ServerConn | null {
     const e = this.pools.get(`${pool.database}\u0000${pool.user}`) as PoolEntry
-    const entry = this.config.databases.get(pool.database) ?? this.config.databases.get('*')
+    const entry = entryFor(this.config, pool.database)
     if (entry === undefined || !isWatched(entry)) return new ServerConn(pool, e.target, this)
     const pick = this.backends.pick(entry, e.nextHost++, Date.now())
     if (typeof pick === 'string') {
@@ -365,7 +366,7 @@ export class Runtime implements ProxyContext, ServerFactory {
   }
 
   private isOnHosts(p: Pool, hosts: readonly Host[]): boolean {
-    const e = this.config.databases.get(p.database) ?? this.config.databases.get('*')
+    const e = entryFor(this.config, p.database)
     return e !== undefined && this.backends.hostsOf(e).some((h) => hosts.includes(h))
   }
 
@@ -390,7 +391,7 @@ export class Runtime implements ProxyContext, ServerFactory {
     if (h.isUsable(now)) this.log.info('host.changed', null, msg)
     else this.log.warn('host.changed', null, msg)
     for (const e of this.pools.values()) {
-      const entry = this.config.databases.get(e.pool.database) ?? this.config.databases.get('*')
+      const entry = entryFor(this.config, e.pool.database)
       if (entry === undefined || !isWatched(entry) || !this.backends.hostsOf(entry).includes(h)) continue
       for (const s of e.pool.lists.allServers()) {
         const t = (s as ServerConn).target
@@ -399,32 +400,6 @@ export class Runtime implements ProxyContext, ServerFactory {
         else (s as ServerConn).close(`host ${t.host}:${t.port} no longer fits target_session_attrs ${attrsOf(entry)}`, false)
       }
       e.pool.kick(now)
-    }
-  }
-
-  private resolvePoolSettings(db: DatabaseEntry, user: string): PoolSettings {
-    const s = this.config.settings
-    const u = this.config.users.get(user)
-    return {
-      pool_mode: u?.pool_mode ?? db.pool_mode ?? s.pool_mode,
-      pool_size: u?.pool_size ?? db.pool_size ?? s.default_pool_size,
-      min_pool_size: db.min_pool_size ?? s.min_pool_size,
-      reserve_pool_size: u?.reserve_pool_size ?? db.reserve_pool_size ?? s.reserve_pool_size,
-      reserve_pool_timeout: s.reserve_pool_timeout,
-      max_db_connections: db.max_db_connections ?? s.max_db_connections,
-      max_user_connections: u?.max_user_connections ?? s.max_user_connections,
-      server_round_robin: s.server_round_robin,
-      server_reset_query: s.server_reset_query,
-      server_reset_query_always: s.server_reset_query_always,
-      server_check_query: serverCheckQuerySql(s.server_check_query),
-      server_check_delay: s.server_check_delay,
-      server_login_retry: s.server_login_retry,
-      server_lifetime: db.server_lifetime ?? s.server_lifetime,
-      server_idle_timeout: s.server_idle_timeout,
-      query_timeout: u?.query_timeout ?? s.query_timeout,
-      idle_transaction_timeout: u?.idle_transaction_timeout ?? s.idle_transaction_timeout,
-      transaction_timeout: u?.transaction_timeout ?? s.transaction_timeout,
-      client_idle_timeout: u?.client_idle_timeout ?? s.client_idle_timeout,
     }
   }
 
@@ -830,12 +805,12 @@ export class Runtime implements ProxyContext, ServerFactory {
     if (prev.settings.janitor_interval_ms !== next.settings.janitor_interval_ms) this.startJanitor()
     if (prev.settings.stats_period !== next.settings.stats_period) this.startStats()
     for (const e of this.pools.values()) {
-      const entry = next.databases.get(e.pool.database) ?? next.databases.get('*')
+      const entry = entryFor(next, e.pool.database)
       if (entry === undefined) {
         for (const c of e.pool.lists.allClients()) c.fail(ClientErrors.databaseRemoved)
         continue
       }
-      e.pool.settings = this.resolvePoolSettings(entry, e.pool.user)
+      e.pool.settings = poolSettings(next, entry, e.pool.user)
       const target = this.resolveTarget(entry, e.pool.database, e.pool.user, 0)
       if (JSON.stringify(target) !== JSON.stringify(e.target)) {
         e.target = target

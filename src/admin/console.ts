@@ -12,6 +12,7 @@ import * as build from '../protocol/build.ts'
 import { TxStatus } from '../protocol/codes.ts'
 import { SqlState } from '../protocol/pg-error.ts'
 import { configRows } from '../config/show.ts'
+import { dbClientLimit, dbServerLimit, entryFor, poolSettings, userClientLimit, userServerLimit } from '../config/effective.ts'
 import type { Config, DatabaseEntry } from '../config/types.ts'
 import type { Pool } from '../pool/pool.ts'
 import type { PoolStats, StatsAverages } from '../pool/stats.ts'
@@ -442,10 +443,6 @@ function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
 }
 
-/** The [databases] entry a pool's database resolves to: its own, or '*' for one made on demand. */
-function entryFor(cfg: Config, database: string): DatabaseEntry | undefined {
-  return cfg.databases.get(database) ?? cfg.databases.get('*')
-}
 
 /** PgBouncer shows load_balance_hosts only when the entry has several hosts. */
 function loadBalanceHosts(entry: DatabaseEntry | undefined): string | null {
@@ -511,25 +508,26 @@ function showDatabases(ctx: Ctx): ResultSet {
   const rows: ResultSet['rows'] = []
   for (const name of [...names].sort(compare)) {
     const e = entryFor(cfg, name) as DatabaseEntry
+    const ps = poolSettings(cfg, e, null)
     rows.push([
       name,
       e.hosts.length > 0 ? e.hosts.join(',') : null,
       e.ports[0] ?? 5432,
       e.dbname ?? name,
       e.user,
-      e.pool_size ?? s.default_pool_size,
-      e.min_pool_size ?? s.min_pool_size,
-      e.reserve_pool_size ?? s.reserve_pool_size,
-      Math.trunc(e.server_lifetime ?? s.server_lifetime),
+      ps.pool_size,
+      ps.min_pool_size,
+      ps.reserve_pool_size,
+      Math.trunc(ps.server_lifetime),
       e.pool_mode,
       loadBalanceHosts(e),
-      positiveOr(e.max_db_connections, s.max_db_connections),
+      dbServerLimit(cfg, e),
       serverCounts.get(name) ?? 0,
-      positiveOr(e.max_db_client_connections, s.max_db_client_connections),
+      dbClientLimit(cfg, e),
       clientCounts.get(name) ?? 0,
       ctx.view.isPaused(name) ? 1 : 0,
       ctx.view.isDisabled(name) ? 1 : 0,
-      e.reserve_pool_size ?? s.reserve_pool_size,
+      ps.reserve_pool_size,
     ])
   }
   // PgBouncer's admin database: listen_port, forced user pgbouncer, 2 servers, statement mode.
@@ -540,10 +538,6 @@ function showDatabases(ctx: Ctx): ResultSet {
   return { columns: DATABASES_COLUMNS, rows }
 }
 
-/** PgBouncer's rule for per-entry limits: a value <= 0 (or unset) means the global one. */
-function positiveOr(v: number | null, global: number): number {
-  return v !== null && v > 0 ? v : global
-}
 
 const CLIENT_STATE_ORDER: Record<string, number> = { active: 0, waiting: 1 }
 
@@ -600,7 +594,6 @@ function serverRow(p: Pool, s: PooledServer, state: string): ResultSet['rows'][n
 
 function showUsers(ctx: Ctx): ResultSet {
   const cfg = ctx.view.config()
-  const s = cfg.settings
   // PgBouncer's user list: [users] entries, auth_file users, users with a pool, and its own user.
   const names = new Set<string>([ADMIN_USER, ...cfg.users.keys(), ...cfg.userlist.keys()])
   const serverCounts = new Map<string, number>()
@@ -620,9 +613,9 @@ function showUsers(ctx: Ctx): ResultSet {
       u?.pool_size != null ? String(u.pool_size) : '',
       u?.reserve_pool_size != null ? String(u.reserve_pool_size) : '',
       u?.pool_mode ?? null,
-      positiveOr(u?.max_user_connections ?? null, s.max_user_connections),
+      userServerLimit(cfg, name),
       serverCounts.get(name) ?? 0,
-      positiveOr(u?.max_user_client_connections ?? null, s.max_user_client_connections),
+      userClientLimit(cfg, name),
       clientCounts.get(name) ?? 0,
     ]
   })

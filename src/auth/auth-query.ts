@@ -18,6 +18,7 @@
 import type net from 'node:net'
 import type { Config, DatabaseEntry } from '../config/types.ts'
 import type { Settings } from '../config/settings.ts'
+import { entryFor, poolSettings } from '../config/effective.ts'
 import type { Logger } from '../observe/log.ts'
 import type { ServerTls } from '../net/tls.ts'
 import { queryOnce, type QueryOnceResult, type QueryOnceTarget } from '../net/query-once.ts'
@@ -106,8 +107,7 @@ export class AuthQuery {
 
   private plan(ctx: AuthLookupContext, database: string | null): { target: QueryOnceTarget; sql: string; maxConcurrent: number } | { failure: ClientFailure } | null {
     const s = ctx.settings
-    const dbs = ctx.config.databases
-    const entry = database === null ? null : dbs.get(database) ?? dbs.get('*') ?? null
+    const entry = database === null ? null : entryFor(ctx.config, database) ?? null
     const authUser = entry?.auth_user ?? (s.auth_user !== '' ? s.auth_user : null)
     if (authUser === null) return null
     const authDbName = entry?.auth_dbname ?? (s.auth_dbname !== '' ? s.auth_dbname : null)
@@ -115,7 +115,7 @@ export class AuthQuery {
     if (database === null && authDbName === null) return null
     const name = (authDbName ?? database) as string
     const isConsoleDb = name.toLowerCase() === 'pgbouncer'
-    const authEntry = name === database ? entry : isConsoleDb ? null : dbs.get(name) ?? dbs.get('*') ?? null
+    const authEntry = name === database ? entry : isConsoleDb ? null : entryFor(ctx.config, name) ?? null
     if (authEntry === null) {
       const why = isConsoleDb ? `the admin console database "${name}" cannot be an auth_dbname` : `authentication database "${name}" is not configured`
       ctx.log.error('auth_query.config_error', null, why)
@@ -126,7 +126,7 @@ export class AuthQuery {
       return { failure: { severity: 'FATAL', code: '08P01', message, reason: message } }
     }
     const password = ctx.config.userlist.get(authUser)?.password ?? (authEntry.user === authUser ? authEntry.password : null)
-    const maxConcurrent = Math.max(1, authEntry.pool_size ?? s.default_pool_size)
+    const maxConcurrent = Math.max(1, poolSettings(ctx.config, authEntry, null).pool_size)
     return { target: lookupTarget(ctx, authEntry, name, authUser, password), sql: entry?.auth_query ?? s.auth_query, maxConcurrent }
   }
 

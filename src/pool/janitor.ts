@@ -103,22 +103,11 @@ export function sweepPool(pool: Pool, global: JanitorSettings, nowMs: number): v
     }
   }
 
-  const min = Math.min(ps.min_pool_size, ps.pool_size)
   for (const list of [l.usedServers, l.idleServers]) {
     for (const s of list) {
-      const idleMs = nowMs - s.idleSinceMs
-      if (s.closeOnRelease) {
-        s.close('database configuration changed')
-      } else if (pool.isPaused) {
-        // PAUSE lets go of servers as they are released, as PgBouncer does.
-        s.close('pause mode')
-      } else if (ps.server_idle_timeout > 0 && idleMs > ps.server_idle_timeout * 1000 && l.serverCount > min) {
-        s.close('server idle timeout')
-      } else if (nowMs - s.connectedAtMs >= ps.server_lifetime * 1000 * s.lifetimeFactor) {
-        s.close('server lifetime over')
-      } else if (list === l.idleServers && ps.server_check_query !== null && idleMs > ps.server_check_delay * 1000) {
-        pool.markUsed(s)
-      }
+      const retire = pool.retireReason(s, nowMs, true)
+      if (retire !== null) s.close(retire)
+      else if (list === l.idleServers && ps.server_check_query !== null && nowMs - s.idleSinceMs > ps.server_check_delay * 1000) pool.markUsed(s)
     }
   }
 

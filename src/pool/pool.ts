@@ -5,34 +5,9 @@
 // back for reuse only through release() or ready(), never while linked.
 // Must not: touch sockets or start timers; time comes in as arguments (janitor.ts owns the clock).
 
-import type { PoolMode } from '../config/types.ts'
+import type { PoolSettings } from '../config/effective.ts'
 import { ClientState, PoolLists, ServerState, type ClientFailure, type PooledClient, type PooledServer } from './states.ts'
 import { PoolStats } from './stats.ts'
-
-/** The settings one pool runs with, resolved from global, [databases] and [users] values. */
-export interface PoolSettings {
-  pool_mode: PoolMode
-  pool_size: number
-  min_pool_size: number
-  reserve_pool_size: number
-  reserve_pool_timeout: number
-  max_db_connections: number
-  max_user_connections: number
-  server_round_robin: boolean
-  server_reset_query: string
-  server_reset_query_always: boolean
-  /** SQL of the check before reusing a used server; null disables checks ('' is an empty query). */
-  server_check_query: string | null
-  server_check_delay: number
-  server_login_retry: number
-  server_lifetime: number
-  server_idle_timeout: number
-  /** Global values, or the [users] entry's (PgBouncer 1.25 allows these per user). */
-  query_timeout: number
-  idle_transaction_timeout: number
-  transaction_timeout: number
-  client_idle_timeout: number
-}
 
 /** Counts shared by all pools of one database or one user (max_db_connections, max_user_connections). */
 export class SharedCount {
@@ -169,12 +144,9 @@ export class Pool {
       s.client = null
     }
     const st = this.settings
-    if (s.closeOnRelease) {
-      s.close('database configuration changed')
-      return
-    }
-    if (nowMs - s.connectedAtMs >= st.server_lifetime * 1000 * s.lifetimeFactor) {
-      s.close('server lifetime over')
+    const retire = this.retireReason(s, nowMs, false)
+    if (retire !== null) {
+      s.close(retire)
       return
     }
     const needsReset = st.server_reset_query !== '' && (st.pool_mode === 'session' || st.server_reset_query_always)
@@ -188,6 +160,23 @@ export class Pool {
       return
     }
     this.ready(s, nowMs)
+  }
+
+  /**
+   * Why a server no client holds must close rather than be reused; null keeps it. At release only
+   * what ends a server's life counts; the janitor's sweep of idle and used servers also closes them
+   * for PAUSE (as PgBouncer lets go of servers while paused) and server_idle_timeout above min_pool_size.
+   */
+  retireReason(s: PooledServer, nowMs: number, isSweep: boolean): string | null {
+    const st = this.settings
+    if (s.closeOnRelease) return 'database configuration changed'
+    if (isSweep) {
+      if (this.isPaused) return 'pause mode'
+      const min = Math.min(st.min_pool_size, st.pool_size)
+      if (st.server_idle_timeout > 0 && nowMs - s.idleSinceMs > st.server_idle_timeout * 1000 && this.lists.serverCount > min) return 'server idle timeout'
+    }
+    if (nowMs - s.connectedAtMs >= st.server_lifetime * 1000 * s.lifetimeFactor) return 'server lifetime over'
+    return null
   }
 
   /** A clean server: give it to the first waiter, or keep it (LIFO, or FIFO with server_round_robin). */

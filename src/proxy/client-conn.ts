@@ -27,6 +27,7 @@ import { ClientState, type PooledClient, type PooledServer } from '../pool/state
 import type { Pool } from '../pool/pool.ts'
 import type { ProxyContext } from './context.ts'
 import type { ServerConn } from './server-conn.ts'
+import { dbClientLimit, entryFor, userClientLimit } from '../config/effective.ts'
 import { OUT } from './out-slices.ts'
 import { NO_PARAMS, canonicalParamName, paramSyncQuery, shareParams, trackedNames, withParam } from './server-params.ts'
 import { Act, ClientStatements, MISSING_NAME, RequestRef, duplicateError, missingError, parseMessage, renamed, statementFor, type Statement } from './prepared.ts'
@@ -305,7 +306,7 @@ export class ClientConn implements PooledClient {
     this.params = tracked
     this.isConsole = this.database === CONSOLE_DB
     if (!this.isConsole) {
-      const db = this.ctx.config.databases.get(this.database) ?? this.ctx.config.databases.get('*')
+      const db = entryFor(this.ctx.config, this.database)
       if (db === undefined) return this.fail(ClientErrors.noSuchDatabase(this.database))
     }
 
@@ -501,7 +502,7 @@ export class ClientConn implements PooledClient {
 
   private joinPool(): void {
     if (this.ctx.disabledDbs.has(this.database)) return this.fail(ClientErrors.databaseDisabled(this.database))
-    const db = this.ctx.config.databases.get(this.database) ?? this.ctx.config.databases.get('*')
+    const db = entryFor(this.ctx.config, this.database)
     const poolUser = db?.user ?? this.user
     if (this.ctx.settings.auth_type === 'any' && (db?.user ?? null) === null) {
       return this.fail(ClientErrors.protocolViolation(`auth_type any needs a user= in the [databases] entry for "${this.database}"`))
@@ -526,10 +527,9 @@ export class ClientConn implements PooledClient {
    * value of 0 falls back to the global one, as in PgBouncer.
    */
   private countClient(): boolean {
-    const st = this.ctx.settings
-    const db = this.ctx.config.databases.get(this.database) ?? this.ctx.config.databases.get('*')
-    const dbLimit = positiveOr(db?.max_db_client_connections, st.max_db_client_connections)
-    const userLimit = positiveOr(this.ctx.config.users.get(this.user)?.max_user_client_connections, st.max_user_client_connections)
+    const db = entryFor(this.ctx.config, this.database)
+    const dbLimit = dbClientLimit(this.ctx.config, db)
+    const userLimit = userClientLimit(this.ctx.config, this.user)
     const { byDb, byUser } = this.ctx.clientCounts
     const dbCount = (byDb.get(this.database) ?? 0) + 1
     const userCount = (byUser.get(this.user) ?? 0) + 1
@@ -1223,10 +1223,6 @@ RUNS_SQL[FrontendCode.FunctionCall] = 1
 /** disable_pqexec: the extended protocol only, since a simple Query may carry several statements. */
 const NO_PQEXEC_WORK_CODES = VALID_WORK_CODES.slice()
 NO_PQEXEC_WORK_CODES[FrontendCode.Query] = 0
-
-function positiveOr(perEntry: number | null | undefined, global: number): number {
-  return perEntry !== null && perEntry !== undefined && perEntry > 0 ? perEntry : global
-}
 
 function decrement(counts: Map<string, number>, key: string): void {
   const n = (counts.get(key) ?? 1) - 1
