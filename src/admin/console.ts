@@ -457,19 +457,15 @@ function showPools(ctx: Ctx): ResultSet {
   for (const c of ctx.view.clients()) if (c.database === ADMIN_DB && c.state !== 'login') consoleClients++
   const adminRow = [ADMIN_DB, ADMIN_USER, consoleClients, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'statement', null]
   for (const p of sortedPools(ctx)) {
-    const l = p.lists
-    const first = l.waitingClients.first
-    const waitedMs = first !== null ? Math.max(0, ctx.nowMs - first.waitSinceMs) : 0
+    const k = p.counts(ctx.nowMs)
     rows.push([
       p.database, p.user,
-      l.activeClients.size,
-      // Clients waiting for the pool's first server login are on PgBouncer's waiting list too.
-      l.waitingClients.size + l.loginClients.size,
+      k.cl_active, k.cl_waiting,
       0, 0,
-      l.activeServers.size,
+      k.sv_active,
       0, 0,
-      l.idleServers.size, l.usedServers.size, l.testedServers.size, l.loginServers.size,
-      Math.floor(waitedMs / 1000), Math.floor(waitedMs % 1000) * 1000,
+      k.sv_idle, k.sv_used, k.sv_tested, k.sv_login,
+      Math.floor(k.maxwait_ms / 1000), Math.floor(k.maxwait_ms % 1000) * 1000,
       p.settings.pool_mode,
       loadBalanceHosts(entryFor(cfg, p.database)),
     ])

@@ -3,7 +3,7 @@
 // renaming; labels stay bounded (database, user): never a client address or connection id.
 // Must not: keep state of its own; everything is read when scraped.
 
-import type { Pool } from '../pool/pool.ts'
+import type { Pool, PoolCounts } from '../pool/pool.ts'
 import { LATENCY_BUCKETS_S, type Histogram, type PoolStats } from '../pool/stats.ts'
 import type { Host } from '../ha/hosts.ts'
 import type { SwitchoverReport } from '../ha/switchover.ts'
@@ -37,18 +37,18 @@ class Out {
   }
 }
 
-const POOL_GAUGES: Array<[string, string, (p: Pool, nowMs: number) => number]> = [
-  ['tidepool_pools_client_active_connections', 'Client connections linked to a server or idle between transactions', (p) => p.lists.activeClients.size],
-  ['tidepool_pools_client_pinned_connections', 'Client connections pinned to their server by session state (LISTEN, advisory locks, temporary tables, ...)', (p) => p.pinnedClients],
-  ['tidepool_pools_client_waiting_connections', 'Client connections waiting for a server', (p) => p.lists.waitingClients.size + (p.welcome === null ? p.lists.loginClients.size : 0)],
-  ['tidepool_pools_server_active_connections', 'Server connections linked to a client', (p) => p.lists.activeServers.size],
-  ['tidepool_pools_server_idle_connections', 'Server connections idle and ready for use', (p) => p.lists.idleServers.size],
-  ['tidepool_pools_server_used_connections', 'Server connections idle longer than server_check_delay', (p) => p.lists.usedServers.size],
-  ['tidepool_pools_server_testing_connections', 'Server connections running server_reset_query or server_check_query', (p) => p.lists.testedServers.size],
-  ['tidepool_pools_server_login_connections', 'Server connections logging in', (p) => p.lists.loginServers.size],
-  ['tidepool_pools_client_maxwait_seconds', 'How long the oldest waiting client has waited', (p, now) => (p.lists.waitingClients.first === null ? 0 : (now - p.lists.waitingClients.first.waitSinceMs) / 1000)],
-  ['tidepool_pool_size', 'Configured pool_size of the pool', (p) => p.settings.pool_size],
-  ['tidepool_pool_paused', '1 while the pool is paused', (p) => (p.isPaused ? 1 : 0)],
+const POOL_GAUGES: Array<[string, string, (k: PoolCounts, p: Pool) => number]> = [
+  ['tidepool_pools_client_active_connections', 'Client connections linked to a server or idle between transactions', (k) => k.cl_active],
+  ['tidepool_pools_client_pinned_connections', 'Client connections pinned to their server by session state (LISTEN, advisory locks, temporary tables, ...)', (k) => k.cl_pinned],
+  ['tidepool_pools_client_waiting_connections', 'Client connections waiting for a server', (k) => k.cl_waiting],
+  ['tidepool_pools_server_active_connections', 'Server connections linked to a client', (k) => k.sv_active],
+  ['tidepool_pools_server_idle_connections', 'Server connections idle and ready for use', (k) => k.sv_idle],
+  ['tidepool_pools_server_used_connections', 'Server connections idle longer than server_check_delay', (k) => k.sv_used],
+  ['tidepool_pools_server_testing_connections', 'Server connections running server_reset_query or server_check_query', (k) => k.sv_tested],
+  ['tidepool_pools_server_login_connections', 'Server connections logging in', (k) => k.sv_login],
+  ['tidepool_pools_client_maxwait_seconds', 'How long the oldest waiting client has waited', (k) => k.maxwait_ms / 1000],
+  ['tidepool_pool_size', 'Configured pool_size of the pool', (_k, p) => p.settings.pool_size],
+  ['tidepool_pool_paused', '1 while the pool is paused', (_k, p) => (p.isPaused ? 1 : 0)],
 ]
 
 const STAT_COUNTERS: Array<[string, string, (s: PoolStats) => number]> = [
@@ -75,9 +75,10 @@ export function renderMetrics(src: MetricsSource, nowMs: number): string {
   o.family('tidepool_config_max_client_connections', 'gauge', 'max_client_conn')
   o.sample('tidepool_config_max_client_connections', {}, src.maxClientConn())
   const pools = src.pools()
+  const counts = pools.map((p) => p.counts(nowMs))
   for (const [name, help, get] of POOL_GAUGES) {
     o.family(name, 'gauge', help)
-    for (const p of pools) o.sample(name, { database: p.database, user: p.user }, get(p, nowMs))
+    pools.forEach((p, i) => o.sample(name, { database: p.database, user: p.user }, get(counts[i], p)))
   }
   const stats = src.stats()
   for (const [name, help, get] of STAT_COUNTERS) {

@@ -9,6 +9,24 @@ import type { PoolSettings } from '../config/effective.ts'
 import { ClientState, PoolLists, ServerState, type ClientFailure, type PooledClient, type PooledServer } from './states.ts'
 import { PoolStats } from './stats.ts'
 
+/**
+ * One pool's list sizes as SHOW POOLS names them: read by SHOW POOLS, /metrics and the tests
+ * alike, so they all mean the same by cl_waiting. Plain data, so it can cross a process.
+ */
+export interface PoolCounts {
+  cl_active: number
+  /** Waiting for a server, plus clients waiting for the pool's first server login. */
+  cl_waiting: number
+  cl_pinned: number
+  sv_active: number
+  sv_idle: number
+  sv_used: number
+  sv_tested: number
+  sv_login: number
+  /** How long the oldest waiting client has waited; 0 with none waiting. */
+  maxwait_ms: number
+}
+
 /** Counts shared by all pools of one database or one user (max_db_connections, max_user_connections). */
 export class SharedCount {
   servers = 0
@@ -160,6 +178,22 @@ export class Pool {
       return
     }
     this.ready(s, nowMs)
+  }
+
+  counts(nowMs: number): PoolCounts {
+    const l = this.lists
+    const first = l.waitingClients.first
+    return {
+      cl_active: l.activeClients.size,
+      cl_waiting: l.waitingClients.size + l.loginClients.size,
+      cl_pinned: this.pinnedClients,
+      sv_active: l.activeServers.size,
+      sv_idle: l.idleServers.size,
+      sv_used: l.usedServers.size,
+      sv_tested: l.testedServers.size,
+      sv_login: l.loginServers.size,
+      maxwait_ms: first === null ? 0 : Math.max(0, nowMs - first.waitSinceMs),
+    }
   }
 
   /**

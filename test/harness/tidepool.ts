@@ -11,7 +11,7 @@ import pg from 'pg'
 import { loadConfig } from '../../src/config/load.ts'
 import { Runtime } from '../../src/runtime.ts'
 import { Logger } from '../../src/observe/log.ts'
-import type { Pool } from '../../src/pool/pool.ts'
+import type { Pool, PoolCounts } from '../../src/pool/pool.ts'
 import type { PgInstance } from './postgres.ts'
 import { waitFor } from './clients.ts'
 
@@ -40,10 +40,13 @@ export interface TestTidepool {
   connect(t: TestContext, opts?: { database?: string; user?: string; password?: string; application_name?: string }): Promise<pg.Client>
   pool(database: string, user: string): Pool | undefined
   /** Counts for one pool, PgBouncer's names. */
-  poolCounts(database: string, user: string): { cl_active: number; cl_waiting: number; sv_active: number; sv_idle: number; sv_used: number; sv_login: number; sv_tested: number }
+  /** SHOW POOLS' counts for one pool (the same Pool.counts() the console reads); all 0 without a pool. */
+  poolCounts(database: string, user: string): PoolCounts
   /** Rewrites the ini with new settings (same databases unless given). */
   rewrite(opts: TidepoolOptions): void
 }
+
+const NO_POOL: PoolCounts = { cl_active: 0, cl_waiting: 0, cl_pinned: 0, sv_active: 0, sv_idle: 0, sv_used: 0, sv_tested: 0, sv_login: 0, maxwait_ms: 0 }
 
 export function writeConfig(dir: string, pgi: PgInstance | null, opts: TidepoolOptions): string {
   const settings: Record<string, string | number> = { listen_addr: '127.0.0.1', listen_port: 0, unix_socket_dir: '', auth_type: 'trust', pool_mode: 'transaction', ...opts.settings }
@@ -107,17 +110,7 @@ export async function startTidepool(t: TestContext, pgi: PgInstance, opts: Tidep
       return rt.poolList.find((p) => p.database === database && p.user === user)
     },
     poolCounts(database, user) {
-      const p = tp.pool(database, user)
-      const l = p?.lists
-      return {
-        cl_active: l?.activeClients.size ?? 0,
-        cl_waiting: l?.waitingClients.size ?? 0,
-        sv_active: l?.activeServers.size ?? 0,
-        sv_idle: l?.idleServers.size ?? 0,
-        sv_used: l?.usedServers.size ?? 0,
-        sv_login: l?.loginServers.size ?? 0,
-        sv_tested: l?.testedServers.size ?? 0,
-      }
+      return tp.pool(database, user)?.counts(Date.now()) ?? NO_POOL
     },
     rewrite(o) {
       writeConfig(dir, pgi, o)
