@@ -403,9 +403,8 @@ function runShow(ctx: Ctx, arg: string): Buffer {
 const STAT_NAMES = ['server_assignment_count', 'xact_count', 'query_count', 'received', 'sent', 'xact_time', 'query_time', 'wait_time', 'client_parse_count', 'server_parse_count', 'bind_count'] as const
 const AVG_NAMES = ['server_assignment_count', 'xact_count', 'query_count', 'recv', 'sent', 'xact_time', 'query_time', 'wait_time', 'client_parse_count', 'server_parse_count', 'bind_count'] as const
 
-function statValues(t: { serverAssignments: number; xacts: number; queries: number; received: number; sent: number; xactTimeUs: number; queryTimeUs: number; waitTimeUs: number }): number[] {
-  // Parse and bind counts stay 0 until protocol-level prepared statements are tracked (#6).
-  return [t.serverAssignments, t.xacts, t.queries, t.received, t.sent, Math.round(t.xactTimeUs), Math.round(t.queryTimeUs), Math.round(t.waitTimeUs), 0, 0, 0]
+function statValues(t: StatsAverages): number[] {
+  return [t.serverAssignments, t.xacts, t.queries, t.received, t.sent, Math.round(t.xactTimeUs), Math.round(t.queryTimeUs), Math.round(t.waitTimeUs), t.clientParses, t.serverParses, t.binds]
 }
 
 function showStats(ctx: Ctx, which: 'both' | 'totals' | 'averages'): ResultSet {
@@ -420,7 +419,7 @@ function showStats(ctx: Ctx, which: 'both' | 'totals' | 'averages'): ResultSet {
 }
 
 function showTotals(ctx: Ctx): ResultSet {
-  const sum = { serverAssignments: 0, xacts: 0, queries: 0, received: 0, sent: 0, xactTimeUs: 0, queryTimeUs: 0, waitTimeUs: 0 }
+  const sum: StatsAverages = { serverAssignments: 0, xacts: 0, queries: 0, received: 0, sent: 0, xactTimeUs: 0, queryTimeUs: 0, waitTimeUs: 0, clientParses: 0, serverParses: 0, binds: 0 }
   const avg = { ...sum }
   for (const r of ctx.view.stats()) {
     for (const k of Object.keys(sum) as Array<keyof typeof sum>) {

@@ -4,6 +4,9 @@
 //   xacts     — ReadyForQuery('I') after work: one per transaction (an autocommit query is one)
 //   queries   — ReadyForQuery messages: one per Query, Sync or FunctionCall answered
 //   times     — microseconds; xact time runs from the first query to ReadyForQuery('I')
+//   parses, binds — with max_prepared_statements > 0 (as PgBouncer counts them only then): Parse
+//               messages from clients, Parse messages sent to servers (a client's, or one tidepool
+//               puts ahead of a Bind/Describe), and Bind messages of named statements
 // Must not: allocate per message or read the wall clock more than once per query boundary.
 
 /** Histogram bucket bounds in seconds (Prometheus' `le`), shared by the three latency histograms. */
@@ -40,6 +43,9 @@ export class PoolStats {
   xactTimeUs = 0
   queryTimeUs = 0
   waitTimeUs = 0
+  clientParses = 0
+  serverParses = 0
+  binds = 0
   /** ErrorResponses by SQLSTATE: from servers, and sent by tidepool itself. Created on first error. */
   serverErrors: Map<string, number> | null = null
   poolerErrors: Map<string, number> | null = null
@@ -68,6 +74,9 @@ export class PoolStats {
     into.xactTimeUs += this.xactTimeUs
     into.queryTimeUs += this.queryTimeUs
     into.waitTimeUs += this.waitTimeUs
+    into.clientParses += this.clientParses
+    into.serverParses += this.serverParses
+    into.binds += this.binds
   }
 }
 
@@ -81,6 +90,9 @@ export interface StatsAverages {
   xactTimeUs: number
   queryTimeUs: number
   waitTimeUs: number
+  clientParses: number
+  serverParses: number
+  binds: number
 }
 
 export function averages(now: PoolStats, before: PoolStats, periodS: number): StatsAverages {
@@ -97,6 +109,9 @@ export function averages(now: PoolStats, before: PoolStats, periodS: number): St
     xactTimeUs: xacts > 0 ? Math.round(d('xactTimeUs') / xacts) : 0,
     queryTimeUs: queries > 0 ? Math.round(d('queryTimeUs') / queries) : 0,
     waitTimeUs: assignments > 0 ? Math.round(d('waitTimeUs') / assignments) : 0,
+    clientParses: Math.round(d('clientParses') / periodS),
+    serverParses: Math.round(d('serverParses') / periodS),
+    binds: Math.round(d('binds') / periodS),
   }
 }
 

@@ -873,6 +873,8 @@ export class ClientConn implements PooledClient {
         }
         const stmt = statementFor(buf, qStart, qEnd, end, isRefused ? 0 : flags, replacement)
         ps.add(name, stmt)
+        const stats = (this.pool as Pool).stats
+        stats.clientParses++
         if (sp.touch(stmt)) {
           sp.push(code, Act.FakeParse, new RequestRef(stmt, ps, name, null))
           sp.drain()
@@ -880,6 +882,7 @@ export class ClientConn implements PooledClient {
         }
         sp.addPending(stmt, this.ctx.settings.max_prepared_statements, REPL)
         REPL.push(stmt.parseMsg)
+        stats.serverParses++
         sp.push(code, Act.ClientParse, new RequestRef(stmt, ps, name, null))
         return true
       }
@@ -891,6 +894,7 @@ export class ClientConn implements PooledClient {
           if (ps !== null) sp.push(code, Act.Forward, null)
           return false
         }
+        ;(this.pool as Pool).stats.binds++
         return this.forwardRenamed(ps, server, code, buf, body, sStart, sEnd, end)
       }
       case FrontendCode.Describe:
@@ -953,6 +957,7 @@ export class ClientConn implements PooledClient {
     if (sp.touch(stmt)) return
     sp.addPending(stmt, this.ctx.settings.max_prepared_statements, REPL)
     REPL.push(stmt.parseMsg)
+    ;(this.pool as Pool).stats.serverParses++
     sp.push(FrontendCode.Parse, Act.InjectedParse, stmt)
   }
 

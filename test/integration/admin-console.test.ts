@@ -110,6 +110,22 @@ test('SHOW STATS counts transactions, queries, bytes and server assignments of r
     Number((await a.query('SHOW STATS')).rows.find((x) => x.database === 'app')?.avg_xact_time ?? 0) > 0, { timeoutMs: 5_000, what: 'averages after one stats_period' })
 })
 
+test('SHOW STATS counts client Parses, server Parses and Binds of named prepared statements', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { admin_users: pgi.user, default_pool_size: 1 } })
+  const [c1, c2] = [await tp.connect(t), await tp.connect(t)]
+  // node-postgres parses a name once per connection and binds it at every use.
+  for (let i = 0; i < 3; i++) {
+    await c1.query({ name: 'one', text: 'SELECT $1::int AS v', values: [i] })
+    await c2.query({ name: 'two', text: 'SELECT $1::int AS v', values: [i] })
+  }
+  const a = await admin(t, tp)
+  const row = (await a.query('SHOW STATS')).rows.find((x) => x.database === 'app')
+  assert.equal(Number(row.total_client_parse_count), 2, 'one Parse per client and name')
+  assert.equal(Number(row.total_bind_count), 6)
+  // Both names are one statement text: the pool's one server is sent a single Parse for it.
+  assert.equal(Number(row.total_server_parse_count), 1)
+})
+
 test('PAUSE never hangs: after pause_timeout_ms it names the busy pool, and RESUME still works', { timeout: 30_000 }, async (t) => {
   const tp = await startTidepool(t, pgi, { settings: { admin_users: pgi.user }, tidepool: { pause_timeout_ms: 500 } })
   const app = await tp.connect(t)

@@ -314,8 +314,8 @@ async function fixture(ini = INI): Promise<Fixture> {
     isPaused: (db: string | null) => (db === null ? view.isGlobalPaused : view.pausedDb.has(db)),
     stats: () => [{
       database: 'app',
-      totals: Object.assign(new PoolStats(), { serverAssignments: 5, xacts: 6, queries: 15, received: 1000, sent: 2000, xactTimeUs: 600.4, queryTimeUs: 300, waitTimeUs: 50 }),
-      averages: { serverAssignments: 1, xacts: 2, queries: 3, received: 4, sent: 5, xactTimeUs: 6, queryTimeUs: 7, waitTimeUs: 8 },
+      totals: Object.assign(new PoolStats(), { serverAssignments: 5, xacts: 6, queries: 15, received: 1000, sent: 2000, xactTimeUs: 600.4, queryTimeUs: 300, waitTimeUs: 50, clientParses: 9, serverParses: 10, binds: 11 }),
+      averages: { serverAssignments: 1, xacts: 2, queries: 3, received: 4, sent: 5, xactTimeUs: 6, queryTimeUs: 7, waitTimeUs: 8, clientParses: 12, serverParses: 13, binds: 14 },
     }],
     reload: async () => view.reloadResult,
     reconnect: () => {},
@@ -752,8 +752,8 @@ test('SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS have PgBouncer\'s colu
   assert.deepEqual(names(stats), [...STATS_COLUMNS, 'total_requests'])
   assert.deepEqual((stats.columns ?? []).map((c) => c.typeOid), [25, ...STATS_COLUMNS.slice(1).map(() => 20), 20])
   assert.equal(stats.rows[0][23], '15', 'total_requests equals total_query_count')
-  assert.deepEqual(stats.rows[0].slice(0, 9), ['app', '5', '6', '15', '1000', '2000', '600', '300', '50'])
-  assert.deepEqual(stats.rows[0].slice(12, 20), ['1', '2', '3', '4', '5', '6', '7', '8'])
+  assert.deepEqual(stats.rows[0].slice(0, 12), ['app', '5', '6', '15', '1000', '2000', '600', '300', '50', '9', '10', '11'])
+  assert.deepEqual(stats.rows[0].slice(12, 23), ['1', '2', '3', '4', '5', '6', '7', '8', '12', '13', '14'])
   const totals = await run('SHOW STATS_TOTALS')
   assert.deepEqual(names(totals), ['database', ...STATS_COLUMNS.slice(1, 12).map((c) => c.replace('total_', ''))])
   const avgs = await run('SHOW STATS_AVERAGES')
