@@ -92,8 +92,8 @@ if (typecheck) {
 }
 
 if (typecheck) {
-  console.log('run-tests: npx eslint src test bench scripts')
-  const lint = spawnSync('npx', ['--no-install', 'eslint', 'src', 'test', 'bench', 'scripts'], { cwd: root, stdio: 'inherit' })
+  console.log('run-tests: npx eslint src test scripts')
+  const lint = spawnSync('npx', ['--no-install', 'eslint', 'src', 'test', 'scripts'], { cwd: root, stdio: 'inherit' })
   if (lint.status !== 0) {
     console.error('run-tests: lint errors, not running tests')
     process.exit(lint.status ?? 1)

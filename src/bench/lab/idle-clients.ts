@@ -1,7 +1,7 @@
 // Memory per idle client: open N client connections that log in and then sit idle, and read the
 // pooler's resident set size (VmRSS) before and after. Tidepool and PgBouncer get the same ini.
 //
-//   npx tsx bench/idle-clients.ts [--clients 5000] [--targets tidepool,pgbouncer] [--settle 20]
+//   npx tsx src/bench/lab/idle-clients.ts [--clients 5000] [--targets tidepool,pgbouncer] [--settle 20]
 //
 // Each figure is read twice: 2 s after the logins, and settled: the lowest RSS over --settle idle
 // seconds, sampled every 500 ms. A V8 process keeps the garbage of a login burst (and of its own
@@ -22,11 +22,11 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { startPostgres, type PgInstance } from '../test/harness/postgres.ts'
-import { freePort } from '../test/harness/ports.ts'
-import { hasBinary, runPsql } from '../test/harness/clients.ts'
+import { startPostgres, type PgInstance } from '../../../test/harness/postgres.ts'
+import { freePort } from '../../../test/harness/ports.ts'
+import { hasBinary, runPsql } from '../../../test/harness/clients.ts'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 const PGBOUNCER = '/usr/sbin/pgbouncer'
 const RAISE_FD_LIMIT = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"'
 const REEXEC_ENV = 'TIDEPOOL_BENCH_FD_RAISED'

@@ -1,13 +1,13 @@
 // Throughput of tidepool against PgBouncer and against PostgreSQL direct, measured by pgbench in
 // one run on one machine, so the ratios compare like with like.
 //
-//   npx tsx bench/pgbench-compare.ts [--duration 15] [--only select-simple,fanin]
+//   npx tsx src/bench/lab/pgbench-compare.ts [--duration 15] [--only select-simple,fanin]
 //                                    [--targets direct,pgbouncer,tidepool] [--scale 10]
 //
 // One PostgreSQL (test/harness/postgres.ts), PgBouncer (the Debian binary, as user postgres) and
 // tidepool (a child process) get the same pgbouncer.ini keys: transaction pooling, 20 server
 // connections, trust for clients. Each scenario runs against each target for the same duration;
-// the table shows tps, the ratios and the average latency; the JSON lands in bench/results/.
+// the table shows tps, the ratios and the average latency; the JSON lands in src/bench/lab/results/.
 // A target that fails to start is reported and skipped; the others still run.
 // Invariants: every process we start is stopped on exit, on Ctrl-C and on failure (and dies with
 // us even on SIGKILL, through its parent-death signal).
@@ -18,11 +18,11 @@ import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { startPostgres, type PgInstance } from '../test/harness/postgres.ts'
-import { freePort } from '../test/harness/ports.ts'
-import { hasBinary, parseTps, runCommand, runPsql, type RunResult } from '../test/harness/clients.ts'
+import { startPostgres, type PgInstance } from '../../../test/harness/postgres.ts'
+import { freePort } from '../../../test/harness/ports.ts'
+import { hasBinary, parseTps, runCommand, runPsql, type RunResult } from '../../../test/harness/clients.ts'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 const PGBOUNCER = '/usr/sbin/pgbouncer'
 // pgbench with 1000 clients and a pooler serving them need more than the usual 1024 descriptors.
 // The hard limit caps what a process may ask for, so fall back to it where 65536 is refused.
@@ -316,7 +316,7 @@ async function main(): Promise<number> {
     }
     printTable(records, scenarios)
 
-    const resultsDir = join(root, 'bench', 'results')
+    const resultsDir = join(root, 'src', 'bench', 'lab', 'results')
     mkdirSync(resultsDir, { recursive: true })
     const file = join(resultsDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`)
     writeFileSync(file, JSON.stringify({

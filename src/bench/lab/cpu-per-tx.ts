@@ -1,6 +1,6 @@
 // CPU time of the pooler process per transaction, tidepool, PgBouncer and a bare Node.js relay in one run:
-//   npx tsx bench/cpu-per-tx.ts [--transactions 2000] [--only tidepool|pgbouncer|relay|direct] [--mode simple|extended|prepared]
-// The poolers get the same ini (transaction pooling, pool of 20); the relay (bench/relay.ts) passes
+//   npx tsx src/bench/lab/cpu-per-tx.ts [--transactions 2000] [--only tidepool|pgbouncer|relay|direct] [--mode simple|extended|prepared]
+// The poolers get the same ini (transaction pooling, pool of 20); the relay (relay.ts beside it) passes
 // bytes 1:1 and marks the floor of a Node.js proxy; direct gives PostgreSQL's own tps for the ratio.
 // pgbench -S with 50 clients runs a warm-up, then a fixed number of transactions per client while the
 // proxy's utime and stime are read from /proc/<pid>/stat. Prints tps and user and kernel µs per
@@ -10,9 +10,9 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { parseArgs } from 'node:util'
-import { startPostgres } from '../test/harness/postgres.ts'
-import { freePort } from '../test/harness/ports.ts'
-import { runPgbench, waitFor } from '../test/harness/clients.ts'
+import { startPostgres } from '../../../test/harness/postgres.ts'
+import { freePort } from '../../../test/harness/ports.ts'
+import { runPgbench, waitFor } from '../../../test/harness/clients.ts'
 
 const { values } = parseArgs({ options: { transactions: { type: 'string', default: '2000' }, only: { type: 'string' }, mode: { type: 'string', default: 'simple' } } })
 const perClient = Number(values.transactions)
@@ -32,7 +32,7 @@ try {
       continue
     }
     const child = which === 'tidepool'
-      ? spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'src', 'main.ts'), join(dir, 'p.ini')], { stdio: ['ignore', 'ignore', 'ignore'] })
+      ? spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', '..', 'main.ts'), join(dir, 'p.ini')], { stdio: ['ignore', 'ignore', 'ignore'] })
       : which === 'relay'
         ? spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'relay.ts'), String(port), String(pgi.port)], { stdio: ['ignore', 'ignore', 'ignore'] })
         : spawn('/usr/sbin/pgbouncer', ['-u', 'postgres', join(dir, 'p.ini')], { stdio: 'ignore' })

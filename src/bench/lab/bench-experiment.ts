@@ -3,7 +3,7 @@
 // and a pool of 20, then the three commands a user would type: bench init, bench run with both
 // targets, bench report.
 //
-//   npx tsx bench/bench-experiment.ts [--workload flights] [--workers 4] [--connections 64]
+//   npx tsx src/bench/lab/bench-experiment.ts [--workload flights] [--workers 4] [--connections 64]
 //                                     [--duration 60] [--pool-size 20] [--out docs/bench-results]
 //
 // Invariants: PostgreSQL and tidepool are stopped on every exit path (and die with us on SIGKILL:
@@ -16,10 +16,10 @@ import os from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { startPostgres, TEST_USERS, type PgInstance } from '../test/harness/postgres.ts'
-import { freePort } from '../test/harness/ports.ts'
+import { startPostgres, TEST_USERS, type PgInstance } from '../../../test/harness/postgres.ts'
+import { freePort } from '../../../test/harness/ports.ts'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 const { values: v } = parseArgs({
   options: {
     workload: { type: 'string', default: 'flights' },
@@ -27,7 +27,7 @@ const { values: v } = parseArgs({
     connections: { type: 'string', default: '64' },
     duration: { type: 'string', default: '60' },
     'pool-size': { type: 'string', default: '20' },
-    out: { type: 'string', default: join(root, 'bench', 'results', 'bench-experiment') },
+    out: { type: 'string', default: join(root, 'src', 'bench', 'lab', 'results', 'bench-experiment') },
     seed: { type: 'string', default: '20240601' },
   },
 })

@@ -13,7 +13,7 @@
 // For each: failed transactions (attempts that errored, connects included; a client backs off
 // 50 ms after one) and the longest stall (longest time a client went between two commits).
 //
-//   npx tsx bench/ha-drill.ts [--clients 8] [--before 3] [--after 4] [--targets tidepool,pgbouncer,direct]
+//   npx tsx src/bench/lab/ha-drill.ts [--clients 8] [--before 3] [--after 4] [--targets tidepool,pgbouncer,direct]
 //
 // Must be run as root or as a user that can run PostgreSQL (the harness runs it as postgres).
 // Invariants: every process started here is killed on exit, on Ctrl-C and on failure (the
@@ -26,15 +26,15 @@ import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { TestContext } from 'node:test'
 import pg from 'pg'
-import { startPatroniCluster, type PatroniCluster, type PatroniNode } from '../test/harness/patroni.ts'
-import { chownToPostgres, Daemon, makeDir, pgQuery, SUPERUSER, waitStreaming } from '../test/harness/replication.ts'
-import { runPsql, waitFor } from '../test/harness/clients.ts'
-import { freePort } from '../test/harness/ports.ts'
-import { writeConfig } from '../test/harness/tidepool.ts'
-import { connectClient, describeLoad, LOAD_TABLE_SQL, startLoad, type LoadStats } from '../test/harness/load.ts'
-import { loadConfig } from '../src/config/load.ts'
-import { Runtime } from '../src/runtime.ts'
-import { Logger } from '../src/observe/log.ts'
+import { startPatroniCluster, type PatroniCluster, type PatroniNode } from '../../../test/harness/patroni.ts'
+import { chownToPostgres, Daemon, makeDir, pgQuery, SUPERUSER, waitStreaming } from '../../../test/harness/replication.ts'
+import { runPsql, waitFor } from '../../../test/harness/clients.ts'
+import { freePort } from '../../../test/harness/ports.ts'
+import { writeConfig } from '../../../test/harness/tidepool.ts'
+import { connectClient, describeLoad, LOAD_TABLE_SQL, startLoad, type LoadStats } from '../../../test/harness/load.ts'
+import { loadConfig } from '../../config/load.ts'
+import { Runtime } from '../../runtime.ts'
+import { Logger } from '../../observe/log.ts'
 
 type Target = 'tidepool' | 'pgbouncer' | 'direct'
 type Event = 'switchover' | 'kill'
@@ -85,7 +85,7 @@ function bouncerIni(port: number, leaderPort: number): string {
 function callbackScript(b: Bouncer, pgPort: number): string {
   const tmpl = join(b.dir, 'pgbouncer.ini.in')
   return `#!/bin/sh
-# Written by bench/ha-drill.ts: point PgBouncer at this member when it becomes the leader.
+# Written by src/bench/lab/ha-drill.ts: point PgBouncer at this member when it becomes the leader.
 [ "$1" = on_role_change ] || exit 0
 case "$2" in master|primary) ;; *) exit 0 ;; esac
 admin() { psql -X -q -h 127.0.0.1 -p ${b.port} -U ${SUPERUSER.user} -d pgbouncer -c "$1" >/dev/null 2>&1; }

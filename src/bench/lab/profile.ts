@@ -1,13 +1,13 @@
-// Profiles tidepool under a pgbench load: `npx tsx bench/profile.ts [--clients 50] [--seconds 10] [--mode simple]`.
-// Writes a V8 .cpuprofile to bench/results/ and prints the functions with the most self time.
+// Profiles tidepool under a pgbench load: `npx tsx src/bench/lab/profile.ts [--clients 50] [--seconds 10] [--mode simple]`.
+// Writes a V8 .cpuprofile to src/bench/lab/results/ and prints the functions with the most self time.
 import fs from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { parseArgs } from 'node:util'
-import { startPostgres } from '../test/harness/postgres.ts'
-import { freePort } from '../test/harness/ports.ts'
-import { runPgbench, waitFor } from '../test/harness/clients.ts'
+import { startPostgres } from '../../../test/harness/postgres.ts'
+import { freePort } from '../../../test/harness/ports.ts'
+import { runPgbench, waitFor } from '../../../test/harness/clients.ts'
 
 const { values } = parseArgs({ options: { clients: { type: 'string', default: '50' }, seconds: { type: 'string', default: '10' }, mode: { type: 'string', default: 'simple' } } })
 const pgi = await startPostgres({ maxConnections: 300 })
@@ -20,7 +20,7 @@ try {
   const port = await freePort()
   fs.writeFileSync(join(dir, 'tp.ini'), `[databases]\nbench = host=127.0.0.1 port=${pgi.port} dbname=postgres user=${pgi.user} password=${pgi.password}\n[pgbouncer]\nlisten_addr=127.0.0.1\nlisten_port=${port}\nunix_socket_dir=\nauth_type=trust\npool_mode=transaction\ndefault_pool_size=20\nmax_client_conn=2000\n`)
   const before = new Set(fs.readdirSync(outDir))
-  const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${outDir}`, '--import', 'tsx', join(import.meta.dirname, '..', 'src', 'main.ts'), join(dir, 'tp.ini')], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${outDir}`, '--import', 'tsx', join(import.meta.dirname, '..', '..', 'main.ts'), join(dir, 'tp.ini')], { stdio: ['ignore', 'ignore', 'pipe'] })
   let err = ''
   child.stderr.on('data', (d) => { err += String(d) })
   await waitFor(() => err.includes('[runtime.started]'), { timeoutMs: 20_000, what: 'tidepool' })

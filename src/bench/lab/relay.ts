@@ -1,7 +1,7 @@
 // The floor for any Node.js proxy: a bare TCP relay, one server connection per client, bytes passed
-// through with no parsing and no pooling. bench/cpu-per-tx.ts measures it beside tidepool to show
+// through with no parsing and no pooling. cpu-per-tx.ts measures it beside tidepool to show
 // how much of tidepool's CPU per transaction is Node's own socket cost.
-//   npx tsx bench/relay.ts <listen-port> <server-port>
+//   npx tsx src/bench/lab/relay.ts <listen-port> <server-port>
 import net from 'node:net'
 
 const [listenPort, serverPort] = process.argv.slice(2).map(Number)
