@@ -13,6 +13,7 @@ import { Framer, INSPECT_ALL } from '../protocol/framer.ts'
 import { BackendCode } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import { BodyReader, parseDataRow, parseErrorFields } from '../protocol/reader.ts'
+import { SqlState } from '../protocol/pg-error.ts'
 import type { TidepoolError } from '../util/errors.ts'
 import { ServerAuth } from './server-login.ts'
 
@@ -107,7 +108,7 @@ export function queryOnce(t: QueryOnceTarget, sql: string, params: readonly stri
         while (!done && framer.next()) onMessage(framer.code, framer.buf, framer.start + 5, framer.end)
       } catch (err) {
         const e = err as TidepoolError
-        fail(e.code === 'TP_AUTH_FAILED' || e.code === 'TP_AUTH_UNSUPPORTED' ? `cannot log in: ${e.message}` : `server protocol error: ${e.message}`, e.code === 'TP_AUTH_FAILED' ? '28P01' : null)
+        fail(e.code === 'TP_AUTH_FAILED' || e.code === 'TP_AUTH_UNSUPPORTED' ? `cannot log in: ${e.message}` : `server protocol error: ${e.message}`, e.code === 'TP_AUTH_FAILED' ? SqlState.InvalidPassword : null)
       }
     }
     const onMessage = (code: number, buf: Buffer, start: number, end: number): void => {
