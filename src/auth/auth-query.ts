@@ -21,8 +21,9 @@ import type { Settings } from '../config/settings.ts'
 import { entryFor, poolSettings } from '../config/effective.ts'
 import type { Logger } from '../observe/log.ts'
 import type { ServerTls } from '../net/tls.ts'
-import { queryOnce, type QueryOnceResult, type QueryOnceTarget } from '../net/query-once.ts'
+import { queryOnce, type QueryOnceResult, type QueryOnceTarget } from './query-once.ts'
 import type { ClientFailure } from '../protocol/client-errors.ts'
+import { SqlState, SqlStateClass } from '../protocol/pg-error.ts'
 import { parseScramVerifier } from './scram-server.ts'
 import { clientAuthFlow, type ClientAuthFlow } from './client-auth.ts'
 
@@ -47,8 +48,8 @@ const PROVEN_MAX_ENTRIES = 10_000
 const FALLBACK_TIMEOUT_S = 15
 
 // PgBouncer's text for a lookup that cannot work as configured; the log line says why.
-const CONFIG_ERROR: ClientFailure = Object.freeze({ severity: 'FATAL', code: '08P01', message: 'bouncer config error', reason: 'bouncer config error' })
-const UNAVAILABLE: ClientFailure = Object.freeze({ severity: 'FATAL', code: '08P01', message: 'auth_query failed: server unavailable', reason: 'auth_query failed: server unavailable' })
+const CONFIG_ERROR: ClientFailure = Object.freeze({ severity: 'FATAL', code: SqlState.ProtocolViolation, message: 'bouncer config error', reason: 'bouncer config error' })
+const UNAVAILABLE: ClientFailure = Object.freeze({ severity: 'FATAL', code: SqlState.ProtocolViolation, message: 'auth_query failed: server unavailable', reason: 'auth_query failed: server unavailable' })
 
 type Answer = { secret: string | null }
 type Outcome = { ok: true; answer: Answer } | { ok: false; isConfig: boolean; cause: string }
@@ -123,7 +124,7 @@ export class AuthQuery {
     }
     if (ctx.disabledDbs.has(name)) {
       const message = `authentication database "${name}" is disabled`
-      return { failure: { severity: 'FATAL', code: '08P01', message, reason: message } }
+      return { failure: { severity: 'FATAL', code: SqlState.ProtocolViolation, message, reason: message } }
     }
     const password = ctx.config.userlist.get(authUser)?.password ?? (authEntry.user === authUser ? authEntry.password : null)
     const maxConcurrent = Math.max(1, poolSettings(ctx.config, authEntry, null).pool_size)
@@ -224,7 +225,7 @@ function outcomeOf(r: QueryOnceResult): Outcome {
   if (!r.ok) {
     if (r.phase === 'connect' || r.code === null) return unavailable(r.cause)
     if (r.phase === 'query') return misconfigured(`the query failed: ${r.cause}`)
-    return r.code.startsWith('28') || r.code === '3D000' ? misconfigured(`auth_user cannot log in: ${r.cause}`) : unavailable(`server refused the login: ${r.cause}`)
+    return r.code.startsWith(SqlStateClass.InvalidAuthorizationSpecification) || r.code === SqlState.InvalidCatalogName ? misconfigured(`auth_user cannot log in: ${r.cause}`) : unavailable(`server refused the login: ${r.cause}`)
   }
   if (r.columns !== 2) return misconfigured(`auth_query must return 2 columns (name, secret), not ${r.columns}`)
   return answerFrom(r.rows)

@@ -11,11 +11,12 @@
 // keyword; a literal name that spells a keyword is kept in double quotes (`"all"`), as
 // pg_hba_file_rules shows it. pg_hba.conf has no escape for `"`, so a name never contains one
 // and the two cannot be confused.
-// The tokenizer is shared with ident.ts: pg_ident.conf has the same lexical rules.
+// The tokenizer (conf-tokens.ts) is shared with ident.ts: pg_ident.conf has the same lexical rules.
 // Must not: read files itself (the caller's readInclude does), resolve names, throw, or log.
 
 import { dirname, isAbsolute, resolve } from 'node:path'
 import type { IdentFile } from './ident.ts'
+import { tokenize, type Field, type Token } from './conf-tokens.ts'
 
 export type HbaMethod = 'trust' | 'reject' | 'md5' | 'password' | 'scram-sha-256' | 'cert'
 
@@ -62,11 +63,6 @@ const METHODS: ReadonlySet<string> = new Set<HbaMethod>(['trust', 'reject', 'md5
 const FOREIGN_METHODS: ReadonlySet<string> = new Set(['peer', 'ident', 'ldap', 'gss', 'sspi', 'pam', 'radius', 'bsd', 'oauth', 'krb5', 'crypt'])
 const DATABASE_KEYWORDS: ReadonlySet<string> = new Set(['all', 'sameuser', 'samerole', 'samegroup', 'replication'])
 const USER_KEYWORDS: ReadonlySet<string> = new Set(['all'])
-
-/** One word of a field; `quoted` when any part of it was in double quotes (keywords then lose meaning). */
-export interface Token { readonly text: string; readonly quoted: boolean; readonly file: string; readonly line: number }
-/** A field is one token or a comma-separated list of them. */
-export type Field = Token[]
 
 interface ParseState {
   readonly readInclude: (path: string) => string | null
@@ -425,62 +421,4 @@ function isMappedV4(bytes: readonly number[]): boolean {
   if (bytes.length !== 16) return false
   for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return false
   return bytes[10] === 0xff && bytes[11] === 0xff
-}
-
-// ---- tokens ----
-
-/**
- * Splits text into logical lines of fields, pg_hba.conf style: # starts a comment outside quotes,
- * spaces and tabs separate fields, commas join tokens into one field's list, double quotes make
- * blanks, commas and # literal and strip keywords of their meaning, and a line ending in a
- * backslash continues on the next (PostgreSQL 15+). Yields an error string for a bad line.
- */
-export function* tokenize(text: string, file: string): Generator<{ line: number; fields: Field[] } | string> {
-  const physical = text.replace(/^\uFEFF/, '').split(/\r?\n/)
-  for (let i = 0; i < physical.length; i++) {
-    const line = i + 1
-    let s = physical[i]
-    while (s.endsWith('\\') && i + 1 < physical.length) s = s.slice(0, -1) + physical[++i]
-    const r = tokenizeLine(s, file, line)
-    if (typeof r === 'string') yield r
-    else if (r.length > 0) yield { line, fields: r }
-  }
-}
-
-function tokenizeLine(s: string, file: string, line: number): Field[] | string {
-  const fields: Field[] = []
-  const n = s.length
-  const isBlank = (c: string): boolean => c === ' ' || c === '\t'
-  let i = 0
-  for (;;) {
-    while (i < n && isBlank(s[i])) i++
-    if (i >= n || s[i] === '#') return fields
-    const field: Field = []
-    for (;;) {
-      let text = ''
-      let quoted = false
-      let inQuote = false
-      for (; i < n; i++) {
-        const c = s[i]
-        if (inQuote) {
-          if (c === '"') inQuote = false
-          else text += c
-        } else if (c === '"') {
-          inQuote = quoted = true
-        } else if (isBlank(c) || c === ',' || c === '#') {
-          break
-        } else {
-          text += c
-        }
-      }
-      if (inQuote) return `${file}:${line}: unterminated double quote`
-      if (!quoted && text === '') return `${file}:${line}: empty element in a comma-separated list`
-      field.push({ text, quoted, file, line })
-      if (s[i] !== ',') break
-      i++
-      while (i < n && isBlank(s[i])) i++
-      if (i >= n || s[i] === '#') return `${file}:${line}: a comma-separated list ends with a comma`
-    }
-    fields.push(field)
-  }
 }

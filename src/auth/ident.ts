@@ -12,7 +12,7 @@
 // Invariants: a file with any error yields no maps at all, so a typo never lets anyone in.
 // Must not: read files, throw, or log.
 
-import { tokenize } from './hba.ts'
+import { tokenize } from './conf-tokens.ts'
 
 type SystemUser =
   | { readonly kind: 'name'; readonly name: string }

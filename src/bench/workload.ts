@@ -5,6 +5,7 @@
 
 import type pg from 'pg'
 import type { Rng } from './rng.ts'
+import { SqlState } from '../protocol/pg-error.ts'
 
 export interface ParamSpec {
   name: string
@@ -78,7 +79,7 @@ export async function maxOf(client: pg.Client, workload: string, table: string, 
     if (n === 0) throw Object.assign(new Error(`table ${table} is empty: run \`tidepool bench init ${workload}\` first`), { code: 'BENCH_NOT_INITIALISED' })
     return n
   } catch (err) {
-    if ((err as { code?: string }).code === '42P01') {
+    if ((err as { code?: string }).code === SqlState.UndefinedTable) {
       throw Object.assign(new Error(`table ${table} is missing: run \`tidepool bench init ${workload}\` first`), { code: 'BENCH_NOT_INITIALISED' })
     }
     throw err

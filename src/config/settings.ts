@@ -7,8 +7,10 @@
 // 1.25's doc/config.md; names, defaults and reload behaviour are PgBouncer's.
 // Must not: read files or the environment, or keep state; this module is data plus pure parsers.
 
-import type { PoolMode, SettingValue } from './types.ts'
-
+export type PoolMode = 'session' | 'transaction' | 'statement'
+/** Value types a setting can have after parsing. Seconds stay seconds (floats allowed), as in
+ *  pgbouncer.ini; code that needs milliseconds converts at the point of use. */
+export type SettingValue = string | number | boolean | readonly string[]
 export type AuthType = 'trust' | 'any' | 'plain' | 'md5' | 'scram-sha-256' | 'cert' | 'hba' | 'pam' | 'ldap'
 export type TlsMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full'
 export type LogFormat = 'text' | 'json'

@@ -2,7 +2,11 @@
 // other module reads. Nothing here parses or validates; settings.ts holds the table of settings.
 // Invariants: a Config is immutable once built; RELOAD builds a new one and swaps it whole.
 
-export type PoolMode = 'session' | 'transaction' | 'statement'
+import type { PoolMode, Settings } from './settings.ts'
+
+// The value types of settings belong to the table; the Config contract names them too, so readers
+// of a Config need one import.
+export type { PoolMode, SettingValue } from './settings.ts'
 
 /** libpq's target_session_attrs, per [databases] entry. */
 export type TargetSessionAttrs = 'any' | 'read-write' | 'primary' | 'read-only' | 'standby' | 'prefer-standby'
@@ -86,15 +90,11 @@ export interface UserSecret {
   readonly password: string
 }
 
-/** Value types a setting can have after parsing. Seconds stay seconds (floats allowed), as in
- *  pgbouncer.ini; code that needs milliseconds converts at the point of use. */
-export type SettingValue = string | number | boolean | readonly string[]
-
 export interface Config {
   /** The main file, absolute path. */
   readonly file: string
   /** Every [pgbouncer] and [tidepool] setting by its snake_case name, defaults filled in. */
-  readonly settings: Readonly<import('./settings.ts').Settings>
+  readonly settings: Readonly<Settings>
   readonly databases: ReadonlyMap<string, DatabaseEntry>
   readonly users: ReadonlyMap<string, UserEntry>
   /** From auth_file; empty when unset. */

@@ -9,7 +9,7 @@ import type { Config, DatabaseEntry } from '../config/types.ts'
 import type { Settings } from '../config/settings.ts'
 import { candidates, pickHost, type Host, type NoHost, type TargetSessionAttrs } from './hosts.ts'
 import { HostMonitor, type HostCheck, type HostChange, type HostSpec, type MonitorSettings } from './monitor.ts'
-import type { QueryOnceTarget } from '../net/query-once.ts'
+import type { QueryOnceTarget } from '../auth/query-once.ts'
 
 export function isWatched(e: DatabaseEntry): boolean {
   return e.hosts.length > 1 || e.target_session_attrs !== null || e.patroni_urls.length > 0 || e.health_urls.length > 0 || e.backend === 'cockroachdb'

@@ -6,7 +6,7 @@
 
 import http from 'node:http'
 import https from 'node:https'
-import { queryOnce, type QueryOnceOptions } from '../net/query-once.ts'
+import { queryOnce, type QueryOnceOptions } from '../auth/query-once.ts'
 import { dial } from '../net/dial.ts'
 import type { CheckOutcome, Role } from './hosts.ts'
 import type { HostSpec } from './monitor.ts'

@@ -5,7 +5,7 @@
 // Must not: decide which host a pool uses (hosts.ts), or touch pools (the runtime does).
 
 import { Host, hostKey, type BackendKind, type CheckOutcome, type HealthSettings } from './hosts.ts'
-import type { QueryOnceTarget } from '../net/query-once.ts'
+import type { QueryOnceTarget } from '../auth/query-once.ts'
 
 export interface HostSpec {
   host: string

@@ -10,11 +10,13 @@ export const SqlState = {
   FeatureNotSupported: '0A000',
   InvalidParameterValue: '22023',
   ActiveSqlTransaction: '25001',
+  ReadOnlySqlTransaction: '25006',
   IdleInTransactionSessionTimeout: '25P03',
   InvalidSqlStatementName: '26000',
   InvalidAuthorizationSpecification: '28000',
   InvalidPassword: '28P01',
   InvalidCatalogName: '3D000',
+  UndefinedTable: '42P01',
   SyntaxError: '42601',
   InsufficientPrivilege: '42501',
   DuplicatePreparedStatement: '42P05',
@@ -25,6 +27,11 @@ export const SqlState = {
   CannotConnectNow: '57P03',
   ConfigFileError: 'F0000',
   InternalError: 'XX000',
+} as const
+
+/** SQLSTATE classes (the first two characters) matched as a whole. */
+export const SqlStateClass = {
+  InvalidAuthorizationSpecification: '28',
 } as const
 
 export interface PgErrorFields {

@@ -26,6 +26,7 @@
 
 import { BackendCode, FrontendCode } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
+import { SqlState } from '../protocol/pg-error.ts'
 
 let nextStatementId = 1
 const registry = new Map<string, Statement>()
@@ -108,11 +109,11 @@ export function closeMessage(name: string): Buffer {
 }
 
 export function duplicateError(name: string): Buffer {
-  return build.errorResponse({ severity: 'ERROR', code: '42P05', message: `prepared statement "${name}" already exists` })
+  return build.errorResponse({ severity: 'ERROR', code: SqlState.DuplicatePreparedStatement, message: `prepared statement "${name}" already exists` })
 }
 
 export function missingError(name: string): Buffer {
-  return build.errorResponse({ severity: 'ERROR', code: '26000', message: `prepared statement "${name}" does not exist` })
+  return build.errorResponse({ severity: 'ERROR', code: SqlState.InvalidSqlStatementName, message: `prepared statement "${name}" does not exist` })
 }
 
 // ---- per client ----

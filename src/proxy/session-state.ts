@@ -20,6 +20,7 @@
 // Must not: do I/O, or decode text for statements that touch no session state.
 
 import { parseDataRow } from '../protocol/reader.ts'
+import { SqlState } from '../protocol/pg-error.ts'
 import { quoteIdent, quoteLiteral } from './server-params.ts'
 
 /** What a scanned text may have done; a transaction with any of Probe set is probed at its end. */
@@ -495,5 +496,5 @@ export function refusedMessage(creator: string): string {
 /** A statement that fails with `message` when run, so the server itself aborts the transaction and skips to Sync. */
 export function refusalSql(message: string): string {
   const tag = '$tidepool$'
-  return `DO ${tag}BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = ${quoteLiteral(message)}; END${tag}`
+  return `DO ${tag}BEGIN RAISE EXCEPTION USING ERRCODE = '${SqlState.FeatureNotSupported}', MESSAGE = ${quoteLiteral(message)}; END${tag}`
 }

@@ -29,6 +29,7 @@ import pg from 'pg'
 import { startPatroniCluster, type PatroniCluster, type PatroniNode } from '../../../test/harness/patroni.ts'
 import { chownToPostgres, Daemon, makeDir, pgQuery, SUPERUSER, waitStreaming } from '../../../test/harness/replication.ts'
 import { runPsql, waitFor } from '../../../test/harness/clients.ts'
+import { SqlState } from '../../protocol/pg-error.ts'
 import { freePort } from '../../../test/harness/ports.ts'
 import { writeConfig } from '../../../test/harness/tidepool.ts'
 import { connectClient, describeLoad, LOAD_TABLE_SQL, startLoad, type LoadStats } from '../../../test/harness/load.ts'
@@ -152,7 +153,7 @@ async function directTx(c: pg.Client, client: number, seq: number): Promise<numb
     await c.query('COMMIT')
     return r.rows[0].port as number
   } catch (err) {
-    if ((err as { code?: string }).code === '25006') await c.end().catch(() => {})
+    if ((err as { code?: string }).code === SqlState.ReadOnlySqlTransaction) await c.end().catch(() => {})
     throw err
   }
 }

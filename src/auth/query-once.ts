@@ -1,19 +1,21 @@
 // One query on a connection of its own: connect (TLS as server_tls_* says), log in, run one
 // statement through the extended protocol with text parameters, close. For work that must never
 // touch a client pool: auth_query lookups and host health checks. Small and slow by design;
-// the hot path never comes here.
+// the hot path never comes here. It lives in auth/ because it logs in (server-login.ts): net/ stays
+// below auth/ and knows nothing of logins.
 // Must not: reject (every failure is a QueryOnceResult), outlive its timeout, or log secrets.
 
 import net from 'node:net'
 import tls from 'node:tls'
-import type { ServerTls } from './tls.ts'
-import { dial, isUnixHost } from './dial.ts'
+import type { ServerTls } from '../net/tls.ts'
+import { dial, isUnixHost } from '../net/dial.ts'
 import { Framer, INSPECT_ALL } from '../protocol/framer.ts'
 import { BackendCode } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import { BodyReader, parseDataRow, parseErrorFields } from '../protocol/reader.ts'
+import { SqlState } from '../protocol/pg-error.ts'
 import type { TidepoolError } from '../util/errors.ts'
-import { ServerAuth } from '../auth/server-login.ts'
+import { ServerAuth } from './server-login.ts'
 
 export interface QueryOnceTarget {
   host: string
@@ -106,7 +108,7 @@ export function queryOnce(t: QueryOnceTarget, sql: string, params: readonly stri
         while (!done && framer.next()) onMessage(framer.code, framer.buf, framer.start + 5, framer.end)
       } catch (err) {
         const e = err as TidepoolError
-        fail(e.code === 'TP_AUTH_FAILED' || e.code === 'TP_AUTH_UNSUPPORTED' ? `cannot log in: ${e.message}` : `server protocol error: ${e.message}`, e.code === 'TP_AUTH_FAILED' ? '28P01' : null)
+        fail(e.code === 'TP_AUTH_FAILED' || e.code === 'TP_AUTH_UNSUPPORTED' ? `cannot log in: ${e.message}` : `server protocol error: ${e.message}`, e.code === 'TP_AUTH_FAILED' ? SqlState.InvalidPassword : null)
       }
     }
     const onMessage = (code: number, buf: Buffer, start: number, end: number): void => {
