@@ -2,7 +2,7 @@
 // src/config/settings.ts, so the docs cannot drift from what the loader accepts.
 // Usage: npx tsx scripts/gen-config-doc.ts [--check] [path]   (path defaults to docs/config.md)
 // --check writes nothing and exits 1 when the file differs from what would be generated
-// (CI and test/unit/config-doc.test.ts run it that way); 2 on bad usage.
+// (CI and test/integration/config-doc-check.test.ts run it that way); 2 on bad usage.
 // Must not: depend on the machine it runs on (output is a pure function of the table).
 
 import { readFileSync, writeFileSync } from 'node:fs'

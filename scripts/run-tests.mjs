@@ -138,7 +138,7 @@ if (files.length === 0) {
 
 const runId = `r${randomBytes(4).toString('hex')}`
 const nodeArgs = [
-  '--import', 'tsx', '--import', join(root, 'scripts', 'test-exit.mjs'), '--test', '--test-concurrency=1', `--test-reporter=${join(root, 'scripts', 'test-reporter.mjs')}`,
+  '--import', 'tsx', '--import', join(root, 'scripts', 'test-exit.mjs'), '--import', join(root, 'scripts', 'unit-sandbox.mjs'), '--test', '--test-concurrency=1', `--test-reporter=${join(root, 'scripts', 'test-reporter.mjs')}`,
   `--test-timeout=${DEFAULT_TEST_TIMEOUT_MS}`,
   ...files.map((f) => relative(root, f)),
 ]
