@@ -358,9 +358,14 @@ export class ServerPrepared {
     if (this.cache.has(s)) this.cache.set(s, CacheState.Prepared)
   }
 
+  /**
+   * An eviction's Close never ran, so the server still has the statement. A Parse of it queued
+   * after the eviction (Pending now, and skipped too) must not make the rollback forget it: the
+   * entry is Prepared again, and the eviction's reference goes since the entry holds its own.
+   */
   private unevict(s: Statement): void {
     if (this.cache.has(s)) unref(s)
-    else this.cache.set(s, CacheState.Prepared)
+    this.cache.set(s, CacheState.Prepared)
   }
 
   /** Marks `s` used (LRU); true when the server has it or a Parse of it is on the way. */

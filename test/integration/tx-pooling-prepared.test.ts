@@ -348,3 +348,20 @@ test('SQL DEALLOCATE of a protocol-prepared statement works in and out of transa
   // The server went back to the pool after each answer given here.
   await waitFor(() => tp.poolCounts('app', pgi.user).sv_active === 0, { timeoutMs: 5_000, what: 'servers released' })
 })
+
+test('an eviction skipped after an error, with a re-Parse of the evicted statement, leaves it usable', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 1, max_prepared_statements: 1 } })
+  const c = await Raw.connect(tp.port)
+  t.after(() => c.close())
+  c.send(build.parse('a', 'SELECT 1 AS a', []), build.sync())
+  assert.equal(types(await c.untilReady()), '1Z')
+  // The Execute fails; tidepool then evicts `a` for `b` (limit 1) and puts a Parse of `a` ahead of
+  // its Bind. The server skips all three to Sync, so `a` is still prepared there.
+  c.send(build.parse('', 'SELECT 1/0', []), build.bind('', '', []), build.execute('', 0),
+    build.parse('b', 'SELECT 2 AS b', []), build.bind('', 'a', []), build.execute('', 0), build.sync())
+  const m = await c.untilReady()
+  assert.equal(sqlstate(m), '22012')
+  c.send(build.bind('', 'a', []), build.execute('', 0), build.sync())
+  const again = await c.untilReady()
+  assert.equal(types(again), '2DCZ', `a Bind of "a" works afterwards: ${errorText(again)}`)
+})

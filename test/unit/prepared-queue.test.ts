@@ -220,10 +220,10 @@ test('an eviction that never ran leaves the statement prepared; the client Parse
   assert.equal(registrySize(), before, 'nobody holds the fresh statement any more')
 })
 
-// Found by this test: the rollback runs in queue order, so the eviction's undo sees the statement
-// Pending (the injected Parse) and keeps that entry, then the injected Parse's undo deletes it. The
-// server still has the statement, and the next use injects a Parse that fails with 42P05.
-test('an eviction and a re-Parse of the same statement, both skipped: the statement stays prepared', { todo: 'proxy/prepared.ts unevict() leaves the entry Pending; the skipped injected Parse then forgets it' }, () => {
+// The rollback runs in queue order: the eviction's undo sees the statement Pending (the injected
+// Parse). It used to keep it Pending, and the injected Parse's undo then deleted it, so the next use
+// injected a Parse that the server, which still had the statement, refused with 42P05.
+test('an eviction and a re-Parse of the same statement, both skipped: the statement stays prepared', () => {
   const sp = new ServerPrepared()
   const ps = new ClientStatements()
   const old = newStatement()
