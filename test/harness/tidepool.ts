@@ -39,7 +39,6 @@ export interface TestTidepool {
   /** A logged-in pg.Client through tidepool, ended in t.after(). */
   connect(t: TestContext, opts?: { database?: string; user?: string; password?: string; application_name?: string }): Promise<pg.Client>
   pool(database: string, user: string): Pool | undefined
-  /** Counts for one pool, PgBouncer's names. */
   /** SHOW POOLS' counts for one pool (the same Pool.counts() the console reads); all 0 without a pool. */
   poolCounts(database: string, user: string): PoolCounts
   /** Rewrites the ini with new settings (same databases unless given). */

@@ -201,8 +201,10 @@ test('SUSPEND waits for output to flush and closes after suspend_timeout what ne
     ;(slow as unknown as { connection: { stream: { pause(): void } } }).connection.stream.pause()
     void slow.query("SELECT repeat('x', 20000000)").catch(() => {})
     await waitFor(() => tp.poolCounts('app', pgi.user).sv_active === 1, { timeoutMs: 5_000, what: 'the big query running' })
-    await sleep(500)
     const a = await admin(t, tp)
+    // On a loaded machine the result may take a while to start: SUSPEND must meet output it cannot flush.
+    await waitFor(async () => (await a.query('SHOW SOCKETS')).rows.some((r) => r.type === 'C' && r.database === 'app' && Number(r.send_avail) > 0),
+      { timeoutMs: 10_000, what: 'output the paused client does not read' })
     const started = Date.now()
     assert.equal((await a.query('SUSPEND')).command, 'SUSPEND')
     const took = Date.now() - started
