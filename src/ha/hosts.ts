@@ -109,7 +109,7 @@ export function hostKey(host: string, port: number): string {
 }
 
 /** Why pickHost found nothing, for the log line and the error a waiting client finally gets. */
-export type NoHost = 'no usable host' | 'no primary known' | 'several primaries (split brain)' | 'no standby known'
+export type NoHost = 'no usable host' | 'no primary known' | 'several primaries (split brain)' | 'no standby known' | 'not every host checked yet'
 
 /** The hosts a new server connection of an entry may go to now, or why there are none. */
 export function candidates(hosts: readonly Host[], attrs: TargetSessionAttrs, nowMs: number): Host[] | NoHost {
@@ -126,6 +126,9 @@ export function candidates(hosts: readonly Host[], attrs: TargetSessionAttrs, no
       // sources agree again (Patroni's answer is folded into role already). A claim counts while
       // the host passes checks, even if a failed connect banned it: a ban is no proof it stepped down.
       if (hosts.filter((h) => h.isUp && h.role === 'primary').length > 1 && hosts.some((h) => h.kind === 'postgresql')) return 'several primaries (split brain)'
+      // A host not yet asked may be a second primary: the first answer alone cannot rule out a
+      // split brain, so writes wait until every host has answered (or failed) one check.
+      if (primaries.length > 0 && hosts.some((h) => !h.isChecked && h.kind === 'postgresql')) return 'not every host checked yet'
       if (primaries.length === 0) return 'no primary known'
       return primaries
     case 'read-only':

@@ -107,3 +107,15 @@ test('any accepts a host before its first check; roles need a check', () => {
   assert.equal(pickHost([fresh], 'any', 0, 0), fresh)
   assert.equal(pickHost([fresh], 'read-write', 0, 0), 'no primary known')
 })
+
+test('writes wait until every PostgreSQL host has answered one check: an unasked host may be a second primary', () => {
+  const a = pgHost('a', false)
+  const b = new Host('b', 5432, 'postgresql', 0)
+  assert.equal(pickHost([a, b], 'read-write', 0, 0), 'not every host checked yet')
+  assert.equal(pickHost([a, b], 'any', 0, 0), a, 'reads need no role')
+  b.record(ok(false), H, 1)
+  assert.equal(pickHost([a, b], 'read-write', 1, 0), 'several primaries (split brain)')
+  const c = new Host('c', 5432, 'postgresql', 0)
+  c.record(bad, H, 1)
+  assert.equal(pickHost([a, c], 'read-write', 1, 0), a, 'a host whose check failed has been asked')
+})
