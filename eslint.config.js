@@ -24,5 +24,15 @@ export default tseslint.config(
   layer(['src/auth/**/*.ts', 'src/net/**/*.ts'], ['proxy', 'pool', 'ha', 'admin', 'runtime', 'cli']),
   layer(['src/pool/**/*.ts'], ['proxy', 'auth', 'net', 'ha', 'admin', 'runtime', 'cli']),
   layer(['src/proxy/**/*.ts'], ['ha', 'admin', 'runtime', 'cli']),
+  // ha/ drives pools only through PoolControl, the seam that later reaches workers and fleet nodes.
+  {
+    files: ['src/ha/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [
+        { group: ['**/pool/*', '!**/pool/control.ts'], message: 'ha/ acts on pools only through pool/control.ts (see docs/architecture.md)' },
+        ...['proxy', 'admin', 'runtime', 'cli'].map((f) => ({ group: [`**/${f}/*`, `**/${f}.ts`], message: `this layer must not import ${f}/ (see docs/architecture.md)` })),
+      ] }],
+    },
+  },
   layer(['src/observe/log.ts'], ['config', 'auth', 'net', 'proxy', 'pool', 'ha', 'admin', 'runtime', 'cli']),
 )

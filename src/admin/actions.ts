@@ -3,7 +3,7 @@
 // done to pools goes through PoolControl, so the same commands can later reach worker processes
 // and fleet nodes. It also owns SUSPEND (held reads, queued connections), and gives the HTTP server
 // its view, whose actions run as the console commands they mirror (one set of checks and texts).
-// Must not: touch pool lists itself (PoolControl does), or put a config in force (Runtime adopts).
+// Must not: change pool state itself (PoolControl does), or put a config in force (Runtime adopts).
 
 import type net from 'node:net'
 import tls from 'node:tls'
