@@ -2,8 +2,8 @@
 // pools, server factory, janitor tick, stats periods, health checks, console actions, HTTP);
 // RELOAD swaps the snapshot whole and applies what may change live; shutdown closes in order.
 // Invariants: exactly one Config is current; pools read their settings from the last resolve.
-// Must not: parse config (config/ does), speak the protocol (proxy/ does), or act on pools other
-// than through PoolSet's wiring hooks (console and switchover use PoolControl).
+// Must not: parse config (config/ does), speak the protocol (proxy/ does), or carry out console
+// commands (admin/actions.ts does, acting on pools through PoolControl).
 
 import type net from 'node:net'
 import fs from 'node:fs'
