@@ -18,10 +18,11 @@ export const MAY_IMPORT = {
   'observe/log.ts': ['util'],
   net: ['util', 'protocol', 'config:types', 'observe/log.ts'],
   auth: ['util', 'protocol', 'config:types', 'config/effective.ts', 'net', 'observe/log.ts'],
-  pool: ['util', 'protocol', 'config:types', 'observe/log.ts'],
+  pool: ['util', 'protocol', 'config:types', 'config/effective.ts', 'observe/log.ts'],
   proxy: ['util', 'protocol', 'config', 'auth', 'net', 'pool', 'observe/log.ts'],
-  ha: ['util', 'protocol', 'config:types', 'net', 'auth/query-once.ts', 'pool/control.ts', 'pool:types', 'observe/log.ts'],
-  admin: [...BELOW_ADMIN, 'observe/log.ts'],
+  // ha/ drives pools only through PoolControl, the seam that later reaches workers and fleet nodes.
+  ha: ['util', 'protocol', 'config:types', 'net', 'auth/query-once.ts', 'pool/control.ts', 'observe/log.ts'],
+  admin: [...BELOW_ADMIN, 'observe/log.ts', 'observe:types'],
   observe: [...BELOW_ADMIN],
   embedded: ['util'],
   // `tidepool bench` measures any pooler from outside: it imports none of tidepool's layers nor the

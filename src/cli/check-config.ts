@@ -4,7 +4,7 @@
 import { loadConfig } from '../config/load.ts'
 import { checkBuildSupport } from '../config/build-support.ts'
 import { clientTlsFromConfig, serverTlsFromConfig } from '../net/tls.ts'
-import { hbaFromConfig } from '../runtime.ts'
+import { loadHba } from '../auth/hba-load.ts'
 
 export async function runCheckConfig(args: string[]): Promise<number> {
   if (args.length !== 1) {
@@ -15,7 +15,7 @@ export async function runCheckConfig(args: string[]): Promise<number> {
   const support = r.ok ? checkBuildSupport(r.config) : { errors: [], warnings: [] }
   if (r.ok) {
     // Certificates and keys are read as start would read them.
-    for (const build of [clientTlsFromConfig, serverTlsFromConfig, hbaFromConfig]) {
+    for (const build of [clientTlsFromConfig, serverTlsFromConfig, loadHba]) {
       try {
         build(r.config)
       } catch (err) {

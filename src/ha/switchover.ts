@@ -7,9 +7,9 @@
 // Must not: change the operator's PAUSE state (holding is separate), or touch sockets itself.
 
 import type { Logger } from '../observe/log.ts'
-import type { Pool } from '../pool/pool.ts'
+import type { PoolControl } from '../pool/control.ts'
 import type { DatabaseEntry } from '../config/types.ts'
-import type { Backends } from './backends.ts'
+import { isWatched, type Backends } from './backends.ts'
 import type { Host } from './hosts.ts'
 import { httpGetJson, httpRequest, withSlash } from './checks.ts'
 
@@ -37,15 +37,8 @@ export interface SwitchoverReport {
 export interface SwitchoverDeps {
   log: Logger
   backends: Backends
-  /** Pools whose database entry uses any of these hosts: the whole cluster is held, not only `db`. */
-  poolsOn(hosts: readonly Host[]): Pool[]
-  /**
-   * Hold new transactions of every pool on these hosts, pools created meanwhile included
-   * (separate from PAUSE); null lets them all go again.
-   */
-  hold(hosts: readonly Host[] | null): void
-  /** Close servers still in a transaction; returns how many. */
-  cancelActive(pools: readonly Pool[]): number
+  /** The only way in to the pools: hold, drain and release them by host (pools of every database on the cluster's hosts). */
+  pools: PoolControl
 }
 
 export interface SwitchoverRequest {
@@ -56,9 +49,40 @@ export interface SwitchoverRequest {
   timeoutMs: number
 }
 
+/**
+ * SWITCHOVER db [TO host] [TIMEOUT s], from the console, HTTP or the CLI: one at a time per
+ * process; the report of the last one per database stays for SHOW SWITCHOVER and /metrics.
+ */
+export class Switchovers {
+  readonly last = new Map<string, SwitchoverReport>()
+  readonly counts = new Map<string, { ok: number; failed: number }>()
+  private running: string | null = null
+
+  constructor(private readonly deps: SwitchoverDeps, private readonly entryOf: (database: string) => DatabaseEntry | undefined) {}
+
+  async run(database: string, to: string | null, timeoutMs: number): Promise<SwitchoverReport> {
+    const entry = this.entryOf(database)
+    if (entry === undefined || !isWatched(entry) || entry.hosts.length < 2) {
+      throw new Error(`database ${database} has no several hosts to switch over between`)
+    }
+    if (this.running !== null) throw new Error(`a switchover of ${this.running} is running`)
+    this.running = database
+    try {
+      const report = await runSwitchover(this.deps, { database, entry, to, timeoutMs })
+      this.last.set(database, report)
+      const count = this.counts.get(database) ?? { ok: 0, failed: 0 }
+      if (report.ok) count.ok++
+      else count.failed++
+      this.counts.set(database, count)
+      return report
+    } finally {
+      this.running = null
+    }
+  }
+}
+
 const POLL_MS = 50
 const MIN_LOOK_MS = 25
-const DRAIN_POLL_MS = 5
 
 export async function runSwitchover(d: SwitchoverDeps, r: SwitchoverRequest): Promise<SwitchoverReport> {
   const started = Date.now()
@@ -102,15 +126,16 @@ export async function runSwitchover(d: SwitchoverDeps, r: SwitchoverRequest): Pr
     call = c
   }
 
-  d.hold(hosts)
-  const pools = d.poolsOn(hosts)
-  phase('hold', `${pools.length} pool(s)`)
+  // The whole cluster is held, not only `database`: every entry on these hosts shares the primary.
+  const keys = hosts.map((h) => h.key)
   try {
-    // Drain: transactions in flight finish on the old primary; new ones wait.
-    const drainUntil = started + r.timeoutMs / 2
-    // Polled finely: every ms here is a ms every held client waits.
-    while (pools.some((p) => p.lists.busyServerCount > 0) && Date.now() < drainUntil) await sleep(DRAIN_POLL_MS)
-    report.cancelled = d.cancelActive(pools)
+    const held = await d.pools.run({ op: 'hold', hosts: keys })
+    if (!held.ok) throw new Error(held.error)
+    phase('hold', `${held.pools} pool(s)`)
+    // Drain: transactions in flight finish on the old primary until half the time is spent; new ones wait.
+    const drained = await d.pools.run({ op: 'drain', hosts: keys, timeoutMs: started + r.timeoutMs / 2 - Date.now(), reason: 'switchover: transaction still running at the drain deadline' })
+    if (!drained.ok) throw new Error(drained.error)
+    report.cancelled = drained.cancelled
     phase('drain', report.cancelled > 0 ? `${report.cancelled} transaction(s) still running were cancelled` : 'all finished')
 
     const promoted = await promote(d, r, hosts, old, target, deadline, call)
@@ -138,9 +163,13 @@ export async function runSwitchover(d: SwitchoverDeps, r: SwitchoverRequest): Pr
   return finish(d, report, phaseStart, true)
 }
 
-function finish(d: SwitchoverDeps, report: SwitchoverReport, phaseStart: number, isHolding: boolean): SwitchoverReport {
+async function finish(d: SwitchoverDeps, report: SwitchoverReport, phaseStart: number, isHolding: boolean): Promise<SwitchoverReport> {
   if (isHolding) {
-    d.hold(null)
+    const released = await d.pools.run({ op: 'release' })
+    if (!released.ok) {
+      report.ok = false
+      report.error = `held pools were not released: ${released.error}`
+    }
     report.phases.push({ name: 'resume', ms: Date.now() - phaseStart, note: report.ok ? '' : 'released at the deadline or on error' })
   }
   report.totalMs = Date.now() - report.startedAtMs

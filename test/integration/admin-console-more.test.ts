@@ -54,7 +54,7 @@ async function resumingOnFailure(tp: TestTidepool, body: () => Promise<void>): P
   try {
     await body()
   } finally {
-    if (tp.rt.isSuspended) tp.rt.resume(null)
+    if (tp.rt.admin.isSuspended) tp.rt.admin.resume(null)
   }
 }
 
@@ -179,7 +179,7 @@ test('SUSPEND holds queries and new connections; RESUME lets them through; error
     await a.query('RESUME app')
     const psql = await runPsql({ port: tp.port, user: pgi.user, password: pgi.password, db: 'pgbouncer', sql: 'SUSPEND' })
     assert.equal(psql.code, 0, psql.stderr)
-    assert.equal(tp.rt.isSuspended, true)
+    assert.equal(tp.rt.admin.isSuspended, true)
     // Once the last console session is gone, tidepool resumes by itself, as PgBouncer does; the
     // psql below waits among the queued connections until then.
     await a.end()

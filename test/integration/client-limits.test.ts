@@ -10,7 +10,7 @@ import pg from 'pg'
 import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool, type TestTidepool } from '../harness/tidepool.ts'
 import { waitFor } from '../harness/clients.ts'
-import { groupId } from '../../src/runtime.ts'
+import { groupId } from '../../src/net/listener.ts'
 import type { TestContext } from 'node:test'
 
 let pgi: PgInstance
@@ -130,7 +130,7 @@ test('server_fast_close disconnects a session client between transactions once R
     let err: any = null
     c.on('error', (e) => { err ??= e })
     await c.query('SELECT 1')
-    tp.rt.reconnect(null)
+    tp.rt.admin.reconnect(null)
     if (fastClose === 1) {
       await waitFor(() => err !== null, { timeoutMs: 5_000, what: 'the fast close' })
       assert.equal(err.message, 'database configuration changed')

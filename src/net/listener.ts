@@ -1,0 +1,137 @@
+// Where clients connect: one TCP server per listen_addr, plus the unix socket .s.PGSQL.<port> in
+// unix_socket_dir (mode and group from the settings). While SUSPEND holds it, new connections wait
+// in a queue of our own, bounded by listen_backlog as the kernel's would be, and start at RESUME.
+// Must not: speak the protocol; a connection is handed to `accept` as a bare socket.
+
+import net from 'node:net'
+import fs from 'node:fs'
+import type { Settings } from '../config/settings.ts'
+import type { Logger } from '../observe/log.ts'
+import { TidepoolError } from '../util/errors.ts'
+import { socketPath } from './dial.ts'
+import { fdOf } from './socket-fd.ts'
+
+type ListenSettings = Pick<Settings, 'listen_addr' | 'listen_port' | 'listen_backlog' | 'unix_socket_dir' | 'unix_socket_mode' | 'unix_socket_group'>
+
+export class Listener {
+  private readonly servers: net.Server[] = []
+  private unixSocketPath: string | null = null
+  private isHolding = false
+  /** Connections that arrived during SUSPEND: their sessions start at RESUME. */
+  private readonly queued: net.Socket[] = []
+
+  constructor(
+    private readonly accept: (socket: net.Socket) => void,
+    private readonly settings: () => ListenSettings,
+    private readonly log: Logger,
+  ) {}
+
+  /** Binds every address; resolves once all are listening, rejects on the first that cannot. */
+  async listen(): Promise<void> {
+    const s = this.settings()
+    const onConnection = (socket: net.Socket) => {
+      socket.on('error', () => {}) // ClientConn installs the real handler; this covers the gap.
+      if (this.isHolding) this.enqueue(socket)
+      else this.accept(socket)
+    }
+    const addrs = s.listen_addr.split(',').map((a) => a.trim()).filter((a) => a !== '')
+    for (const addr of addrs) {
+      const server = net.createServer(onConnection)
+      const host = addr === '*' ? undefined : addr
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen({ host, port: s.listen_port, backlog: s.listen_backlog }, () => {
+          server.off('error', reject)
+          resolve()
+        })
+      })
+      server.on('error', (err) => this.log.error('listener.failed', null, `listener error: ${err.message}`))
+      this.servers.push(server)
+    }
+    if (s.unix_socket_dir !== '') {
+      const path = socketPath(s.unix_socket_dir, this.port || s.listen_port)
+      try {
+        fs.unlinkSync(path)
+      } catch {
+        // No stale socket file: nothing to remove.
+      }
+      const server = net.createServer(onConnection)
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen({ path, backlog: s.listen_backlog }, () => resolve())
+      })
+      fs.chmodSync(path, s.unix_socket_mode)
+      if (s.unix_socket_group !== '') fs.chownSync(path, -1, groupId(s.unix_socket_group))
+      this.unixSocketPath = path
+      this.servers.push(server)
+    }
+  }
+
+  /** The TCP port actually bound (useful with listen_port = 0). */
+  get port(): number {
+    for (const l of this.servers) {
+      const a = l.address()
+      if (a !== null && typeof a === 'object') return a.port
+    }
+    return 0
+  }
+
+  /** For the start-up log line: `127.0.0.1:6432, unix:/tmp/.s.PGSQL.6432`. */
+  describe(): string {
+    const parts: string[] = []
+    for (const l of this.servers) {
+      const a = l.address()
+      parts.push(typeof a === 'string' ? `unix:${a}` : a === null ? '?' : `${a.address}:${a.port}`)
+    }
+    return parts.join(', ') || '(nothing)'
+  }
+
+  /** The listening sockets (SHOW FDS's 'pooler' rows). */
+  sockets(): Array<{ fd: number; addr: string; port: number }> {
+    return this.servers.map((l) => {
+      const a = l.address()
+      const fd = fdOf(l)
+      return typeof a === 'string' || a === null ? { fd, addr: 'unix', port: this.port } : { fd, addr: a.address, port: a.port }
+    })
+  }
+
+  /** SUSPEND: new connections queue instead of starting. */
+  hold(): void {
+    this.isHolding = true
+  }
+
+  /** RESUME: queued connections start now, or are dropped when the pooler is shutting down. */
+  release(isShuttingDown: boolean): void {
+    this.isHolding = false
+    for (const socket of this.queued.splice(0)) {
+      if (socket.destroyed) continue
+      if (isShuttingDown) socket.destroy()
+      else this.accept(socket)
+    }
+  }
+
+  /** Stops accepting; the unix socket file stays until removeSocketFile (shutdown's end). */
+  close(): void {
+    for (const l of this.servers) l.close()
+  }
+
+  removeSocketFile(): void {
+    if (this.unixSocketPath !== null) fs.rmSync(this.unixSocketPath, { force: true })
+  }
+
+  private enqueue(socket: net.Socket): void {
+    // The kernel's backlog would refuse past listen_backlog; so does ours.
+    if (this.queued.length >= this.settings().listen_backlog) socket.destroy()
+    else this.queued.push(socket)
+  }
+}
+
+/** A group's id from its name or number, read from /etc/group (Node has no getgrnam). */
+export function groupId(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group)
+  for (const line of fs.readFileSync('/etc/group', 'utf8').split('\n')) {
+    const f = line.split(':')
+    if (f[0] === group && f.length >= 3) return Number(f[2])
+  }
+  throw new TidepoolError('TP_CONFIG_INVALID', `unix_socket_group: no such group: ${group}`)
+}
