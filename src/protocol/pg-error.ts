@@ -25,6 +25,8 @@ export const SqlState = {
   CannotConnectNow: '57P03',
   ConfigFileError: 'F0000',
   InternalError: 'XX000',
+  // proxy/ (client-conn, server-conn and the modules split from them)
+  InFailedSqlTransaction: '25P02',
 } as const
 
 export interface PgErrorFields {

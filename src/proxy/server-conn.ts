@@ -16,19 +16,22 @@ import { AuthCode, BackendCode, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import { parseBackendKeyData, parseErrorFields, parseParameterStatus } from '../protocol/reader.ts'
 import { ServerAuth } from '../auth/server-login.ts'
-import type { TidepoolError } from '../util/errors.ts'
+import { TidepoolError } from '../util/errors.ts'
 import { parseScramVerifier } from '../auth/scram-server.ts'
-import { ServerState, type PooledServer } from '../pool/states.ts'
+import { ServerState, type PooledClient, type PooledServer } from '../pool/states.ts'
 import type { Pool } from '../pool/pool.ts'
 import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
-import type { ProxyContext } from './context.ts'
-import type { ClientConn } from './client-conn.ts'
+import type { ProxyContext, WatchedHost } from './context.ts'
 import { sendCancel } from './cancel.ts'
 import { dial, isUnixHost } from '../net/dial.ts'
 import { OUT } from './out-slices.ts'
 import { nowUs } from '../pool/stats.ts'
 import { Resp, ServerPrepared } from './prepared.ts'
-import { NO_GUCS, type GucMap } from './session-state.ts'
+import type { ProbeResult } from './session-state.ts'
+import { ServerSession } from './server-session.ts'
+import { SqlState } from '../protocol/pg-error.ts'
+
+export type { WatchedHost } from './context.ts'
 
 let nextServerId = 1
 
@@ -46,9 +49,20 @@ export interface ServerTarget {
   watchedHost?: WatchedHost
 }
 
-/** What a connection sees of a monitored host (ha/hosts.ts Host); the runtime does the rest. */
-export interface WatchedHost {
-  servers: number
+/** What a server connection needs of the client linked to it (ClientConn implements it). */
+export interface LinkedClient extends PooledClient {
+  readonly socket: net.Socket
+  /** NotificationResponse from the server reaches the client (session mode, or after LISTEN). */
+  readonly isListening: boolean
+  /** The server is at a ReadyForQuery that hands it back to the pool: what follows is nobody's answer. */
+  willReleaseAtReady(server: ServerConn): boolean
+  /** After a chunk with ReadyForQuery. */
+  onServerReady(server: ServerConn): void
+  /** A ParameterStatus from the server: the client's session now has this value. */
+  onServerParameter(name: string, value: string): void
+  /** The client socket's buffer is full: stop reading the server until it drains. */
+  throttleServer(server: ServerConn): void
+  onServerLost(server: PooledServer): void
 }
 
 const SSL_REQUEST = build.sslRequest()
@@ -79,7 +93,7 @@ export class ServerConn implements PooledServer {
   next: PooledServer | null = null
   list: object | null = null
   state: ServerState = ServerState.Login
-  client: ClientConn | null = null
+  client: LinkedClient | null = null
   closeOnRelease = false
   connectedAtMs: number
   idleSinceMs: number
@@ -88,13 +102,6 @@ export class ServerConn implements PooledServer {
   /** The TCP socket, or after a TLS upgrade the TLS socket over it. */
   socket: net.Socket
   readonly framer: Framer
-  /** Current values of the parameters the server reports (GUC_REPORT), by canonical name. */
-  readonly params = new Map<string, string>()
-  /**
-   * A client's (shared, never mutated) parameter map that the values above were last made to match;
-   * while it is the linked client's map, linking needs no comparison. Any ParameterStatus clears it.
-   */
-  agreedParams: ReadonlyMap<string, string> | null = null
   backendPid = 0
   backendSecret = 0
   txStatus: number = TxStatus.Idle
@@ -105,10 +112,10 @@ export class ServerConn implements PooledServer {
   isCopyIn = false
   /** Prepared statements this server holds and the requests it still answers (prepared.ts). */
   readonly ps = new ServerPrepared()
+  /** What the session carries between clients: reported parameters, GUCs, the statement cache (the same `ps`). */
+  readonly session = new ServerSession(this.ps)
   /** The linked client's statements are mapped: responses are matched to requests. */
   isTracking = false
-  /** GUC values a client set on this session (session-state.ts); what the next client must RESET or replace. */
-  gucs: GucMap = NO_GUCS
   private internalOnRow: ((buf: Buffer, start: number, end: number) => void) | null = null
   /** Start of the query now running and of the transaction it is in (µs, monotonic); 0 = none. */
   private queryStartUs = 0
@@ -170,9 +177,9 @@ export class ServerConn implements PooledServer {
     return this.readBuf
   }
 
-  private setParam(name: string, value: string): void {
-    this.params.set(name, value)
-    this.agreedParams = null
+  /** Current values of the parameters the server reports (GUC_REPORT), by canonical name. */
+  get params(): ReadonlyMap<string, string> {
+    return this.session.params
   }
 
   describe(): string {
@@ -214,23 +221,23 @@ export class ServerConn implements PooledServer {
   /** The server's one-byte answer to SSLRequest. Anything after it is refused: it would be plain text injected ahead of the TLS stream. */
   private onTlsAnswer(chunk: Buffer, conf: ServerTls): void {
     this.tlsAnswerPending = null
-    if (chunk.length !== 1) throw new Error('server sent unexpected data after its answer to SSLRequest')
+    if (chunk.length !== 1) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'server sent unexpected data after its answer to SSLRequest')
     if (chunk[0] === 0x4e) {
       if (conf.isRequired) {
-        this.failLogin({ severity: 'FATAL', code: '08P01', message: `server login failed: server does not support TLS (server_tls_sslmode ${conf.mode})`, reason: 'server does not support TLS' })
+        this.failLogin({ severity: 'FATAL', code: SqlState.ProtocolViolation, message: `server login failed: server does not support TLS (server_tls_sslmode ${conf.mode})`, reason: 'server does not support TLS' })
         return
       }
       this.sendStartup()
       return
     }
-    if (chunk[0] !== 0x53) throw new Error(`unexpected answer to SSLRequest: 0x${chunk[0].toString(16)}`)
+    if (chunk[0] !== 0x53) throw new TidepoolError('TP_PROTOCOL_VIOLATION', `unexpected answer to SSLRequest: 0x${chunk[0].toString(16)}`)
     const raw = this.socket
     const host = this.target.host
     const secure = tls.connect({ ...conf.options, socket: raw, servername: net.isIP(host) === 0 ? host : undefined })
     secure.on('data', (d: Buffer) => this.onData(d))
     secure.on('error', (err) => {
       const reason = `server TLS error: ${err.message}`
-      if (!this.isLoggedIn) this.failLogin({ severity: 'FATAL', code: '08P01', message: `server login failed: ${err.message}`, reason })
+      if (!this.isLoggedIn) this.failLogin({ severity: 'FATAL', code: SqlState.ProtocolViolation, message: `server login failed: ${err.message}`, reason })
       else this.close(reason)
     })
     secure.on('close', () => this.close('server closed the connection'))
@@ -246,7 +253,13 @@ export class ServerConn implements PooledServer {
       else if (this.client !== null) this.onWorkData(chunk, this.client)
       else this.onIdleData(chunk)
     } catch (err) {
-      this.close(`server protocol error: ${(err as Error).message}`)
+      if (err instanceof TidepoolError) {
+        this.close(`server protocol error: ${err.message}`)
+      } else {
+        // Our bug, not the server's bytes: log it with the stack and close without blaming the host.
+        this.ctx.log.error('server.internal_error', this, `internal error: ${(err as Error).stack ?? String(err)}`)
+        this.close(`internal error: ${(err as Error).message}`, false)
+      }
     }
   }
 
@@ -266,7 +279,7 @@ export class ServerConn implements PooledServer {
             // the clients waiting for this pool hear why, as with a server's own login error.
             const e = err as TidepoolError
             if (e.code !== 'TP_AUTH_FAILED' && e.code !== 'TP_AUTH_UNSUPPORTED') throw err
-            this.failLogin({ severity: 'FATAL', code: '28000', message: `server login failed: ${e.message}`, reason: `server login failed: ${e.message}` })
+            this.failLogin({ severity: 'FATAL', code: SqlState.InvalidAuthorizationSpecification, message: `server login failed: ${e.message}`, reason: `server login failed: ${e.message}` })
             return
           }
           if (reply !== null) this.socket.write(reply)
@@ -275,7 +288,7 @@ export class ServerConn implements PooledServer {
         }
         case BackendCode.ParameterStatus: {
           const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
-          this.setParam(name, value)
+          this.session.reported(name, value)
           break
         }
         case BackendCode.BackendKeyData: {
@@ -297,7 +310,7 @@ export class ServerConn implements PooledServer {
         case BackendCode.NegotiateProtocolVersion:
           break
         default:
-          throw new Error(`unexpected message '${String.fromCharCode(f.code)}' during login`)
+          throw new TidepoolError('TP_PROTOCOL_VIOLATION', `unexpected message '${String.fromCharCode(f.code)}' during login`)
       }
     }
   }
@@ -311,10 +324,10 @@ export class ServerConn implements PooledServer {
     if (q !== null && q !== '') {
       this.runInternal(q, (ok) => {
         if (!ok) this.close('connect_query failed')
-        else this.pool.serverLoggedIn(this, new Map(this.params), Date.now())
+        else this.pool.serverLoggedIn(this, new Map(this.session.params), Date.now())
       })
     } else {
-      this.pool.serverLoggedIn(this, new Map(this.params), Date.now())
+      this.pool.serverLoggedIn(this, new Map(this.session.params), Date.now())
     }
   }
 
@@ -323,7 +336,7 @@ export class ServerConn implements PooledServer {
     this.ctx.log.warn('server.login_failed', this, failure.reason)
     this.closeReason = failure.reason
     // Refused credentials or a missing database are the pool's problem, not the host's.
-    const isBanned = this.leaveHost(failure.code.startsWith('28') || failure.code === '3D000' ? null : failure.reason)
+    const isBanned = this.leaveHost(failure.code.startsWith('28') || failure.code === SqlState.InvalidCatalogName ? null : failure.reason)
     this.socket.destroy()
     this.pool.serverLoginFailed(this, failure, Date.now(), isBanned)
   }
@@ -349,14 +362,14 @@ export class ServerConn implements PooledServer {
     while (f.next()) {
       if (f.code === BackendCode.ParameterStatus) {
         const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
-        this.setParam(name, value)
+        this.session.reported(name, value)
         if (this.client !== null) this.client.onServerParameter(name, value)
       } else if (f.code === BackendCode.ErrorResponse) {
         const e = parseErrorFields(f.buf, f.start + 5, f.end)
         this.internalOk = false
         this.ctx.log.warn('server.internal_query_failed', this, `internal query failed: ${e.message}`, { sqlstate: e.code })
       } else if (f.code === BackendCode.CopyInResponse || f.code === BackendCode.CopyBothResponse) {
-        throw new Error('internal query started COPY')
+        throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'internal query started COPY')
       } else if (f.code === BackendCode.DataRow && this.internalOnRow !== null) {
         this.internalOnRow(f.buf, f.start + 5, f.end)
       } else if (f.code === BackendCode.NotificationResponse && this.client !== null && this.client.isListening) {
@@ -371,7 +384,7 @@ export class ServerConn implements PooledServer {
         // An internal query that leaves a transaction open would leak it to the next client.
         const ok = this.internalOk && this.txStatus === TxStatus.Idle
         if (f.end < f.buf.length && f.buf === chunk) {
-          throw new Error('server sent data after internal ReadyForQuery')
+          throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'server sent data after internal ReadyForQuery')
         }
         done(ok)
         return
@@ -381,7 +394,7 @@ export class ServerConn implements PooledServer {
 
   // ---- work ----
 
-  private onWorkData(chunk: Buffer, client: ClientConn): void {
+  private onWorkData(chunk: Buffer, client: LinkedClient): void {
     const f = this.framer
     const out = OUT
     const isStatementMode = this.pool.settings.pool_mode === 'statement'
@@ -468,7 +481,7 @@ export class ServerConn implements PooledServer {
     }
     if (isWhole && f.code === BackendCode.ParameterStatus) {
       const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
-      this.setParam(name, value)
+      this.session.reported(name, value)
       return null
     }
     return dirty
@@ -511,7 +524,7 @@ export class ServerConn implements PooledServer {
       this.readyAtMs = Date.now()
     } else if (code === BackendCode.ParameterStatus) {
       const [name, value] = parseParameterStatus(buf, at + 5, at + 1 + buf.readInt32BE(at + 1))
-      this.setParam(name, value)
+      this.session.reported(name, value)
       if (this.client !== null) this.client.onServerParameter(name, value)
     } else if (code === BackendCode.CopyInResponse || code === BackendCode.CopyBothResponse) {
       this.isCopyIn = true
@@ -519,6 +532,16 @@ export class ServerConn implements PooledServer {
       this.pool.stats.countError('server', sqlstateOf(buf, at))
     }
     return isDropped
+  }
+
+  /** A session probe read what the last client left; a statement cache it cannot explain retires the server. */
+  adoptProbe(r: ProbeResult): void {
+    if (!this.session.adoptProbe(r, this.isTracking)) this.closeOnRelease = true
+  }
+
+  /** The client leaves without the pool (it retires the server, or closes it): nobody is linked now. */
+  detachClient(): void {
+    this.client = null
   }
 
   /** Linking to a client: map its statement names (or not), with the matching inspect table. */
@@ -607,7 +630,7 @@ export class ServerConn implements PooledServer {
     if (this.socket.writable && wasLoggedIn) this.socket.end(build.terminate())
     this.socket.destroy()
     this.ps.reset()
-    this.ps.clearCache()
+    this.session.forgetStatements()
     const client = this.client
     const isLoginFailure = !wasLoggedIn && this.state === ServerState.Login && isHostToBlame
     const isBanned = this.leaveHost(isLoginFailure ? reason : null)
@@ -643,5 +666,5 @@ function sqlstateOf(buf: Buffer, at: number): string {
     if (buf[i] === 0x43 && nul - i === 6) return buf.toString('latin1', i + 1, nul)
     i = nul + 1
   }
-  return 'XX000'
+  return SqlState.InternalError
 }
