@@ -16,12 +16,11 @@
 // happened), or buffer more than one chunk while waiting.
 
 import type net from 'node:net'
-import type tls from 'node:tls'
 import { Framer, INSPECT_ALL } from '../protocol/framer.ts'
 import { FrontendCode, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import { SqlState } from '../protocol/pg-error.ts'
-import type { ClientInfo } from './client-info.ts'
+import { clientInfo, type ClientInfo } from './client-info.ts'
 import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import { TidepoolError } from '../util/errors.ts'
 import { ClientState, type PooledClient, type PooledServer } from '../pool/states.ts'
@@ -30,14 +29,14 @@ import type { ProxyContext } from './context.ts'
 import type { LinkedClient, ServerConn } from './server-conn.ts'
 import { OUT } from './out-slices.ts'
 import { NO_PARAMS, canonicalParamName, withParam } from './server-params.ts'
-import { Act, ClientStatements } from './prepared.ts'
+import { ClientStatements } from './prepared.ts'
 import { NO_GUCS, ScanFlag, SqlScanner, type GucMap } from './session-state.ts'
 import { attachClientSocket } from './client-socket.ts'
 import { ClientStartup, type StartupClient } from './client-startup.ts'
-import { ClientLogin, admitToPool, welcomeMessage, welcomeParams, type LoginClient } from './client-login.ts'
+import { ClientLogin, admitToPool, uncountClient, welcomeMessage, welcomeParams, type LoginClient } from './client-login.ts'
 import { CONSOLE_DB, ConsoleSession, consoleRole, consoleWelcome, describeCode, type ConsoleClient } from './client-console.ts'
-import { NO_NAMES, probeSession, releaseServer, retireServer, sessionProbeSql, trackedLowerNames } from './session-pin.ts'
-import { REPL, answerDeallocate, rewriteWhole, wholeMessageCodes, type ScanSink } from './statement-map.ts'
+import { NO_NAMES, leaveServer, probeSession, releaseServer, sessionProbeSql, trackedLowerNames } from './session-pin.ts'
+import { REPL, RUNS_SQL, answerDeallocate, isTerminate, queueStreamed, rewriteWhole, wholeMessageCodes, workCodes, type ScanSink } from './statement-map.ts'
 
 let nextClientId = 1
 
@@ -115,7 +114,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     readonly ctx: ProxyContext,
   ) {
     this.id = `C-${nextClientId++}`
-    this.workCodes = ctx.settings.disable_pqexec ? NO_PQEXEC_WORK_CODES : VALID_WORK_CODES
+    this.workCodes = workCodes(ctx.settings.disable_pqexec)
     this.connectedAtMs = Date.now()
     this.requestAtMs = this.connectedAtMs
     this.peer = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix'
@@ -193,24 +192,8 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
 
   /** What SHOW CLIENTS shows of this connection. */
   info(): ClientInfo {
-    return {
-      id: this.id,
-      database: this.database,
-      user: this.user,
-      addr: this.socket.remoteAddress ?? 'unix',
-      port: this.socket.remotePort ?? 0,
-      state: this.isConsole ? 'active' : this.pool === null ? 'login' : this.state === ClientState.Login ? 'waiting' : this.state,
-      connectedAtMs: this.connectedAtMs,
-      requestAtMs: this.requestAtMs,
-      linkedServerId: this.server?.id ?? null,
-      applicationName: this.params.get('application_name') ?? '',
-      waitSinceMs: this.waitSinceMs,
-      localAddr: this.socket.localAddress,
-      localPort: this.socket.localPort,
-      tls: this.isTls ? (this.socket as tls.TLSSocket).getProtocol?.() ?? 'TLS' : '',
-      preparedStatements: this.ps?.size ?? 0,
-      pinned: this.pinReason,
-    }
+    const state = this.isConsole ? 'active' : this.pool === null ? 'login' : this.state === ClientState.Login ? 'waiting' : this.state
+    return clientInfo(this, state, this.ps?.size ?? 0)
   }
 
   private joinPool(): void {
@@ -432,17 +415,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   /** A message that is not read whole: queue it for response matching, start scanning a Query. */
   private onStreamedMessage(code: number, server: ServerConn): void {
     if (code === FrontendCode.Query) this.isScanningQuery = true
-    if (this.ps === null) return
-    switch (code) {
-      case FrontendCode.Sync:
-        if (!server.isCopyIn) server.ps.push(code, Act.Forward, null)
-        break
-      case FrontendCode.Execute:
-      case FrontendCode.Query:
-      case FrontendCode.FunctionCall:
-        server.ps.push(code, Act.Forward, null)
-        break
-    }
+    if (this.ps !== null) queueStreamed(server.ps, code, server.isCopyIn)
   }
 
   /** One part of a streamed Query; `from` is where its bytes start (the header's first byte when isFirst). */
@@ -597,29 +570,15 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     this.phase = Phase.Closed
     this.ctx.clients.delete(this)
     if (this.cancelPid !== 0) this.ctx.cancels.unregister(this.cancelPid)
-    if (this.isCounted) {
-      decrement(this.ctx.clientCounts.byDb, this.database)
-      decrement(this.ctx.clientCounts.byUser, this.user)
-    }
+    if (this.isCounted) uncountClient(this.ctx, this.database, this.user)
     const server = this.server
     const pool = this.pool
     if (this.pinReason !== '') this.setPinned('')
     if (server !== null && pool !== null) {
-      if (server.isReady && this.pending.length === 0 && !this.isSyncingParams) {
-        if (this.needsProbe || this.pinReason !== '' || wasPinned) {
-          // Probed unlinked: back to the pool only if nothing session-bound is left.
-          server.detachClient()
-          this.server = null
-          retireServer(server, pool, sessionProbeSql(this.trackedLower, this.gucNames, server))
-        } else {
-          releaseServer(pool, server)
-        }
-      } else {
-        // Unlink first so the server's close does not report back to this client.
-        server.detachClient()
-        this.server = null
-        server.close('client disconnected while server was not ready')
-      }
+      // Unlinked first, so that the server's close or probe does not report back to this client.
+      server.detachClient()
+      this.server = null
+      leaveServer(pool, server, this.pending.length === 0 && !this.isSyncingParams, this.needsProbe || wasPinned, this.trackedLower, this.gucNames)
     }
     if (this.pausedServer !== null) this.onClientDrain()
     if (pool !== null) {
@@ -637,30 +596,4 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
       this.ctx.log.info('client.closed', this, `closing because: ${reason} (age=${age}s)`)
     }
   }
-}
-
-/** Message types a client may send after login (PostgreSQL's frontend messages, less the auth ones). */
-const VALID_WORK_CODES = new Uint8Array(256)
-for (const c of [FrontendCode.Bind, FrontendCode.Close, FrontendCode.CopyData, FrontendCode.CopyDone, FrontendCode.CopyFail,
-  FrontendCode.Describe, FrontendCode.Execute, FrontendCode.Flush, FrontendCode.FunctionCall, FrontendCode.Parse,
-  FrontendCode.Query, FrontendCode.Sync, FrontendCode.Terminate]) VALID_WORK_CODES[c] = 1
-
-/** Messages that run SQL, which may make session state inside a function: Query, Execute, FunctionCall. */
-const RUNS_SQL = new Uint8Array(256)
-RUNS_SQL[FrontendCode.Query] = 1
-RUNS_SQL[FrontendCode.Execute] = 1
-RUNS_SQL[FrontendCode.FunctionCall] = 1
-
-/** disable_pqexec: the extended protocol only, since a simple Query may carry several statements. */
-const NO_PQEXEC_WORK_CODES = VALID_WORK_CODES.slice()
-NO_PQEXEC_WORK_CODES[FrontendCode.Query] = 0
-
-function decrement(counts: Map<string, number>, key: string): void {
-  const n = (counts.get(key) ?? 1) - 1
-  if (n <= 0) counts.delete(key)
-  else counts.set(key, n)
-}
-
-function isTerminate(chunk: Buffer): boolean {
-  return chunk.length === 5 && chunk[0] === FrontendCode.Terminate && chunk.readInt32BE(1) === 4
 }

@@ -234,6 +234,18 @@ function countClient(ctx: ProxyContext, database: string, user: string): ClientF
   return null
 }
 
+/** A counted client closed: it leaves max_db/user_client_connections' counts. */
+export function uncountClient(ctx: ProxyContext, database: string, user: string): void {
+  decrement(ctx.clientCounts.byDb, database)
+  decrement(ctx.clientCounts.byUser, user)
+}
+
+function decrement(counts: Map<string, number>, key: string): void {
+  const n = (counts.get(key) ?? 1) - 1
+  if (n <= 0) counts.delete(key)
+  else counts.set(key, n)
+}
+
 /** The client's tracked parameters, completed with the pool's (what its server reported at login); shared (server-params.ts). */
 export function welcomeParams(params: ReadonlyMap<string, string>, welcome: ReadonlyMap<string, string>, extra: readonly string[]): ReadonlyMap<string, string> {
   const tracked = new Map(params)

@@ -1,27 +1,26 @@
-// One connection from tidepool to a PostgreSQL server: login, internal queries (reset, check,
-// parameter sync, connect_query), and the work phase where results stream to the linked client.
+// One connection from tidepool to a PostgreSQL server: login (server-startup.ts), internal queries
+// (reset, check, parameter sync, connect_query), and the work phase where results stream to the
+// linked client. What its session carries between clients is its ServerSession (server-session.ts).
 //
 // In the work phase only ReadyForQuery, ParameterStatus and the copy responses are read; every
 // other message passes through as slices of the received chunk. The server is handed back to the
 // pool only when it is *ready*: ReadyForQuery(idle), no ReadyForQuery still owed for a Query, Sync
 // or FunctionCall it was sent, and no extended-protocol message sent since the last Sync.
 // Anything else (client gone mid-query, failed reset, bytes from an idle server) closes it.
+// An exception from tidepool's own code while reading is logged as server.internal_error with its
+// stack; only a TidepoolError (bad bytes, failed login) is the server's protocol error.
 // Must not: decide pool membership (pool.ts does) or read settings other than what it is given.
 
-import net from 'node:net'
-import tls from 'node:tls'
-import type { ServerTls } from '../net/tls.ts'
+import type net from 'node:net'
 import { Framer, INSPECT_ALL, inspectTable } from '../protocol/framer.ts'
-import { AuthCode, BackendCode, TxStatus } from '../protocol/codes.ts'
+import { BackendCode, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
-import { parseBackendKeyData, parseErrorFields, parseParameterStatus } from '../protocol/reader.ts'
-import { ServerAuth } from '../auth/server-login.ts'
+import { parseErrorFields, parseParameterStatus } from '../protocol/reader.ts'
 import { TidepoolError } from '../util/errors.ts'
-import { parseScramVerifier } from '../auth/scram-server.ts'
 import { ServerState, type PooledClient, type PooledServer } from '../pool/states.ts'
 import type { Pool } from '../pool/pool.ts'
 import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
-import type { ProxyContext, WatchedHost } from './context.ts'
+import type { ProxyContext } from './context.ts'
 import { sendCancel } from './cancel.ts'
 import { dial, isUnixHost } from '../net/dial.ts'
 import { OUT } from './out-slices.ts'
@@ -29,25 +28,13 @@ import { nowUs } from '../pool/stats.ts'
 import { Resp, ServerPrepared } from './prepared.ts'
 import type { ProbeResult } from './session-state.ts'
 import { ServerSession } from './server-session.ts'
+import { ServerStartup, type ServerTarget, type StartingServer } from './server-startup.ts'
 import { SqlState } from '../protocol/pg-error.ts'
 
 export type { WatchedHost } from './context.ts'
+export type { ServerTarget } from './server-startup.ts'
 
 let nextServerId = 1
-
-/** Where and as whom a pool's servers log in. */
-export interface ServerTarget {
-  host: string
-  port: number
-  database: string
-  user: string
-  password: string | null
-  /** Extra startup parameters (client_encoding, datestyle, timezone from the [databases] entry). */
-  startupParams: Record<string, string>
-  connectQuery: string | null
-  /** The monitored host this connection goes to (watched entries only): counted for leastconn, banned on failure. */
-  watchedHost?: WatchedHost
-}
 
 /** What a server connection needs of the client linked to it (ClientConn implements it). */
 export interface LinkedClient extends PooledClient {
@@ -65,15 +52,9 @@ export interface LinkedClient extends PooledClient {
   onServerLost(server: PooledServer): void
 }
 
-const SSL_REQUEST = build.sslRequest()
-
 /** Same as Node's default read size. */
 const READ_BUFFER_SIZE = 64 * 1024
 
-const LOGIN_INSPECT = inspectTable([
-  BackendCode.Authentication, BackendCode.ParameterStatus, BackendCode.BackendKeyData, BackendCode.ErrorResponse,
-  BackendCode.ReadyForQuery, BackendCode.NoticeResponse, BackendCode.NegotiateProtocolVersion,
-])
 const WORK_CODES = [
   BackendCode.ReadyForQuery, BackendCode.ErrorResponse, BackendCode.ParameterStatus, BackendCode.CopyInResponse, BackendCode.CopyOutResponse,
   BackendCode.CopyBothResponse, BackendCode.NotificationResponse,
@@ -88,7 +69,7 @@ const WORK_INSPECT_TRACKED = inspectTable([
   BackendCode.NoData, BackendCode.CommandComplete, BackendCode.EmptyQueryResponse, BackendCode.PortalSuspended,
 ])
 
-export class ServerConn implements PooledServer {
+export class ServerConn implements PooledServer, StartingServer {
   prev: PooledServer | null = null
   next: PooledServer | null = null
   list: object | null = null
@@ -121,13 +102,12 @@ export class ServerConn implements PooledServer {
   private queryStartUs = 0
   private xactStartUs = 0
   private isLoggedIn = false
-  private auth: ServerAuth | null
+  /** The login's state until the first ReadyForQuery (server-startup.ts). */
+  private startup: ServerStartup | null
   private internalDone: ((ok: boolean) => void) | null = null
   private internalOk = true
   private closeReason: string | null = null
   private readonly addr: string
-  /** Set between our SSLRequest and the server's one-byte answer. */
-  private tlsAnswerPending: ServerTls | null = null
   private readBuf: Buffer | null = null
   /** A slice of readBuf is queued on the client socket: the next read needs a fresh buffer. */
   private isReadBufLent = false
@@ -145,10 +125,8 @@ export class ServerConn implements PooledServer {
     this.idleSinceMs = now
     this.readyAtMs = now
     this.framer = new Framer(ctx.settings.max_packet_size)
-    this.framer.inspect = LOGIN_INSPECT
     // A user found through auth_query has no secret in the target: it logs in with the one it proved.
-    const secret = target.password ?? ctx.authQuery.serverSecret(pool.database, target.user)
-    this.auth = new ServerAuth(target.user, secret, undefined, scramKeysFor(target.user, secret, ctx))
+    this.startup = new ServerStartup(this, target.password ?? ctx.authQuery.serverSecret(pool.database, target.user), ctx)
     const isUnix = isUnixHost(target.host)
     this.addr = isUnix ? `unix:${target.host}` : `${target.host}:${target.port}`
     // Reads land in a buffer of our own (onread) instead of a new Buffer and a stream 'data'
@@ -164,7 +142,7 @@ export class ServerConn implements PooledServer {
     if (ctx.settings.tcp_keepalive && !isUnix) {
       this.socket.setKeepAlive(true, Math.max(0, ctx.settings.tcp_keepidle) * 1000)
     }
-    this.socket.on('connect', () => this.onConnect())
+    this.socket.on('connect', () => this.startup?.onConnect())
     this.socket.on('error', (err) => this.close(`server socket error: ${err.message}`))
     this.socket.on('close', () => this.close('server closed the connection'))
   }
@@ -203,52 +181,10 @@ export class ServerConn implements PooledServer {
     return this.closeReason !== null
   }
 
-  private onConnect(): void {
-    const serverTls = this.ctx.serverTls
-    if (serverTls !== null && !isUnixHost(this.target.host)) {
-      this.tlsAnswerPending = serverTls
-      this.socket.write(SSL_REQUEST)
-      return
-    }
-    this.sendStartup()
-  }
-
-  private sendStartup(): void {
-    const params: Record<string, string> = { user: this.target.user, database: this.target.database, ...this.target.startupParams }
-    this.socket.write(build.startupMessage(params))
-  }
-
-  /** The server's one-byte answer to SSLRequest. Anything after it is refused: it would be plain text injected ahead of the TLS stream. */
-  private onTlsAnswer(chunk: Buffer, conf: ServerTls): void {
-    this.tlsAnswerPending = null
-    if (chunk.length !== 1) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'server sent unexpected data after its answer to SSLRequest')
-    if (chunk[0] === 0x4e) {
-      if (conf.isRequired) {
-        this.failLogin({ severity: 'FATAL', code: SqlState.ProtocolViolation, message: `server login failed: server does not support TLS (server_tls_sslmode ${conf.mode})`, reason: 'server does not support TLS' })
-        return
-      }
-      this.sendStartup()
-      return
-    }
-    if (chunk[0] !== 0x53) throw new TidepoolError('TP_PROTOCOL_VIOLATION', `unexpected answer to SSLRequest: 0x${chunk[0].toString(16)}`)
-    const raw = this.socket
-    const host = this.target.host
-    const secure = tls.connect({ ...conf.options, socket: raw, servername: net.isIP(host) === 0 ? host : undefined })
-    secure.on('data', (d: Buffer) => this.onData(d))
-    secure.on('error', (err) => {
-      const reason = `server TLS error: ${err.message}`
-      if (!this.isLoggedIn) this.failLogin({ severity: 'FATAL', code: SqlState.ProtocolViolation, message: `server login failed: ${err.message}`, reason })
-      else this.close(reason)
-    })
-    secure.on('close', () => this.close('server closed the connection'))
-    secure.once('secureConnect', () => this.sendStartup())
-    this.socket = secure
-  }
-
-  private onData(chunk: Buffer): void {
+  /** Every read, from the TCP socket or (after the TLS upgrade) the TLS one. */
+  onData(chunk: Buffer): void {
     try {
-      if (this.tlsAnswerPending !== null) this.onTlsAnswer(chunk, this.tlsAnswerPending)
-      else if (!this.isLoggedIn) this.onLoginData(chunk)
+      if (this.startup !== null) this.startup.onData(chunk)
       else if (this.internalDone !== null) this.onInternalData(chunk)
       else if (this.client !== null) this.onWorkData(chunk, this.client)
       else this.onIdleData(chunk)
@@ -263,59 +199,10 @@ export class ServerConn implements PooledServer {
     }
   }
 
-  // ---- login ----
+  // ---- login (server-startup.ts reads it) ----
 
-  private onLoginData(chunk: Buffer): void {
-    const f = this.framer
-    f.push(chunk)
-    while (f.next()) {
-      switch (f.code) {
-        case BackendCode.Authentication: {
-          let reply: Buffer | null
-          try {
-            reply = (this.auth as ServerAuth).onAuthRequest(f.buf, f.start + 5, f.end)
-          } catch (err) {
-            // Our side cannot log in (no usable secret, unsupported method, forged signature):
-            // the clients waiting for this pool hear why, as with a server's own login error.
-            const e = err as TidepoolError
-            if (e.code !== 'TP_AUTH_FAILED' && e.code !== 'TP_AUTH_UNSUPPORTED') throw err
-            this.failLogin({ severity: 'FATAL', code: SqlState.InvalidAuthorizationSpecification, message: `server login failed: ${e.message}`, reason: `server login failed: ${e.message}` })
-            return
-          }
-          if (reply !== null) this.socket.write(reply)
-          if (f.buf.readInt32BE(f.start + 5) === AuthCode.Ok) this.auth = null
-          break
-        }
-        case BackendCode.ParameterStatus: {
-          const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
-          this.session.reported(name, value)
-          break
-        }
-        case BackendCode.BackendKeyData: {
-          const k = parseBackendKeyData(f.buf, f.start + 5, f.end)
-          this.backendPid = k.pid
-          this.backendSecret = k.secret
-          break
-        }
-        case BackendCode.ErrorResponse: {
-          const e = parseErrorFields(f.buf, f.start + 5, f.end)
-          const failure: ClientFailure = { severity: 'FATAL', code: e.code, message: e.message, reason: `server login failed: ${e.message}` }
-          this.failLogin(failure)
-          return
-        }
-        case BackendCode.ReadyForQuery:
-          this.finishLogin()
-          return
-        case BackendCode.NoticeResponse:
-        case BackendCode.NegotiateProtocolVersion:
-          break
-        default:
-          throw new TidepoolError('TP_PROTOCOL_VIOLATION', `unexpected message '${String.fromCharCode(f.code)}' during login`)
-      }
-    }
-  }
-
-  private finishLogin(): void {
+  finishLogin(): void {
+    this.startup = null
     this.framer.inspect = WORK_INSPECT
     this.isLoggedIn = true
     this.readyAtMs = Date.now()
@@ -331,7 +218,7 @@ export class ServerConn implements PooledServer {
     }
   }
 
-  private failLogin(failure: ClientFailure): void {
+  failLogin(failure: ClientFailure): void {
     if (this.closeReason !== null) return
     this.ctx.log.warn('server.login_failed', this, failure.reason)
     this.closeReason = failure.reason
@@ -647,14 +534,6 @@ export class ServerConn implements PooledServer {
     else if (done !== null) done(false)
     this.pool.kick(Date.now())
   }
-}
-
-/** With a SCRAM verifier as the stored secret, the server login needs the ClientKey a client proved. */
-function scramKeysFor(user: string, secret: string | null, ctx: ProxyContext): { clientKey: Buffer; serverKey: Buffer } | null {
-  const v = secret === null ? null : parseScramVerifier(secret)
-  if (v === null) return null
-  const clientKey = ctx.scramClientKey(user)
-  return clientKey === null ? null : { clientKey, serverKey: v.serverKey }
 }
 
 /** The SQLSTATE ('C' field) of the ErrorResponse at `at`, without decoding the other fields. */

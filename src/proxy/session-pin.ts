@@ -41,7 +41,7 @@ export function probeSession(server: ServerConn, sql: string, done: (r: ProbeRes
  * put it back in the pool only if nothing session-bound is left; its GUCs are then what the
  * next client's link resets or replaces.
  */
-export function retireServer(server: ServerConn, pool: Pool, sql: string): void {
+function retireServer(server: ServerConn, pool: Pool, sql: string): void {
   probeSession(server, sql, (r) => {
     if (server.isClosed) return
     if (r === null || r.bound !== '') {
@@ -51,6 +51,18 @@ export function retireServer(server: ServerConn, pool: Pool, sql: string): void 
     server.adoptProbe(r)
     releaseServer(pool, server)
   })
+}
+
+/**
+ * A closing client leaves its linked server (already unlinked): a ready server (`isClean`: the
+ * client had nothing queued or syncing) goes back to the pool, after a probe when the client may
+ * have left session state (`mayHoldState`); any other is closed, never reused in an unknown state.
+ */
+export function leaveServer(pool: Pool, server: ServerConn, isClean: boolean, mayHoldState: boolean,
+  trackedLower: readonly string[], gucNames: ReadonlySet<string> | null): void {
+  if (!server.isReady || !isClean) server.close('client disconnected while server was not ready')
+  else if (mayHoldState) retireServer(server, pool, sessionProbeSql(trackedLower, gucNames, server))
+  else releaseServer(pool, server)
 }
 
 /**

@@ -1,4 +1,5 @@
-// The client messages the work phase reads whole (transaction and statement mode), and how they
+// The work phase's client message tables (which types are valid, which run SQL, which are read
+// whole), and the messages read whole (transaction and statement mode): how they
 // are rewritten for the server the client is linked to: Query and Parse texts are scanned for
 // session state (refused under session_state_policy = error); with max_prepared_statements > 0,
 // a Parse of a named statement, Bind and Describe go out under the statement's server name (after
@@ -48,6 +49,23 @@ function cstringEnd(buf: Buffer, from: number, end: number): number {
   const nul = buf.indexOf(0, from)
   if (nul < 0 || nul >= end) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'string without terminating NUL')
   return nul
+}
+
+/**
+ * A message that is not read whole (Sync outside copy-in, Execute, Query, FunctionCall): queued
+ * for response matching only, so the responses of the messages around it match their requests.
+ */
+export function queueStreamed(sp: ServerPrepared, code: number, isCopyIn: boolean): void {
+  switch (code) {
+    case FrontendCode.Sync:
+      if (!isCopyIn) sp.push(code, Act.Forward, null)
+      break
+    case FrontendCode.Execute:
+    case FrontendCode.Query:
+    case FrontendCode.FunctionCall:
+      sp.push(code, Act.Forward, null)
+      break
+  }
 }
 
 /** The work phase's inspect table: which client messages are read whole. */
@@ -229,4 +247,30 @@ export function answerDeallocate(ps: ClientStatements, sp: ServerPrepared, txSta
   }
   sp.emit.push(Buffer.concat([reply, build.readyForQuery(txStatus)]))
   return true
+}
+
+/** Message types a client may send after login (PostgreSQL's frontend messages, less the auth ones). */
+const VALID_WORK_CODES = new Uint8Array(256)
+for (const c of [FrontendCode.Bind, FrontendCode.Close, FrontendCode.CopyData, FrontendCode.CopyDone, FrontendCode.CopyFail,
+  FrontendCode.Describe, FrontendCode.Execute, FrontendCode.Flush, FrontendCode.FunctionCall, FrontendCode.Parse,
+  FrontendCode.Query, FrontendCode.Sync, FrontendCode.Terminate]) VALID_WORK_CODES[c] = 1
+
+/** Messages that run SQL, which may make session state inside a function: Query, Execute, FunctionCall. */
+export const RUNS_SQL = new Uint8Array(256)
+RUNS_SQL[FrontendCode.Query] = 1
+RUNS_SQL[FrontendCode.Execute] = 1
+RUNS_SQL[FrontendCode.FunctionCall] = 1
+
+/** disable_pqexec: the extended protocol only, since a simple Query may carry several statements. */
+const NO_PQEXEC_WORK_CODES = VALID_WORK_CODES.slice()
+NO_PQEXEC_WORK_CODES[FrontendCode.Query] = 0
+
+/** The message types a client may send in the work phase. */
+export function workCodes(disablePqexec: boolean): Uint8Array {
+  return disablePqexec ? NO_PQEXEC_WORK_CODES : VALID_WORK_CODES
+}
+
+/** A chunk that is exactly one Terminate. */
+export function isTerminate(chunk: Buffer): boolean {
+  return chunk.length === 5 && chunk[0] === FrontendCode.Terminate && chunk.readInt32BE(1) === 4
 }
