@@ -27,6 +27,8 @@ export const SqlState = {
   CannotConnectNow: '57P03',
   ConfigFileError: 'F0000',
   InternalError: 'XX000',
+  // proxy/ (client-conn, server-conn and the modules split from them)
+  InFailedSqlTransaction: '25P02',
 } as const
 
 /** SQLSTATE classes (the first two characters) matched as a whole. */

@@ -1,6 +1,7 @@
 // What a connection needs from the running process: the current settings snapshot, the log, the
 // cancel key registry, and pool lookup. Runtime owns the one instance and swaps `settings` and
 // `config` on RELOAD; connections read them at the moment of use, never keep their own copy.
+// Must not: name ClientConn or ServerConn (they import this; the pool's interfaces say enough).
 
 import type { Config } from '../config/types.ts'
 import type { Settings } from '../config/settings.ts'
@@ -9,12 +10,15 @@ import type { Pool } from '../pool/pool.ts'
 import type { IntrusiveList } from '../util/intrusive-list.ts'
 import type { PooledClient } from '../pool/states.ts'
 import type { CancelRegistry } from './cancel.ts'
-import type { ClientConn } from './client-conn.ts'
-import type { WatchedHost } from './server-conn.ts'
 import type { ClientTls, ServerTls } from '../net/tls.ts'
 import type { HbaFile } from '../auth/hba.ts'
 import type { AuthQuery } from '../auth/auth-query.ts'
 import type { ReadGate } from '../net/read-gate.ts'
+
+/** What a connection sees of a monitored host (ha/hosts.ts Host); the runtime does the rest. */
+export interface WatchedHost {
+  servers: number
+}
 
 export interface ProxyContext {
   config: Config
@@ -24,7 +28,7 @@ export interface ProxyContext {
   /** Clients that have not reached a pool yet; the janitor applies client_login_timeout to them. */
   readonly loginClients: IntrusiveList<PooledClient>
   /** Every open client connection, for max_client_conn and shutdown. */
-  readonly clients: Set<ClientConn>
+  readonly clients: Set<PooledClient>
   /** The pool for a database entry and the server-side user, created on first use. */
   poolFor(database: string, user: string): Pool | null
   /** A user's SCRAM ClientKey, learnt when a client proved it against a stored verifier. */

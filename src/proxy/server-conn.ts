@@ -1,65 +1,60 @@
-// One connection from tidepool to a PostgreSQL server: login, internal queries (reset, check,
-// parameter sync, connect_query), and the work phase where results stream to the linked client.
+// One connection from tidepool to a PostgreSQL server: login (server-startup.ts), internal queries
+// (reset, check, parameter sync, connect_query), and the work phase where results stream to the
+// linked client. What its session carries between clients is its ServerSession (server-session.ts).
 //
 // In the work phase only ReadyForQuery, ParameterStatus and the copy responses are read; every
 // other message passes through as slices of the received chunk. The server is handed back to the
 // pool only when it is *ready*: ReadyForQuery(idle), no ReadyForQuery still owed for a Query, Sync
 // or FunctionCall it was sent, and no extended-protocol message sent since the last Sync.
 // Anything else (client gone mid-query, failed reset, bytes from an idle server) closes it.
+// An exception from tidepool's own code while reading is logged as server.internal_error with its
+// stack; only a TidepoolError (bad bytes, failed login) is the server's protocol error.
 // Must not: decide pool membership (pool.ts does) or read settings other than what it is given.
 
-import net from 'node:net'
-import tls from 'node:tls'
-import type { ServerTls } from '../net/tls.ts'
+import type net from 'node:net'
 import { Framer, INSPECT_ALL, inspectTable } from '../protocol/framer.ts'
-import { AuthCode, BackendCode, TxStatus } from '../protocol/codes.ts'
+import { BackendCode, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
-import { parseBackendKeyData, parseErrorFields, parseParameterStatus } from '../protocol/reader.ts'
-import { ServerAuth } from '../auth/server-login.ts'
-import type { TidepoolError } from '../util/errors.ts'
-import { parseScramVerifier } from '../auth/scram-server.ts'
-import { ServerState, type PooledServer } from '../pool/states.ts'
+import { parseErrorFields, parseParameterStatus } from '../protocol/reader.ts'
+import { TidepoolError } from '../util/errors.ts'
+import { ServerState, type PooledClient, type PooledServer } from '../pool/states.ts'
 import type { Pool } from '../pool/pool.ts'
 import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import type { ProxyContext } from './context.ts'
-import type { ClientConn } from './client-conn.ts'
 import { sendCancel } from './cancel.ts'
 import { dial, isUnixHost } from '../net/dial.ts'
 import { OUT } from './out-slices.ts'
 import { nowUs } from '../pool/stats.ts'
 import { Resp, ServerPrepared } from './prepared.ts'
-import { NO_GUCS, type GucMap } from './session-state.ts'
+import type { ProbeResult } from './session-state.ts'
+import { ServerSession } from './server-session.ts'
+import { ServerStartup, type ServerTarget, type StartingServer } from './server-startup.ts'
+import { SqlState } from '../protocol/pg-error.ts'
+
+export type { WatchedHost } from './context.ts'
+export type { ServerTarget } from './server-startup.ts'
 
 let nextServerId = 1
 
-/** Where and as whom a pool's servers log in. */
-export interface ServerTarget {
-  host: string
-  port: number
-  database: string
-  user: string
-  password: string | null
-  /** Extra startup parameters (client_encoding, datestyle, timezone from the [databases] entry). */
-  startupParams: Record<string, string>
-  connectQuery: string | null
-  /** The monitored host this connection goes to (watched entries only): counted for leastconn, banned on failure. */
-  watchedHost?: WatchedHost
+/** What a server connection needs of the client linked to it (ClientConn implements it). */
+export interface LinkedClient extends PooledClient {
+  readonly socket: net.Socket
+  /** NotificationResponse from the server reaches the client (session mode, or after LISTEN). */
+  readonly isListening: boolean
+  /** The server is at a ReadyForQuery that hands it back to the pool: what follows is nobody's answer. */
+  willReleaseAtReady(server: ServerConn): boolean
+  /** After a chunk with ReadyForQuery. */
+  onServerReady(server: ServerConn): void
+  /** A ParameterStatus from the server: the client's session now has this value. */
+  onServerParameter(name: string, value: string): void
+  /** The client socket's buffer is full: stop reading the server until it drains. */
+  throttleServer(server: ServerConn): void
+  onServerLost(server: PooledServer): void
 }
-
-/** What a connection sees of a monitored host (ha/hosts.ts Host); the runtime does the rest. */
-export interface WatchedHost {
-  servers: number
-}
-
-const SSL_REQUEST = build.sslRequest()
 
 /** Same as Node's default read size. */
 const READ_BUFFER_SIZE = 64 * 1024
 
-const LOGIN_INSPECT = inspectTable([
-  BackendCode.Authentication, BackendCode.ParameterStatus, BackendCode.BackendKeyData, BackendCode.ErrorResponse,
-  BackendCode.ReadyForQuery, BackendCode.NoticeResponse, BackendCode.NegotiateProtocolVersion,
-])
 const WORK_CODES = [
   BackendCode.ReadyForQuery, BackendCode.ErrorResponse, BackendCode.ParameterStatus, BackendCode.CopyInResponse, BackendCode.CopyOutResponse,
   BackendCode.CopyBothResponse, BackendCode.NotificationResponse,
@@ -74,12 +69,12 @@ const WORK_INSPECT_TRACKED = inspectTable([
   BackendCode.NoData, BackendCode.CommandComplete, BackendCode.EmptyQueryResponse, BackendCode.PortalSuspended,
 ])
 
-export class ServerConn implements PooledServer {
+export class ServerConn implements PooledServer, StartingServer {
   prev: PooledServer | null = null
   next: PooledServer | null = null
   list: object | null = null
   state: ServerState = ServerState.Login
-  client: ClientConn | null = null
+  client: LinkedClient | null = null
   closeOnRelease = false
   connectedAtMs: number
   idleSinceMs: number
@@ -88,13 +83,6 @@ export class ServerConn implements PooledServer {
   /** The TCP socket, or after a TLS upgrade the TLS socket over it. */
   socket: net.Socket
   readonly framer: Framer
-  /** Current values of the parameters the server reports (GUC_REPORT), by canonical name. */
-  readonly params = new Map<string, string>()
-  /**
-   * A client's (shared, never mutated) parameter map that the values above were last made to match;
-   * while it is the linked client's map, linking needs no comparison. Any ParameterStatus clears it.
-   */
-  agreedParams: ReadonlyMap<string, string> | null = null
   backendPid = 0
   backendSecret = 0
   txStatus: number = TxStatus.Idle
@@ -105,22 +93,21 @@ export class ServerConn implements PooledServer {
   isCopyIn = false
   /** Prepared statements this server holds and the requests it still answers (prepared.ts). */
   readonly ps = new ServerPrepared()
+  /** What the session carries between clients: reported parameters, GUCs, the statement cache (the same `ps`). */
+  readonly session = new ServerSession(this.ps)
   /** The linked client's statements are mapped: responses are matched to requests. */
   isTracking = false
-  /** GUC values a client set on this session (session-state.ts); what the next client must RESET or replace. */
-  gucs: GucMap = NO_GUCS
   private internalOnRow: ((buf: Buffer, start: number, end: number) => void) | null = null
   /** Start of the query now running and of the transaction it is in (µs, monotonic); 0 = none. */
   private queryStartUs = 0
   private xactStartUs = 0
   private isLoggedIn = false
-  private auth: ServerAuth | null
+  /** The login's state until the first ReadyForQuery (server-startup.ts). */
+  private startup: ServerStartup | null
   private internalDone: ((ok: boolean) => void) | null = null
   private internalOk = true
   private closeReason: string | null = null
   private readonly addr: string
-  /** Set between our SSLRequest and the server's one-byte answer. */
-  private tlsAnswerPending: ServerTls | null = null
   private readBuf: Buffer | null = null
   /** A slice of readBuf is queued on the client socket: the next read needs a fresh buffer. */
   private isReadBufLent = false
@@ -138,10 +125,8 @@ export class ServerConn implements PooledServer {
     this.idleSinceMs = now
     this.readyAtMs = now
     this.framer = new Framer(ctx.settings.max_packet_size)
-    this.framer.inspect = LOGIN_INSPECT
     // A user found through auth_query has no secret in the target: it logs in with the one it proved.
-    const secret = target.password ?? ctx.authQuery.serverSecret(pool.database, target.user)
-    this.auth = new ServerAuth(target.user, secret, undefined, scramKeysFor(target.user, secret, ctx))
+    this.startup = new ServerStartup(this, target.password ?? ctx.authQuery.serverSecret(pool.database, target.user), ctx)
     const isUnix = isUnixHost(target.host)
     this.addr = isUnix ? `unix:${target.host}` : `${target.host}:${target.port}`
     // Reads land in a buffer of our own (onread) instead of a new Buffer and a stream 'data'
@@ -157,7 +142,7 @@ export class ServerConn implements PooledServer {
     if (ctx.settings.tcp_keepalive && !isUnix) {
       this.socket.setKeepAlive(true, Math.max(0, ctx.settings.tcp_keepidle) * 1000)
     }
-    this.socket.on('connect', () => this.onConnect())
+    this.socket.on('connect', () => this.startup?.onConnect())
     this.socket.on('error', (err) => this.close(`server socket error: ${err.message}`))
     this.socket.on('close', () => this.close('server closed the connection'))
   }
@@ -170,9 +155,9 @@ export class ServerConn implements PooledServer {
     return this.readBuf
   }
 
-  private setParam(name: string, value: string): void {
-    this.params.set(name, value)
-    this.agreedParams = null
+  /** Current values of the parameters the server reports (GUC_REPORT), by canonical name. */
+  get params(): ReadonlyMap<string, string> {
+    return this.session.params
   }
 
   describe(): string {
@@ -196,113 +181,28 @@ export class ServerConn implements PooledServer {
     return this.closeReason !== null
   }
 
-  private onConnect(): void {
-    const serverTls = this.ctx.serverTls
-    if (serverTls !== null && !isUnixHost(this.target.host)) {
-      this.tlsAnswerPending = serverTls
-      this.socket.write(SSL_REQUEST)
-      return
-    }
-    this.sendStartup()
-  }
-
-  private sendStartup(): void {
-    const params: Record<string, string> = { user: this.target.user, database: this.target.database, ...this.target.startupParams }
-    this.socket.write(build.startupMessage(params))
-  }
-
-  /** The server's one-byte answer to SSLRequest. Anything after it is refused: it would be plain text injected ahead of the TLS stream. */
-  private onTlsAnswer(chunk: Buffer, conf: ServerTls): void {
-    this.tlsAnswerPending = null
-    if (chunk.length !== 1) throw new Error('server sent unexpected data after its answer to SSLRequest')
-    if (chunk[0] === 0x4e) {
-      if (conf.isRequired) {
-        this.failLogin({ severity: 'FATAL', code: '08P01', message: `server login failed: server does not support TLS (server_tls_sslmode ${conf.mode})`, reason: 'server does not support TLS' })
-        return
-      }
-      this.sendStartup()
-      return
-    }
-    if (chunk[0] !== 0x53) throw new Error(`unexpected answer to SSLRequest: 0x${chunk[0].toString(16)}`)
-    const raw = this.socket
-    const host = this.target.host
-    const secure = tls.connect({ ...conf.options, socket: raw, servername: net.isIP(host) === 0 ? host : undefined })
-    secure.on('data', (d: Buffer) => this.onData(d))
-    secure.on('error', (err) => {
-      const reason = `server TLS error: ${err.message}`
-      if (!this.isLoggedIn) this.failLogin({ severity: 'FATAL', code: '08P01', message: `server login failed: ${err.message}`, reason })
-      else this.close(reason)
-    })
-    secure.on('close', () => this.close('server closed the connection'))
-    secure.once('secureConnect', () => this.sendStartup())
-    this.socket = secure
-  }
-
-  private onData(chunk: Buffer): void {
+  /** Every read, from the TCP socket or (after the TLS upgrade) the TLS one. */
+  onData(chunk: Buffer): void {
     try {
-      if (this.tlsAnswerPending !== null) this.onTlsAnswer(chunk, this.tlsAnswerPending)
-      else if (!this.isLoggedIn) this.onLoginData(chunk)
+      if (this.startup !== null) this.startup.onData(chunk)
       else if (this.internalDone !== null) this.onInternalData(chunk)
       else if (this.client !== null) this.onWorkData(chunk, this.client)
       else this.onIdleData(chunk)
     } catch (err) {
-      this.close(`server protocol error: ${(err as Error).message}`)
-    }
-  }
-
-  // ---- login ----
-
-  private onLoginData(chunk: Buffer): void {
-    const f = this.framer
-    f.push(chunk)
-    while (f.next()) {
-      switch (f.code) {
-        case BackendCode.Authentication: {
-          let reply: Buffer | null
-          try {
-            reply = (this.auth as ServerAuth).onAuthRequest(f.buf, f.start + 5, f.end)
-          } catch (err) {
-            // Our side cannot log in (no usable secret, unsupported method, forged signature):
-            // the clients waiting for this pool hear why, as with a server's own login error.
-            const e = err as TidepoolError
-            if (e.code !== 'TP_AUTH_FAILED' && e.code !== 'TP_AUTH_UNSUPPORTED') throw err
-            this.failLogin({ severity: 'FATAL', code: '28000', message: `server login failed: ${e.message}`, reason: `server login failed: ${e.message}` })
-            return
-          }
-          if (reply !== null) this.socket.write(reply)
-          if (f.buf.readInt32BE(f.start + 5) === AuthCode.Ok) this.auth = null
-          break
-        }
-        case BackendCode.ParameterStatus: {
-          const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
-          this.setParam(name, value)
-          break
-        }
-        case BackendCode.BackendKeyData: {
-          const k = parseBackendKeyData(f.buf, f.start + 5, f.end)
-          this.backendPid = k.pid
-          this.backendSecret = k.secret
-          break
-        }
-        case BackendCode.ErrorResponse: {
-          const e = parseErrorFields(f.buf, f.start + 5, f.end)
-          const failure: ClientFailure = { severity: 'FATAL', code: e.code, message: e.message, reason: `server login failed: ${e.message}` }
-          this.failLogin(failure)
-          return
-        }
-        case BackendCode.ReadyForQuery:
-          this.finishLogin()
-          return
-        case BackendCode.NoticeResponse:
-        case BackendCode.NegotiateProtocolVersion:
-          break
-        default:
-          throw new Error(`unexpected message '${String.fromCharCode(f.code)}' during login`)
+      if (err instanceof TidepoolError) {
+        this.close(`server protocol error: ${err.message}`)
+      } else {
+        // Our bug, not the server's bytes: log it with the stack and close without blaming the host.
+        this.ctx.log.error('server.internal_error', this, `internal error: ${(err as Error).stack ?? String(err)}`)
+        this.close(`internal error: ${(err as Error).message}`, false)
       }
     }
   }
 
-  private finishLogin(): void {
+  // ---- login (server-startup.ts reads it) ----
+
+  finishLogin(): void {
+    this.startup = null
     this.framer.inspect = WORK_INSPECT
     this.isLoggedIn = true
     this.readyAtMs = Date.now()
@@ -311,19 +211,19 @@ export class ServerConn implements PooledServer {
     if (q !== null && q !== '') {
       this.runInternal(q, (ok) => {
         if (!ok) this.close('connect_query failed')
-        else this.pool.serverLoggedIn(this, new Map(this.params), Date.now())
+        else this.pool.serverLoggedIn(this, new Map(this.session.params), Date.now())
       })
     } else {
-      this.pool.serverLoggedIn(this, new Map(this.params), Date.now())
+      this.pool.serverLoggedIn(this, new Map(this.session.params), Date.now())
     }
   }
 
-  private failLogin(failure: ClientFailure): void {
+  failLogin(failure: ClientFailure): void {
     if (this.closeReason !== null) return
     this.ctx.log.warn('server.login_failed', this, failure.reason)
     this.closeReason = failure.reason
     // Refused credentials or a missing database are the pool's problem, not the host's.
-    const isBanned = this.leaveHost(failure.code.startsWith('28') || failure.code === '3D000' ? null : failure.reason)
+    const isBanned = this.leaveHost(failure.code.startsWith('28') || failure.code === SqlState.InvalidCatalogName ? null : failure.reason)
     this.socket.destroy()
     this.pool.serverLoginFailed(this, failure, Date.now(), isBanned)
   }
@@ -349,14 +249,14 @@ export class ServerConn implements PooledServer {
     while (f.next()) {
       if (f.code === BackendCode.ParameterStatus) {
         const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
-        this.setParam(name, value)
+        this.session.reported(name, value)
         if (this.client !== null) this.client.onServerParameter(name, value)
       } else if (f.code === BackendCode.ErrorResponse) {
         const e = parseErrorFields(f.buf, f.start + 5, f.end)
         this.internalOk = false
         this.ctx.log.warn('server.internal_query_failed', this, `internal query failed: ${e.message}`, { sqlstate: e.code })
       } else if (f.code === BackendCode.CopyInResponse || f.code === BackendCode.CopyBothResponse) {
-        throw new Error('internal query started COPY')
+        throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'internal query started COPY')
       } else if (f.code === BackendCode.DataRow && this.internalOnRow !== null) {
         this.internalOnRow(f.buf, f.start + 5, f.end)
       } else if (f.code === BackendCode.NotificationResponse && this.client !== null && this.client.isListening) {
@@ -371,7 +271,7 @@ export class ServerConn implements PooledServer {
         // An internal query that leaves a transaction open would leak it to the next client.
         const ok = this.internalOk && this.txStatus === TxStatus.Idle
         if (f.end < f.buf.length && f.buf === chunk) {
-          throw new Error('server sent data after internal ReadyForQuery')
+          throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'server sent data after internal ReadyForQuery')
         }
         done(ok)
         return
@@ -381,7 +281,7 @@ export class ServerConn implements PooledServer {
 
   // ---- work ----
 
-  private onWorkData(chunk: Buffer, client: ClientConn): void {
+  private onWorkData(chunk: Buffer, client: LinkedClient): void {
     const f = this.framer
     const out = OUT
     const isStatementMode = this.pool.settings.pool_mode === 'statement'
@@ -468,7 +368,7 @@ export class ServerConn implements PooledServer {
     }
     if (isWhole && f.code === BackendCode.ParameterStatus) {
       const [name, value] = parseParameterStatus(f.buf, f.start + 5, f.end)
-      this.setParam(name, value)
+      this.session.reported(name, value)
       return null
     }
     return dirty
@@ -511,7 +411,7 @@ export class ServerConn implements PooledServer {
       this.readyAtMs = Date.now()
     } else if (code === BackendCode.ParameterStatus) {
       const [name, value] = parseParameterStatus(buf, at + 5, at + 1 + buf.readInt32BE(at + 1))
-      this.setParam(name, value)
+      this.session.reported(name, value)
       if (this.client !== null) this.client.onServerParameter(name, value)
     } else if (code === BackendCode.CopyInResponse || code === BackendCode.CopyBothResponse) {
       this.isCopyIn = true
@@ -519,6 +419,16 @@ export class ServerConn implements PooledServer {
       this.pool.stats.countError('server', sqlstateOf(buf, at))
     }
     return isDropped
+  }
+
+  /** A session probe read what the last client left; a statement cache it cannot explain retires the server. */
+  adoptProbe(r: ProbeResult): void {
+    if (!this.session.adoptProbe(r, this.isTracking)) this.closeOnRelease = true
+  }
+
+  /** The client leaves without the pool (it retires the server, or closes it): nobody is linked now. */
+  detachClient(): void {
+    this.client = null
   }
 
   /** Linking to a client: map its statement names (or not), with the matching inspect table. */
@@ -607,7 +517,7 @@ export class ServerConn implements PooledServer {
     if (this.socket.writable && wasLoggedIn) this.socket.end(build.terminate())
     this.socket.destroy()
     this.ps.reset()
-    this.ps.clearCache()
+    this.session.forgetStatements()
     const client = this.client
     const isLoginFailure = !wasLoggedIn && this.state === ServerState.Login && isHostToBlame
     const isBanned = this.leaveHost(isLoginFailure ? reason : null)
@@ -626,14 +536,6 @@ export class ServerConn implements PooledServer {
   }
 }
 
-/** With a SCRAM verifier as the stored secret, the server login needs the ClientKey a client proved. */
-function scramKeysFor(user: string, secret: string | null, ctx: ProxyContext): { clientKey: Buffer; serverKey: Buffer } | null {
-  const v = secret === null ? null : parseScramVerifier(secret)
-  if (v === null) return null
-  const clientKey = ctx.scramClientKey(user)
-  return clientKey === null ? null : { clientKey, serverKey: v.serverKey }
-}
-
 /** The SQLSTATE ('C' field) of the ErrorResponse at `at`, without decoding the other fields. */
 function sqlstateOf(buf: Buffer, at: number): string {
   const end = at + 1 + buf.readInt32BE(at + 1)
@@ -643,5 +545,5 @@ function sqlstateOf(buf: Buffer, at: number): string {
     if (buf[i] === 0x43 && nul - i === 6) return buf.toString('latin1', i + 1, nul)
     i = nul + 1
   }
-  return 'XX000'
+  return SqlState.InternalError
 }

@@ -1,0 +1,272 @@
+// A client's login, from its StartupMessage's parameters to "authenticated": the startup checks
+// (shutdown, TLS required, max_client_conn, startup parameters, database), then the auth_type's
+// flow: trust/any, plain/md5/scram-sha-256 (from auth_file or auth_query), cert, or hba's first
+// matching line. One ClientLogin per connection while it authenticates; what follows (the console,
+// or the pool) is the client's (client-conn.ts).
+// Must not: move a client onto a pool's lists (the client joins its pool; the pool says when it is ready).
+
+import type net from 'node:net'
+import type tls from 'node:tls'
+import { verifiedClientCn } from '../net/tls.ts'
+import { INSPECT_ALL, INSPECT_NONE, type Framer } from '../protocol/framer.ts'
+import { FrontendCode, TxStatus } from '../protocol/codes.ts'
+import * as build from '../protocol/build.ts'
+import type { Pool } from '../pool/pool.ts'
+import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
+import { SqlState } from '../protocol/pg-error.ts'
+import type { LogSubject } from '../observe/log.ts'
+import { dbClientLimit, entryFor, userClientLimit } from '../config/effective.ts'
+import { clientAuthFlow, type ClientAuthFlow } from '../auth/client-auth.ts'
+import { matchHba, type HbaRule } from '../auth/hba.ts'
+import { identAllows } from '../auth/ident.ts'
+import type { ProxyContext } from './context.ts'
+import { canonicalParamName, shareParams, trackedNames } from './server-params.ts'
+import { CONSOLE_DB } from './client-console.ts'
+
+/** What the login needs of its client connection (ClientConn implements it). */
+export interface LoginClient extends LogSubject {
+  readonly socket: net.Socket
+  readonly isTls: boolean
+  readonly ctx: ProxyContext
+  readonly framer: Framer
+  user: string
+  database: string
+  params: ReadonlyMap<string, string>
+  isConsole: boolean
+  readonly isClosed: boolean
+  fail(err: ClientFailure): void
+  /** The client proved who it is: it enters the console or its pool. */
+  onAuthenticated(): void
+}
+
+export class ClientLogin {
+  private authFlow: ClientAuthFlow | null = null
+  /** An hba clientcert=verify-full rule whose certificate name check waits until its method succeeds. */
+  private certNameRule: HbaRule | null = null
+  /**
+   * auth_query runs on a server meanwhile. The client has nothing to send until asked for a
+   * password; bytes it sends anyway (a second startup packet, say) end its login.
+   */
+  private isLookingUp = false
+
+  constructor(private readonly client: LoginClient) {}
+
+  /** The StartupMessage's parameters: check them, then run auth_type's flow. */
+  start(params: Map<string, string>): void {
+    const c = this.client
+    const st = c.ctx.settings
+    c.user = params.get('user') ?? ''
+    c.database = params.get('database') || c.user
+    if (c.ctx.isShuttingDown) return c.fail(ClientErrors.shuttingDown)
+    if (c.ctx.clientTls?.isRequired === true && !c.isTls) return c.fail(ClientErrors.sslRequired)
+    if (c.ctx.clients.size > st.max_client_conn) return c.fail(ClientErrors.maxClientConn)
+    const ignored = new Set(st.ignore_startup_parameters.map((s) => s.toLowerCase()))
+    const tracked = new Map<string, string>()
+    for (const [name, value] of params) {
+      if (name === 'user' || name === 'database') continue
+      const canonical = canonicalParamName(name, st.track_extra_parameters)
+      if (canonical !== null) tracked.set(canonical, value)
+      else if (!ignored.has(name.toLowerCase())) return c.fail(ClientErrors.unsupportedStartupParameter(name))
+    }
+    if (st.application_name_add_host) {
+      // PgBouncer's format, so log parsers and pg_stat_activity queries written for it still match.
+      tracked.set('application_name', `${tracked.get('application_name') ?? 'app'} - ${peerDetails(c.socket, st.listen_port)}`)
+    }
+    c.params = tracked
+    c.isConsole = c.database === CONSOLE_DB
+    if (!c.isConsole) {
+      const db = entryFor(c.ctx.config, c.database)
+      if (db === undefined) return c.fail(ClientErrors.noSuchDatabase(c.database))
+    }
+
+    const authType = st.auth_type
+    if (authType === 'trust' || authType === 'any') return this.afterAuth()
+    if (authType === 'plain' || authType === 'md5' || authType === 'scram-sha-256') return this.startPasswordFlow(authType)
+    if (authType === 'cert') return this.authByCert()
+    if (authType === 'hba') return this.authByHba()
+    c.fail(ClientErrors.authTypeNotSupported(authType))
+  }
+
+  /** Password messages, one flow step each. */
+  onData(chunk: Buffer): void {
+    const c = this.client
+    if (this.isLookingUp || this.authFlow === null) return c.fail(ClientErrors.protocolViolation('message received before login finished'))
+    const f = c.framer
+    f.push(chunk)
+    while (f.next()) {
+      if (f.code !== FrontendCode.Password) {
+        return c.fail(ClientErrors.protocolViolation(`expected password response, got message type '${String.fromCharCode(f.code)}'`))
+      }
+      const step = this.authFlow.onMessage(f.buf, f.start + 5, f.end)
+      if (step.kind === 'continue') {
+        c.socket.write(step.send)
+        continue
+      }
+      if (step.kind === 'fail') {
+        return c.fail({ severity: 'FATAL', code: SqlState.InvalidPassword, message: `password authentication failed for user "${c.user}"`, reason: 'password authentication failed' })
+      }
+      if (step.send !== null) c.socket.write(step.send)
+      if (step.scramClientKey !== null) c.ctx.rememberScramClientKey(c.user, step.scramClientKey)
+      this.authFlow = null
+      f.inspect = INSPECT_NONE
+      this.afterAuth()
+      if (f.end < chunk.length) return c.fail(ClientErrors.protocolViolation('data after password before login finished'))
+      return
+    }
+  }
+
+  private startPasswordFlow(method: 'plain' | 'md5' | 'scram-sha-256'): void {
+    const c = this.client
+    const entry = c.ctx.config.userlist.get(c.user)
+    const lookup = entry === undefined ? c.ctx.authQuery.flowFor(c.ctx, method, c.isConsole ? null : c.database, c.user) : null
+    if (lookup === null) return this.beginAuth(clientAuthFlow(method, c.user, entry?.password ?? null, c.ctx.settings.scram_iterations))
+    this.isLookingUp = true
+    c.ctx.readGate.setReading(c.socket, false)
+    lookup.then((r) => {
+      if (c.isClosed) return
+      this.isLookingUp = false
+      c.ctx.readGate.setReading(c.socket, true)
+      if (r.ok) this.beginAuth(r.flow)
+      else c.fail(r.failure)
+    }, (err: unknown) => {
+      c.ctx.log.error('client.internal_error', c, `auth_query lookup failed: ${(err as Error).stack ?? String(err)}`)
+      c.fail(ClientErrors.internalError)
+    })
+  }
+
+  private beginAuth(flow: ClientAuthFlow): void {
+    const c = this.client
+    this.authFlow = flow
+    c.framer.inspect = INSPECT_ALL
+    c.socket.write(flow.start())
+  }
+
+  /** auth_type hba: the first matching line of auth_hba_file decides, as in PostgreSQL. */
+  private authByHba(): void {
+    const c = this.client
+    const hba = c.ctx.hba
+    const addr = c.socket.remoteAddress
+    const conn = { type: addr === undefined ? 'local' as const : 'host' as const, isTls: c.isTls, database: c.database, user: c.user, address: addr ?? '' }
+    const rule = hba === null ? null : matchHba(hba, conn)
+    const what = `host "${addr ?? '[local]'}", user "${c.user}", database "${c.database}", ${c.isTls ? 'SSL encryption' : 'no encryption'}`
+    if (rule === null) return c.fail(ClientErrors.hbaNoEntry(what))
+    // As PostgreSQL: a line that wants a client certificate is refused without a verified one
+    // before its method runs; cert lines want one by their nature.
+    if ((rule.options.clientcert !== undefined || rule.method === 'cert') && this.verifiedCn() === null) return c.fail(ClientErrors.clientCertRequired)
+    if (rule.options.clientcert === 'verify-full' && rule.method !== 'cert') this.certNameRule = rule
+    switch (rule.method) {
+      case 'trust': return this.afterAuth()
+      case 'reject': return c.fail(ClientErrors.hbaRejects(what))
+      case 'cert': return this.authByCert(rule.options.map ?? null)
+      case 'password': return this.startPasswordFlow('plain')
+      default: return this.startPasswordFlow(rule.method)
+    }
+  }
+
+  /**
+   * cert: a client certificate verified against client_tls_ca_file whose CN is the user name, or
+   * with an hba map=, a CN that auth_ident_file's map lets in as this user.
+   */
+  private authByCert(map: string | null = null): void {
+    const c = this.client
+    const cn = this.verifiedCn()
+    const ident = c.ctx.hba?.ident
+    const isAllowed = cn !== null && (map === null ? cn === c.user : ident !== undefined && identAllows(ident, map, cn, c.user))
+    if (!isAllowed) return c.fail(ClientErrors.certAuthFailed(c.user))
+    this.afterAuth()
+  }
+
+  private verifiedCn(): string | null {
+    const c = this.client
+    return c.isTls ? verifiedClientCn(c.socket as tls.TLSSocket) : null
+  }
+
+  private afterAuth(): void {
+    const c = this.client
+    const rule = this.certNameRule
+    if (rule !== null && this.verifiedCn() !== c.user) {
+      return c.fail(ClientErrors.certNameMismatch(c.user, rule.method === 'trust' ? 'trust' : 'password'))
+    }
+    c.onAuthenticated()
+  }
+}
+
+/**
+ * The pool an authenticated client joins, counted in max_db/user_client_connections; or why it
+ * may not join (DISABLE, no such database, server_login_retry, a client limit).
+ */
+export function admitToPool(ctx: ProxyContext, database: string, user: string, nowMs: number): { pool: Pool; failure: null } | { pool: null; failure: ClientFailure } {
+  if (ctx.disabledDbs.has(database)) return refused(ClientErrors.databaseDisabled(database))
+  const db = entryFor(ctx.config, database)
+  const poolUser = db?.user ?? user
+  if (ctx.settings.auth_type === 'any' && (db?.user ?? null) === null) {
+    return refused(ClientErrors.protocolViolation(`auth_type any needs a user= in the [databases] entry for "${database}"`))
+  }
+  const pool = ctx.poolFor(database, poolUser)
+  if (pool === null) return refused(ClientErrors.noSuchDatabase(database))
+  if (!pool.isReady && pool.lastLoginError !== null && nowMs - pool.lastLoginFailMs < pool.settings.server_login_retry * 1000) {
+    return refused(ClientErrors.serverLoginRetry)
+  }
+  const failure = countClient(ctx, database, user)
+  return failure === null ? { pool, failure: null } : refused(failure)
+}
+
+function refused(failure: ClientFailure): { pool: null; failure: ClientFailure } {
+  return { pool: null, failure }
+}
+
+/**
+ * Applies max_db_client_connections and max_user_client_connections, counted as PgBouncer counts
+ * them: per database entry and per login user (not the pool's server-side user). A per-entry
+ * value of 0 falls back to the global one, as in PgBouncer. Counts the client when it fits.
+ */
+function countClient(ctx: ProxyContext, database: string, user: string): ClientFailure | null {
+  const db = entryFor(ctx.config, database)
+  const dbLimit = dbClientLimit(ctx.config, db)
+  const userLimit = userClientLimit(ctx.config, user)
+  const { byDb, byUser } = ctx.clientCounts
+  const dbCount = (byDb.get(database) ?? 0) + 1
+  const userCount = (byUser.get(user) ?? 0) + 1
+  if (dbLimit > 0 && dbCount > dbLimit) return ClientErrors.maxDbClientConnections
+  if (userLimit > 0 && userCount > userLimit) return ClientErrors.maxUserClientConnections
+  byDb.set(database, dbCount)
+  byUser.set(user, userCount)
+  return null
+}
+
+/** A counted client closed: it leaves max_db/user_client_connections' counts. */
+export function uncountClient(ctx: ProxyContext, database: string, user: string): void {
+  decrement(ctx.clientCounts.byDb, database)
+  decrement(ctx.clientCounts.byUser, user)
+}
+
+function decrement(counts: Map<string, number>, key: string): void {
+  const n = (counts.get(key) ?? 1) - 1
+  if (n <= 0) counts.delete(key)
+  else counts.set(key, n)
+}
+
+/** The client's tracked parameters, completed with the pool's (what its server reported at login); shared (server-params.ts). */
+export function welcomeParams(params: ReadonlyMap<string, string>, welcome: ReadonlyMap<string, string>, extra: readonly string[]): ReadonlyMap<string, string> {
+  const tracked = new Map(params)
+  for (const name of trackedNames(extra)) {
+    if (!tracked.has(name) && welcome.has(name)) tracked.set(name, welcome.get(name) as string)
+  }
+  return shareParams(tracked)
+}
+
+/** The end of a login in one write: AuthenticationOk, every ParameterStatus, the cancel key, ReadyForQuery. */
+export function welcomeMessage(params: ReadonlyMap<string, string>, welcome: ReadonlyMap<string, string>, backendKeyData: Buffer): Buffer {
+  const parts: Buffer[] = [build.authenticationOk()]
+  for (const [name, value] of welcome) parts.push(build.parameterStatus(name, params.get(name) ?? value))
+  for (const [name, value] of params) if (!welcome.has(name)) parts.push(build.parameterStatus(name, value))
+  parts.push(backendKeyData, build.readyForQuery(TxStatus.Idle))
+  return Buffer.concat(parts)
+}
+
+/** The client's address as PgBouncer writes it for application_name_add_host. */
+function peerDetails(socket: net.Socket, listenPort: number): string {
+  const addr = socket.remoteAddress
+  if (addr === undefined) return `unix:${listenPort}`
+  return socket.remoteFamily === 'IPv6' ? `[${addr}]:${socket.remotePort}` : `${addr}:${socket.remotePort}`
+}

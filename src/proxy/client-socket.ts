@@ -1,0 +1,44 @@
+// The socket handlers every client connection shares. Each is one function for all clients that
+// finds its connection through a symbol on the socket: four closures per client cost measurable
+// memory with thousands of idle clients (docs/architecture.md, "An idle client costs ...").
+// Must not: hold per-client state.
+
+import type net from 'node:net'
+
+/** What the shared handlers call on the connection that owns a socket. */
+export interface SocketOwner {
+  onData(chunk: Buffer): void
+  close(reason: string): void
+  onClientDrain(): void
+}
+
+const OWNER = Symbol('tidepool.client')
+type OwnedSocket = net.Socket & { [OWNER]: SocketOwner }
+
+/** `owner` reads `socket` from now on: data, errors, close and drain go to it. */
+export function attachClientSocket(socket: net.Socket, owner: SocketOwner): void {
+  ;(socket as OwnedSocket)[OWNER] = owner
+  socket.on('data', onSocketData)
+  socket.on('error', onSocketError)
+  socket.on('close', onSocketClose)
+  socket.on('drain', onSocketDrain)
+}
+
+/** A socket now wrapped by TLS: its plaintext reads and drains belong to the TLS socket from here on. */
+export function detachClientReads(socket: net.Socket): void {
+  socket.removeListener('data', onSocketData)
+  socket.removeListener('drain', onSocketDrain)
+}
+
+function onSocketData(this: OwnedSocket, chunk: Buffer): void {
+  this[OWNER].onData(chunk)
+}
+function onSocketError(this: OwnedSocket, err: Error): void {
+  this[OWNER].close(`client socket error: ${err.message}`)
+}
+function onSocketClose(this: OwnedSocket): void {
+  this[OWNER].close('client close request')
+}
+function onSocketDrain(this: OwnedSocket): void {
+  this[OWNER].onClientDrain()
+}
