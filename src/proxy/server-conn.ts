@@ -29,6 +29,7 @@ import { OUT } from './out-slices.ts'
 import { nowUs } from '../pool/stats.ts'
 import { Resp, ServerPrepared } from './prepared.ts'
 import { NO_GUCS, type GucMap } from './session-state.ts'
+import type { ServerInfo } from './server-info.ts'
 
 let nextServerId = 1
 
@@ -173,6 +174,28 @@ export class ServerConn implements PooledServer {
   private setParam(name: string, value: string): void {
     this.params.set(name, value)
     this.agreedParams = null
+  }
+
+  /** A plain snapshot for the admin console: it reads this, never the pool's lists. */
+  info(): ServerInfo {
+    const client = this.client
+    return {
+      id: this.id,
+      database: this.pool.database,
+      poolUser: this.pool.user,
+      user: this.target.user,
+      host: this.target.host,
+      port: this.target.port,
+      state: this.state,
+      linkedClientId: client?.id ?? null,
+      applicationName: client?.params.get('application_name') ?? '',
+      connectedAtMs: this.connectedAtMs,
+      readyAtMs: this.readyAtMs,
+      closeOnRelease: this.closeOnRelease,
+      backendPid: this.backendPid,
+      localAddr: this.socket.localAddress ?? '',
+      localPort: this.socket.localPort ?? 0,
+    }
   }
 
   describe(): string {
