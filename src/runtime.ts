@@ -12,7 +12,7 @@ import { findSetting, SETTINGS, type Settings } from './config/settings.ts'
 import { checkBuildSupport } from './config/build-support.ts'
 import { entryFor, poolSettings } from './config/effective.ts'
 import { TidepoolError } from './util/errors.ts'
-import { consoleRows, runConsoleQuery, type ConsoleView, type SetOutcome, type SocketFacts } from './admin/console.ts'
+import { consoleRows, poolRow, runConsoleQuery, type ConsoleView, type SetOutcome, type SocketFacts } from './admin/console.ts'
 import { parseUserlist } from './config/userlist.ts'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { Framer, INSPECT_ALL } from './protocol/framer.ts'
@@ -173,7 +173,8 @@ export class Runtime implements ProxyContext, ServerFactory {
         return rt.switchover(db, to, timeoutMs ?? (s.pause_timeout_ms > 0 ? s.pause_timeout_ms : 30_000))
       },
       switchovers: () => [...rt.switchovers.values()],
-      pools: () => rt.poolList,
+      pools: (nowMs) => rt.poolList.map((p) => poolRow(p, nowMs)),
+      servers: () => rt.poolList.flatMap((p) => p.lists.allServers().map((s) => (s as ServerConn).info())),
       stats: () => rt.statsRows(),
       clients: () => [...rt.clients].map((c) => c.info()),
       config: () => rt.config,
