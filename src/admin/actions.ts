@@ -78,7 +78,8 @@ export class AdminActions {
         return d.switchovers.run(db, to, timeoutMs ?? (s.pause_timeout_ms > 0 ? s.pause_timeout_ms : 30_000))
       },
       switchovers: () => [...d.switchovers.last.values()],
-      pools: () => d.pools.list(),
+      pools: (nowMs) => d.pools.list().map((p) => p.row(nowMs)),
+      servers: () => d.pools.list().flatMap((p) => p.lists.allServers().map((s) => (s as ServerConn).info())),
       stats: () => d.stats.rows(),
       clients: () => [...d.clients].map((c) => c.info()),
       config: () => d.config(),

@@ -3,7 +3,8 @@
 // renaming; labels stay bounded (database, user): never a client address or connection id.
 // Must not: keep state of its own; everything is read when scraped.
 
-import type { Pool, PoolCounts } from '../pool/pool.ts'
+import type { Pool } from '../pool/pool.ts'
+import type { PoolCounts } from '../pool/control.ts'
 import { LATENCY_BUCKETS_S, type Histogram, type PoolStats } from '../pool/stats.ts'
 import type { Host } from '../ha/hosts.ts'
 import type { SwitchoverReport } from '../ha/switchover.ts'

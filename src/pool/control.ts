@@ -6,7 +6,26 @@
 // data (no Pool, connection or socket objects, no functions) and every command is acknowledged.
 // Must not: hold state; implementations own it.
 
-import type { PoolCounts } from './pool.ts'
+import type { PoolMode } from '../config/types.ts'
+
+/**
+ * One pool's list sizes as SHOW POOLS names them: read by SHOW POOLS, /metrics and the tests
+ * alike, so they all mean the same by cl_waiting. Plain data, so it can cross a process.
+ */
+export interface PoolCounts {
+  cl_active: number
+  /** Waiting for a server, plus clients waiting for the pool's first server login. */
+  cl_waiting: number
+  cl_pinned: number
+  sv_active: number
+  sv_idle: number
+  sv_used: number
+  sv_tested: number
+  sv_login: number
+  /** How long the oldest waiting client has waited; 0 with none waiting. */
+  maxwait_ms: number
+}
+
 
 /**
  * `database: null` means every database. `hosts` are host keys (`host:port`, as ha/hosts.ts
@@ -41,12 +60,17 @@ export type PoolOp = PoolCommand['op']
  */
 export type Ack = { ok: true; pools: number; cancelled: number } | { ok: false; error: string }
 
-/** One pool as SHOW POOLS sees it, in plain data. */
-export interface PoolRow extends PoolCounts {
+/** One pool (database, user) as SHOW POOLS, DATABASES, USERS, LISTS and MEM read it, in plain data. */
+export interface PoolRow {
   database: string
   user: string
-  pool_mode: string
+  pool_mode: PoolMode
   paused: boolean
+  counts: PoolCounts
+  /** Servers of every pool of this database: what max_db_connections counts. */
+  databaseServers: number
+  /** Servers of every pool of this user: what max_user_connections counts. */
+  userServers: number
 }
 
 export interface PoolControl {

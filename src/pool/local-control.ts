@@ -40,7 +40,7 @@ export class LocalPoolControl implements PoolControl {
     const now = Date.now()
     return this.pools.of(database)
       .sort((a, b) => (a.database < b.database ? -1 : a.database > b.database ? 1 : a.user < b.user ? -1 : a.user > b.user ? 1 : 0))
-      .map((p) => ({ database: p.database, user: p.user, ...p.counts(now), pool_mode: p.settings.pool_mode, paused: p.isPaused }))
+      .map((p) => p.row(now))
   }
 
   /**

@@ -6,26 +6,9 @@
 // Must not: touch sockets or start timers; time comes in as arguments (janitor.ts owns the clock).
 
 import type { PoolSettings } from '../config/effective.ts'
+import type { PoolCounts, PoolRow } from './control.ts'
 import { ClientState, PoolLists, ServerState, type ClientFailure, type PooledClient, type PooledServer } from './states.ts'
 import { PoolStats } from './stats.ts'
-
-/**
- * One pool's list sizes as SHOW POOLS names them: read by SHOW POOLS, /metrics and the tests
- * alike, so they all mean the same by cl_waiting. Plain data, so it can cross a process.
- */
-export interface PoolCounts {
-  cl_active: number
-  /** Waiting for a server, plus clients waiting for the pool's first server login. */
-  cl_waiting: number
-  cl_pinned: number
-  sv_active: number
-  sv_idle: number
-  sv_used: number
-  sv_tested: number
-  sv_login: number
-  /** How long the oldest waiting client has waited; 0 with none waiting. */
-  maxwait_ms: number
-}
 
 /** Counts shared by all pools of one database or one user (max_db_connections, max_user_connections). */
 export class SharedCount {
@@ -178,6 +161,19 @@ export class Pool {
       return
     }
     this.ready(s, nowMs)
+  }
+
+  /** This pool as the console and PoolControl report it, with maxwait counted to `nowMs`. */
+  row(nowMs: number): PoolRow {
+    return {
+      database: this.database,
+      user: this.user,
+      pool_mode: this.settings.pool_mode,
+      paused: this.isPaused,
+      counts: this.counts(nowMs),
+      databaseServers: this.dbCount.servers,
+      userServers: this.userCount.servers,
+    }
   }
 
   counts(nowMs: number): PoolCounts {

@@ -30,6 +30,7 @@ import type { ProbeResult } from './session-state.ts'
 import { ServerSession } from './server-session.ts'
 import { ServerStartup, type ServerTarget, type StartingServer } from './server-startup.ts'
 import { SqlState } from '../protocol/pg-error.ts'
+import type { ServerInfo } from './server-info.ts'
 
 export type { WatchedHost } from './context.ts'
 export type { ServerTarget } from './server-startup.ts'
@@ -38,6 +39,9 @@ let nextServerId = 1
 
 /** What a server connection needs of the client linked to it (ClientConn implements it). */
 export interface LinkedClient extends PooledClient {
+  readonly id: string
+  /** The client's tracked parameters (application_name for SHOW SERVERS). */
+  readonly params: ReadonlyMap<string, string>
   readonly socket: net.Socket
   /** NotificationResponse from the server reaches the client (session mode, or after LISTEN). */
   readonly isListening: boolean
@@ -158,6 +162,28 @@ export class ServerConn implements PooledServer, StartingServer {
   /** Current values of the parameters the server reports (GUC_REPORT), by canonical name. */
   get params(): ReadonlyMap<string, string> {
     return this.session.params
+  }
+
+  /** A plain snapshot for the admin console: it reads this, never the pool's lists. */
+  info(): ServerInfo {
+    const client = this.client
+    return {
+      id: this.id,
+      database: this.pool.database,
+      poolUser: this.pool.user,
+      user: this.target.user,
+      host: this.target.host,
+      port: this.target.port,
+      state: this.state,
+      linkedClientId: client?.id ?? null,
+      applicationName: client?.params.get('application_name') ?? '',
+      connectedAtMs: this.connectedAtMs,
+      readyAtMs: this.readyAtMs,
+      closeOnRelease: this.closeOnRelease,
+      backendPid: this.backendPid,
+      localAddr: this.socket.localAddress ?? '',
+      localPort: this.socket.localPort ?? 0,
+    }
   }
 
   describe(): string {

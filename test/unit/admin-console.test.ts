@@ -1,10 +1,12 @@
 // The admin console's replies, byte for byte through framer and reader: PgBouncer 1.25's columns in
-// order with their type OIDs, values read from real Pool objects, CommandComplete tags, and the
+// order with their type OIDs, pool rows made from real Pool objects (poolRow, as Runtime makes them),
+// servers and clients as the plain ServerInfo/ClientInfo snapshots, CommandComplete tags, and the
 // error texts and SQLSTATEs of PgBouncer's src/admin.c. Every reply must end in ReadyForQuery('I').
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { runConsoleQuery, formatTime, type ClientInfo, type ConsoleOptions, type ConsoleView, type SetOutcome, type ShutdownMode, type SocketFacts } from '../../src/admin/console.ts'
+import { runConsoleQuery, type ClientInfo, type ConsoleOptions, type ConsoleView, type ServerInfo, type SetOutcome, type ShutdownMode, type SocketFacts } from '../../src/admin/console.ts'
+import { formatTime } from '../../src/admin/result-set.ts'
 import { loadConfigFromText } from '../../src/config/load.ts'
 import { configRows } from '../../src/config/show.ts'
 import type { Config } from '../../src/config/types.ts'
@@ -205,7 +207,6 @@ class FakeServer implements PooledServer {
   readonly isIdleInTransaction = false
   readonly transactionStartUs = 0
   readonly lifetimeFactor = 1
-  readonly target = { host: '10.0.0.1', port: 5433, database: 'appdb', user: 'alice' }
   constructor(readonly id: string, readonly backendPid: number) {}
   runInternal(): void {}
   close(): void {}
@@ -215,6 +216,7 @@ interface Fixture {
   view: Omit<ConsoleView, 'isShuttingDown' | 'isSuspended'> & {
     isShuttingDown: boolean; isSuspended: boolean; pausedDb: Set<string>; isGlobalPaused: boolean; shutdowns: ShutdownMode[]
     reloadResult: { ok: boolean; errors: string[] }; setCalls: Array<[string, string]>; setResult: SetOutcome; facts: Map<string, SocketFacts>
+    serverList: ServerInfo[]
     switchoverCalls: Array<[string, string | null, number | null]>; switchoverResult: SwitchoverReport
   }
   run(sql: string, opts?: ConsoleOptions): Promise<Reply>
@@ -245,6 +247,12 @@ async function fixture(ini = INI): Promise<Fixture> {
   servers[0].closeOnRelease = true
   appCount.servers = 6
   aliceCount.servers = 6
+  // What ServerConn.info() would say of each: the pool app/alice, logged in to 10.0.0.1:5433 as alice.
+  const serverList: ServerInfo[] = servers.map((s) => ({
+    id: s.id, database: 'app', poolUser: 'alice', user: 'alice', host: '10.0.0.1', port: 5433, state: s.state,
+    linkedClientId: s.client?.id ?? null, applicationName: '', connectedAtMs: s.connectedAtMs, readyAtMs: s.readyAtMs,
+    closeOnRelease: s.closeOnRelease, backendPid: s.backendPid, localAddr: '', localPort: 0,
+  }))
 
   const clients: ClientInfo[] = [
     { id: 'C-1', database: 'app', user: 'alice', addr: '10.1.0.1', port: 50001, state: 'active', connectedAtMs: NOW - 60_000, requestAtMs: NOW - 5_000, linkedServerId: 'S-1', applicationName: 'billing' },
@@ -300,7 +308,9 @@ async function fixture(ini = INI): Promise<Fixture> {
     reloadResult: { ok: true, errors: [] as string[] },
     isShuttingDown: false,
     version: 'tidepool 0.1.0',
-    pools: () => [reports, app],
+    pools: (nowMs: number) => [reports, app].map((p) => p.row(nowMs)),
+    serverList,
+    servers: () => view.serverList,
     clients: () => clients,
     config: () => config,
     pause(db: string | null) {
@@ -428,6 +438,15 @@ test('SHOW SERVERS: per pool active, idle, used, tested, then new (logging in), 
   assert.equal(s1.connect_time, formatTime(NOW - 120_000))
   assert.equal(rows[1].link, '')
   assert.equal(rows[1].close_needed, '0')
+})
+
+test('SHOW SERVERS and SOCKETS put servers in PgBouncer\'s state order whatever order the view lists them in', async () => {
+  const fx = await fixture()
+  const before = [(await fx.run('SHOW SERVERS')).rows, (await fx.run('SHOW SOCKETS')).rows]
+  // Logging in first, active last; the two idle ones (S-2, S-3) keep their order, as on their list.
+  const [s1, s2, s3, s4, s5, s6] = fx.view.serverList
+  fx.view.serverList = [s6, s5, s2, s4, s3, s1]
+  assert.deepEqual([(await fx.run('SHOW SERVERS')).rows, (await fx.run('SHOW SOCKETS')).rows], before)
 })
 
 test('SHOW USERS: overrides as text, limits, server and client counts', async () => {
@@ -719,7 +738,7 @@ test('SHOW DNS_HOSTS: one row per configured host name, with the addresses live 
   assert.deepEqual((await fx.run('SHOW DNS_HOSTS')).rows, [['db.example.com', '0', '']])
   const named = await fixture(INI.replace('host=10.0.0.1,10.0.0.2', 'host=db.internal,other.internal'))
   // The fixture's servers target 10.0.0.1; point them at db.internal as if it resolved there.
-  for (const p of named.view.pools()) for (const s of p.lists.allServers()) Object.assign(s, { target: { ...(s as FakeServer).target, host: 'db.internal' } })
+  for (const s of named.view.serverList) s.host = 'db.internal'
   assert.deepEqual((await named.run('SHOW DNS_HOSTS')).rows, [['db.internal', '0', '10.0.0.1'], ['other.internal', '0', '']])
   assert.deepEqual((await fx.run('SHOW DNS_ZONES')).rows, [])
 })

@@ -1,0 +1,19 @@
+// KILL db (drop its clients and servers now; new clients wait until RESUME) and KILL_CLIENT id.
+
+import { adminError, requireAdmin, requiredDb, type ConsoleRequest } from '../request.ts'
+import { doneReply } from '../result-set.ts'
+
+export function runKill(req: ConsoleRequest, arg: string): Buffer {
+  requireAdmin(req)
+  req.view.kill(requiredDb(req, arg))
+  return doneReply('KILL')
+}
+
+/** The id is SHOW CLIENTS's numeric `id` column. */
+export function runKillClient(req: ConsoleRequest, arg: string): Buffer {
+  requireAdmin(req)
+  const id = Number(arg)
+  if (arg === '' || !Number.isInteger(id) || id < 0) throw adminError('bad arguments')
+  if (!req.view.killClient(id)) throw adminError(`client ${arg} not found`)
+  return doneReply('KILL_CLIENT')
+}
