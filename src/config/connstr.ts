@@ -7,7 +7,7 @@
 // Must not: throw, read files, or apply global defaults (the runtime resolves those at use).
 
 import { TARGET_SESSION_ATTRS, type BackendKind, type DatabaseEntry, type PoolMode, type SourcePos, type TargetSessionAttrs, type UserEntry } from './types.ts'
-import { int, oneOf, parseSeconds, type ParseResult } from './settings.ts'
+import { int, oneOf, parseSeconds, type ParseResult } from './setting-types.ts'
 
 export type ConnStringResult = { ok: true; pairs: Array<[string, string]> } | { ok: false; error: string }
 
