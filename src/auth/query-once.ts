@@ -5,9 +5,8 @@
 // below auth/ and knows nothing of logins.
 // Must not: reject (every failure is a QueryOnceResult), outlive its timeout, or log secrets.
 
-import net from 'node:net'
-import tls from 'node:tls'
-import type { ServerTls } from '../net/tls.ts'
+import type net from 'node:net'
+import { connectServerTls, type ServerTls } from '../net/tls.ts'
 import { dial, isUnixHost } from '../net/dial.ts'
 import { Framer, INSPECT_ALL } from '../protocol/framer.ts'
 import { BackendCode } from '../protocol/codes.ts'
@@ -95,7 +94,7 @@ export function queryOnce(t: QueryOnceTarget, sql: string, params: readonly stri
       const raw = sock
       raw.removeListener('data', onData)
       o.sockets?.delete(raw)
-      sock = tls.connect({ ...conf.options, socket: raw, servername: net.isIP(t.host) === 0 ? t.host : undefined })
+      sock = connectServerTls(raw, conf, t.host)
       o.sockets?.add(sock)
       watch(sock)
       sock.once('secureConnect', sendStartup)

@@ -370,7 +370,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'client_tls_dheparams', group: G.tls, type: str(), default: 'auto', apply: 'live',
     doc: 'DHE key exchange with clients: none, auto or legacy' }),
   setting({ name: 'server_tls_sslmode', group: G.tls, type: oneOf(TLS_MODES), default: 'prefer', apply: 'live',
-    doc: 'TLS for server connections, with libpq\'s sslmode meanings' }),
+    doc: 'TLS for server connections, with libpq\'s sslmode meanings; verify-full matches the host against the certificate by libpq\'s rules (IP SANs for an IP address, DNS SANs for a name; docs/admin.md)' }),
   setting({ name: 'server_tls_ca_file', group: G.tls, type: str(), default: '', apply: 'live',
     doc: 'CA certificates that server certificates are checked against' }),
   setting({ name: 'server_tls_key_file', group: G.tls, type: str(), default: '', apply: 'live',

@@ -6,11 +6,12 @@
 // Must not: log key material; a bad file is a TidepoolError('TP_CONFIG_INVALID') naming the setting.
 
 import tls from 'node:tls'
-import type net from 'node:net'
+import net from 'node:net'
 import fs from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import type { Config } from '../config/types.ts'
 import { TidepoolError } from '../util/errors.ts'
+import { serverNameError } from './server-identity.ts'
 
 export interface ClientTls {
   readonly context: tls.SecureContext
@@ -125,7 +126,7 @@ export function verifiedClientCn(socket: tls.TLSSocket): string | null {
 
 export interface ServerTls {
   readonly mode: 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full'
-  /** Options for tls.connect, without socket and servername. */
+  /** Options for tls.connect, without socket, servername and the host-name check (connectServerTls adds them). */
   readonly options: tls.ConnectionOptions
   /** require and stronger: a server that answers 'N' is not used. */
   readonly isRequired: boolean
@@ -142,8 +143,21 @@ export function serverTlsFromConfig(config: Config): ServerTls | null {
   else if (verify) throw new TidepoolError('TP_CONFIG_INVALID', `server_tls_sslmode ${mode} needs server_tls_ca_file`)
   if (s.server_tls_cert_file !== '') options.cert = readSetting(config, 'server_tls_cert_file', s.server_tls_cert_file)
   if (s.server_tls_key_file !== '') options.key = readSetting(config, 'server_tls_key_file', s.server_tls_key_file)
-  // verify-ca checks the chain only; verify-full also the host name (tls.connect's default check).
-  if (mode === 'verify-ca') options.checkServerIdentity = () => undefined
   options.ciphers = cipherList(s.server_tls_ciphers)
   return { mode, options, isRequired: mode === 'require' || verify }
+}
+
+/**
+ * TLS on a server socket after the server's 'S', for pooled connections and auth_query/health-check
+ * connections alike. SNI names a host, never an address (libpq's sslsni; RFC 6066 allows no IP
+ * literal). verify-full checks the certificate against `host` itself (server-identity.ts): Node's
+ * default check would fall back to "localhost" when no servername is sent.
+ */
+export function connectServerTls(socket: net.Socket, conf: ServerTls, host: string): tls.TLSSocket {
+  return tls.connect({
+    ...conf.options, socket,
+    servername: net.isIP(host) === 0 ? host : undefined,
+    // Only verify-full rejects on it (rejectUnauthorized); verify-ca checks the chain alone.
+    checkServerIdentity: conf.mode === 'verify-full' ? (_name, cert) => serverNameError(host, cert) : () => undefined,
+  })
 }

@@ -4,9 +4,8 @@
 // server connection, dropped once it is logged in (ServerConn.finishLogin).
 // Must not: decide what a failed login means for the pool or the host (ServerConn.failLogin does).
 
-import net from 'node:net'
-import tls from 'node:tls'
-import type { ServerTls } from '../net/tls.ts'
+import type net from 'node:net'
+import { connectServerTls, type ServerTls } from '../net/tls.ts'
 import { isUnixHost } from '../net/dial.ts'
 import { inspectTable, type Framer } from '../protocol/framer.ts'
 import { AuthCode, BackendCode } from '../protocol/codes.ts'
@@ -108,8 +107,7 @@ export class ServerStartup {
     }
     if (chunk[0] !== 0x53) throw new TidepoolError('TP_PROTOCOL_VIOLATION', `unexpected answer to SSLRequest: 0x${chunk[0].toString(16)}`)
     const raw = s.socket
-    const host = s.target.host
-    const secure = tls.connect({ ...conf.options, socket: raw, servername: net.isIP(host) === 0 ? host : undefined })
+    const secure = connectServerTls(raw, conf, s.target.host)
     secure.on('data', (d: Buffer) => s.onData(d))
     secure.on('error', (err) => {
       const reason = `server TLS error: ${err.message}`
