@@ -82,7 +82,7 @@ export class AuthQuery {
       return {
         ok: true,
         flow: {
-          start: () => inner.start(),
+          start: (channelBinding) => inner.start(channelBinding),
           onMessage: (buf, start, end) => {
             const step = inner.onMessage(buf, start, end)
             if (step.kind === 'ok' && secret !== null && database !== null) this.remember(this.proven, `${database}\u0000${user}`, secret, PROVEN_MAX_ENTRIES)

@@ -13,8 +13,11 @@ export type AuthStep =
   | { kind: 'fail' }
 
 export interface ClientAuthFlow {
-  /** The first Authentication request to send. */
-  start(): Buffer
+  /**
+   * The first Authentication request to send. `channelBinding`: tls-server-end-point data of the
+   * client's TLS connection, or null; SCRAM then offers SCRAM-SHA-256-PLUS, the other flows ignore it.
+   */
+  start(channelBinding: Buffer | null): Buffer
   /** A PasswordMessage-type body from the client. */
   onMessage(buf: Buffer, start: number, end: number): AuthStep
 }
@@ -24,7 +27,7 @@ export function clientAuthFlow(method: 'plain' | 'md5' | 'scram-sha-256', user: 
   if (method === 'scram-sha-256' || (method === 'md5' && verifier !== null)) {
     const x = new ScramServerExchange(user, secret, scramIterations)
     return {
-      start: () => x.start(),
+      start: (channelBinding) => x.start(channelBinding),
       onMessage: (buf, start, end) => {
         const s = x.onMessage(buf, start, end)
         return s.kind === 'ok' ? { kind: 'ok', send: s.send, scramClientKey: verifier !== null ? s.clientKey : null } : s

@@ -7,6 +7,7 @@
 
 import type net from 'node:net'
 import { connectServerTls, type ServerTls } from '../net/tls.ts'
+import { peerEndPoint } from '../net/channel-binding.ts'
 import { dial, isUnixHost } from '../net/dial.ts'
 import { Framer, INSPECT_ALL } from '../protocol/framer.ts'
 import { BackendCode } from '../protocol/codes.ts'
@@ -94,10 +95,14 @@ export function queryOnce(t: QueryOnceTarget, sql: string, params: readonly stri
       const raw = sock
       raw.removeListener('data', onData)
       o.sockets?.delete(raw)
-      sock = connectServerTls(raw, conf, t.host)
+      const secure = connectServerTls(raw, conf, t.host)
+      sock = secure
       o.sockets?.add(sock)
       watch(sock)
-      sock.once('secureConnect', sendStartup)
+      sock.once('secureConnect', () => {
+        auth.setChannelBinding(peerEndPoint(secure))
+        sendStartup()
+      })
     }
     function onData(chunk: Buffer): void {
       if (done) return

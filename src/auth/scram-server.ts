@@ -4,6 +4,9 @@
 // tidepool log in to a server holding the same verifier without a plain password, as PgBouncer does.
 // An unknown user, or one stored only as an md5 hash, gets a challenge with a salt derived from
 // the name, so the exchange looks the same as for a real user and fails only at the proof.
+// Over TLS, SCRAM-SHA-256-PLUS is offered too, as PostgreSQL does: the client's channel binding
+// data must then be the tls-server-end-point hash of tidepool's certificate, so a man in the middle
+// holding another certificate cannot relay the exchange (libpq's channel_binding=require).
 // Must not: log or return secrets; every secret comparison is constant-time.
 
 import { randomBytes, timingSafeEqual } from 'node:crypto'
@@ -11,8 +14,10 @@ import { hmac, isMd5Hash, parseScramAttributes, scramSaltedPassword, sha256 } fr
 import * as build from '../protocol/build.ts'
 import { BodyReader } from '../protocol/reader.ts'
 import { TidepoolError } from '../util/errors.ts'
+import { CHANNEL_BINDING_TYPE } from '../net/channel-binding.ts'
 
 export const SCRAM_MECHANISM = 'SCRAM-SHA-256'
+export const SCRAM_PLUS_MECHANISM = 'SCRAM-SHA-256-PLUS'
 
 export interface ScramKeys {
   readonly iterations: number
@@ -69,6 +74,10 @@ export class ScramServerExchange {
   private serverFirst = ''
   private nonce = ''
   private gs2Header = ''
+  /** tls-server-end-point data of our certificate, when -PLUS was offered. */
+  private channelBinding: Buffer | null = null
+  /** The client chose -PLUS: its client-final c= carries the binding data. */
+  private isBound = false
   private step = 0
 
   /** `secret`: plain password, SCRAM verifier, or null/md5 hash (the exchange then always fails). */
@@ -87,9 +96,14 @@ export class ScramServerExchange {
     }
   }
 
-  /** AuthenticationSASL, the first message tidepool sends. */
-  start(): Buffer {
-    return build.authenticationSasl([SCRAM_MECHANISM])
+  /**
+   * AuthenticationSASL, the first message tidepool sends. `channelBinding`: the tls-server-end-point
+   * data of the certificate on this client's TLS connection (null without TLS): -PLUS is offered
+   * first then, as PostgreSQL lists it.
+   */
+  start(channelBinding: Buffer | null = null): Buffer {
+    this.channelBinding = channelBinding
+    return build.authenticationSasl(channelBinding === null ? [SCRAM_MECHANISM] : [SCRAM_PLUS_MECHANISM, SCRAM_MECHANISM])
   }
 
   /** Takes a PasswordMessage-type body (SASLInitialResponse, then SASLResponse). */
@@ -97,15 +111,18 @@ export class ScramServerExchange {
     const r = new BodyReader(buf, start, end)
     if (this.step === 0) {
       const mech = r.cstring()
-      if (mech !== SCRAM_MECHANISM) throw new TidepoolError('TP_PROTOCOL_VIOLATION', `unsupported SASL mechanism ${JSON.stringify(mech)}`)
+      const isPlusOffered = this.channelBinding !== null
+      if (mech !== SCRAM_MECHANISM && !(mech === SCRAM_PLUS_MECHANISM && isPlusOffered)) {
+        throw new TidepoolError('TP_PROTOCOL_VIOLATION', `unsupported SASL mechanism ${JSON.stringify(mech)}`)
+      }
       const len = r.int32()
       const clientFirst = (len < 0 ? Buffer.alloc(0) : r.bytes(len)).toString('utf8')
-      // gs2 header: 'n' (no binding) or 'y' (client could bind, thinks we cannot); 'p' asks for
-      // channel binding, which this exchange does not offer.
-      const m = /^([ny]),(a=[^,]*)?,(.*)$/.exec(clientFirst)
-      if (m === null) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'malformed SCRAM client-first-message (channel binding is not offered)')
-      this.gs2Header = clientFirst.slice(0, clientFirst.length - m[3].length)
-      this.clientFirstBare = m[3]
+      const m = /^(n|y|p=([^,]*)),(a=[^,]*)?,(.*)$/.exec(clientFirst)
+      if (m === null) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'malformed SCRAM client-first-message')
+      this.isBound = mech === SCRAM_PLUS_MECHANISM
+      checkGs2Flag(m[1], m[2], this.isBound, isPlusOffered)
+      this.gs2Header = clientFirst.slice(0, clientFirst.length - m[4].length)
+      this.clientFirstBare = m[4]
       const attrs = parseScramAttributes(this.clientFirstBare)
       const cnonce = attrs.get('r')
       if (cnonce === undefined || cnonce === '' || attrs.has('m')) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'malformed SCRAM client-first-message')
@@ -121,7 +138,9 @@ export class ScramServerExchange {
     if (proofAt < 0) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'malformed SCRAM client-final-message')
     const withoutProof = clientFinal.slice(0, proofAt)
     const attrs = parseScramAttributes(withoutProof)
-    if (attrs.get('c') !== Buffer.from(this.gs2Header).toString('base64')) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SCRAM channel binding does not match')
+    const cbind = Buffer.concat([Buffer.from(this.gs2Header), this.isBound ? (this.channelBinding as Buffer) : Buffer.alloc(0)])
+    // PostgreSQL's words; checked before the proof, so a relayed exchange never gets as far as a signature.
+    if (attrs.get('c') !== cbind.toString('base64')) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SCRAM channel binding check failed')
     if (attrs.get('r') !== this.nonce) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SCRAM nonce does not match')
     const proof = Buffer.from(clientFinal.slice(proofAt + 3), 'base64')
     const authMessage = `${this.clientFirstBare},${this.serverFirst},${withoutProof}`
@@ -134,4 +153,19 @@ export class ScramServerExchange {
     const serverSignature = hmac(this.keys.serverKey, authMessage)
     return { kind: 'ok', send: build.authenticationSaslFinal(Buffer.from(`v=${serverSignature.toString('base64')}`)), clientKey }
   }
+}
+
+/**
+ * The gs2 channel-binding flag against the mechanism chosen, by PostgreSQL's rules: -PLUS needs
+ * "p=tls-server-end-point"; plain SCRAM takes "n", or "y" ("I could bind but you cannot") only
+ * when we did not offer -PLUS, since otherwise "y" means someone removed it from our offer.
+ */
+function checkGs2Flag(flag: string, cbType: string | undefined, isBound: boolean, isPlusOffered: boolean): void {
+  if (isBound) {
+    if (cbType === undefined) throw new TidepoolError('TP_PROTOCOL_VIOLATION', `the client selected ${SCRAM_PLUS_MECHANISM}, but the SCRAM message does not include channel binding data`)
+    if (cbType !== CHANNEL_BINDING_TYPE) throw new TidepoolError('TP_PROTOCOL_VIOLATION', `unsupported SCRAM channel-binding type ${JSON.stringify(cbType)}`)
+    return
+  }
+  if (cbType !== undefined) throw new TidepoolError('TP_PROTOCOL_VIOLATION', `the client selected ${SCRAM_MECHANISM} without channel binding, but the SCRAM message includes channel binding data`)
+  if (flag === 'y' && isPlusOffered) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SCRAM channel binding negotiation error: the client supports SCRAM channel binding but thinks the server does not; this server does')
 }

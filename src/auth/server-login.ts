@@ -1,6 +1,8 @@
 // tidepool logging in to a PostgreSQL server: answers the server's Authentication requests with
-// cleartext, md5 or SCRAM-SHA-256 (RFC 5802 / RFC 7677, no channel binding), and checks the
-// server's SCRAM signature so a server that does not know the password cannot pass as one.
+// cleartext, md5 or SCRAM-SHA-256 (RFC 5802 / RFC 7677), and checks the server's SCRAM signature so
+// a server that does not know the password cannot pass as one. Over TLS, when the server offers
+// SCRAM-SHA-256-PLUS, the exchange is bound to the server's certificate (tls-server-end-point), as
+// libpq's channel_binding=prefer does: a relay with a certificate of its own cannot complete it.
 // Must not: log or expose the password or derived keys.
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
@@ -9,8 +11,10 @@ import { AuthCode } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import { BodyReader } from '../protocol/reader.ts'
 import { TidepoolError } from '../util/errors.ts'
+import { CHANNEL_BINDING_TYPE } from '../net/channel-binding.ts'
 
 const MECHANISM = 'SCRAM-SHA-256'
+const PLUS_MECHANISM = 'SCRAM-SHA-256-PLUS'
 
 export function md5Password(user: string, password: string): string {
   return 'md5' + createHash('md5').update(password + user).digest('hex')
@@ -36,6 +40,13 @@ export class ServerAuth {
   private clientFirstBare = ''
   private expectedServerSignature: Buffer | null = null
   private isOk = false
+  /** The connection is TLS; `channelBinding` is the server certificate's tls-server-end-point data (null: unknown hash). */
+  private isTls = false
+  private channelBinding: Buffer | null = null
+  /** The gs2 header sent, and with -PLUS the binding data after it: client-final's c= is their base64. */
+  private cbindInput: Buffer = Buffer.from('n,,')
+  /** The SASL mechanism chosen, for whoever checks what the login used. */
+  mechanism: string | null = null
 
   /**
    * `keys`: for a server that holds the same SCRAM verifier as auth_file, the ClientKey learnt
@@ -52,6 +63,12 @@ export class ServerAuth {
 
   get isDone(): boolean {
     return this.isOk
+  }
+
+  /** The connection went TLS: `endPoint` is tls-server-end-point data of the server's certificate, or null when its hash is unknown. */
+  setChannelBinding(endPoint: Buffer | null): void {
+    this.isTls = true
+    this.channelBinding = endPoint
   }
 
   onAuthRequest(body: Buffer, start = 0, end = body.length): Buffer | null {
@@ -76,12 +93,17 @@ export class ServerAuth {
       case AuthCode.SASL: {
         const mechs: string[] = []
         for (let m = r.cstring(); m !== ''; m = r.cstring()) mechs.push(m)
-        if (!mechs.includes(MECHANISM)) throw new TidepoolError('TP_AUTH_UNSUPPORTED', `server offers SASL mechanisms ${mechs.join(', ')}; tidepool speaks ${MECHANISM}`)
+        const mech = this.pickMechanism(mechs)
         if (this.keys === null && (this.password === null || isMd5Hash(this.password) || isScramVerifier(this.password))) {
           throw new TidepoolError('TP_AUTH_FAILED', 'SCRAM needs the plain password, or a client that logged in with SCRAM first; neither is available')
         }
+        // gs2 header, as libpq writes it: "p=" binds; "y" says we could bind but were not offered
+        // -PLUS (a server that did offer it then knows the offer was stripped); "n" without TLS.
+        const gs2 = mech === PLUS_MECHANISM ? `p=${CHANNEL_BINDING_TYPE},,` : this.isTls && this.channelBinding !== null ? 'y,,' : 'n,,'
+        this.cbindInput = mech === PLUS_MECHANISM ? Buffer.concat([Buffer.from(gs2), this.channelBinding as Buffer]) : Buffer.from(gs2)
+        this.mechanism = mech
         this.clientFirstBare = `n=${saslName(this.user)},r=${this.clientNonce}`
-        return build.saslInitialResponse(MECHANISM, Buffer.from('n,,' + this.clientFirstBare))
+        return build.saslInitialResponse(mech, Buffer.from(gs2 + this.clientFirstBare))
       }
       case AuthCode.SASLContinue: {
         if (this.clientFirstBare === '') throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SASLContinue before SASL')
@@ -105,7 +127,7 @@ export class ServerAuth {
           serverKey = hmac(salted, 'Server Key')
         }
         const storedKey = sha256(clientKey)
-        const clientFinalNoProof = `c=biws,r=${nonce}`
+        const clientFinalNoProof = `c=${this.cbindInput.toString('base64')},r=${nonce}`
         const authMessage = `${this.clientFirstBare},${serverFirst},${clientFinalNoProof}`
         const proof = xor(clientKey, hmac(storedKey, authMessage))
         this.expectedServerSignature = hmac(serverKey, authMessage)
@@ -124,5 +146,15 @@ export class ServerAuth {
       default:
         throw new TidepoolError('TP_AUTH_UNSUPPORTED', `server asked for an authentication method tidepool does not support (code ${code})`)
     }
+  }
+
+  /** SCRAM-SHA-256-PLUS whenever the server offers it and we can bind to its certificate; else SCRAM-SHA-256. */
+  private pickMechanism(offered: string[]): string {
+    if (offered.includes(PLUS_MECHANISM) && this.channelBinding !== null) return PLUS_MECHANISM
+    if (offered.includes(MECHANISM)) return MECHANISM
+    const why = offered.includes(PLUS_MECHANISM)
+      ? (this.isTls ? 'the server certificate\'s signature hash is unknown, so there is nothing to bind to' : 'it needs TLS (server_tls_sslmode)')
+      : `tidepool speaks ${MECHANISM} and ${PLUS_MECHANISM}`
+    throw new TidepoolError('TP_AUTH_UNSUPPORTED', `server offers SASL mechanisms ${offered.join(', ')}; ${why}`)
   }
 }

@@ -8,6 +8,7 @@
 import type net from 'node:net'
 import type tls from 'node:tls'
 import { verifiedClientCn } from '../net/tls.ts'
+import { localEndPoint } from '../net/channel-binding.ts'
 import { INSPECT_ALL, INSPECT_NONE, type Framer } from '../protocol/framer.ts'
 import { FrontendCode, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
@@ -138,7 +139,8 @@ export class ClientLogin {
     const c = this.client
     this.authFlow = flow
     c.framer.inspect = INSPECT_ALL
-    c.socket.write(flow.start())
+    // Over TLS, SCRAM offers channel binding to tidepool's own certificate on this connection.
+    c.socket.write(flow.start(c.isTls ? localEndPoint(c.socket as tls.TLSSocket) : null))
   }
 
   /** auth_type hba: the first matching line of auth_hba_file decides, as in PostgreSQL. */

@@ -6,6 +6,7 @@
 
 import type net from 'node:net'
 import { connectServerTls, type ServerTls } from '../net/tls.ts'
+import { peerEndPoint } from '../net/channel-binding.ts'
 import { isUnixHost } from '../net/dial.ts'
 import { inspectTable, type Framer } from '../protocol/framer.ts'
 import { AuthCode, BackendCode } from '../protocol/codes.ts'
@@ -115,7 +116,10 @@ export class ServerStartup {
       else s.close(reason)
     })
     secure.on('close', () => s.close('server closed the connection'))
-    secure.once('secureConnect', () => this.sendStartup())
+    secure.once('secureConnect', () => {
+      this.auth?.setChannelBinding(peerEndPoint(secure))
+      this.sendStartup()
+    })
     s.socket = secure
   }
 
