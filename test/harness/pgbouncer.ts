@@ -25,9 +25,13 @@ export interface TestPgBouncer {
   stop(): Promise<void>
 }
 
-/** Starts PgBouncer with one database `app` pointing at `pgi`; stopped after the test. */
-export async function startPgBouncer(t: TestContext, pgi: PgInstance): Promise<TestPgBouncer> {
-  const dir = mkdtempSync(join(tmpdir(), `${PG_DIR_PREFIX}${runId()}-${process.pid}-pgbouncer-`))
+/**
+ * Starts PgBouncer with one database `app` pointing at `pgi`; stopped after the test. `foreign`:
+ * outside this run's dirs, as a PgBouncer that the machine runs for someone else would be.
+ */
+export async function startPgBouncer(t: TestContext, pgi: PgInstance, opts: { foreign?: boolean } = {}): Promise<TestPgBouncer> {
+  const prefix = opts.foreign === true ? 'foreign-pgbouncer-' : `${PG_DIR_PREFIX}${runId()}-${process.pid}-pgbouncer-`
+  const dir = mkdtempSync(join(tmpdir(), prefix))
   // As root PgBouncer needs -u; the harness's postgres OS user exists then (it runs PostgreSQL).
   const asRoot = userInfo().uid === 0
   if (asRoot) chmodSync(dir, 0o777)
