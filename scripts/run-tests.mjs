@@ -2,8 +2,15 @@
 // The test runner behind `npm test`: typechecks, lists the test files itself (Node 20's --test does
 // not expand globs) and runs them one file at a time under node:test with tsx as the loader.
 //
-// Usage: node scripts/run-tests.mjs [--no-typecheck] [unit|property|integration|compat|ha|fuzz|<dir or file>...]
+// Usage: node scripts/run-tests.mjs [--no-typecheck] [--update-floor] [unit|property|integration|compat|ha|fuzz|<dir or file>...]
 // Default: every *.test.ts under test/unit, test/property, test/integration, test/compat, test/ha and test/fuzz.
+//
+// A run fails, besides on a failed test: when a target (or a default folder) holds no test file,
+// or a test file defines no test, so a typo or an emptied folder or file cannot pass; and when a folder of test/ run whole ran fewer tests
+// than its floor in test/test-floor.json, so a file that silently stops defining its tests cannot
+// pass either (raise the floor deliberately: --update-floor writes the counts of a green run).
+// Every skipped test, and every test that skipped a part of itself (a diagnostic "skipped: ..."),
+// is listed by name at the end: a skip is never silent.
 //
 // One file at a time (--test-concurrency=1) because every integration file starts its own
 // PostgreSQL and CI has 2 cores. scripts/test-exit.mjs ends a file whose tests are done but which
@@ -15,7 +22,7 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -26,6 +33,7 @@ const DEFAULT_DIRS = ['unit', 'property', 'integration', 'compat', 'ha', 'fuzz']
 const PG_DIR_PREFIX = 'tidepool-pg-'
 // A test without its own { timeout } still cannot hang CI forever.
 const DEFAULT_TEST_TIMEOUT_MS = 300_000
+const FLOOR_FILE = join(root, 'test', 'test-floor.json')
 
 function listTests(path) {
   if (!existsSync(path)) return []
@@ -72,15 +80,25 @@ function sweep(runId) {
 
 const args = process.argv.slice(2)
 const typecheck = !args.includes('--no-typecheck')
+const updateFloor = args.includes('--update-floor')
 const targets = args.filter((a) => !a.startsWith('--'))
-const unknownFlags = args.filter((a) => a.startsWith('--') && a !== '--no-typecheck')
+const unknownFlags = args.filter((a) => a.startsWith('--') && a !== '--no-typecheck' && a !== '--update-floor')
 if (unknownFlags.length > 0) {
-  console.error(`run-tests: unknown option(s) ${unknownFlags.join(' ')}\nusage: node scripts/run-tests.mjs [--no-typecheck] [unit|property|integration|compat|ha|fuzz|<path>...]`)
+  console.error(`run-tests: unknown option(s) ${unknownFlags.join(' ')}\nusage: node scripts/run-tests.mjs [--no-typecheck] [--update-floor] [unit|property|integration|compat|ha|fuzz|<path>...]`)
   process.exit(2)
 }
 
-const files = [...new Set((targets.length > 0 ? targets.map(targetPath) : DEFAULT_DIRS.map((d) => join(root, 'test', d)))
-  .flatMap(listTests))]
+const targetPaths = targets.length > 0 ? targets.map(targetPath) : DEFAULT_DIRS.map((d) => join(root, 'test', d))
+const empty = targetPaths.filter((p) => listTests(p).length === 0)
+if (empty.length > 0) {
+  // Without files, `node --test` would fall back to its own default patterns; and a target with
+  // none is a typo or a folder emptied by mistake, which must not pass as a green run.
+  console.error(`run-tests: no test files found in ${empty.map((p) => relative(root, p) || '.').join(', ')}`)
+  process.exit(1)
+}
+const files = [...new Set(targetPaths.flatMap(listTests))]
+// The folders of test/ that run whole: their counts are held to the floor.
+const wholeDirs = targetPaths.map((p) => relative(join(root, 'test'), p)).filter((d) => DEFAULT_DIRS.includes(d))
 
 if (typecheck) {
   console.log('run-tests: npx tsc --noEmit')
@@ -121,8 +139,8 @@ if (NEEDED.some((c) => !hasCommand(c))) {
     spawnSync('sed', ['-i', '-E', 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/', '/etc/postgresql-common/createcluster.conf'], { stdio: 'inherit' })
     spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-client', 'openssl', 'prometheus-pgbouncer-exporter', 'postgresql-15', 'patroni', 'etcd-server', 'chromium',
       'default-jre-headless', 'libpostgresql-jdbc-java', 'python3-psycopg', 'python3-psycopg2', 'ruby-pg', 'libdbd-pg-perl', 'php-cli', 'php-pgsql'], { stdio: 'inherit', env })
-    // Under systemd the packages start their services (etcd on 2379); the tests run their own.
-    for (const svc of ['etcd', 'patroni', 'postgresql']) spawnSync('sh', ['-c', `systemctl stop ${svc} || service ${svc} stop`], { stdio: 'ignore' })
+    // Under systemd the packages start their services (etcd on 2379). They are left running: the
+    // tests run their own on free ports, and stop nothing they did not start.
   }
   if (NEEDED.some((c) => !hasCommand(c))) {
     console.error(`run-tests: the tests need ${NEEDED.join(', ')} (Debian: apt-get install postgresql-client openssl prometheus-pgbouncer-exporter postgresql-15 patroni etcd-server chromium default-jre-headless libpostgresql-jdbc-java python3-psycopg python3-psycopg2 ruby-pg libdbd-pg-perl php-cli php-pgsql)`)
@@ -130,15 +148,13 @@ if (NEEDED.some((c) => !hasCommand(c))) {
   }
 }
 
-if (files.length === 0) {
-  // Without files, `node --test` would fall back to its own default patterns.
-  console.log('run-tests: no test files found')
-  process.exit(0)
-}
-
 const runId = `r${randomBytes(4).toString('hex')}`
+const summaryDir = mkdtempSync(join(tmpdir(), 'tidepool-run-tests-'))
+const summaryFile = join(summaryDir, 'summary.json')
 const nodeArgs = [
-  '--import', 'tsx', '--import', join(root, 'scripts', 'test-exit.mjs'), '--import', join(root, 'scripts', 'unit-sandbox.mjs'), '--test', '--test-concurrency=1', `--test-reporter=${join(root, 'scripts', 'test-reporter.mjs')}`,
+  '--import', 'tsx', '--import', join(root, 'scripts', 'test-exit.mjs'), '--import', join(root, 'scripts', 'unit-sandbox.mjs'), '--test', '--test-concurrency=1',
+  `--test-reporter=${join(root, 'scripts', 'test-reporter.mjs')}`, '--test-reporter-destination=stdout',
+  `--test-reporter=${join(root, 'scripts', 'test-summary.mjs')}`, `--test-reporter-destination=${summaryFile}`,
   `--test-timeout=${DEFAULT_TEST_TIMEOUT_MS}`,
   ...files.map((f) => relative(root, f)),
 ]
@@ -153,7 +169,55 @@ process.on('SIGINT', forward)
 process.on('SIGTERM', forward)
 process.on('SIGHUP', forward)
 
+/** Lists the skips, holds each folder run whole to its floor; false when the run must fail. */
+function checkSummary(testsOk) {
+  let summary
+  try {
+    summary = JSON.parse(readFileSync(summaryFile, 'utf8'))
+  } catch (err) {
+    console.error(`run-tests: no test summary (${err.message}): the run cannot be counted`)
+    return false
+  }
+  const ranByDir = {}
+  for (const [file, n] of Object.entries(summary.files)) {
+    const dir = relative(join(root, 'test'), resolve(root, file)).split(/[\\/]/)[0]
+    ranByDir[dir] = (ranByDir[dir] ?? 0) + n.ran
+  }
+  const ran = Object.values(ranByDir).reduce((a, b) => a + b, 0)
+  console.log(`\nrun-tests: ${ran} test(s) ran: ${Object.entries(ranByDir).map(([d, n]) => `${d} ${n}`).join(', ')}`)
+  if (summary.skips.length > 0) {
+    console.log(`run-tests: ${summary.skips.length} skip(s):`)
+    for (const sk of summary.skips) {
+      console.log(`  - ${sk.partial ? 'part of ' : ''}${JSON.stringify(sk.name)} (${relative(root, resolve(root, sk.file ?? '?'))})${sk.reason ? `: ${sk.reason}` : ''}`)
+    }
+  }
+  let ok = true
+  for (const file of summary.empty) {
+    console.error(`run-tests: ${relative(root, resolve(root, file))} defines no tests`)
+    ok = false
+  }
+  const floor = existsSync(FLOOR_FILE) ? JSON.parse(readFileSync(FLOOR_FILE, 'utf8')) : {}
+  for (const dir of wholeDirs) {
+    const want = floor[dir]
+    if (typeof want === 'number' && (ranByDir[dir] ?? 0) < want) {
+      console.error(`run-tests: test/${dir} ran ${ranByDir[dir] ?? 0} tests, fewer than its floor of ${want} in ${relative(root, FLOOR_FILE)}: a file stopped defining its tests? (after removing tests on purpose: --update-floor)`)
+      ok = false
+    }
+  }
+  if (updateFloor && testsOk && ok) {
+    for (const dir of wholeDirs) floor[dir] = ranByDir[dir] ?? 0
+    writeFileSync(FLOOR_FILE, JSON.stringify(Object.fromEntries(Object.entries(floor).sort()), null, 2) + '\n')
+    console.log(`run-tests: ${relative(root, FLOOR_FILE)} updated for ${wholeDirs.join(', ')}`)
+  } else if (updateFloor) {
+    console.error('run-tests: --update-floor writes only after a green run')
+  }
+  return ok
+}
+
 child.on('exit', (code, signal) => {
   sweep(runId)
-  process.exit(code ?? (signal ? 1 : 0))
+  const testsOk = code === 0 && signal === null
+  const countsOk = checkSummary(testsOk)
+  rmSync(summaryDir, { recursive: true, force: true })
+  process.exit(!testsOk ? (code ?? 1) : countsOk ? 0 : 1)
 })

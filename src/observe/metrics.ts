@@ -61,6 +61,7 @@ const STAT_COUNTERS: Array<[string, string, (s: PoolStats) => number]> = [
   ['tidepool_stats_server_in_transaction_seconds_total', 'Time servers spent in transactions', (s) => s.xactTimeUs / 1e6],
   ['tidepool_stats_queries_duration_seconds_total', 'Time servers spent running queries', (s) => s.queryTimeUs / 1e6],
   ['tidepool_stats_client_wait_seconds_total', 'Time clients spent waiting for a server', (s) => s.waitTimeUs / 1e6],
+  ['tidepool_stats_client_logins_total', 'Clients that logged in and joined a pool', (s) => s.clientLogins],
 ]
 
 export function renderMetrics(src: MetricsSource, nowMs: number): string {

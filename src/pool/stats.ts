@@ -7,6 +7,8 @@
 //   parses, binds — with max_prepared_statements > 0 (as PgBouncer counts them only then): Parse
 //               messages from clients, Parse messages sent to servers (a client's, or one tidepool
 //               puts ahead of a Bind/Describe), and Bind messages of named statements
+//   clientLogins — clients that logged in and joined the pool (PgBouncer's client_login_count):
+//               churn that the count of open clients does not show
 // Must not: allocate per message or read the wall clock more than once per query boundary.
 
 /** Histogram bucket bounds in seconds (Prometheus' `le`), shared by the three latency histograms. */
@@ -46,6 +48,7 @@ export class PoolStats {
   clientParses = 0
   serverParses = 0
   binds = 0
+  clientLogins = 0
   /** ErrorResponses by SQLSTATE: from servers, and sent by tidepool itself. Created on first error. */
   serverErrors: Map<string, number> | null = null
   poolerErrors: Map<string, number> | null = null
@@ -77,6 +80,7 @@ export class PoolStats {
     into.clientParses += this.clientParses
     into.serverParses += this.serverParses
     into.binds += this.binds
+    into.clientLogins += this.clientLogins
   }
 }
 
@@ -93,6 +97,7 @@ export interface StatsAverages {
   clientParses: number
   serverParses: number
   binds: number
+  clientLogins: number
 }
 
 export function averages(now: PoolStats, before: PoolStats, periodS: number): StatsAverages {
@@ -112,6 +117,7 @@ export function averages(now: PoolStats, before: PoolStats, periodS: number): St
     clientParses: Math.round(d('clientParses') / periodS),
     serverParses: Math.round(d('serverParses') / periodS),
     binds: Math.round(d('binds') / periodS),
+    clientLogins: Math.round(d('clientLogins') / periodS),
   }
 }
 

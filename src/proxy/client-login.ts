@@ -210,7 +210,9 @@ export function admitToPool(ctx: ProxyContext, database: string, user: string, n
     return refused(ClientErrors.serverLoginRetry)
   }
   const failure = countClient(ctx, database, user)
-  return failure === null ? { pool, failure: null } : refused(failure)
+  if (failure !== null) return refused(failure)
+  pool.stats.clientLogins++
+  return { pool, failure: null }
 }
 
 function refused(failure: ClientFailure): { pool: null; failure: ClientFailure } {

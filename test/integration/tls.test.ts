@@ -202,7 +202,7 @@ function startupPacket(user: string, database: string): Buffer {
 test('direct TLS: psql (libpq 17, sslnegotiation=direct) and pg log in; SSLRequest clients get ALPN too', { timeout: 60_000 }, async (t) => {
   const certs = makeCerts(t, pgi.user)
   const tp = await startTidepool(t, pgi, { settings: { client_tls_sslmode: 'require', client_tls_key_file: certs.serverKey, client_tls_cert_file: certs.serverCert } })
-  if (await psqlWithLibpq17() === null) t.diagnostic('no psql with libpq 17 here: the psql part is skipped')
+  if (await psqlWithLibpq17() === null) t.diagnostic('skipped: the psql part (no psql with libpq 17 here)')
   else {
     const r = await runDirectPsql(tp.port, pgi.user, pgi.password, conninfo('sslmode=require sslnegotiation=direct'), `SELECT 'direct ' || current_user`)
     assert.equal(r.code, 0, r.stderr)

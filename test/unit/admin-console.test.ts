@@ -324,8 +324,8 @@ async function fixture(ini = INI): Promise<Fixture> {
     isPaused: (db: string | null) => (db === null ? view.isGlobalPaused : view.pausedDb.has(db)),
     stats: () => [{
       database: 'app',
-      totals: Object.assign(new PoolStats(), { serverAssignments: 5, xacts: 6, queries: 15, received: 1000, sent: 2000, xactTimeUs: 600.4, queryTimeUs: 300, waitTimeUs: 50, clientParses: 9, serverParses: 10, binds: 11 }),
-      averages: { serverAssignments: 1, xacts: 2, queries: 3, received: 4, sent: 5, xactTimeUs: 6, queryTimeUs: 7, waitTimeUs: 8, clientParses: 12, serverParses: 13, binds: 14 },
+      totals: Object.assign(new PoolStats(), { serverAssignments: 5, xacts: 6, queries: 15, received: 1000, sent: 2000, xactTimeUs: 600.4, queryTimeUs: 300, waitTimeUs: 50, clientParses: 9, serverParses: 10, binds: 11, clientLogins: 16 }),
+      averages: { serverAssignments: 1, xacts: 2, queries: 3, received: 4, sent: 5, xactTimeUs: 6, queryTimeUs: 7, waitTimeUs: 8, clientParses: 12, serverParses: 13, binds: 14, clientLogins: 17 },
     }],
     reload: async () => view.reloadResult,
     reconnect: () => {},
@@ -756,11 +756,20 @@ test('formatTime writes local time as PgBouncer does: YYYY-MM-DD HH:MM:SS ZONE',
 })
 
 
-// PgBouncer 1.24/1.25's SHOW STATS columns, in order.
+// PgBouncer's column lists, in order, from its src/stats.c (the doc says only "subset of SHOW
+// STATS" for the other three, and the names differ): 1.25.2's plus client_login_count, added after
+// it (pgbouncer commit 565e2092, "Add client login counter stat"; doc/usage.md on master).
 const STATS_COLUMNS = ['database', 'total_server_assignment_count', 'total_xact_count', 'total_query_count', 'total_received', 'total_sent',
-  'total_xact_time', 'total_query_time', 'total_wait_time', 'total_client_parse_count', 'total_server_parse_count', 'total_bind_count',
+  'total_xact_time', 'total_query_time', 'total_wait_time', 'total_client_parse_count', 'total_server_parse_count', 'total_bind_count', 'total_client_login_count',
   'avg_server_assignment_count', 'avg_xact_count', 'avg_query_count', 'avg_recv', 'avg_sent', 'avg_xact_time', 'avg_query_time',
-  'avg_wait_time', 'avg_client_parse_count', 'avg_server_parse_count', 'avg_bind_count']
+  'avg_wait_time', 'avg_client_parse_count', 'avg_server_parse_count', 'avg_bind_count', 'avg_client_login_count']
+const STATS_TOTALS_COLUMNS = ['database', 'server_assignment_count', 'xact_count', 'query_count', 'bytes_received', 'bytes_sent',
+  'xact_time', 'query_time', 'wait_time', 'client_parse_count', 'server_parse_count', 'bind_count', 'client_login_count']
+const STATS_AVERAGES_COLUMNS = ['database', 'server_assignment_count', 'xact_count', 'query_count', 'bytes_received', 'bytes_sent',
+  'xact_time', 'query_time', 'wait_time', 'avg_client_parse_count', 'avg_server_parse_count', 'avg_bind_count', 'avg_client_login_count']
+// SHOW TOTALS's rows are named after PgBouncer's struct fields (client_bytes, ps_bind_count, ...).
+const TOTALS_FIELDS = ['server_assignment_count', 'xact_count', 'query_count', 'client_bytes', 'server_bytes', 'xact_time', 'query_time',
+  'wait_time', 'ps_client_parse_count', 'ps_server_parse_count', 'ps_bind_count', 'client_login_count']
 
 test('SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS have PgBouncer\'s columns and the counters', async () => {
   const fx = await fixture()
@@ -770,16 +779,20 @@ test('SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS have PgBouncer\'s colu
   // total_requests is appended on purpose: Debian's prometheus-pgbouncer-exporter 1.7 reads it.
   assert.deepEqual(names(stats), [...STATS_COLUMNS, 'total_requests'])
   assert.deepEqual((stats.columns ?? []).map((c) => c.typeOid), [25, ...STATS_COLUMNS.slice(1).map(() => 20), 20])
-  assert.equal(stats.rows[0][23], '15', 'total_requests equals total_query_count')
-  assert.deepEqual(stats.rows[0].slice(0, 12), ['app', '5', '6', '15', '1000', '2000', '600', '300', '50', '9', '10', '11'])
-  assert.deepEqual(stats.rows[0].slice(12, 23), ['1', '2', '3', '4', '5', '6', '7', '8', '12', '13', '14'])
+  assert.equal(stats.rows[0][25], '15', 'total_requests equals total_query_count')
+  assert.deepEqual(stats.rows[0].slice(0, 13), ['app', '5', '6', '15', '1000', '2000', '600', '300', '50', '9', '10', '11', '16'])
+  assert.deepEqual(stats.rows[0].slice(13, 25), ['1', '2', '3', '4', '5', '6', '7', '8', '12', '13', '14', '17'])
   const totals = await run('SHOW STATS_TOTALS')
-  assert.deepEqual(names(totals), ['database', ...STATS_COLUMNS.slice(1, 12).map((c) => c.replace('total_', ''))])
+  assert.deepEqual(names(totals), STATS_TOTALS_COLUMNS)
+  assert.deepEqual(totals.rows[0], ['app', '5', '6', '15', '1000', '2000', '600', '300', '50', '9', '10', '11', '16'])
   const avgs = await run('SHOW STATS_AVERAGES')
-  assert.deepEqual(names(avgs), ['database', ...STATS_COLUMNS.slice(12).map((c) => c.replace('avg_', ''))])
+  assert.deepEqual(names(avgs), STATS_AVERAGES_COLUMNS)
+  assert.deepEqual(avgs.rows[0], ['app', '1', '2', '3', '4', '5', '6', '7', '8', '12', '13', '14', '17'])
   const all = await run('SHOW TOTALS')
   assert.deepEqual(names(all), ['name', 'value'])
+  assert.deepEqual(all.rows.map((r: Array<string | null>) => r[0]), [...TOTALS_FIELDS.map((f) => `total_${f}`), ...TOTALS_FIELDS.map((f) => `avg_${f}`)])
   assert.ok(all.rows.some((r: Array<string | null>) => r[0] === 'total_xact_count' && r[1] === '6'))
+  assert.ok(all.rows.some((r: Array<string | null>) => r[0] === 'total_client_login_count' && r[1] === '16'))
 })
 
 // ---- tidepool's own: hosts and switchover ----
