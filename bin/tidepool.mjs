@@ -4,7 +4,13 @@
 // itself, so its SIGHUP reloads, its SIGTERM stops, and the exit code is tidepool's own. Nothing
 // here depends on the current directory.
 import { existsSync } from 'node:fs'
+import module from 'node:module'
 import { fileURLToPath } from 'node:url'
+
+// Node 22.1+ keeps V8's compiled code of dist/ on disk (under os.tmpdir(), or NODE_COMPILE_CACHE),
+// so a restart skips compiling it again; Node 20 has no such cache, and a cache that cannot be
+// written only costs that saving.
+module.enableCompileCache?.()
 
 const entry = new URL('../dist/main.js', import.meta.url)
 if (!existsSync(fileURLToPath(entry))) {
