@@ -1,8 +1,20 @@
 #!/usr/bin/env node
-// Runs the TypeScript entry through tsx, so no build step is needed to use the CLI.
-import { spawnSync } from 'node:child_process'
+// The `tidepool` command runs the compiled entry (dist/, built from src/ by `npm ci` through the
+// prepare script) in this very process, not in a child: the PID a supervisor starts is tidepool
+// itself, so its SIGHUP reloads, its SIGTERM stops, and the exit code is tidepool's own. Nothing
+// here depends on the current directory.
+import { existsSync } from 'node:fs'
+import module from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { dirname, join } from 'node:path'
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'src/main.ts'), ...process.argv.slice(2)], { stdio: 'inherit' })
-process.exit(r.status ?? 1)
+
+// Node 22.1+ keeps V8's compiled code of dist/ on disk (under os.tmpdir(), or NODE_COMPILE_CACHE),
+// so a restart skips compiling it again; Node 20 has no such cache, and a cache that cannot be
+// written only costs that saving.
+module.enableCompileCache?.()
+
+const entry = new URL('../dist/main.js', import.meta.url)
+if (!existsSync(fileURLToPath(entry))) {
+  process.stderr.write(`tidepool: ${fileURLToPath(entry)} is missing: run \`npm run build\` (npm ci does it) in ${fileURLToPath(new URL('..', import.meta.url))}\n`)
+  process.exit(1)
+}
+await import(entry.href)

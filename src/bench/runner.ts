@@ -1,5 +1,6 @@
 // `tidepool bench run`: every target in turn, with the same workload, sizes and seed. For each one:
-// start the database sampler, fork the workers (worker.ts through tsx, as the CLI itself runs),
+// start the database sampler, fork the workers (worker.js from the build, or worker.ts through tsx
+// when the CLI itself runs from the sources),
 // wait until every connection is open, say go, stop after --duration (or when --iterations are
 // done), and merge the workers' interval histograms into per-second series and run totals.
 // Invariants: no worker outlives its target's run (killed in a finally, and they exit by themselves
@@ -16,8 +17,11 @@ import { Sampler, type DbSample } from './sampler.ts'
 import { probeTarget, type ProbedTarget, type TargetSpec } from './target.ts'
 import type { Params, Workload } from './workload.ts'
 
-const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url))
-const TSX = import.meta.resolve('tsx')
+// The worker is this module's sibling with the same extension: dist/ holds no .ts, and tsx (a
+// devDependency) is needed, and resolved, only when we run from src/.
+const FROM_SOURCES = import.meta.url.endsWith('.ts')
+const WORKER = fileURLToPath(new URL(FROM_SOURCES ? './worker.ts' : './worker.js', import.meta.url))
+const WORKER_EXEC_ARGV = FROM_SOURCES ? ['--import', import.meta.resolve('tsx')] : []
 const READY_TIMEOUT_MS = 120_000
 const STOP_GRACE_MS = 15_000
 
@@ -151,7 +155,7 @@ class Fleet {
   }
 
   add(spec: WorkerSpec, agg: Aggregator): void {
-    const child = fork(WORKER, [], { execArgv: ['--import', TSX], stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'json' })
+    const child = fork(WORKER, [], { execArgv: WORKER_EXEC_ARGV, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'json' })
     this.procs.push(child)
     let stderr = ''
     child.stderr?.setEncoding('utf8').on('data', (s: string) => { stderr = (stderr + s).slice(-4000) })

@@ -1,4 +1,4 @@
-// A worker process of `tidepool bench run` (forked by runner.ts, loaded through tsx): opens its
+// A worker process of `tidepool bench run` (forked by runner.ts): opens its
 // connections, waits for 'go', runs the workload's cycle on every connection until 'stop' or its
 // share of the iterations, and reports one interval of histograms and error counts per second.
 // Must not: outlive its parent (it exits when the IPC channel closes), or print to stdout.

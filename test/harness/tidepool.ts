@@ -128,12 +128,16 @@ export interface ChildTidepool {
   waitExit(timeoutMs: number): Promise<number | null>
 }
 
-/** tidepool as a child process (for signal tests): `node --import tsx src/main.ts <ini>`. */
-export async function spawnTidepool(t: TestContext, pgi: PgInstance, opts: TidepoolOptions & { port: number }): Promise<ChildTidepool> {
+/**
+ * tidepool as a child process (for signal tests): `node --import tsx src/main.ts <ini>`, or with
+ * `bin` the command as installed, `node bin/tidepool.mjs <ini>` (the compiled dist/), run from `cwd`.
+ */
+export async function spawnTidepool(t: TestContext, pgi: PgInstance, opts: TidepoolOptions & { port: number; bin?: boolean; cwd?: string }): Promise<ChildTidepool> {
   const dir = fs.mkdtempSync(join(os.tmpdir(), 'tidepool-child-'))
   const iniPath = writeConfig(dir, pgi, { ...opts, settings: { ...opts.settings, listen_port: opts.port } })
   const root = join(import.meta.dirname, '..', '..')
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'src', 'main.ts'), iniPath], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+  const args = opts.bin === true ? [join(root, 'bin', 'tidepool.mjs'), iniPath] : ['--import', 'tsx', join(root, 'src', 'main.ts'), iniPath]
+  const proc = spawn(process.execPath, args, { cwd: opts.cwd ?? root, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   proc.stdout?.on('data', (d) => { out += String(d) })
   proc.stderr?.on('data', (d) => { out += String(d) })

@@ -1,13 +1,14 @@
-// `tidepool demo` end to end, as `npm start` runs it: the embedded PostgreSQL comes up, psql reads
-// the sample table through tidepool, and SIGINT stops everything with exit code 0, leaving neither a
-// postgres process nor the temp dir behind.
-import { test } from 'node:test'
+// `tidepool demo` end to end, as `npm start` runs it (the compiled bin): the embedded PostgreSQL
+// comes up, psql reads the sample table through tidepool, and SIGINT stops everything with exit
+// code 0, leaving neither a postgres process nor the temp dir behind.
+import { before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { runPsql, waitFor } from '../harness/clients.ts'
 import { freePort } from '../harness/ports.ts'
+import { BIN, buildDist } from '../harness/build.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -16,9 +17,11 @@ function processesMentioning(text: string): string[] {
   return r.stdout.split('\n').filter((l) => l.trim() !== '')
 }
 
+before(buildDist, { timeout: 120_000 })
+
 test('tidepool demo serves the sample database and SIGINT stops it cleanly', { timeout: 120_000 }, async (t) => {
   const port = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'demo', '--port', String(port)], {
+  const child = spawn(process.execPath, [BIN, 'demo', '--port', String(port)], {
     cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
   })
   let stdout = ''
