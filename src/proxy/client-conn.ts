@@ -124,9 +124,17 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     if (ctx.settings.tcp_keepalive && socket.remoteAddress !== undefined) {
       socket.setKeepAlive(true, Math.max(0, ctx.settings.tcp_keepidle) * 1000)
     }
+    const maxLogin = ctx.settings.max_login_clients > 0 ? ctx.settings.max_login_clients : ctx.settings.max_client_conn
+    const isOverLoginLimit = ctx.loginClients.size >= maxLogin
     ctx.clients.add(this)
     ctx.loginClients.push(this)
     attachClientSocket(socket, this)
+    if (isOverLoginLimit) {
+      // Silent or slow sockets would otherwise pile up until client_login_timeout, each holding a
+      // descriptor and a place in max_client_conn.
+      ctx.log.warn('client.login_limit', this, `refused: ${maxLogin} connections are still logging in (max_login_clients)`)
+      this.fail(ClientErrors.maxLoginClients)
+    }
   }
 
   describe(): string {

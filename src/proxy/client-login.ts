@@ -9,7 +9,7 @@ import type net from 'node:net'
 import type tls from 'node:tls'
 import { verifiedClientCn } from '../net/tls.ts'
 import { INSPECT_ALL, INSPECT_NONE, type Framer } from '../protocol/framer.ts'
-import { FrontendCode, TxStatus } from '../protocol/codes.ts'
+import { FrontendCode, MAX_AUTH_MESSAGE_LENGTH, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import type { Pool } from '../pool/pool.ts'
 import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
@@ -48,8 +48,17 @@ export class ClientLogin {
    * password; bytes it sends anyway (a second startup packet, say) end its login.
    */
   private isLookingUp = false
+  /** The framer's limit after login (max_packet_size); until then PostgreSQL's auth message limit. */
+  private readonly maxPacketSize: number
 
-  constructor(private readonly client: LoginClient) {}
+  constructor(private readonly client: LoginClient) {
+    // An unauthenticated client could otherwise make us assemble a 16 MiB "password": refuse any
+    // message over PostgreSQL's limit from its length word, before a byte of it is buffered.
+    const f = client.framer
+    this.maxPacketSize = f.maxLength
+    f.maxLength = Math.min(f.maxLength, MAX_AUTH_MESSAGE_LENGTH)
+    f.maxLengthName = 'the limit for messages before authentication'
+  }
 
   /** The StartupMessage's parameters: check them, then run auth_type's flow. */
   start(params: Map<string, string>): void {
@@ -183,6 +192,8 @@ export class ClientLogin {
 
   private afterAuth(): void {
     const c = this.client
+    c.framer.maxLength = this.maxPacketSize
+    c.framer.maxLengthName = 'max_packet_size'
     const rule = this.certNameRule
     if (rule !== null && this.verifiedCn() !== c.user) {
       return c.fail(ClientErrors.certNameMismatch(c.user, rule.method === 'trust' ? 'trust' : 'password'))
