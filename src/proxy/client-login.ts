@@ -203,6 +203,19 @@ export class ClientLogin {
 }
 
 /**
+ * max_login_clients (0: max_client_conn) bounds the connections not yet authenticated: silent or
+ * slow sockets would otherwise pile up until client_login_timeout, each holding a descriptor and a
+ * place in max_client_conn. True (and logged) when a new connection is over it.
+ */
+export function isOverLoginLimit(ctx: ProxyContext, client: LogSubject): boolean {
+  const st = ctx.settings
+  const max = st.max_login_clients > 0 ? st.max_login_clients : st.max_client_conn
+  if (ctx.loginClients.size < max) return false
+  ctx.log.warn('client.login_limit', client, `refused: ${max} connections are still logging in (max_login_clients)`)
+  return true
+}
+
+/**
  * The pool an authenticated client joins, counted in max_db/user_client_connections; or why it
  * may not join (DISABLE, no such database, server_login_retry, a client limit).
  */
