@@ -7,7 +7,8 @@
 // loader matches them without case), keys keep their case because in [databases] and [users]
 // they are names; the section in force carries into and back out of an included file, as in
 // PgBouncer, whose include is a plain textual splice.
-// Must not: throw on bad input (problems become error strings), or interpret values.
+// Must not: throw on bad input (problems become error strings), interpret values, or echo a line
+// or a value in an error (a bad line may hold a password; errors reach the log and RELOAD's DETAIL).
 
 import { readFile, realpath } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
@@ -110,7 +111,7 @@ async function parseInto(
     if (line[0] === '[') {
       const m = /^\[([^\]]*)\]\s*(?:[;#].*)?$/.exec(line)
       if (m === null) {
-        out.errors.push(`${where}: malformed section header ${JSON.stringify(line)}`)
+        out.errors.push(`${where}: malformed section header: expected "[name]" alone on the line`)
         continue
       }
       const name = m[1].trim().toLowerCase()
@@ -185,7 +186,7 @@ function splitKeyValue(line: string): { key: string; value: string } | { error: 
     let i = 1
     let name = ''
     for (;;) {
-      if (i >= line.length) return { error: `unterminated quoted name ${line}` }
+      if (i >= line.length) return { error: `unterminated quoted name: no closing ${q} on the line` }
       if (line[i] === q) {
         if (line[i + 1] === q) {
           name += q
@@ -201,10 +202,10 @@ function splitKeyValue(line: string): { key: string; value: string } | { error: 
     rest = line.slice(i + 1).trimStart()
   } else {
     const eq = line.indexOf('=')
-    if (eq < 0) return { error: `expected "key = value", got ${JSON.stringify(line)}` }
+    if (eq < 0) return { error: 'expected "key = value": no \'=\' on the line' }
     key = line.slice(0, eq).trim()
     rest = line.slice(eq)
-    if (key === '') return { error: `missing name before '=' in ${JSON.stringify(line)}` }
+    if (key === '') return { error: "missing name before '='" }
     if (/\s/.test(key)) return { error: `a name with spaces must be quoted: ${JSON.stringify(key)}` }
   }
   if (rest[0] !== '=') return { error: `expected '=' after ${JSON.stringify(key)}` }

@@ -139,6 +139,7 @@ export interface Settings {
   session_state_policy: SessionStatePolicy
   session_state_probe: SessionStateProbe
   auth_query_cache_ttl_ms: number
+  max_login_clients: number
   health_check_interval_ms: number
   health_check_timeout_ms: number
   health_check_rise: number
@@ -235,7 +236,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'pool_mode', group: G.generic, type: oneOf(POOL_MODES), default: 'session', apply: 'live',
     doc: 'When a server goes back to the pool: at client exit, transaction end, or statement end' }),
   setting({ name: 'max_client_conn', group: G.generic, type: int(), default: '100', apply: 'live',
-    doc: 'Most client connections open at once; more are refused' }),
+    doc: 'Most client connections open at once; more are refused. Connections still logging in count too, a silent one until client_login_timeout closes it (see max_login_clients)' }),
   setting({ name: 'default_pool_size', group: G.generic, type: int(), default: '20', apply: 'live',
     doc: 'Most server connections per (database, user) pool unless pool_size overrides it' }),
   setting({ name: 'min_pool_size', group: G.generic, type: int(), default: '0', apply: 'live',
@@ -364,11 +365,11 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'client_tls_ciphers', group: G.tls, type: str(), default: 'default', apply: 'live',
     doc: 'OpenSSL cipher list for clients on TLS 1.2 and older' }),
   setting({ name: 'client_tls13_ciphers', group: G.tls, type: str(), default: '', apply: 'live',
-    doc: 'TLS 1.3 cipher suites for clients; empty follows client_tls_ciphers' }),
+    doc: 'TLS 1.3 cipher suites for clients, colon-separated TLS_* names; empty keeps the default suites' }),
   setting({ name: 'client_tls_ecdhcurve', group: G.tls, type: str(), default: 'auto', apply: 'live',
-    doc: 'Curve for ECDH key exchange with clients: none, auto or a curve name' }),
+    doc: 'Curves for ECDH key exchange with clients: auto or curve names, colon-separated; none is refused (Node.js cannot turn ECDH off)' }),
   setting({ name: 'client_tls_dheparams', group: G.tls, type: str(), default: 'auto', apply: 'live',
-    doc: 'DHE key exchange with clients: none, auto or legacy' }),
+    doc: 'DHE key exchange with clients: none (no DHE suites) or auto (OpenSSL\'s built-in group); legacy is refused' }),
   setting({ name: 'server_tls_sslmode', group: G.tls, type: oneOf(TLS_MODES), default: 'prefer', apply: 'live',
     doc: 'TLS for server connections, with libpq\'s sslmode meanings; verify-full matches the host against the certificate by libpq\'s rules (IP SANs for an IP address, DNS SANs for a name; docs/admin.md)' }),
   setting({ name: 'server_tls_ca_file', group: G.tls, type: str(), default: '', apply: 'live',
@@ -382,7 +383,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'server_tls_ciphers', group: G.tls, type: str(), default: 'default', apply: 'live',
     doc: 'OpenSSL cipher list for servers on TLS 1.2 and older' }),
   setting({ name: 'server_tls13_ciphers', group: G.tls, type: str(), default: '', apply: 'live',
-    doc: 'TLS 1.3 cipher suites for servers; empty follows server_tls_ciphers' }),
+    doc: 'TLS 1.3 cipher suites for servers, colon-separated TLS_* names; empty keeps the default suites' }),
   // ---- dangerous timeouts
   setting({ name: 'query_timeout', group: G.dangerous, type: seconds(), default: '0', apply: 'live',
     doc: 'Cancel a query running longer than this; 0 disables' }),
@@ -442,6 +443,8 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'When tidepool asks a server what session state a transaction left: auto after transactions whose SQL may have changed it (SET, LISTEN, advisory locks, TEMP, DO, ...); always after every transaction, which also catches state made inside functions, at one more round trip per transaction' }),
   setting({ name: 'auth_query_cache_ttl_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 0 }), default: '5000', apply: 'live',
     doc: 'How long an auth_query answer (secret found, or none) serves later logins of the same user; a failed password drops a found one at once; 0 asks the server at every login (logins of one user at the same moment still share one query)' }),
+  setting({ name: 'max_login_clients', section: 'tidepool', group: G.tidepool, type: int(), default: '0', apply: 'live',
+    doc: 'Most client connections not yet authenticated (still sending their startup packet or password, silent ones included); a connection beyond it is refused with "sorry, too many clients already" as it is accepted. 0 uses max_client_conn, so unauthenticated sockets can never outnumber it (each still counts toward max_client_conn until client_login_timeout closes it)' }),
   setting({ name: 'health_check_interval_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 10 }), default: '1000', apply: 'live',
     doc: 'How often each host of a database with several hosts, target_session_attrs, patroni_urls or health_urls is checked' }),
   setting({ name: 'health_check_timeout_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 10 }), default: '2000', apply: 'live',

@@ -2,7 +2,9 @@
 // certificates take effect for new connections while existing ones keep theirs.
 // client_tls_protocols takes PgBouncer's words: secure (TLS 1.2 and 1.3), all, legacy, or a comma
 // list such as "tlsv1.2,tlsv1.3". client_tls_ciphers' keywords (default, secure, fast, normal,
-// all) keep Node's defaults; anything else is an OpenSSL cipher string.
+// all) keep Node's defaults; anything else is an OpenSSL cipher string. client/server_tls13_ciphers
+// name TLS 1.3 suites (TLS_*); client_tls_ecdhcurve and client_tls_dheparams choose the key
+// exchange. Values Node cannot honour ('none' curve, 'legacy' DH) are refused, never ignored.
 // Must not: log key material; a bad file is a TidepoolError('TP_CONFIG_INVALID') naming the setting.
 
 import tls from 'node:tls'
@@ -42,6 +44,36 @@ function cipherList(value: string): string | undefined {
   return ['', 'default', 'secure', 'fast', 'normal', 'all'].includes(value.trim().toLowerCase()) ? undefined : value
 }
 
+/**
+ * Node's one `ciphers` option for *_tls_ciphers (TLS 1.2 and older) and *_tls13_ciphers (TLS 1.3
+ * suites, TLS_*). Node reads the TLS_ entries as the TLS 1.3 list, so each half not set keeps
+ * Node's default half: a 1.2 list alone must not turn TLS 1.3 off. undefined: both default.
+ */
+export function ciphersOption(prefix: 'client' | 'server', tls12: string, tls13: string): string | undefined {
+  const legacy = cipherList(tls12)
+  const suites = tls13.split(':').map((x) => x.trim()).filter((x) => x !== '')
+  if (legacy === undefined && suites.length === 0) return undefined
+  const bad = suites.find((x) => !x.startsWith('TLS_'))
+  if (bad !== undefined) throw new TidepoolError('TP_CONFIG_INVALID', `${prefix}_tls13_ciphers: "${bad}" is not a TLS 1.3 cipher suite (they are named TLS_*, e.g. TLS_AES_256_GCM_SHA384)`)
+  const defaults = tls.DEFAULT_CIPHERS.split(':')
+  const l13 = suites.length > 0 ? suites : defaults.filter((x) => x.startsWith('TLS_'))
+  return [...l13, legacy ?? defaults.filter((x) => !x.startsWith('TLS_')).join(':')].join(':')
+}
+
+/** client_tls_ecdhcurve and client_tls_dheparams as Node's ecdhCurve and dhparam options. */
+function keyExchangeOptions(s: Config['settings']): Pick<tls.SecureContextOptions, 'ecdhCurve' | 'dhparam'> {
+  const curve = s.client_tls_ecdhcurve.trim()
+  if (curve.toLowerCase() === 'none') {
+    throw new TidepoolError('TP_CONFIG_INVALID', 'client_tls_ecdhcurve none is not supported: Node.js cannot turn ECDH off (TLS 1.3 needs it); use auto or a curve name')
+  }
+  const dh = s.client_tls_dheparams.trim().toLowerCase()
+  if (dh !== 'none' && dh !== 'auto') {
+    throw new TidepoolError('TP_CONFIG_INVALID', `client_tls_dheparams ${s.client_tls_dheparams}: only none and auto are supported (legacy's 1024-bit group is refused by OpenSSL 3)`)
+  }
+  // Without dhparam Node offers no DHE suites, which is PgBouncer's none; auto is OpenSSL's built-in group.
+  return { ecdhCurve: curve === '' || curve.toLowerCase() === 'auto' ? 'auto' : curve, ...(dh === 'auto' ? { dhparam: 'auto' } : {}) }
+}
+
 function readSetting(config: Config, name: string, path: string): Buffer {
   const full = isAbsolute(path) ? path : resolve(dirname(config.file), path)
   try {
@@ -57,13 +89,14 @@ export function clientTlsFromConfig(config: Config): ClientTls | null {
   if (s.client_tls_sslmode === 'disable') return null
   const requireClientCert = s.client_tls_sslmode === 'verify-ca' || s.client_tls_sslmode === 'verify-full'
   const options: tls.SecureContextOptions = {
+    ...keyExchangeOptions(s),
     key: readSetting(config, 'client_tls_key_file', s.client_tls_key_file),
     cert: readSetting(config, 'client_tls_cert_file', s.client_tls_cert_file),
     ...protocolRange('client_tls_protocols', s.client_tls_protocols),
   }
   if (s.client_tls_ca_file !== '') options.ca = readSetting(config, 'client_tls_ca_file', s.client_tls_ca_file)
   else if (requireClientCert) throw new TidepoolError('TP_CONFIG_INVALID', `client_tls_sslmode ${s.client_tls_sslmode} needs client_tls_ca_file`)
-  options.ciphers = cipherList(s.client_tls_ciphers)
+  options.ciphers = ciphersOption('client', s.client_tls_ciphers, s.client_tls13_ciphers)
   let context: tls.SecureContext
   try {
     context = tls.createSecureContext(options)
@@ -143,7 +176,7 @@ export function serverTlsFromConfig(config: Config): ServerTls | null {
   else if (verify) throw new TidepoolError('TP_CONFIG_INVALID', `server_tls_sslmode ${mode} needs server_tls_ca_file`)
   if (s.server_tls_cert_file !== '') options.cert = readSetting(config, 'server_tls_cert_file', s.server_tls_cert_file)
   if (s.server_tls_key_file !== '') options.key = readSetting(config, 'server_tls_key_file', s.server_tls_key_file)
-  options.ciphers = cipherList(s.server_tls_ciphers)
+  options.ciphers = ciphersOption('server', s.server_tls_ciphers, s.server_tls13_ciphers)
   return { mode, options, isRequired: mode === 'require' || verify }
 }
 

@@ -19,6 +19,8 @@ function fatal(code: string, message: string, reason = message): ClientFailure {
 }
 export const ClientErrors = {
   maxClientConn: fatal(SqlState.ProtocolViolation, 'no more connections allowed (max_client_conn)'),
+  // PostgreSQL's text and code for max_connections; sent as a connection is accepted.
+  maxLoginClients: fatal(SqlState.TooManyConnections, 'sorry, too many clients already', 'too many clients still logging in (max_login_clients)'),
   queryWaitTimeout: fatal(SqlState.ProtocolViolation, 'query_wait_timeout'),
   queryTimeout: fatal(SqlState.ProtocolViolation, 'query_timeout'),
   serverQueryTimeout: fatal(SqlState.ProtocolViolation, 'query timeout'),

@@ -77,3 +77,9 @@ export const TxStatus = {
 
 /** Startup packets are untyped; PostgreSQL caps them at 10000 bytes (MAX_STARTUP_PACKET_LENGTH). */
 export const MAX_STARTUP_PACKET_LENGTH = 10000
+
+/**
+ * Largest message a client may send before it is authenticated (password, SASLInitialResponse,
+ * SASLResponse): PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH, checked against the length word.
+ */
+export const MAX_AUTH_MESSAGE_LENGTH = 65535

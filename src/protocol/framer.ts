@@ -38,6 +38,8 @@ export class Framer {
   inspect: Uint8Array = INSPECT_NONE
   /** Largest message length accepted at all; PgBouncer's max_packet_size. */
   maxLength: number
+  /** What maxLength is, for the error: the setting, or the limit before authentication. */
+  maxLengthName = 'max_packet_size'
   /** Largest inspected message assembled across chunks; bigger ones are a protocol violation. */
   maxInspectLength: number
 
@@ -152,7 +154,7 @@ export class Framer {
       throw new TidepoolError('TP_PROTOCOL_VIOLATION', `invalid message length ${this.length} for message type '${printable(this.code)}'`)
     }
     if (this.length > this.maxLength) {
-      throw new TidepoolError('TP_PROTOCOL_VIOLATION', `message length ${this.length} exceeds max_packet_size (${this.maxLength})`)
+      throw new TidepoolError('TP_PROTOCOL_VIOLATION', `message length ${this.length} exceeds ${this.maxLengthName} (${this.maxLength})`)
     }
   }
 

@@ -17,6 +17,11 @@ export function startupPacketLength(buf: Buffer, offset: number): number | null 
   return buf.length - offset >= 4 ? buf.readInt32BE(offset) : null
 }
 
+/** PostgreSQL's text for a startup packet whose version word is not 3.x (a repeated SSLRequest included). */
+export function unsupportedProtocol(code: number): string {
+  return `unsupported frontend protocol ${code >>> 16}.${code & 0xffff}: server supports 3.0 to 3.0`
+}
+
 export function parseStartupPacket(packet: Buffer): StartupPacket {
   if (packet.length < 8) return { kind: 'invalid', reason: 'invalid length of startup packet' }
   const len = packet.readInt32BE(0)
@@ -31,9 +36,7 @@ export function parseStartupPacket(packet: Buffer): StartupPacket {
   }
   const major = code >>> 16
   const minor = code & 0xffff
-  if (major !== 3) {
-    return { kind: 'invalid', reason: `unsupported frontend protocol ${major}.${minor}: server supports 3.0 to 3.0` }
-  }
+  if (major !== 3) return { kind: 'invalid', reason: unsupportedProtocol(code) }
   const params = new Map<string, string>()
   const unrecognized: string[] = []
   let pos = 8

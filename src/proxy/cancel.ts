@@ -16,14 +16,19 @@ export interface Cancellable {
 
 export class CancelRegistry {
   private readonly byPid = new Map<number, Cancellable>()
-  private nextPid = randomInt(1, 1 << 30)
 
-  /** A fresh (pid, secret) pair for a new client. */
+  /** `draw`: an integer in [min, max), crypto.randomInt; a test passes its own to force a collision. */
+  constructor(private readonly draw: (min: number, max: number) => number = (min, max) => randomInt(min, max)) {}
+
+  /**
+   * A fresh (pid, secret) pair for a new client, both random (62 bits of the 64 a key has, as
+   * PgBouncer): a sequential pid let one client guess its neighbours' half of the key. The pid is
+   * drawn again while it is in use, so a pid names one client; 0 is never issued (close() reads it as "none").
+   */
   issue(): { pid: number; secret: number } {
-    let pid = this.nextPid
-    while (this.byPid.has(pid)) pid = pid >= 0x7ffffffe ? 1 : pid + 1
-    this.nextPid = pid >= 0x7ffffffe ? 1 : pid + 1
-    return { pid, secret: randomInt(0, 0x7fffffff) }
+    let pid = this.draw(1, 0x80000000)
+    while (this.byPid.has(pid)) pid = this.draw(1, 0x80000000)
+    return { pid, secret: this.draw(0, 0x80000000) }
   }
 
   register(pid: number, c: Cancellable): void {

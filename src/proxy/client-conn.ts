@@ -33,7 +33,7 @@ import { ClientStatements } from './prepared.ts'
 import { NO_GUCS, ScanFlag, SqlScanner, type GucMap } from './session-state.ts'
 import { attachClientSocket } from './client-socket.ts'
 import { ClientStartup, type StartupClient } from './client-startup.ts'
-import { ClientLogin, admitToPool, uncountClient, welcomeMessage, welcomeParams, type LoginClient } from './client-login.ts'
+import { ClientLogin, admitToPool, isOverLoginLimit, uncountClient, welcomeMessage, welcomeParams, type LoginClient } from './client-login.ts'
 import { CONSOLE_DB, ConsoleSession, consoleRole, consoleWelcome, describeCode, type ConsoleClient } from './client-console.ts'
 import { NO_NAMES, leaveServer, probeSession, releaseServer, sessionProbeSql, trackedLowerNames } from './session-pin.ts'
 import { REPL, RUNS_SQL, answerDeallocate, isTerminate, queueStreamed, rewriteWhole, wholeMessageCodes, workCodes, type ScanSink } from './statement-map.ts'
@@ -124,9 +124,11 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     if (ctx.settings.tcp_keepalive && socket.remoteAddress !== undefined) {
       socket.setKeepAlive(true, Math.max(0, ctx.settings.tcp_keepidle) * 1000)
     }
+    const isRefused = isOverLoginLimit(ctx, this)
     ctx.clients.add(this)
     ctx.loginClients.push(this)
     attachClientSocket(socket, this)
+    if (isRefused) this.fail(ClientErrors.maxLoginClients)
   }
 
   describe(): string {
@@ -152,14 +154,16 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
         case Phase.Closed: break
       }
     } catch (err) {
-      if (err instanceof TidepoolError && err.code === 'TP_PROTOCOL_VIOLATION') {
-        this.fail(ClientErrors.protocolViolation(err.message))
-      } else {
-        // Our bug, not the client's bytes: say so in the log with the stack, close only this client.
-        this.ctx.log.error('client.internal_error', this, `internal error: ${(err as Error).stack ?? String(err)}`)
-        this.fail(ClientErrors.internalError)
-      }
+      this.onHandlerError(err)
     }
+  }
+
+  /** A throw while handling this client's bytes: its framing error, or our bug; either way only this client goes. */
+  private onHandlerError(err: unknown): void {
+    if (err instanceof TidepoolError && err.code === 'TP_PROTOCOL_VIOLATION') return this.fail(ClientErrors.protocolViolation(err.message))
+    // Our bug, not the client's bytes: say so in the log with the stack, close only this client.
+    this.ctx.log.error('client.internal_error', this, `internal error: ${(err as Error).stack ?? String(err)}`)
+    this.fail(ClientErrors.internalError)
   }
 
   // ---- startup, login, console ----
@@ -235,7 +239,6 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     if (this.ctx.settings.log_connections) this.ctx.log.info('client.logged_in', this, 'login attempt: db=' + this.database + ' user=' + this.user)
   }
 
-
   // ---- work ----
 
   private onWorkData(chunk: Buffer): void {
@@ -283,10 +286,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     server.runInternal(sql, (ok) => {
       this.isSyncingParams = false
       if (this.closed) return
-      if (!ok) {
-        this.fail(ClientErrors.protocolViolation('var change failed'))
-        return
-      }
+      if (!ok) return this.fail(ClientErrors.protocolViolation('var change failed'))
       server.session.agreed(params, clientGucs)
       this.flushPending()
     })
@@ -311,10 +311,13 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     this.framer.inspect = wholeMessageCodes(this.ps !== null, this.isRefusingState)
   }
 
+  /** Also runs in an internal query's callback, inside the server's read handler: a throw here is the client's. */
   private flushPending(): void {
-    while (this.pending.length > 0 && this.server !== null && !this.closed) {
-      const chunk = this.pending.shift() as Buffer
-      this.forward(chunk, this.server)
+    try {
+      while (this.pending.length > 0 && this.server !== null && !this.closed) this.forward(this.pending.shift() as Buffer, this.server)
+    } catch (err) {
+      this.pending = [] // never sent: the server is as clean as before this chunk, and may go back to the pool
+      return this.onHandlerError(err)
     }
     this.updateFlow()
   }
@@ -323,6 +326,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     const f = this.framer
     const out = OUT
     REPL.length = 0 // what a throw in another client's forward may have left
+    out.discard()
     f.push(chunk)
     let runStart = -1
     let runEnd = -1
@@ -409,8 +413,6 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
       this.updateFlow()
     }
   }
-
-
 
   /** A message that is not read whole: queue it for response matching, start scanning a Query. */
   private onStreamedMessage(code: number, server: ServerConn): void {
@@ -506,10 +508,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     probeSession(server, sessionProbeSql(this.trackedLower, this.gucNames, server), (r) => {
       this.isSyncingParams = false
       if (this.closed) return
-      if (r === null) {
-        this.fail(ClientErrors.protocolViolation('session state probe failed'))
-        return
-      }
+      if (r === null) return this.fail(ClientErrors.protocolViolation('session state probe failed'))
       this.gucs = r.gucs
       server.adoptProbe(r)
       this.isListening = r.bound.includes('LISTEN')

@@ -10,7 +10,7 @@ import type tls from 'node:tls'
 import { verifiedClientCn } from '../net/tls.ts'
 import { localEndPoint } from '../net/channel-binding.ts'
 import { INSPECT_ALL, INSPECT_NONE, type Framer } from '../protocol/framer.ts'
-import { FrontendCode, TxStatus } from '../protocol/codes.ts'
+import { FrontendCode, MAX_AUTH_MESSAGE_LENGTH, TxStatus } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
 import type { Pool } from '../pool/pool.ts'
 import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
@@ -49,8 +49,17 @@ export class ClientLogin {
    * password; bytes it sends anyway (a second startup packet, say) end its login.
    */
   private isLookingUp = false
+  /** The framer's limit after login (max_packet_size); until then PostgreSQL's auth message limit. */
+  private readonly maxPacketSize: number
 
-  constructor(private readonly client: LoginClient) {}
+  constructor(private readonly client: LoginClient) {
+    // An unauthenticated client could otherwise make us assemble a 16 MiB "password": refuse any
+    // message over PostgreSQL's limit from its length word, before a byte of it is buffered.
+    const f = client.framer
+    this.maxPacketSize = f.maxLength
+    f.maxLength = Math.min(f.maxLength, MAX_AUTH_MESSAGE_LENGTH)
+    f.maxLengthName = 'the limit for messages before authentication'
+  }
 
   /** The StartupMessage's parameters: check them, then run auth_type's flow. */
   start(params: Map<string, string>): void {
@@ -185,12 +194,27 @@ export class ClientLogin {
 
   private afterAuth(): void {
     const c = this.client
+    c.framer.maxLength = this.maxPacketSize
+    c.framer.maxLengthName = 'max_packet_size'
     const rule = this.certNameRule
     if (rule !== null && this.verifiedCn() !== c.user) {
       return c.fail(ClientErrors.certNameMismatch(c.user, rule.method === 'trust' ? 'trust' : 'password'))
     }
     c.onAuthenticated()
   }
+}
+
+/**
+ * max_login_clients (0: max_client_conn) bounds the connections not yet authenticated: silent or
+ * slow sockets would otherwise pile up until client_login_timeout, each holding a descriptor and a
+ * place in max_client_conn. True (and logged) when a new connection is over it.
+ */
+export function isOverLoginLimit(ctx: ProxyContext, client: LogSubject): boolean {
+  const st = ctx.settings
+  const max = st.max_login_clients > 0 ? st.max_login_clients : st.max_client_conn
+  if (ctx.loginClients.size < max) return false
+  ctx.log.warn('client.login_limit', client, `refused: ${max} connections are still logging in (max_login_clients)`)
+  return true
 }
 
 /**

@@ -6,9 +6,9 @@
 import type net from 'node:net'
 import type tls from 'node:tls'
 import { acceptClientTls, clientCertError, isAlpnPostgres, type ClientTls } from '../net/tls.ts'
-import { MAX_STARTUP_PACKET_LENGTH } from '../protocol/codes.ts'
+import { MAX_STARTUP_PACKET_LENGTH, StartupCode } from '../protocol/codes.ts'
 import * as build from '../protocol/build.ts'
-import { parseStartupPacket, startupPacketLength } from '../protocol/startup.ts'
+import { parseStartupPacket, startupPacketLength, unsupportedProtocol } from '../protocol/startup.ts'
 import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import type { LogSubject } from '../observe/log.ts'
 import type { ProxyContext } from './context.ts'
@@ -40,6 +40,14 @@ export class ClientStartup {
   private isDirectTls = false
   /** Set while a startup chunk still has bytes after the packet being handled. */
   private hasBytesAfterPacket = false
+  /**
+   * An SSLRequest, or a GSSENCRequest, was answered. As in PostgreSQL's ProcessStartupPacket each
+   * is answered once (after a refused one the client may ask for the other); a repeat is read as a
+   * startup packet of protocol 1234.5679 and refused, so a client cannot make us write a byte
+   * for every 8 it sends.
+   */
+  private isSslDone = false
+  private isGssDone = false
 
   constructor(private readonly client: StartupClient) {}
 
@@ -76,6 +84,8 @@ export class ClientStartup {
     const p = parseStartupPacket(packet)
     switch (p.kind) {
       case 'ssl': {
+        if (this.isSslDone) return c.fail(ClientErrors.protocolViolation(unsupportedProtocol(StartupCode.SSLRequest)))
+        this.isSslDone = true
         const tlsConf = c.ctx.clientTls
         if (tlsConf === null || c.isTls) {
           c.socket.write('N')
@@ -87,10 +97,14 @@ export class ClientStartup {
           return
         }
         c.socket.write('S')
+        // Inside TLS no GSS encryption can be asked for either (PostgreSQL: gss_done after 'S').
+        this.isGssDone = true
         this.upgradeToTls(tlsConf)
         return
       }
       case 'gssenc':
+        if (this.isGssDone) return c.fail(ClientErrors.protocolViolation(unsupportedProtocol(StartupCode.GSSENCRequest)))
+        this.isGssDone = true
         // No GSS encryption: 'N' tells the client to go on (it may ask for TLS next).
         c.socket.write('N')
         return

@@ -31,6 +31,12 @@ export class OutSlices {
     for (let i = 0; i < n; i++) this.slices[i] = EMPTY
   }
 
+  /** Drops what a handler that threw left behind, unsent. */
+  discard(): void {
+    for (let i = 0; i < this.count; i++) this.slices[i] = EMPTY
+    this.count = 0
+  }
+
   /** The first n slices copied into one buffer, or null when there are too many or too many bytes. */
   private joined(n: number): Buffer | null {
     if (n > MAX_JOINED_SLICES) return null

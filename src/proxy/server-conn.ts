@@ -311,6 +311,7 @@ export class ServerConn implements PooledServer, StartingServer {
     const f = this.framer
     const out = OUT
     const isStatementMode = this.pool.settings.pool_mode === 'statement'
+    out.discard() // what a handler that threw left behind is nobody's to send
     f.push(chunk)
     let runStart = -1
     let runEnd = -1

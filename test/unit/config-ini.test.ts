@@ -47,15 +47,33 @@ for (const c of lineCases) {
 }
 
 const errorCases: Array<{ name: string; text: string; want: string }> = [
-  { name: 'line without =', text: '[pgbouncer]\nlisten_port 6432', want: `${FILE}:2: expected "key = value", got "listen_port 6432"` },
+  { name: 'line without =', text: '[pgbouncer]\nlisten_port 6432', want: `${FILE}:2: expected "key = value": no '=' on the line` },
   { name: 'key before any section', text: 'listen_port = 1', want: `${FILE}:1: 'listen_port' comes before any [section]` },
-  { name: 'unclosed section header', text: '[pgbouncer\n', want: `${FILE}:1: malformed section header "[pgbouncer"` },
-  { name: 'text after a section header', text: '[pgbouncer] x = 1', want: `${FILE}:1: malformed section header "[pgbouncer] x = 1"` },
+  { name: 'unclosed section header', text: '[pgbouncer\n', want: `${FILE}:1: malformed section header: expected "[name]" alone on the line` },
+  { name: 'text after a section header', text: '[pgbouncer] x = 1', want: `${FILE}:1: malformed section header: expected "[name]" alone on the line` },
   { name: 'unknown directive', text: '%includ x.ini', want: `${FILE}:1: unknown directive "%includ"; only %include is known` },
   { name: '%include without a name', text: '%include', want: `${FILE}:1: %include needs a file name` },
   { name: 'unquoted name with blanks', text: '[databases]\nmy db = host=x', want: `${FILE}:2: a name with spaces must be quoted: "my db"` },
-  { name: 'unterminated quoted name', text: '[databases]\n"my db = host=x', want: `${FILE}:2: unterminated quoted name "my db = host=x` },
+  { name: 'unterminated quoted name', text: '[databases]\n"my db = host=x', want: `${FILE}:2: unterminated quoted name: no closing " on the line` },
+  { name: 'missing name', text: '[pgbouncer]\n= hunter2', want: `${FILE}:2: missing name before '='` },
 ]
+
+// A bad line may hold a password: its error names file:line and the problem, never the text.
+const secretLines = [
+  '"app = host=db password=hunter2',
+  "'app = host=db password=hunter2",
+  'app host=db password=hunter2',
+  '= host=db password=hunter2',
+  '[databases] app = host=db password=hunter2',
+]
+for (const line of secretLines) {
+  test(`ini: the error for ${JSON.stringify(line.slice(0, 12))}... does not echo the line`, async () => {
+    const r = await parseIniText(`[databases]\n${line}\n`, FILE)
+    assert.equal(r.errors.length, 1)
+    assert.ok(r.errors[0].startsWith(`${FILE}:2: `), r.errors[0])
+    assert.ok(!r.errors[0].includes('hunter2') && !r.errors[0].includes('host=db'), r.errors[0])
+  })
+}
 
 for (const c of errorCases) {
   test(`ini: error for ${c.name}`, async () => {

@@ -220,7 +220,7 @@ test('no [pgbouncer] section is an error, as in PgBouncer', async (t) => {
 test('every error is reported, not only the first', async (t) => {
   const { r, file } = await load(t, '[pgbouncer]\nlisten_port = x\npool_mode = y\nbroken line\n')
   assert.deepEqual(errorsOf(r), [
-    `${file}:4: expected "key = value", got "broken line"`,
+    `${file}:4: expected "key = value": no '=' on the line`,
     `${file}:2: listen_port: expected an integer, got "x"`,
     `${file}:3: pool_mode: expected one of session, transaction, statement, got "y"`,
   ])
