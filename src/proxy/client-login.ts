@@ -16,7 +16,7 @@ import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import { SqlState } from '../protocol/pg-error.ts'
 import type { LogSubject } from '../observe/log.ts'
 import { dbClientLimit, entryFor, userClientLimit } from '../config/effective.ts'
-import { clientAuthFlow, type ClientAuthFlow } from '../auth/client-auth.ts'
+import { clientAuthFlow, type AuthStep, type ClientAuthFlow } from '../auth/client-auth.ts'
 import { matchHba, type HbaRule } from '../auth/hba.ts'
 import { identAllows } from '../auth/ident.ts'
 import type { ProxyContext } from './context.ts'
@@ -98,21 +98,50 @@ export class ClientLogin {
         return c.fail(ClientErrors.protocolViolation(`expected password response, got message type '${String.fromCharCode(f.code)}'`))
       }
       const step = this.authFlow.onMessage(f.buf, f.start + 5, f.end)
+      const isLastInChunk = f.end >= chunk.length
+      if (step instanceof Promise) {
+        // PBKDF2 runs on the threadpool. The client waits for our answer, so bytes it sends
+        // meanwhile (now or later) are out of turn, as in a lookup.
+        if (!isLastInChunk) return c.fail(ClientErrors.protocolViolation('data after password before login finished'))
+        this.isLookingUp = true
+        c.ctx.readGate.setReading(c.socket, false)
+        step.then((s) => {
+          if (c.isClosed) return
+          this.isLookingUp = false
+          c.ctx.readGate.setReading(c.socket, true)
+          this.onStep(s, true)
+        }, (err: unknown) => {
+          c.ctx.log.error('client.internal_error', c, `password check failed: ${(err as Error).stack ?? String(err)}`)
+          c.fail(ClientErrors.internalError)
+        })
+        return
+      }
       if (step.kind === 'continue') {
         c.socket.write(step.send)
         continue
       }
-      if (step.kind === 'fail') {
-        return c.fail({ severity: 'FATAL', code: SqlState.InvalidPassword, message: `password authentication failed for user "${c.user}"`, reason: 'password authentication failed' })
-      }
-      if (step.send !== null) c.socket.write(step.send)
-      if (step.scramClientKey !== null) c.ctx.rememberScramClientKey(c.user, step.scramClientKey)
-      this.authFlow = null
-      f.inspect = INSPECT_NONE
-      this.afterAuth()
-      if (f.end < chunk.length) return c.fail(ClientErrors.protocolViolation('data after password before login finished'))
+      return this.onStep(step, isLastInChunk)
+    }
+  }
+
+  /** A step that ends the exchange, or continues it once an asynchronous check is done. */
+  private onStep(step: AuthStep, isLastInChunk: boolean): void {
+    const c = this.client
+    if (step.kind === 'continue') {
+      c.socket.write(step.send)
       return
     }
+    if (step.kind === 'fail') {
+      // PostgreSQL's one message for every cause; the cause goes to the log only.
+      const why = step.reason === undefined ? '' : `: ${step.reason}`
+      return c.fail({ severity: 'FATAL', code: SqlState.InvalidPassword, message: `password authentication failed for user "${c.user}"`, reason: `password authentication failed${why}` })
+    }
+    if (step.send !== null) c.socket.write(step.send)
+    if (step.scramClientKey !== null) c.ctx.rememberScramClientKey(c.user, step.scramClientKey)
+    this.authFlow = null
+    c.framer.inspect = INSPECT_NONE
+    this.afterAuth()
+    if (!isLastInChunk) return c.fail(ClientErrors.protocolViolation('data after password before login finished'))
   }
 
   private startPasswordFlow(method: 'plain' | 'md5' | 'scram-sha-256'): void {
