@@ -44,8 +44,8 @@ export class ClientLogin {
   /** An hba clientcert=verify-full rule whose certificate name check waits until its method succeeds. */
   private certNameRule: HbaRule | null = null
   /**
-   * auth_query runs on a server meanwhile. The client has nothing to send until asked for a
-   * password; bytes it sends anyway (a second startup packet, say) end its login.
+   * auth_query runs on a server, or PBKDF2 on the threadpool, meanwhile. The client has nothing
+   * to send until answered; bytes it sends anyway (a second startup packet, say) end its login.
    */
   private isLookingUp = false
 
@@ -103,18 +103,7 @@ export class ClientLogin {
         // PBKDF2 runs on the threadpool. The client waits for our answer, so bytes it sends
         // meanwhile (now or later) are out of turn, as in a lookup.
         if (!isLastInChunk) return c.fail(ClientErrors.protocolViolation('data after password before login finished'))
-        this.isLookingUp = true
-        c.ctx.readGate.setReading(c.socket, false)
-        step.then((s) => {
-          if (c.isClosed) return
-          this.isLookingUp = false
-          c.ctx.readGate.setReading(c.socket, true)
-          this.onStep(s, true)
-        }, (err: unknown) => {
-          c.ctx.log.error('client.internal_error', c, `password check failed: ${(err as Error).stack ?? String(err)}`)
-          c.fail(ClientErrors.internalError)
-        })
-        return
+        return this.awaitThen(step, 'password check', (st) => this.onStep(st, true))
       }
       if (step.kind === 'continue') {
         c.socket.write(step.send)
@@ -149,16 +138,21 @@ export class ClientLogin {
     const entry = c.ctx.config.userlist.get(c.user)
     const lookup = entry === undefined ? c.ctx.authQuery.flowFor(c.ctx, method, c.isConsole ? null : c.database, c.user) : null
     if (lookup === null) return this.beginAuth(clientAuthFlow(method, c.user, entry?.password ?? null, c.ctx.settings.scram_iterations))
+    this.awaitThen(lookup, 'auth_query lookup', (r) => (r.ok ? this.beginAuth(r.flow) : c.fail(r.failure)))
+  }
+
+  /** Stops reading while `p` runs (the client has nothing to send meanwhile), then goes on with its value. */
+  private awaitThen<T>(p: Promise<T>, what: string, then: (v: T) => void): void {
+    const c = this.client
     this.isLookingUp = true
     c.ctx.readGate.setReading(c.socket, false)
-    lookup.then((r) => {
+    p.then((v) => {
       if (c.isClosed) return
       this.isLookingUp = false
       c.ctx.readGate.setReading(c.socket, true)
-      if (r.ok) this.beginAuth(r.flow)
-      else c.fail(r.failure)
+      then(v)
     }, (err: unknown) => {
-      c.ctx.log.error('client.internal_error', c, `auth_query lookup failed: ${(err as Error).stack ?? String(err)}`)
+      c.ctx.log.error('client.internal_error', c, `${what} failed: ${(err as Error).stack ?? String(err)}`)
       c.fail(ClientErrors.internalError)
     })
   }
