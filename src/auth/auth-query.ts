@@ -213,7 +213,8 @@ function lookupTarget(ctx: AuthLookupContext, db: DatabaseEntry, name: string, u
   const verifier = password === null ? null : parseScramVerifier(password)
   const clientKey = verifier === null ? null : ctx.scramClientKey(user)
   const keys = verifier !== null && clientKey !== null ? { clientKey, serverKey: verifier.serverKey } : null
-  return { host, port, database: db.dbname ?? name, user, password, keys }
+  const authPolicy = { requireAuth: db.require_auth ?? ctx.settings.server_require_auth, maxIterations: ctx.settings.server_scram_max_iterations }
+  return { host, port, database: db.dbname ?? name, user, password, keys, authPolicy }
 }
 
 const misconfigured = (cause: string): Outcome => ({ ok: false, isConfig: true, cause })
