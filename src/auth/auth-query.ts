@@ -25,7 +25,7 @@ import { queryOnce, type QueryOnceResult, type QueryOnceTarget } from './query-o
 import type { ClientFailure } from '../protocol/client-errors.ts'
 import { SqlState, SqlStateClass } from '../protocol/pg-error.ts'
 import { parseScramVerifier } from './scram-server.ts'
-import { clientAuthFlow, type ClientAuthFlow } from './client-auth.ts'
+import { clientAuthFlow, type AuthStep, type ClientAuthFlow } from './client-auth.ts'
 
 /** What a lookup reads at the moment of use; ProxyContext provides it. */
 export interface AuthLookupContext {
@@ -84,11 +84,14 @@ export class AuthQuery {
         flow: {
           start: (channelBinding) => inner.start(channelBinding),
           onMessage: (buf, start, end) => {
+            const after = (step: AuthStep): AuthStep => {
+              if (step.kind === 'ok' && secret !== null && database !== null) this.remember(this.proven, `${database}\u0000${user}`, secret, PROVEN_MAX_ENTRIES)
+              // A password that fails may be a new one the cached answer predates.
+              if (step.kind === 'fail' && secret !== null) this.cache.delete(key)
+              return step
+            }
             const step = inner.onMessage(buf, start, end)
-            if (step.kind === 'ok' && secret !== null && database !== null) this.remember(this.proven, `${database}\u0000${user}`, secret, PROVEN_MAX_ENTRIES)
-            // A password that fails may be a new one the cached answer predates.
-            if (step.kind === 'fail' && secret !== null) this.cache.delete(key)
-            return step
+            return step instanceof Promise ? step.then(after) : after(step)
           },
         },
       }
@@ -210,7 +213,8 @@ function lookupTarget(ctx: AuthLookupContext, db: DatabaseEntry, name: string, u
   const verifier = password === null ? null : parseScramVerifier(password)
   const clientKey = verifier === null ? null : ctx.scramClientKey(user)
   const keys = verifier !== null && clientKey !== null ? { clientKey, serverKey: verifier.serverKey } : null
-  return { host, port, database: db.dbname ?? name, user, password, keys }
+  const authPolicy = { requireAuth: db.require_auth ?? ctx.settings.server_require_auth, maxIterations: ctx.settings.server_scram_max_iterations }
+  return { host, port, database: db.dbname ?? name, user, password, keys, authPolicy }
 }
 
 const misconfigured = (cause: string): Outcome => ({ ok: false, isConfig: true, cause })

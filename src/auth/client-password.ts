@@ -30,16 +30,30 @@ function equalSecret(a: string, b: string): boolean {
   return timingSafeEqual(ab, ab.length === bb.length ? bb : ab) && ab.length === bb.length
 }
 
-/** Checks a PasswordMessage body (buf[start, end) holds the NUL-terminated password text). */
-export function checkClientPassword(check: PasswordCheck, buf: Buffer, start: number, end: number): boolean {
+/** The password text of a PasswordMessage body (buf[start, end) holds it NUL-terminated). */
+export function passwordText(buf: Buffer, start: number, end: number): string {
   const nul = buf.indexOf(0, start)
-  const given = buf.toString('utf8', start, nul >= start && nul < end ? nul : end)
+  return buf.toString('utf8', start, nul >= start && nul < end ? nul : end)
+}
+
+/**
+ * Checks a PasswordMessage body. Null when it matches, else why not (for the log only). An empty
+ * password never matches, sent or stored: PostgreSQL refuses to store one and refuses one sent
+ * in clear ("empty password returned by client"), and PgBouncer refuses both.
+ */
+export function clientPasswordMismatch(check: PasswordCheck, buf: Buffer, start: number, end: number): string | null {
+  const given = passwordText(buf, start, end)
   const secret = check.secret ?? '\u0000no-such-user'
+  let isMatch: boolean
   if (check.method === 'plain') {
     // A stored md5 hash cannot check a plain password except by hashing it the same way.
-    return isMd5Hash(secret) ? equalSecret('md5' + md5hex(given, check.user), secret) : equalSecret(given, secret)
+    isMatch = isMd5Hash(secret) ? equalSecret('md5' + md5hex(given, check.user), secret) : equalSecret(given, secret)
+  } else {
+    const inner = isMd5Hash(secret) ? secret.slice(3) : md5hex(secret, check.user)
+    isMatch = equalSecret(given, 'md5' + md5hex(inner, check.salt))
   }
-  const inner = isMd5Hash(secret) ? secret.slice(3) : md5hex(secret, check.user)
-  const expected = 'md5' + md5hex(inner, check.salt)
-  return equalSecret(given, expected) && check.secret !== null
+  if (check.secret === null) return 'no such user'
+  if (check.secret === '') return 'the stored password is empty'
+  if (check.method === 'plain' && given === '') return 'empty password returned by client'
+  return isMatch ? null : 'wrong password'
 }

@@ -15,7 +15,7 @@ import * as build from '../protocol/build.ts'
 import { BodyReader, parseDataRow, parseErrorFields } from '../protocol/reader.ts'
 import { SqlState } from '../protocol/pg-error.ts'
 import type { TidepoolError } from '../util/errors.ts'
-import { ServerAuth } from './server-login.ts'
+import { ServerAuth, type ServerAuthPolicy } from './server-login.ts'
 
 export interface QueryOnceTarget {
   host: string
@@ -25,6 +25,8 @@ export interface QueryOnceTarget {
   password: string | null
   /** SCRAM keys for a user whose stored secret is a verifier (see ServerAuth). */
   keys: { clientKey: Buffer; serverKey: Buffer } | null
+  /** What the server may ask of the login (require_auth, the SCRAM iteration cap); the defaults when left out. */
+  authPolicy?: ServerAuthPolicy
 }
 
 export interface QueryOnceOptions {
@@ -54,11 +56,13 @@ export function queryOnce(t: QueryOnceTarget, sql: string, params: readonly stri
     const started = performance.now()
     const framer = new Framer(o.maxPacket)
     framer.inspect = INSPECT_ALL
-    const auth = new ServerAuth(t.user, t.password, undefined, t.keys)
+    const auth = new ServerAuth(t.user, t.password, undefined, t.keys, t.authPolicy)
     let sock: net.Socket = dial(t.host, t.port)
     let isTlsAnswerDue = false
     let phase: QueryOnceFailure['phase'] = 'connect'
     let done = false
+    /** Server bytes that arrive while our SCRAM answer is computed (PBKDF2 on the threadpool); null otherwise. */
+    let queued: Buffer[] | null = null
     let columns = 0
     const rows: Array<Array<string | null>> = []
 
@@ -106,19 +110,41 @@ export function queryOnce(t: QueryOnceTarget, sql: string, params: readonly stri
     }
     function onData(chunk: Buffer): void {
       if (done) return
-      try {
+      if (queued !== null) return void queued.push(chunk)
+      guarded(() => {
         if (isTlsAnswerDue) return onTlsAnswer(chunk)
         framer.push(chunk)
-        while (!done && framer.next()) onMessage(framer.code, framer.buf, framer.start + 5, framer.end)
+        drain()
+      })
+    }
+    function guarded(run: () => void): void {
+      try {
+        run()
       } catch (err) {
         const e = err as TidepoolError
         fail(e.code === 'TP_AUTH_FAILED' || e.code === 'TP_AUTH_UNSUPPORTED' ? `cannot log in: ${e.message}` : `server protocol error: ${e.message}`, e.code === 'TP_AUTH_FAILED' ? SqlState.InvalidPassword : null)
       }
     }
+    /** Handles the framer's messages until its chunk is used up, the end, or an answer that must wait. */
+    function drain(): void {
+      while (!done && queued === null && framer.next()) onMessage(framer.code, framer.buf, framer.start + 5, framer.end)
+    }
+    const awaitReply = (reply: Promise<Buffer>): void => {
+      queued = []
+      reply.then((msg) => {
+        if (done) return
+        sock.write(msg)
+        const waiting = queued ?? []
+        queued = null
+        guarded(drain)
+        for (const chunk of waiting) onData(chunk)
+      }, (err: unknown) => fail(`cannot log in: ${(err as Error).message}`))
+    }
     const onMessage = (code: number, buf: Buffer, start: number, end: number): void => {
       switch (code) {
         case BackendCode.Authentication: {
           const reply = auth.onAuthRequest(buf, start, end)
+          if (reply instanceof Promise) return awaitReply(reply)
           if (reply !== null) sock.write(reply)
           return
         }

@@ -2,15 +2,16 @@
 // against a stored plain password or a PostgreSQL verifier (SCRAM-SHA-256$iter:salt$StoredKey:ServerKey).
 // After a successful exchange the client's ClientKey is known (proof XOR signature), which lets
 // tidepool log in to a server holding the same verifier without a plain password, as PgBouncer does.
-// An unknown user, or one stored only as an md5 hash, gets a challenge with a salt derived from
-// the name, so the exchange looks the same as for a real user and fails only at the proof.
+// A user stored with a plain-text password, an unknown user, or one stored only as an md5 hash or
+// an empty password, gets a challenge with the same salt derivation (secrets.ts userSalt), so
+// the exchange looks the same whether the user exists or not and fails only at the proof.
 // Over TLS, SCRAM-SHA-256-PLUS is offered too, as PostgreSQL does: the client's channel binding
 // data must then be the tls-server-end-point hash of tidepool's certificate, so a man in the middle
 // holding another certificate cannot relay the exchange (libpq's channel_binding=require).
 // Must not: log or return secrets; every secret comparison is constant-time.
 
 import { randomBytes, timingSafeEqual } from 'node:crypto'
-import { hmac, isMd5Hash, parseScramAttributes, scramSaltedPassword, sha256 } from './secrets.ts'
+import { hmac, isMd5Hash, parseScramAttributes, scramKeys, sha256, userSalt } from './secrets.ts'
 import * as build from '../protocol/build.ts'
 import { BodyReader } from '../protocol/reader.ts'
 import { TidepoolError } from '../util/errors.ts'
@@ -37,39 +38,33 @@ export function parseScramVerifier(secret: string): ScramKeys | null {
   return { iterations: Number(m[1]), salt: Buffer.from(m[2], 'base64'), storedKey, serverKey }
 }
 
-export function keysFromPassword(password: string, salt: Buffer, iterations: number): ScramKeys {
-  const salted = scramSaltedPassword(password, salt, iterations)
-  return { iterations, salt, storedKey: sha256(hmac(salted, 'Client Key')), serverKey: hmac(salted, 'Server Key') }
-}
-
 /**
  * A plain password checked against a verifier (auth_type plain with a SCRAM secret stored).
- * Returns the ClientKey it proves, for the server login, or null when it does not match.
+ * Resolves to the ClientKey it proves, for the server login, or null when it does not match.
  */
-export function clientKeyIfPasswordMatches(password: string, keys: ScramKeys): Buffer | null {
-  const salted = scramSaltedPassword(password, keys.salt, keys.iterations)
-  const clientKey = hmac(salted, 'Client Key')
+export async function clientKeyIfPasswordMatches(password: string, keys: ScramKeys): Promise<Buffer | null> {
+  const { clientKey } = await scramKeys(password, keys.salt, keys.iterations)
   return timingSafeEqual(sha256(clientKey), keys.storedKey) ? clientKey : null
-}
-
-/** Per-process key for fake salts: stable for a name within a run, unguessable outside it. */
-const FAKE_SALT_KEY = randomBytes(32)
-
-function fakeKeys(user: string, iterations: number): ScramKeys {
-  const salt = hmac(FAKE_SALT_KEY, user).subarray(0, 16)
-  return { iterations, salt, storedKey: randomBytes(32), serverKey: randomBytes(32) }
 }
 
 
 export type ScramStep =
   | { kind: 'continue'; send: Buffer }
   | { kind: 'ok'; send: Buffer; clientKey: Buffer }
-  | { kind: 'fail' }
+  /** `reason`: for the log only, never for the client. */
+  | { kind: 'fail'; reason?: string }
+
+/** What the proof is checked against: a verifier's keys, keys still to derive from a plain password, or none. */
+type Secret =
+  | { kind: 'verifier'; keys: ScramKeys }
+  | { kind: 'plain'; password: string }
+  | { kind: 'none'; why: string }
 
 /** One client's SCRAM exchange with tidepool as the server. */
 export class ScramServerExchange {
-  private readonly keys: ScramKeys
-  private readonly isReal: boolean
+  private readonly secret: Secret
+  private readonly salt: Buffer
+  private readonly iterations: number
   private clientFirstBare = ''
   private serverFirst = ''
   private nonce = ''
@@ -80,20 +75,22 @@ export class ScramServerExchange {
   private isBound = false
   private step = 0
 
-  /** `secret`: plain password, SCRAM verifier, or null/md5 hash (the exchange then always fails). */
+  /** `secret`: plain password, SCRAM verifier, or null/md5 hash/'' (the exchange then always fails). */
   constructor(user: string, secret: string | null, iterations: number) {
     const verifier = secret === null ? null : parseScramVerifier(secret)
-    const isMd5 = secret !== null && isMd5Hash(secret)
     if (verifier !== null) {
-      this.keys = verifier
-      this.isReal = true
-    } else if (secret !== null && !isMd5) {
-      this.keys = keysFromPassword(secret, randomBytes(16), iterations)
-      this.isReal = true
-    } else {
-      this.keys = fakeKeys(user, iterations)
-      this.isReal = false
+      this.secret = { kind: 'verifier', keys: verifier }
+      this.salt = verifier.salt
+      this.iterations = verifier.iterations
+      return
     }
+    if (secret === null) this.secret = { kind: 'none', why: 'no such user' }
+    else if (isMd5Hash(secret)) this.secret = { kind: 'none', why: 'only an md5 hash is stored, SCRAM cannot use it' }
+    // PostgreSQL never stores an empty password and PgBouncer refuses one: no exchange may succeed.
+    else if (secret === '') this.secret = { kind: 'none', why: 'the stored password is empty' }
+    else this.secret = { kind: 'plain', password: secret }
+    this.salt = userSalt(user)
+    this.iterations = iterations
   }
 
   /**
@@ -107,7 +104,8 @@ export class ScramServerExchange {
   }
 
   /** Takes a PasswordMessage-type body (SASLInitialResponse, then SASLResponse). */
-  onMessage(buf: Buffer, start: number, end: number): ScramStep {
+  /** The final step checks the proof, which for a plain-text secret waits for PBKDF2 (off the event loop). */
+  onMessage(buf: Buffer, start: number, end: number): ScramStep | Promise<ScramStep> {
     const r = new BodyReader(buf, start, end)
     if (this.step === 0) {
       const mech = r.cstring()
@@ -127,7 +125,7 @@ export class ScramServerExchange {
       const cnonce = attrs.get('r')
       if (cnonce === undefined || cnonce === '' || attrs.has('m')) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'malformed SCRAM client-first-message')
       this.nonce = cnonce + randomBytes(18).toString('base64')
-      this.serverFirst = `r=${this.nonce},s=${this.keys.salt.toString('base64')},i=${this.keys.iterations}`
+      this.serverFirst = `r=${this.nonce},s=${this.salt.toString('base64')},i=${this.iterations}`
       this.step = 1
       return { kind: 'continue', send: build.authenticationSaslContinue(Buffer.from(this.serverFirst)) }
     }
@@ -144,14 +142,10 @@ export class ScramServerExchange {
     if (attrs.get('r') !== this.nonce) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SCRAM nonce does not match')
     const proof = Buffer.from(clientFinal.slice(proofAt + 3), 'base64')
     const authMessage = `${this.clientFirstBare},${this.serverFirst},${withoutProof}`
-    const signature = hmac(this.keys.storedKey, authMessage)
-    if (proof.length !== signature.length) return { kind: 'fail' }
-    const clientKey = Buffer.alloc(proof.length)
-    for (let i = 0; i < proof.length; i++) clientKey[i] = proof[i] ^ signature[i]
-    const isMatch = timingSafeEqual(sha256(clientKey), this.keys.storedKey)
-    if (!isMatch || !this.isReal) return { kind: 'fail' }
-    const serverSignature = hmac(this.keys.serverKey, authMessage)
-    return { kind: 'ok', send: build.authenticationSaslFinal(Buffer.from(`v=${serverSignature.toString('base64')}`)), clientKey }
+    const secret = this.secret
+    if (secret.kind === 'none') return { kind: 'fail', reason: secret.why }
+    if (secret.kind === 'verifier') return verifyProof(proof, authMessage, secret.keys.storedKey, secret.keys.serverKey)
+    return scramKeys(secret.password, this.salt, this.iterations).then((k) => verifyProof(proof, authMessage, sha256(k.clientKey), k.serverKey))
   }
 }
 
@@ -168,4 +162,15 @@ function checkGs2Flag(flag: string, cbType: string | undefined, isBound: boolean
   }
   if (cbType !== undefined) throw new TidepoolError('TP_PROTOCOL_VIOLATION', `the client selected ${SCRAM_MECHANISM} without channel binding, but the SCRAM message includes channel binding data`)
   if (flag === 'y' && isPlusOffered) throw new TidepoolError('TP_PROTOCOL_VIOLATION', 'SCRAM channel binding negotiation error: the client supports SCRAM channel binding but thinks the server does not; this server does')
+}
+
+/** The client's proof against StoredKey; on a match, the ClientKey it reveals and our ServerSignature. */
+function verifyProof(proof: Buffer, authMessage: string, storedKey: Buffer, serverKey: Buffer): ScramStep {
+  const signature = hmac(storedKey, authMessage)
+  if (proof.length !== signature.length) return { kind: 'fail', reason: 'SCRAM proof does not match' }
+  const clientKey = Buffer.alloc(proof.length)
+  for (let i = 0; i < proof.length; i++) clientKey[i] = proof[i] ^ signature[i]
+  if (!timingSafeEqual(sha256(clientKey), storedKey)) return { kind: 'fail', reason: 'SCRAM proof does not match' }
+  const serverSignature = hmac(serverKey, authMessage)
+  return { kind: 'ok', send: build.authenticationSaslFinal(Buffer.from(`v=${serverSignature.toString('base64')}`)), clientKey }
 }

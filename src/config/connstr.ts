@@ -7,7 +7,7 @@
 // Must not: throw, read files, or apply global defaults (the runtime resolves those at use).
 
 import { TARGET_SESSION_ATTRS, type BackendKind, type DatabaseEntry, type PoolMode, type SourcePos, type TargetSessionAttrs, type UserEntry } from './types.ts'
-import { int, oneOf, parseSeconds, type ParseResult } from './setting-types.ts'
+import { int, oneOf, parseSeconds, requireAuth, type ParseResult } from './setting-types.ts'
 
 export type ConnStringResult = { ok: true; pairs: Array<[string, string]> } | { ok: false; error: string }
 
@@ -80,6 +80,7 @@ const COUNT = int()
 const PORT = int({ min: 1, max: 65535 })
 const SESSION_ATTRS = oneOf(TARGET_SESSION_ATTRS)
 const BACKEND = oneOf(['postgresql', 'cockroachdb'] as const)
+const REQUIRE_AUTH = requireAuth()
 
 /** A comma-separated list of http(s) URLs, one per host. */
 function urlList(r: LineReader, key: string, v: string): string[] {
@@ -138,6 +139,7 @@ export function parseDatabaseEntry(name: string, value: string, pos: SourcePos):
   let auth_user: string | null = null
   let auth_query: string | null = null
   let auth_dbname: string | null = null
+  let require_auth: readonly string[] | null = null
   let pool_size: number | null = null
   let min_pool_size: number | null = null
   let reserve_pool_size: number | null = null
@@ -173,6 +175,7 @@ export function parseDatabaseEntry(name: string, value: string, pos: SourcePos):
       case 'auth_user': auth_user = v; break
       case 'auth_query': auth_query = v; break
       case 'auth_dbname': auth_dbname = v; break
+      case 'require_auth': require_auth = r.typed(key, REQUIRE_AUTH.parse(v)); break
       case 'connect_query': connect_query = v; break
       case 'application_name': application_name = v; break
       case 'client_encoding': client_encoding = v; break
@@ -230,7 +233,7 @@ export function parseDatabaseEntry(name: string, value: string, pos: SourcePos):
     name, hosts, ports: portsOut, dbname, user, password, auth_user, auth_query, auth_dbname,
     pool_size, min_pool_size, reserve_pool_size, max_db_connections, max_db_client_connections,
     pool_mode, load_balance_hosts, connect_query, application_name, client_encoding, datestyle,
-    timezone, server_lifetime, target_session_attrs, backend, patroni_urls, health_urls, extra, pos,
+    timezone, server_lifetime, target_session_attrs, backend, patroni_urls, health_urls, require_auth, extra, pos,
   }
   return { entry, errors: r.errors, warnings: r.warnings }
 }

@@ -158,3 +158,37 @@ export function oneOf<const V extends string>(values: readonly V[]): SettingType
   }
 }
 
+
+/** The methods libpq's require_auth names that tidepool's server login can meet. */
+export const REQUIRE_AUTH_METHODS = ['password', 'md5', 'scram-sha-256', 'none'] as const
+
+/**
+ * libpq's require_auth: a comma list of methods the server may ask for (`none`: no request at
+ * all), or of `!method`s it may not; the two forms do not mix, and no method twice, as in libpq.
+ * The value kept is the methods allowed, in REQUIRE_AUTH_METHODS' order; empty (the default)
+ * means no requirement. gss and sspi are refused: tidepool speaks neither.
+ */
+export function requireAuth(): SettingType<readonly string[]> {
+  return {
+    kind: 'list',
+    label: `list: ${REQUIRE_AUTH_METHODS.join(', ')}, or each with !`,
+    values: [],
+    parse(text) {
+      const items = text.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== '')
+      if (items.length === 0) return { ok: true, value: [] }
+      const isNegated = items[0].startsWith('!')
+      const named = new Set<string>()
+      for (const item of items) {
+        if (item.startsWith('!') !== isNegated) return { ok: false, error: `negative require_auth methods cannot be mixed with positive ones, got ${quoteGot(text)}` }
+        const m = isNegated ? item.slice(1) : item
+        if (!(REQUIRE_AUTH_METHODS as readonly string[]).includes(m)) return { ok: false, error: `expected methods among ${REQUIRE_AUTH_METHODS.join(', ')} (or each with !), got ${quoteGot(item)}` }
+        if (named.has(m)) return { ok: false, error: `require_auth method ${quoteGot(m)} is given more than once` }
+        named.add(m)
+      }
+      const allowed = REQUIRE_AUTH_METHODS.filter((m) => named.has(m) !== isNegated)
+      if (allowed.length === 0) return { ok: false, error: `${quoteGot(text)} leaves no method to log in with` }
+      return { ok: true, value: allowed }
+    },
+    render: (v) => v.join(','),
+  }
+}

@@ -7,7 +7,7 @@
 // 1.25's doc/config.md; names, defaults and reload behaviour are PgBouncer's.
 // Must not: read files or the environment, or keep state; this module is data plus pure parsers.
 
-import { bool, int, list, millis, octal, oneOf, seconds, str, type SettingType, type SettingValue } from './setting-types.ts'
+import { bool, int, list, millis, octal, oneOf, requireAuth, seconds, str, type SettingType, type SettingValue } from './setting-types.ts'
 
 export type { SettingValue } from './setting-types.ts'
 export type PoolMode = 'session' | 'transaction' | 'statement'
@@ -145,6 +145,9 @@ export interface Settings {
   health_check_rise: number
   health_check_fall: number
   host_ban_ms: number
+  /** Methods a server may ask tidepool to log in with (libpq's require_auth); [] = any. */
+  server_require_auth: readonly string[]
+  server_scram_max_iterations: number
 }
 
 export type SettingName = keyof Settings
@@ -455,6 +458,10 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'Failed checks in a row that take a host out of rotation (HAProxy fall)' }),
   setting({ name: 'host_ban_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 0 }), default: '5000', apply: 'live',
     doc: 'How long a host stays out of rotation after a server connection to it failed to connect or log in (the passive check)' }),
+  setting({ name: 'server_require_auth', section: 'tidepool', group: G.tidepool, type: requireAuth(), default: '', apply: 'live',
+    doc: "libpq's require_auth for tidepool's logins to servers: methods a server may ask for (password, md5, scram-sha-256, none for no password at all) or, each with !, may not; empty allows any. A [databases] entry's require_auth= overrides it. Whatever it says, a SCRAM exchange must end with the server's valid signature" }),
+  setting({ name: 'server_scram_max_iterations', section: 'tidepool', group: G.tidepool, type: int({ min: 1 }), default: '100000', apply: 'live',
+    doc: "Largest SCRAM iteration count a server may ask of tidepool's login (PostgreSQL's default is 4096); a server asking more is refused, as one asking millions could make each login cost seconds of CPU" }),
 ])
 
 const BY_NAME: ReadonlyMap<string, AnySettingRow> = new Map(SETTINGS.map((r) => [r.name, r]))

@@ -102,7 +102,8 @@ export class Backends {
     if (user === null) return null
     const password = (user === e.user ? e.password : null) ?? config.userlist.get(user)?.password ?? null
     const database = e.dbname ?? (e.name === '*' ? 'postgres' : e.name)
-    return { host, port, database, user, password, keys: null }
+    const authPolicy = { requireAuth: e.require_auth ?? config.settings.server_require_auth, maxIterations: config.settings.server_scram_max_iterations }
+    return { host, port, database, user, password, keys: null, authPolicy }
   }
 
   /** Checks that need a SCRAM key learnt after start (a verifier in auth_file) get it at use. */

@@ -17,7 +17,7 @@ import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import { SqlState } from '../protocol/pg-error.ts'
 import type { LogSubject } from '../observe/log.ts'
 import { dbClientLimit, entryFor, userClientLimit } from '../config/effective.ts'
-import { clientAuthFlow, type ClientAuthFlow } from '../auth/client-auth.ts'
+import { clientAuthFlow, type AuthStep, type ClientAuthFlow } from '../auth/client-auth.ts'
 import { matchHba, type HbaRule } from '../auth/hba.ts'
 import { identAllows } from '../auth/ident.ts'
 import type { ProxyContext } from './context.ts'
@@ -45,8 +45,8 @@ export class ClientLogin {
   /** An hba clientcert=verify-full rule whose certificate name check waits until its method succeeds. */
   private certNameRule: HbaRule | null = null
   /**
-   * auth_query runs on a server meanwhile. The client has nothing to send until asked for a
-   * password; bytes it sends anyway (a second startup packet, say) end its login.
+   * auth_query runs on a server, or PBKDF2 on the threadpool, meanwhile. The client has nothing
+   * to send until answered; bytes it sends anyway (a second startup packet, say) end its login.
    */
   private isLookingUp = false
   /** The framer's limit after login (max_packet_size); until then PostgreSQL's auth message limit. */
@@ -108,21 +108,39 @@ export class ClientLogin {
         return c.fail(ClientErrors.protocolViolation(`expected password response, got message type '${String.fromCharCode(f.code)}'`))
       }
       const step = this.authFlow.onMessage(f.buf, f.start + 5, f.end)
+      const isLastInChunk = f.end >= chunk.length
+      if (step instanceof Promise) {
+        // PBKDF2 runs on the threadpool. The client waits for our answer, so bytes it sends
+        // meanwhile (now or later) are out of turn, as in a lookup.
+        if (!isLastInChunk) return c.fail(ClientErrors.protocolViolation('data after password before login finished'))
+        return this.awaitThen(step, 'password check', (st) => this.onStep(st, true))
+      }
       if (step.kind === 'continue') {
         c.socket.write(step.send)
         continue
       }
-      if (step.kind === 'fail') {
-        return c.fail({ severity: 'FATAL', code: SqlState.InvalidPassword, message: `password authentication failed for user "${c.user}"`, reason: 'password authentication failed' })
-      }
-      if (step.send !== null) c.socket.write(step.send)
-      if (step.scramClientKey !== null) c.ctx.rememberScramClientKey(c.user, step.scramClientKey)
-      this.authFlow = null
-      f.inspect = INSPECT_NONE
-      this.afterAuth()
-      if (f.end < chunk.length) return c.fail(ClientErrors.protocolViolation('data after password before login finished'))
+      return this.onStep(step, isLastInChunk)
+    }
+  }
+
+  /** A step that ends the exchange, or continues it once an asynchronous check is done. */
+  private onStep(step: AuthStep, isLastInChunk: boolean): void {
+    const c = this.client
+    if (step.kind === 'continue') {
+      c.socket.write(step.send)
       return
     }
+    if (step.kind === 'fail') {
+      // PostgreSQL's one message for every cause; the cause goes to the log only.
+      const why = step.reason === undefined ? '' : `: ${step.reason}`
+      return c.fail({ severity: 'FATAL', code: SqlState.InvalidPassword, message: `password authentication failed for user "${c.user}"`, reason: `password authentication failed${why}` })
+    }
+    if (step.send !== null) c.socket.write(step.send)
+    if (step.scramClientKey !== null) c.ctx.rememberScramClientKey(c.user, step.scramClientKey)
+    this.authFlow = null
+    c.framer.inspect = INSPECT_NONE
+    this.afterAuth()
+    if (!isLastInChunk) return c.fail(ClientErrors.protocolViolation('data after password before login finished'))
   }
 
   private startPasswordFlow(method: 'plain' | 'md5' | 'scram-sha-256'): void {
@@ -130,16 +148,21 @@ export class ClientLogin {
     const entry = c.ctx.config.userlist.get(c.user)
     const lookup = entry === undefined ? c.ctx.authQuery.flowFor(c.ctx, method, c.isConsole ? null : c.database, c.user) : null
     if (lookup === null) return this.beginAuth(clientAuthFlow(method, c.user, entry?.password ?? null, c.ctx.settings.scram_iterations))
+    this.awaitThen(lookup, 'auth_query lookup', (r) => (r.ok ? this.beginAuth(r.flow) : c.fail(r.failure)))
+  }
+
+  /** Stops reading while `p` runs (the client has nothing to send meanwhile), then goes on with its value. */
+  private awaitThen<T>(p: Promise<T>, what: string, then: (v: T) => void): void {
+    const c = this.client
     this.isLookingUp = true
     c.ctx.readGate.setReading(c.socket, false)
-    lookup.then((r) => {
+    p.then((v) => {
       if (c.isClosed) return
       this.isLookingUp = false
       c.ctx.readGate.setReading(c.socket, true)
-      if (r.ok) this.beginAuth(r.flow)
-      else c.fail(r.failure)
+      then(v)
     }, (err: unknown) => {
-      c.ctx.log.error('client.internal_error', c, `auth_query lookup failed: ${(err as Error).stack ?? String(err)}`)
+      c.ctx.log.error('client.internal_error', c, `${what} failed: ${(err as Error).stack ?? String(err)}`)
       c.fail(ClientErrors.internalError)
     })
   }

@@ -15,7 +15,7 @@ import { parseBackendKeyData, parseErrorFields, parseParameterStatus } from '../
 import { SqlState } from '../protocol/pg-error.ts'
 import type { ClientFailure } from '../protocol/client-errors.ts'
 import { TidepoolError } from '../util/errors.ts'
-import { ServerAuth } from '../auth/server-login.ts'
+import { ServerAuth, type ServerAuthPolicy } from '../auth/server-login.ts'
 import { parseScramVerifier } from '../auth/scram-server.ts'
 import type { ProxyContext, WatchedHost } from './context.ts'
 import type { ServerSession } from './server-session.ts'
@@ -30,6 +30,8 @@ export interface ServerTarget {
   /** Extra startup parameters (client_encoding, datestyle, timezone from the [databases] entry). */
   startupParams: Record<string, string>
   connectQuery: string | null
+  /** What the server may ask of the login: require_auth and the SCRAM iteration cap. */
+  authPolicy: ServerAuthPolicy
   /** The monitored host this connection goes to (watched entries only): counted for leastconn, banned on failure. */
   watchedHost?: WatchedHost
 }
@@ -42,6 +44,7 @@ export interface StartingServer {
   readonly session: ServerSession
   backendPid: number
   backendSecret: number
+  readonly isClosed: boolean
   /** Bytes from the TLS socket, once it replaced the TCP one. */
   onData(chunk: Buffer): void
   close(reason: string): void
@@ -52,6 +55,8 @@ export interface StartingServer {
 }
 
 const SSL_REQUEST = build.sslRequest()
+/** Handed to onData (by identity) to go on with the login once an asynchronous answer is sent. */
+const RESUME = Buffer.alloc(0)
 
 const LOGIN_INSPECT = inspectTable([
   BackendCode.Authentication, BackendCode.ParameterStatus, BackendCode.BackendKeyData, BackendCode.ErrorResponse,
@@ -64,11 +69,16 @@ export class ServerStartup {
   private tlsAnswerPending: ServerTls | null = null
   /** ReadyForQuery arrived: a later TLS error closes a logged-in connection instead of failing a login. */
   private isDone = false
+  /**
+   * While our answer to the server is being computed (SCRAM's PBKDF2 on the threadpool), what the
+   * server sends waits here, so messages are still handled in order; null otherwise.
+   */
+  private queued: Buffer[] | null = null
 
   /** `secret`: the password or stored verifier the server login uses (null: none). */
   constructor(private readonly server: StartingServer, secret: string | null, private readonly ctx: ProxyContext) {
     const user = server.target.user
-    this.auth = new ServerAuth(user, secret, undefined, scramKeysFor(user, secret, ctx))
+    this.auth = new ServerAuth(user, secret, undefined, scramKeysFor(user, secret, ctx), server.target.authPolicy)
     server.framer.inspect = LOGIN_INSPECT
   }
 
@@ -83,8 +93,35 @@ export class ServerStartup {
   }
 
   onData(chunk: Buffer): void {
+    if (chunk === RESUME) return this.resume()
     if (this.tlsAnswerPending !== null) this.onTlsAnswer(chunk, this.tlsAnswerPending)
+    else if (this.queued !== null) this.queued.push(chunk)
     else this.onLoginData(chunk)
+  }
+
+  /** Sends the answer once computed, then handles what the server sent meanwhile (through the connection's onData, for its error handling). */
+  private awaitReply(reply: Promise<Buffer>): void {
+    const s = this.server
+    this.queued = []
+    reply.then((msg) => {
+      if (s.isClosed) return
+      s.socket.write(msg)
+      s.onData(RESUME)
+    }, (err: unknown) => {
+      if (s.isClosed) return
+      const reason = `server login failed: ${(err as Error).message}`
+      s.failLogin({ severity: 'FATAL', code: SqlState.InternalError, message: reason, reason })
+    })
+  }
+
+  private resume(): void {
+    const waiting = this.queued ?? []
+    this.queued = null
+    this.drain()
+    for (const chunk of waiting) {
+      if (this.server.isClosed || this.isDone) return
+      this.onData(chunk)
+    }
   }
 
   private sendStartup(): void {
@@ -124,13 +161,18 @@ export class ServerStartup {
   }
 
   private onLoginData(chunk: Buffer): void {
+    this.server.framer.push(chunk)
+    this.drain()
+  }
+
+  /** Handles the framer's messages until its chunk is used up, the login ends, or an answer must wait. */
+  private drain(): void {
     const s = this.server
     const f = s.framer
-    f.push(chunk)
     while (f.next()) {
       switch (f.code) {
         case BackendCode.Authentication: {
-          let reply: Buffer | null
+          let reply: Buffer | null | Promise<Buffer>
           try {
             reply = (this.auth as ServerAuth).onAuthRequest(f.buf, f.start + 5, f.end)
           } catch (err) {
@@ -141,6 +183,7 @@ export class ServerStartup {
             s.failLogin({ severity: 'FATAL', code: SqlState.InvalidAuthorizationSpecification, message: `server login failed: ${e.message}`, reason: `server login failed: ${e.message}` })
             return
           }
+          if (reply instanceof Promise) return this.awaitReply(reply)
           if (reply !== null) s.socket.write(reply)
           if (f.buf.readInt32BE(f.start + 5) === AuthCode.Ok) this.auth = null
           break

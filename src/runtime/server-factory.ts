@@ -120,6 +120,7 @@ export class BackendServerFactory implements ServerFactory {
     if (db.application_name !== null) startupParams.application_name = db.application_name
     const serverUser = db.user ?? user
     const password = db.password ?? this.ctx.config.userlist.get(serverUser)?.password ?? null
-    return { host, port, database: db.dbname ?? database, user: serverUser, password, startupParams, connectQuery: db.connect_query }
+    const authPolicy = { requireAuth: db.require_auth ?? s.server_require_auth, maxIterations: s.server_scram_max_iterations }
+    return { host, port, database: db.dbname ?? database, user: serverUser, password, startupParams, connectQuery: db.connect_query, authPolicy }
   }
 }

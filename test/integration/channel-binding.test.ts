@@ -91,7 +91,10 @@ function fakePlusServer(raw: net.Socket, certs: ReturnType<typeof makeCerts>, se
     const scram = new ScramServerExchange(u().user, u().password, 4096)
     let buf = Buffer.alloc(0)
     let isStarted = false
-    s.on('data', (d: Buffer) => {
+    // PBKDF2 of a plain password runs on the threadpool: handle one read at a time.
+    let queue: Promise<void> = Promise.resolve()
+    s.on('data', (d: Buffer) => { queue = queue.then(() => onData(d)) })
+    const onData = async (d: Buffer): Promise<void> => {
       buf = Buffer.concat([buf, d])
       try {
         for (;;) {
@@ -109,7 +112,7 @@ function fakePlusServer(raw: net.Socket, certs: ReturnType<typeof makeCerts>, se
             continue
           }
           if (seen.mechanism === undefined) seen.mechanism = msg.toString('utf8', 5, msg.indexOf(0, 5))
-          const step = scram.onMessage(msg, 5, msg.length)
+          const step = await scram.onMessage(msg, 5, msg.length)
           if (step.kind === 'continue') { s.write(step.send); continue }
           seen.step = step.kind
           if (step.kind === 'ok') s.write(step.send)
@@ -120,6 +123,6 @@ function fakePlusServer(raw: net.Socket, certs: ReturnType<typeof makeCerts>, se
         seen.error = (err as Error).message
         s.destroy()
       }
-    })
+    }
   })
 }

@@ -332,7 +332,7 @@ test('[databases]: a full entry', async (t) => {
     auth_user: 'au', auth_query: null, auth_dbname: 'authdb', pool_size: 10, min_pool_size: 2, reserve_pool_size: 3,
     max_db_connections: 50, max_db_client_connections: 9, pool_mode: 'transaction', load_balance_hosts: 'disable',
     connect_query: "SET x = 'y'", application_name: 'tp', client_encoding: 'UTF8', datestyle: 'ISO', timezone: 'UTC',
-    server_lifetime: 120, target_session_attrs: null, backend: null, patroni_urls: [], health_urls: [], extra: {}, pos: undefined,
+    server_lifetime: 120, target_session_attrs: null, backend: null, patroni_urls: [], health_urls: [], require_auth: null, extra: {}, pos: undefined,
   })
   assert.equal(app.pos.line, 2)
 })
@@ -354,6 +354,36 @@ test('[databases]: high-availability keys, and their errors', async (t) => {
     ['x = host=a,b patroni_urls=http://a:8008', /patroni_urls: 1 URLs for 2 hosts/],
     ['x = host=a patroni_urls=ftp://a', /patroni_urls: "ftp:\/\/a" is not an http/],
     ['x = host=a backend=mysql', /backend/],
+  ] as const) {
+    const r = (await load(t, `[databases]\n${line}\n[pgbouncer]\n`)).r
+    assert.equal(r.ok, false, line)
+    if (!r.ok) assert.match(r.errors.join('\n'), error)
+  }
+})
+
+test('require_auth, per entry and as server_require_auth: libpq\'s list and ! forms, kept as the methods allowed', async (t) => {
+  const cfg = mustLoad((await load(t, [
+    '[databases]',
+    'a = host=x require_auth=scram-sha-256',
+    'b = host=x require_auth=!password,!none',
+    'c = host=x require_auth=md5,SCRAM-SHA-256',
+    'd = host=x',
+    '[tidepool]',
+    'server_require_auth = none',
+    'server_scram_max_iterations = 5000',
+    '[pgbouncer]',
+  ].join('\n'))).r)
+  assert.deepEqual(cfg.databases.get('a')?.require_auth, ['scram-sha-256'])
+  assert.deepEqual(cfg.databases.get('b')?.require_auth, ['md5', 'scram-sha-256'])
+  assert.deepEqual(cfg.databases.get('c')?.require_auth, ['md5', 'scram-sha-256'])
+  assert.equal(cfg.databases.get('d')?.require_auth, null)
+  assert.deepEqual(cfg.settings.server_require_auth, ['none'])
+  assert.equal(cfg.settings.server_scram_max_iterations, 5000)
+  for (const [line, error] of [
+    ['x = host=a require_auth=gss', /require_auth: expected methods among/],
+    ['x = host=a require_auth=md5,!password', /cannot be mixed/],
+    ['x = host=a require_auth=md5,md5', /more than once/],
+    ['x = host=a require_auth=!password,!md5,!scram-sha-256,!none', /leaves no method/],
   ] as const) {
     const r = (await load(t, `[databases]\n${line}\n[pgbouncer]\n`)).r
     assert.equal(r.ok, false, line)
