@@ -29,7 +29,7 @@
 
   const fmtRate = (v) => (v === null ? '–' : v >= 100 ? String(Math.round(v)) : v.toFixed(1))
   const fmtMs = (ms) => (ms === null ? '–' : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : ms >= 10 ? `${Math.round(ms)} ms` : `${ms.toFixed(2)} ms`)
-  const fmtBound = (b) => (b === null ? '–' : b.over ? `> ${fmtMs(b.ms)}` : `≤ ${fmtMs(b.ms)}`)
+  const fmtBound = (b) => (b === null ? '–' : b.zero ? '0 ms' : b.over ? `> ${fmtMs(b.ms)}` : `≤ ${fmtMs(b.ms)}`)
 
   /** The snapshot RATE_WINDOW_MS ago (or the oldest newer one), to difference against. */
   function baseline(now) {
@@ -66,17 +66,22 @@
       tps: ok && x.xacts !== null ? x.xacts / dt : null,
       qps: ok && x.queries !== null ? x.queries / dt : null,
       waitAvgMs: ok && x.assignments > 0 && x.waitUs !== null ? x.waitUs / x.assignments / 1000 : ok ? 0 : null,
-      waitP99: ok ? percentile(x.hist, bounds, 0.99) : null,
+      waitP99: ok ? percentile(x.hist, x.assignments, bounds, 0.99) : null,
     }
   }
 
-  /** The histogram bucket the p-th wait fell in, as its upper bound (the last bucket has none). */
-  function percentile(hist, bounds, p) {
-    let n = 0
-    for (const c of hist) n += c
+  /**
+   * The p-th wait over all server assignments, as the upper bound of its histogram bucket. Only
+   * clients that queued are in the histogram; the other assignments waited 0.
+   */
+  function percentile(hist, assignments, bounds, p) {
+    let queued = 0
+    for (const c of hist) queued += c
+    const n = Math.max(assignments ?? 0, queued)
     if (n === 0) return { ms: 0, over: false, none: true }
     const want = Math.ceil(n * p)
-    let seen = 0
+    let seen = n - queued
+    if (seen >= want) return { ms: 0, over: false, zero: true }
     for (let i = 0; i < hist.length; i++) {
       seen += hist[i]
       if (seen >= want) return i < bounds.length ? { ms: bounds[i] * 1000, over: false } : { ms: bounds[bounds.length - 1] * 1000, over: true }
