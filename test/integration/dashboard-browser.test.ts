@@ -260,7 +260,8 @@ test('1,000 clients in 50 pools: the page stays right; render time and size', { 
   assert.equal(shown.rows, 50)
   assert.equal(shown.clients, 1000)
   assert.match(await text(page, '#t-clients'), /^1000 \/ 2000$/)
-  assert.equal(await text(page, '#t-cl-active'), '1000')
+  // The last render may have caught a looping client queued behind its pool's one server.
+  assert.equal(Number(await text(page, '#t-cl-active')) + Number(await text(page, '#t-cl-waiting')), 1000)
   assert.equal(Number(await text(page, '#t-sv-used')) + Number(await text(page, '#t-sv-idle')), tp.rt.poolList.reduce((n, p) => n + p.counts(Date.now()).sv_active + p.counts(Date.now()).sv_idle + p.counts(Date.now()).sv_used + p.counts(Date.now()).sv_tested, 0))
   const base = `http://127.0.0.1:${httpPort}`
   const sizes: Record<string, number> = {}
