@@ -5,7 +5,7 @@
 import tseslint from 'typescript-eslint'
 
 // Every part of src/ that a layer names: the folders, and the entry files at the top.
-const PARTS = ['util', 'protocol', 'config', 'auth', 'net', 'pool', 'proxy', 'ha', 'admin', 'observe', 'embedded', 'bench', 'cli', 'runtime', 'main']
+const PARTS = ['util', 'protocol', 'config', 'auth', 'net', 'pool', 'proxy', 'ha', 'admin', 'observe', 'embedded', 'dashboard', 'bench', 'cli', 'runtime', 'main']
 const BELOW_ADMIN = ['util', 'protocol', 'config', 'auth', 'net', 'pool', 'proxy', 'ha']
 
 // What each part may import from the rest of src/ (its own folder always). An entry is a part;
@@ -25,6 +25,8 @@ export const MAY_IMPORT = {
   admin: [...BELOW_ADMIN, 'observe/log.ts', 'observe:types'],
   observe: [...BELOW_ADMIN],
   embedded: ['util'],
+  // The page's files run in the browser: observe/ reads them as files, nothing imports them.
+  dashboard: [],
   // `tidepool bench` measures any pooler from outside: it imports none of tidepool's layers nor the
   // test harness. lab/ holds the developer benches, which start tidepool, PgBouncer and PostgreSQL
   // (through test/harness/) to run them side by side: scripts, never part of the command.

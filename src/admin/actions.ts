@@ -25,6 +25,9 @@ import type { ClientConn } from '../proxy/client-conn.ts'
 import type { ServerConn } from '../proxy/server-conn.ts'
 import { pollUntil } from '../util/poll.ts'
 import type { HttpView } from '../observe/http.ts'
+import type { DashboardSnapshot } from '../observe/dashboard.ts'
+import { isWatched } from '../ha/backends.ts'
+import { LATENCY_BUCKETS_S } from '../pool/stats.ts'
 import { consoleRows, runConsoleQuery, type ConsoleView, type SetOutcome, type ShutdownMode, type SocketFacts } from './console.ts'
 
 const CONSOLE_DB = 'pgbouncer'
@@ -259,6 +262,46 @@ export class AdminActions {
       json: (what) => consoleRows(what, this.view),
       act: (action, db, args) => this.act(action, db, args),
       token: () => d.config().settings.http_token,
+      dashboard: () => this.dashboard(startTimeS),
+    }
+  }
+
+  /** GET /api/dashboard.json: counters and counts of every pool, hosts and switchovers, read now. */
+  dashboard(startTimeS: number): DashboardSnapshot {
+    const d = this.d
+    const now = Date.now()
+    const cfg = d.config()
+    const readiness = this.readiness()
+    return {
+      at_ms: now,
+      version: this.view.version,
+      started_s: startTimeS,
+      actions: cfg.settings.http_token !== '',
+      state: { paused: d.pools.isPausedAll, suspended: this.isSuspended, shutting_down: d.isShuttingDown(), ready: readiness.reason },
+      clients: d.clients.size,
+      max_client_conn: cfg.settings.max_client_conn,
+      wait_buckets_s: LATENCY_BUCKETS_S,
+      pools: d.pools.list().map((p) => ({
+        database: p.database,
+        user: p.user,
+        pool_mode: p.settings.pool_mode,
+        paused: p.isPaused,
+        ...p.counts(now),
+        xacts: p.stats.xacts,
+        queries: p.stats.queries,
+        server_assignments: p.stats.serverAssignments,
+        wait_us: p.stats.waitTimeUs,
+        wait_hist: [...p.stats.waitHist.counts],
+      })).sort((a, b) => (a.database === b.database ? (a.user < b.user ? -1 : 1) : a.database < b.database ? -1 : 1)),
+      databases: [...cfg.databases.values()].map((e) => ({
+        name: e.name,
+        hosts: e.hosts.length,
+        paused: d.pools.isPaused(e.name) || d.pools.isPausedAll,
+        disabled: d.pools.disabledDbs.has(e.name),
+        can_switch_over: isWatched(e) && e.hosts.length > 1,
+      })).sort((a, b) => (a.name < b.name ? -1 : 1)),
+      hosts: consoleRows('hosts', this.view) ?? [],
+      switchovers: [...d.switchovers.last.values()],
     }
   }
 

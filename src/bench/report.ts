@@ -1,7 +1,8 @@
 // `tidepool bench report`: one self-contained HTML file from results.json. The results are embedded
 // whole as JSON (<script id="bench-data">), the tables are rendered here, and the charts are drawn
 // in the page by uPlot, whose JS and CSS are read from node_modules and inlined, so the file opens
-// anywhere without a network. report-page.js is the page's own script.
+// anywhere without a network. report-page.js is the page's own script; its look is the dashboard's
+// (src/dashboard/look.css), so the two read alike.
 
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
@@ -29,6 +30,7 @@ function table(header: string[], rows: string[][], cls = ''): string {
 export function renderHtml(r: BenchResults): string {
   const { js, css } = uplotAssets()
   const page = fs.readFileSync(new URL('./report-page.js', import.meta.url), 'utf8')
+  const look = fs.readFileSync(new URL('../dashboard/look.css', import.meta.url), 'utf8')
   const o = r.options
   const span = o.durationS !== null ? `${o.durationS} s` : `${o.iterations} iterations`
   const params = Object.entries(r.workload.params).map(([k, v]) => `${k}=${v}`).join(' ')
@@ -43,19 +45,8 @@ export function renderHtml(r: BenchResults): string {
 <html lang="en"><head><meta charset="utf-8">
 <title>tidepool bench: ${esc(r.workload.name)} — ${esc(r.targets.map((t) => t.name).join(' vs '))}</title>
 <style>${css}</style>
-<style>
-body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
-h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; } h3 { font-size: 15px; margin: 12px 0 6px; }
-.dim { color: #777; font-size: 12px; } .note { color: #a60; font-size: 12px; }
-table { border-collapse: collapse; margin: 6px 0; font-variant-numeric: tabular-nums; }
-th, td { border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: right; white-space: nowrap; }
-th:first-child, td:first-child, table.num td:nth-child(2), table.num th:nth-child(2) { text-align: left; }
-td.good { color: #07692a; font-weight: 600; } td.bad { color: #a4161a; font-weight: 600; }
-.row { display: grid; gap: 16px; grid-template-columns: repeat(${r.targets.length}, minmax(0, 1fr)); }
-.panel { border: 1px solid #e3e3e3; border-radius: 6px; padding: 6px; min-height: 80px; }
-.panel .empty { color: #999; padding: 30px; text-align: center; }
-.panel-title { font-weight: 600; font-size: 13px; margin-bottom: 2px; }
-</style></head>
+<style>${look}</style>
+<style>:root { --columns: ${r.targets.length}; }</style></head>
 <body>
 <h1>tidepool bench: ${esc(r.workload.name)}</h1>
 <div class="dim">${esc(r.createdAt)} · ${o.workers} workers × ${o.connections} connections · ${esc(span)} · seed ${o.seed}${o.prepare ? ' · prepared statements' : ''}${o.thinkTimeMs > 0 ? ` · think time ${o.thinkTimeMs} ms` : ''} · ${esc(params)} · ${r.machine.cpus} CPUs, ${esc(r.machine.platform)}, node ${esc(r.machine.node)}</div>

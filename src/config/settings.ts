@@ -435,7 +435,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'http_listen_port', section: 'tidepool', group: G.tidepool, type: int({ max: 65535 }), default: '0', apply: 'restart',
     doc: 'Port of the HTTP server; 0 turns it off' }),
   setting({ name: 'http_token', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'live', isSecret: true,
-    doc: 'Bearer token the HTTP API requires for actions; empty allows read-only use only' }),
+    doc: 'Bearer token the HTTP API requires for actions and for /api reads (the dashboard asks for it); empty allows read-only use only' }),
   setting({ name: 'janitor_interval_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 1 }), default: '333', apply: 'live',
     doc: 'Period of the sweep that enforces every timeout' }),
   setting({ name: 'pause_timeout_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 0 }), default: '60000', apply: 'live',

@@ -2,14 +2,20 @@
 // shutting down, so a TCP load balancer, keepalived or a Kubernetes probe routes around this node),
 // /metrics (Prometheus text), /api/<view>.json (what the SHOW commands show), and POST
 // /api/{pause,resume,reload,reconnect}?db=<name> and /api/switchover?db=<name>[&to=<host>][&timeout=<s>]
-// behind `Authorization: Bearer <http_token>`.
+// behind `Authorization: Bearer <http_token>`, and the dashboard: GET / and /dashboard/* (static
+// files of src/dashboard/, read once) and /api/dashboard.json, the snapshot the page polls.
+// With http_token set, /api/*.json needs the token too; /health, /ready and /metrics stay open for
+// load balancers and scrapers, and the page's files hold no data.
 // Off unless http_listen_port is set; loopback by default.
-// Must not: read request bodies (actions take their argument in the query string), or act
-// without the token; with http_token empty, actions are off.
+// Must not: read request bodies (actions take their argument in the query string), act without
+// the token (with http_token empty, actions are off), change anything on GET, or act for another
+// site: the token travels only in a header (a cross-site form cannot send one), and a POST whose
+// Origin or Sec-Fetch-Site names another site is refused besides.
 
 import http from 'node:http'
 import { timingSafeEqual, createHash } from 'node:crypto'
 import { renderMetrics, type MetricsSource } from './metrics.ts'
+import { loadDashboardAssets, type DashboardSnapshot } from './dashboard.ts'
 
 export interface HttpView extends MetricsSource {
   readiness(): { ready: boolean; reason: string }
@@ -18,6 +24,8 @@ export interface HttpView extends MetricsSource {
   /** Runs an admin action as the console would; `error` carries the console's message, `rows` its result. */
   act(action: string, db: string | null, args: URLSearchParams): Promise<{ error: string | null; rows?: unknown[] }>
   token(): string
+  /** What the dashboard shows, in one document (GET /api/dashboard.json). */
+  dashboard(): DashboardSnapshot
 }
 
 const ACTIONS = new Set(['pause', 'resume', 'reload', 'reconnect', 'switchover'])
@@ -32,10 +40,35 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 }
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body) + '\n')
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }).end(JSON.stringify(body) + '\n')
+}
+
+// Every answer: not framed by another site, not sniffed into another type, no referrer sent on.
+const BASE_HEADERS: Record<string, string> = {
+  'X-Content-Type-Options': 'nosniff',
+  'X-Frame-Options': 'DENY',
+  'Referrer-Policy': 'no-referrer',
+  'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+}
+// The page: its own scripts and styles only (no inline script, nothing from another origin), and
+// fetch to this origin only. uPlot styles its elements from script, which CSP does not restrict.
+const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+/**
+ * A POST from a page of another site: a browser names that site in Origin (or says cross-site in
+ * Sec-Fetch-Site). Clients that are not browsers (curl, the CLI) send neither and pass.
+ */
+function isCrossSite(req: http.IncomingMessage): boolean {
+  const site = req.headers['sec-fetch-site']
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') return true
+  const origin = req.headers.origin
+  if (origin === undefined) return false
+  const host = req.headers.host ?? ''
+  return origin !== `http://${host}` && origin !== `https://${host}`
 }
 
 async function handleAction(view: HttpView, req: http.IncomingMessage, res: http.ServerResponse, action: string, db: string | null, args: URLSearchParams): Promise<void> {
+  if (isCrossSite(req)) return sendJson(res, 403, { error: 'cross-site request refused' })
   if (Number(req.headers['content-length'] ?? 0) > MAX_BODY) return sendJson(res, 413, { error: 'request body too large; actions take no body' })
   const token = view.token()
   if (token === '') return sendJson(res, 403, { error: 'actions are off: set [tidepool] http_token' })
@@ -46,9 +79,11 @@ async function handleAction(view: HttpView, req: http.IncomingMessage, res: http
 }
 
 export function startHttp(view: HttpView, host: string, port: number): Promise<http.Server> {
+  const assets = loadDashboardAssets()
   const server = http.createServer((req, res) => {
     // Bodies are never read; a client that sends one gets its answer and the connection closes.
     res.setHeader('Connection', 'close')
+    for (const [k, v] of Object.entries(BASE_HEADERS)) res.setHeader(k, v)
     const url = new URL(req.url ?? '/', 'http://localhost')
     const path = url.pathname
     const action = /^\/api\/([a-z]+)$/.exec(path)?.[1]
@@ -60,8 +95,20 @@ export function startHttp(view: HttpView, host: string, port: number): Promise<h
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('method not allowed\n')
       return
     }
+    const asset = assets.get(path)
+    if (asset !== undefined) {
+      if (path === '/') res.setHeader('Content-Security-Policy', PAGE_CSP)
+      res.writeHead(200, { 'Content-Type': asset.type, 'Content-Length': asset.body.length, 'Cache-Control': 'no-cache' }).end(req.method === 'HEAD' ? undefined : asset.body)
+      return
+    }
     const jsonView = /^\/api\/([a-z_]+)\.json$/.exec(path)?.[1]
     if (jsonView !== undefined) {
+      const token = view.token()
+      if (token !== '' && !tokenMatches(req.headers.authorization, token)) {
+        res.setHeader('WWW-Authenticate', 'Bearer')
+        return sendJson(res, 401, { error: 'missing or wrong bearer token' })
+      }
+      if (jsonView === 'dashboard') return sendJson(res, 200, view.dashboard())
       const rows = view.json(jsonView)
       if (rows === null) sendJson(res, 404, { error: `no such view: ${jsonView}` })
       else sendJson(res, 200, rows)

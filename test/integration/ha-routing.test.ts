@@ -12,6 +12,7 @@ import { startPostgres, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool } from '../harness/tidepool.ts'
 import { runCommand, runPsql, waitFor } from '../harness/clients.ts'
 import { freePort } from '../harness/ports.ts'
+import { fakePatroni } from '../harness/fake-patroni.ts'
 import { createRequire } from 'node:module'
 
 const parsePrometheus = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => Array<{ name: string; metrics: Array<{ value: string; labels?: Record<string, string> }> }>
@@ -34,41 +35,6 @@ function entry(hosts: Array<{ port: number }>, extra = ''): string {
 /** The port of the PostgreSQL that served this query. */
 async function servedBy(c: pg.Client): Promise<number> {
   return (await c.query('SELECT inet_server_port() AS p')).rows[0].p
-}
-
-/**
- * A stand-in for Patroni's REST API: GET /primary answers 200 on the leader only, GET /patroni
- * names the member, POST /switchover calls `onSwitchover` with the body Patroni would get.
- */
-async function fakePatroni(isLeader: () => boolean, name = 'member', onSwitchover?: (body: { leader: string; candidate?: string }) => Promise<number>): Promise<{ url: string; close(): Promise<void> }> {
-  const srv = http.createServer((req, res) => {
-    if (req.method === 'POST' && req.url === '/switchover') {
-      const parts: Buffer[] = []
-      req.on('data', (c: Buffer) => parts.push(c))
-      req.on('end', () => {
-        const body = JSON.parse(Buffer.concat(parts).toString('utf8'))
-        void (onSwitchover?.(body) ?? Promise.resolve(503)).then((status) => {
-          res.statusCode = status
-          res.end(status === 200 ? 'Successfully switched over' : 'refused')
-        })
-      })
-      return
-    }
-    if (req.url === '/patroni') {
-      res.end(JSON.stringify({ patroni: { name, scope: 'test' }, role: isLeader() ? 'primary' : 'replica' }))
-      return
-    }
-    res.statusCode = req.url === '/primary' && isLeader() ? 200 : 503
-    res.end(JSON.stringify({ role: isLeader() ? 'primary' : 'replica' }))
-  })
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
-  return {
-    url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`,
-    close: () => new Promise<void>((r) => {
-      srv.closeAllConnections()
-      srv.close(() => r())
-    }),
-  }
 }
 
 test('target_session_attrs=any spreads server connections over both hosts by least connections', { timeout: 60_000 }, async (t) => {
@@ -325,7 +291,7 @@ test('SWITCHOVER from psql, the tidepool switchover CLI and POST /api/switchover
 
   const history = await runPsql({ port: tp.port, user: a.user, password: a.password, db: 'pgbouncer', sql: 'SHOW SWITCHOVER' })
   assert.match(history.stdout, /^app\|127\.0\.0\.1:\d+\|\|failed\|no host "nosuch"/m)
-  const json = await (await fetch(`http://127.0.0.1:${httpPort}/api/hosts.json`)).json() as Array<{ host: string; role: string }>
+  const json = await (await fetch(`http://127.0.0.1:${httpPort}/api/hosts.json`, { headers: { authorization: 'Bearer sekret' } })).json() as Array<{ host: string; role: string }>
   assert.deepEqual(json.map((h) => h.role).sort(), ['primary', 'unknown'])
 })
 

@@ -98,11 +98,14 @@ test('/api/*.json shows what SHOW shows; POST actions need the bearer token', { 
   const tp = await startTidepool(t, pgi, { tidepool: { http_listen_port: httpPort, http_token: 's3cret-token' } })
   const app = await tp.connect(t)
   await app.query('SELECT 1')
-  const pools = await fetch(`http://127.0.0.1:${httpPort}/api/pools.json`).then((r) => r.json()) as any[]
+  // With a token set, reads need it too.
+  assert.equal((await get(httpPort, '/api/pools.json')).status, 401)
+  const read = { headers: { Authorization: 'Bearer s3cret-token' } }
+  const pools = await fetch(`http://127.0.0.1:${httpPort}/api/pools.json`, read).then((r) => r.json()) as any[]
   assert.ok(pools.some((p: any) => p.database === 'app' && p.user === pgi.user && p.cl_active === 1))
-  const stats = await fetch(`http://127.0.0.1:${httpPort}/api/stats.json`).then((r) => r.json()) as any[]
+  const stats = await fetch(`http://127.0.0.1:${httpPort}/api/stats.json`, read).then((r) => r.json()) as any[]
   assert.equal(stats.find((s: any) => s.database === 'app').total_xact_count, 1)
-  assert.equal((await get(httpPort, '/api/nope.json')).status, 404)
+  assert.equal((await fetch(`http://127.0.0.1:${httpPort}/api/nope.json`, read)).status, 404)
 
   assert.equal((await post(httpPort, '/api/pause')).status, 401, 'no token')
   assert.equal((await post(httpPort, '/api/pause', { Authorization: 'Bearer wrong' })).status, 401, 'wrong token')
