@@ -262,6 +262,7 @@ export class AdminActions {
       json: (what) => consoleRows(what, this.view),
       act: (action, db, args) => this.act(action, db, args),
       token: () => d.config().settings.http_token,
+      allowedHosts: () => d.config().settings.http_allowed_hosts,
       dashboard: () => this.dashboard(startTimeS),
     }
   }

@@ -134,6 +134,7 @@ export interface Settings {
   http_listen_addr: string
   http_listen_port: number
   http_token: string
+  http_allowed_hosts: readonly string[]
   janitor_interval_ms: number
   pause_timeout_ms: number
   session_state_policy: SessionStatePolicy
@@ -436,6 +437,8 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'Port of the HTTP server; 0 turns it off' }),
   setting({ name: 'http_token', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'live', isSecret: true,
     doc: 'Bearer token the HTTP API requires for actions and for /api reads (the dashboard asks for it); empty allows read-only use only' }),
+  setting({ name: 'http_allowed_hosts', section: 'tidepool', group: G.tidepool, type: list(), default: '', apply: 'live',
+    doc: 'Host names the dashboard and /api answer to while http_token is empty (addresses and localhost always); guards against DNS rebinding' }),
   setting({ name: 'janitor_interval_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 1 }), default: '333', apply: 'live',
     doc: 'Period of the sweep that enforces every timeout' }),
   setting({ name: 'pause_timeout_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 0 }), default: '60000', apply: 'live',

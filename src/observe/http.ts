@@ -13,6 +13,7 @@
 // Origin or Sec-Fetch-Site names another site is refused besides.
 
 import http from 'node:http'
+import { isIP } from 'node:net'
 import { timingSafeEqual, createHash } from 'node:crypto'
 import { renderMetrics, type MetricsSource } from './metrics.ts'
 import { loadDashboardAssets, type DashboardSnapshot } from './dashboard.ts'
@@ -24,6 +25,8 @@ export interface HttpView extends MetricsSource {
   /** Runs an admin action as the console would; `error` carries the console's message, `rows` its result. */
   act(action: string, db: string | null, args: URLSearchParams): Promise<{ error: string | null; rows?: unknown[] }>
   token(): string
+  /** http_allowed_hosts: host names the page and /api answer to while no token is set. */
+  allowedHosts(): readonly string[]
   /** What the dashboard shows, in one document (GET /api/dashboard.json). */
   dashboard(): DashboardSnapshot
 }
@@ -67,6 +70,19 @@ function isCrossSite(req: http.IncomingMessage): boolean {
   return origin !== `http://${host}` && origin !== `https://${host}`
 }
 
+/**
+ * DNS rebinding: a page of another site whose name now resolves to this address reaches us with its
+ * own name in Host. Without a token the page and /api reads are open, so they answer only to an
+ * address, localhost, or a name the operator listed; with a token, the token is what protects them.
+ */
+function isUnknownHost(req: http.IncomingMessage, view: HttpView): boolean {
+  if (view.token() !== '') return false
+  const host = req.headers.host
+  if (host === undefined) return false
+  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '')).toLowerCase()
+  return isIP(name) === 0 && name !== 'localhost' && !view.allowedHosts().some((h) => h.toLowerCase() === name)
+}
+
 async function handleAction(view: HttpView, req: http.IncomingMessage, res: http.ServerResponse, action: string, db: string | null, args: URLSearchParams): Promise<void> {
   if (isCrossSite(req)) return sendJson(res, 403, { error: 'cross-site request refused' })
   if (Number(req.headers['content-length'] ?? 0) > MAX_BODY) return sendJson(res, 413, { error: 'request body too large; actions take no body' })
@@ -96,6 +112,10 @@ export function startHttp(view: HttpView, host: string, port: number): Promise<h
       return
     }
     const asset = assets.get(path)
+    if ((asset !== undefined || path.startsWith('/api/')) && isUnknownHost(req, view)) {
+      res.writeHead(421, { 'Content-Type': 'text/plain' }).end('unknown Host: add it to [tidepool] http_allowed_hosts, or set http_token\n')
+      return
+    }
     if (asset !== undefined) {
       if (path === '/') res.setHeader('Content-Security-Policy', PAGE_CSP)
       res.writeHead(200, { 'Content-Type': asset.type, 'Content-Length': asset.body.length, 'Cache-Control': 'no-cache' }).end(req.method === 'HEAD' ? undefined : asset.body)

@@ -3,6 +3,7 @@
 // token once one is set, GET never acts, and a cross-site POST cannot act even with the token.
 import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
+import http from 'node:http'
 import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool } from '../harness/tidepool.ts'
 import { freePort } from '../harness/ports.ts'
@@ -105,4 +106,34 @@ test('without http_token, reads are open and the snapshot says actions are off',
   const snap = await r.json() as any
   assert.equal(snap.actions, false)
   assert.equal(snap.state.ready, 'ready')
+})
+
+/** A GET with a Host header of our choosing (fetch may not set one). */
+function getWithHost(port: number, path: string, host: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path, headers: { ...headers, Host: host } }, (res) => {
+      res.resume()
+      resolve(res.statusCode ?? 0)
+    })
+    req.on('error', reject)
+  })
+}
+
+test('without http_token, the page and /api answer only to an address, localhost or http_allowed_hosts (DNS rebinding)', { timeout: 30_000 }, async (t) => {
+  const httpPort = await freePort()
+  await startTidepool(t, pgi, { tidepool: { http_listen_port: httpPort, http_allowed_hosts: 'pooler.internal' } })
+  assert.equal(await getWithHost(httpPort, '/api/pools.json', 'attacker.example'), 421)
+  assert.equal(await getWithHost(httpPort, '/', `attacker.example:${httpPort}`), 421)
+  assert.equal(await getWithHost(httpPort, '/api/pools.json', `127.0.0.1:${httpPort}`), 200)
+  assert.equal(await getWithHost(httpPort, '/api/pools.json', `localhost:${httpPort}`), 200)
+  assert.equal(await getWithHost(httpPort, '/api/pools.json', `[::1]:${httpPort}`), 200)
+  assert.equal(await getWithHost(httpPort, '/api/pools.json', `Pooler.Internal:${httpPort}`), 200)
+  assert.equal(await getWithHost(httpPort, '/metrics', 'attacker.example'), 200, 'scrapers and health checks are not affected')
+})
+
+test('with http_token set, any Host may read with the token: the token is the guard', { timeout: 30_000 }, async (t) => {
+  const httpPort = await freePort()
+  await startTidepool(t, pgi, { tidepool: { http_listen_port: httpPort, http_token: TOKEN } })
+  assert.equal(await getWithHost(httpPort, '/api/pools.json', 'pooler.example', AUTH), 200)
+  assert.equal(await getWithHost(httpPort, '/api/pools.json', 'pooler.example'), 401)
 })
