@@ -3,52 +3,17 @@
 // server connection reused in an unknown state.
 import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
-import net from 'node:net'
 import type { TestContext } from 'node:test'
 import * as build from '../../src/protocol/build.ts'
-import { parseErrorFields } from '../../src/protocol/reader.ts'
 import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool, type TestTidepool } from '../harness/tidepool.ts'
 import { waitFor } from '../harness/clients.ts'
+import { rawClient as raw } from '../harness/raw-client.ts'
 
 let pgi: PgInstance
 before(async () => {
   pgi = await sharedPostgres()
 })
-
-/** A raw client socket that collects everything it receives and notes when it closes. */
-async function raw(t: TestContext, port: number) {
-  const sock = net.connect({ host: '127.0.0.1', port })
-  let received = Buffer.alloc(0)
-  let isClosed = false
-  sock.on('data', (d) => { received = Buffer.concat([received, d]) })
-  sock.on('error', () => {})
-  sock.on('close', () => { isClosed = true })
-  await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject) })
-  t.after(() => sock.destroy())
-  return {
-    sock,
-    get received() { return received },
-    get isClosed() { return isClosed },
-    /** The first ErrorResponse received, parsed. */
-    error() {
-      for (let at = 0; at + 5 <= received.length;) {
-        const len = received.readInt32BE(at + 1)
-        if (received[at] === 0x45) return parseErrorFields(received, at + 5, at + 1 + len)
-        at += 1 + len
-      }
-      return null
-    },
-    /** Walks typed messages from `from` (past a one-byte SSL/GSS answer, say). */
-    hasReadyForQuery(from = 0) {
-      for (let at = from; at + 5 <= received.length;) {
-        if (received[at] === 0x5a) return true
-        at += 1 + received.readInt32BE(at + 1)
-      }
-      return false
-    },
-  }
-}
 
 function startup(params: Record<string, string>): Buffer {
   return build.startupMessage(params)
