@@ -8,6 +8,9 @@ import type { Settings, SettingName } from './settings.ts'
 import { defaultSettings } from './settings.ts'
 import type { Config } from './types.ts'
 
+/** The admin console's virtual database, which PgBouncer reserves. */
+const CONSOLE_DATABASE = 'pgbouncer'
+
 /** auth_type values this build can run for client logins. */
 const SUPPORTED_AUTH = new Set(['trust', 'any', 'plain', 'md5', 'scram-sha-256', 'cert', 'hba'])
 
@@ -34,7 +37,9 @@ export function checkBuildSupport(config: Config): { errors: string[]; warnings:
   if (s.auth_type === 'cert' && s.client_tls_sslmode !== 'verify-ca' && s.client_tls_sslmode !== 'verify-full') {
     errors.push(`${where('auth_type')}: auth_type cert needs client_tls_sslmode verify-ca or verify-full (client certificates are only requested then)`)
   }
-  warnings.push(...authDbnameWarnings(config))
+  const authDb = authDbnameProblems(config)
+  errors.push(...authDb.errors)
+  warnings.push(...authDb.warnings)
   errors.push(...roleCheckErrors(config))
   const defaults = defaultSettings()
   for (const [name, why] of NOT_APPLIED) {
@@ -62,14 +67,18 @@ function roleCheckErrors(config: Config): string[] {
 }
 
 /**
- * An auth_dbname naming no [databases] entry (and no '*' to fall back on) fails every lookup
- * with "bouncer config error", as PgBouncer does at login; saying so at load saves the hunt.
+ * auth_dbname = pgbouncer names the admin console, which has no server to run auth_query on:
+ * PgBouncer refuses the setting, so the file is refused (for a [databases] entry's auth_dbname= too,
+ * where PgBouncer would fail every login through it instead). An auth_dbname naming no
+ * [databases] entry (and no '*' to fall back on) fails every lookup with "bouncer config error",
+ * as PgBouncer does at login; saying so at load saves the hunt.
  */
-function authDbnameWarnings(config: Config): string[] {
-  const out: string[] = []
+function authDbnameProblems(config: Config): { errors: string[]; warnings: string[] } {
+  const errors: string[] = []
+  const warnings: string[] = []
   const check = (name: string, where: string) => {
-    if (name.toLowerCase() === 'pgbouncer') out.push(`${where}: auth_dbname cannot be the admin console database "pgbouncer"`)
-    else if (!config.databases.has(name) && !config.databases.has('*')) out.push(`${where}: auth_dbname "${name}" is not in [databases]; auth_query logins through it will fail`)
+    if (name.toLowerCase() === CONSOLE_DATABASE) errors.push(`${where}: auth_dbname cannot be the admin console database "${CONSOLE_DATABASE}"`)
+    else if (!config.databases.has(name) && !config.databases.has('*')) warnings.push(`${where}: auth_dbname "${name}" is not in [databases]; auth_query logins through it will fail`)
   }
   const global = config.settings.auth_dbname
   if (global !== '') {
@@ -79,5 +88,5 @@ function authDbnameWarnings(config: Config): string[] {
   for (const db of config.databases.values()) {
     if (db.auth_dbname !== null) check(db.auth_dbname, `${db.pos.file}:${db.pos.line}`)
   }
-  return out
+  return { errors, warnings }
 }

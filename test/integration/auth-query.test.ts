@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import net from 'node:net'
 import { join } from 'node:path'
 import pg from 'pg'
@@ -283,16 +283,37 @@ test('auth_query_cache_ttl_ms = 0 asks the server at every login', { timeout: 30
 test('config: auth_user, auth_query and auth_dbname are applied; an auth_dbname that names no database is warned about', { timeout: 30_000 }, async (t) => {
   const tp = await startTidepool(t, pgi, {
     settings: { auth_type: 'scram-sha-256', auth_user: AUTH.user, auth_query: LOOKUP, auth_dbname: 'tp_missing_db' },
-    databases: { app: appDb(), console_auth: `${appDb()} auth_dbname=pgbouncer` },
+    databases: { app: appDb() },
     userlist: { [AUTH.user]: AUTH_MD5 },
   })
   const warnings = tp.logs.filter((l) => l.includes('[config.warning]'))
   assert.ok(!warnings.some((l) => l.includes('not applied')), warnings.join('\n'))
   assert.ok(warnings.some((l) => l.includes('auth_dbname "tp_missing_db" is not in [databases]')), warnings.join('\n'))
-  assert.ok(warnings.some((l) => l.includes('auth_dbname cannot be the admin console database')), warnings.join('\n'))
   assert.deepEqual(await loginFails(tp, scram().user, scram().password), { code: '08P01', message: 'bouncer config error' })
-  assert.deepEqual(await loginFails(tp, scram().user, scram().password, 'console_auth'), { code: '08P01', message: 'bouncer config error' })
   assert.ok(tp.logs.some((l) => l.includes('[auth_query.config_error]') && l.includes('"tp_missing_db" is not configured')), tp.logs.join('\n'))
+})
+
+test('auth_dbname = pgbouncer (global or in a [databases] entry) is refused by check-config, RELOAD and SET, as PgBouncer refuses it', { timeout: 60_000 }, async (t) => {
+  const base = { settings: { auth_type: 'scram-sha-256', auth_user: AUTH.user, auth_query: LOOKUP }, databases: { app: appDb() }, userlist: { [AUTH.user]: AUTH_MD5, [pgi.user]: pgi.password } }
+  const tp = await startTidepool(t, pgi, { ...base, settings: { ...base.settings, admin_users: pgi.user } })
+  const checkConfig = () => spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', 'check-config', tp.iniPath], { encoding: 'utf8' })
+  for (const variant of [{ ...base, settings: { ...base.settings, auth_dbname: 'pgbouncer' } }, { ...base, databases: { app: `${appDb()} auth_dbname=pgbouncer` } }]) {
+    tp.rewrite(variant)
+    const r = checkConfig()
+    assert.equal(r.status, 2, r.stdout + r.stderr)
+    assert.match(r.stdout, /tidepool\.ini:\d+: auth_dbname cannot be the admin console database "pgbouncer"/)
+    const reload = await tp.rt.reload()
+    assert.equal(reload.ok, false, 'RELOAD refuses the file')
+    assert.match(reload.errors.join('\n'), /auth_dbname cannot be the admin console database "pgbouncer"/)
+  }
+  // The old config is still in force, and the console will not take the value either.
+  const a = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'pgbouncer', user: pgi.user, password: pgi.password })
+  a.on('error', () => {})
+  await a.connect()
+  t.after(() => a.end())
+  await assert.rejects(a.query('SET auth_dbname = pgbouncer'), /SET failed/)
+  assert.equal((await a.query('SHOW CONFIG')).rows.find((row) => row.key === 'auth_dbname')?.value, '')
+  await (await tp.connect(t, { user: scram().user, password: scram().password })).query('SELECT 1')
 })
 
 test('lookups for many different names run at most default_pool_size at a time', { timeout: 30_000 }, async (t) => {
