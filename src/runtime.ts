@@ -98,7 +98,7 @@ export class Runtime implements ProxyContext {
     })
     const control = new LocalPoolControl(this.pools, this.log)
     this.switchoverRunner = new Switchovers({ log: this.log, backends: this.backends, pools: control }, (db) => this.config.databases.get(db))
-    this.listener = new Listener((socket) => new ClientConn(socket, this), () => this.settings, this.log)
+    this.listener = new Listener((socket, isUnix) => new ClientConn(socket, this, isUnix), () => this.settings, this.log)
     this.admin = new AdminActions({
       config: () => this.config,
       log: this.log,

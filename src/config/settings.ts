@@ -357,7 +357,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'Seconds a client waits in the queue before it is sent a notice saying so; 0 disables' }),
   // ---- TLS
   setting({ name: 'client_tls_sslmode', group: G.tls, type: oneOf(TLS_MODES), default: 'disable', apply: 'live',
-    doc: 'TLS for client connections; anything but disable needs client_tls_key_file and client_tls_cert_file' }),
+    doc: 'TLS for client connections over TCP (never asked of unix socket clients); anything but disable needs client_tls_key_file and client_tls_cert_file' }),
   setting({ name: 'client_tls_key_file', group: G.tls, type: str(), default: '', apply: 'live',
     doc: 'Private key presented to clients' }),
   setting({ name: 'client_tls_cert_file', group: G.tls, type: str(), default: '', apply: 'live',

@@ -18,10 +18,11 @@ export class Listener {
   private unixSocketPath: string | null = null
   private isHolding = false
   /** Connections that arrived during SUSPEND: their sessions start at RESUME. */
-  private readonly queued: net.Socket[] = []
+  private readonly queued: Array<{ socket: net.Socket; isUnix: boolean }> = []
 
   constructor(
-    private readonly accept: (socket: net.Socket) => void,
+    /** `isUnix`: the connection came in on the unix socket (no TLS is asked of it, as in PgBouncer). */
+    private readonly accept: (socket: net.Socket, isUnix: boolean) => void,
     private readonly settings: () => ListenSettings,
     private readonly log: Logger,
   ) {}
@@ -29,14 +30,14 @@ export class Listener {
   /** Binds every address; resolves once all are listening, rejects on the first that cannot. */
   async listen(): Promise<void> {
     const s = this.settings()
-    const onConnection = (socket: net.Socket) => {
+    const onConnection = (socket: net.Socket, isUnix: boolean) => {
       socket.on('error', () => {}) // ClientConn installs the real handler; this covers the gap.
-      if (this.isHolding) this.enqueue(socket)
-      else this.accept(socket)
+      if (this.isHolding) this.enqueue(socket, isUnix)
+      else this.accept(socket, isUnix)
     }
     const addrs = s.listen_addr.split(',').map((a) => a.trim()).filter((a) => a !== '')
     for (const addr of addrs) {
-      const server = net.createServer(onConnection)
+      const server = net.createServer((socket) => onConnection(socket, false))
       const host = addr === '*' ? undefined : addr
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
@@ -55,7 +56,7 @@ export class Listener {
       } catch {
         // No stale socket file: nothing to remove.
       }
-      const server = net.createServer(onConnection)
+      const server = net.createServer((socket) => onConnection(socket, true))
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
         server.listen({ path, backlog: s.listen_backlog }, () => resolve())
@@ -103,10 +104,10 @@ export class Listener {
   /** RESUME: queued connections start now, or are dropped when the pooler is shutting down. */
   release(isShuttingDown: boolean): void {
     this.isHolding = false
-    for (const socket of this.queued.splice(0)) {
+    for (const { socket, isUnix } of this.queued.splice(0)) {
       if (socket.destroyed) continue
       if (isShuttingDown) socket.destroy()
-      else this.accept(socket)
+      else this.accept(socket, isUnix)
     }
   }
 
@@ -119,10 +120,10 @@ export class Listener {
     if (this.unixSocketPath !== null) fs.rmSync(this.unixSocketPath, { force: true })
   }
 
-  private enqueue(socket: net.Socket): void {
+  private enqueue(socket: net.Socket, isUnix: boolean): void {
     // The kernel's backlog would refuse past listen_backlog; so does ours.
     if (this.queued.length >= this.settings().listen_backlog) socket.destroy()
-    else this.queued.push(socket)
+    else this.queued.push({ socket, isUnix })
   }
 }
 

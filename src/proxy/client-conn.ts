@@ -112,6 +112,8 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   constructor(
     public socket: net.Socket,
     readonly ctx: ProxyContext,
+    /** Came in on the unix socket: TLS is neither offered nor required there, as in PgBouncer. */
+    readonly isUnix = false,
   ) {
     this.id = `C-${nextClientId++}`
     this.workCodes = workCodes(ctx.settings.disable_pqexec)

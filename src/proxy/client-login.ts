@@ -28,6 +28,7 @@ import { CONSOLE_DB } from './client-console.ts'
 export interface LoginClient extends LogSubject {
   readonly socket: net.Socket
   readonly isTls: boolean
+  readonly isUnix: boolean
   readonly ctx: ProxyContext
   readonly framer: Framer
   user: string
@@ -68,7 +69,8 @@ export class ClientLogin {
     c.user = params.get('user') ?? ''
     c.database = params.get('database') || c.user
     if (c.ctx.isShuttingDown) return c.fail(ClientErrors.shuttingDown)
-    if (c.ctx.clientTls?.isRequired === true && !c.isTls) return c.fail(ClientErrors.sslRequired)
+    // As PgBouncer: TLS is never required on the unix socket (the console over it included).
+    if (c.ctx.clientTls?.isRequired === true && !c.isTls && !c.isUnix) return c.fail(ClientErrors.sslRequired)
     if (c.ctx.clients.size > st.max_client_conn) return c.fail(ClientErrors.maxClientConn)
     const ignored = new Set(st.ignore_startup_parameters.map((s) => s.toLowerCase()))
     const tracked = new Map<string, string>()
@@ -180,7 +182,7 @@ export class ClientLogin {
     const c = this.client
     const hba = c.ctx.hba
     const addr = c.socket.remoteAddress
-    const conn = { type: addr === undefined ? 'local' as const : 'host' as const, isTls: c.isTls, database: c.database, user: c.user, address: addr ?? '' }
+    const conn = { type: c.isUnix ? 'local' as const : 'host' as const, isTls: c.isTls, database: c.database, user: c.user, address: addr ?? '' }
     const rule = hba === null ? null : matchHba(hba, conn)
     const what = `host "${addr ?? '[local]'}", user "${c.user}", database "${c.database}", ${c.isTls ? 'SSL encryption' : 'no encryption'}`
     if (rule === null) return c.fail(ClientErrors.hbaNoEntry(what))

@@ -18,6 +18,8 @@ import { attachClientSocket, detachClientReads, type SocketOwner } from './clien
 export interface StartupClient extends SocketOwner, LogSubject {
   socket: net.Socket
   isTls: boolean
+  /** A unix socket connection: no TLS there (the OS already vouches for the path), as in PgBouncer. */
+  readonly isUnix: boolean
   readonly ctx: ProxyContext
   readonly isClosed: boolean
   /** Still in the startup phase: the next packet is a startup packet. */
@@ -87,7 +89,7 @@ export class ClientStartup {
         if (this.isSslDone) return c.fail(ClientErrors.protocolViolation(unsupportedProtocol(StartupCode.SSLRequest)))
         this.isSslDone = true
         const tlsConf = c.ctx.clientTls
-        if (tlsConf === null || c.isTls) {
+        if (tlsConf === null || c.isTls || c.isUnix) {
           c.socket.write('N')
           return
         }
@@ -153,10 +155,11 @@ export class ClientStartup {
   private startDirectTls(chunk: Buffer): void {
     const c = this.client
     const conf = c.ctx.clientTls
-    if (conf === null) {
+    if (conf === null || c.isUnix) {
       // Nothing we could say would reach a client that expects TLS records: just close.
-      c.ctx.log.warn('client.tls_refused', c, 'direct TLS handshake refused: client TLS is not configured (client_tls_sslmode disable)')
-      return c.close('direct TLS without client TLS configured', true)
+      const why = c.isUnix ? 'TLS is not offered on the unix socket' : 'client TLS is not configured (client_tls_sslmode disable)'
+      c.ctx.log.warn('client.tls_refused', c, `direct TLS handshake refused: ${why}`)
+      return c.close(c.isUnix ? 'direct TLS on the unix socket' : 'direct TLS without client TLS configured', true)
     }
     this.isDirectTls = true
     this.upgradeToTls(conf, chunk)

@@ -17,8 +17,9 @@ export interface RawClient {
   hasReadyForQuery(from?: number): boolean
 }
 
-export async function rawClient(t: TestContext, port: number): Promise<RawClient> {
-  const sock = net.connect({ host: '127.0.0.1', port })
+/** Connects to 127.0.0.1:`target`, or to the unix socket at path `target`. */
+export async function rawClient(t: TestContext, target: number | string): Promise<RawClient> {
+  const sock = typeof target === 'number' ? net.connect({ host: '127.0.0.1', port: target }) : net.connect({ path: target })
   let received = Buffer.alloc(0)
   let isClosed = false
   sock.on('data', (d) => { received = Buffer.concat([received, d]) })

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import net from 'node:net'
 import tls from 'node:tls'
-import { arch, platform } from 'node:os'
+import { arch, platform, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import pg from 'pg'
 import postgres from 'postgres'
@@ -14,6 +14,7 @@ import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool } from '../harness/tidepool.ts'
 import { makeCerts } from '../harness/certs.ts'
 import { runCommand, runPsql, waitFor, type RunResult } from '../harness/clients.ts'
+import { encryptionRequest, rawClient } from '../harness/raw-client.ts'
 
 let pgi: PgInstance
 before(async () => {
@@ -32,6 +33,34 @@ test('client_tls_sslmode require: TLS clients in, plain-text clients refused wit
   assert.match(info.stdout, /SSL connection \(protocol: TLSv1\.[23]/)
   const full = await runPsql({ host: 'localhost', port: tp.port, user: pgi.user, password: pgi.password, db: conninfo(`sslmode=verify-full sslrootcert=${certs.caCert}`), sql: 'SELECT 1' })
   assert.equal(full.code, 0, full.stderr)
+  const plain = await runPsql({ port: tp.port, user: pgi.user, password: pgi.password, db: conninfo('sslmode=disable'), sql: 'SELECT 1' })
+  assert.notEqual(plain.code, 0)
+  assert.match(plain.stderr, /SSL required/)
+})
+
+test('client_tls_sslmode require never applies to the unix socket: psql and the console get in without TLS, an SSLRequest there is answered N', { timeout: 60_000 }, async (t) => {
+  const certs = makeCerts(t, pgi.user)
+  const dir = fs.mkdtempSync(join(tmpdir(), 'tp-sock-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const tp = await startTidepool(t, pgi, {
+    settings: { client_tls_sslmode: 'require', client_tls_key_file: certs.serverKey, client_tls_cert_file: certs.serverCert, unix_socket_dir: dir, admin_users: pgi.user },
+  })
+  const app = await runPsql({ host: dir, port: tp.port, user: pgi.user, password: pgi.password, db: 'app', sql: `SELECT 'over unix'` })
+  assert.equal(app.code, 0, app.stderr)
+  assert.equal(app.stdout.trim(), 'over unix')
+  const admin = await runPsql({ host: dir, port: tp.port, user: pgi.user, password: pgi.password, db: 'pgbouncer', sql: 'SHOW VERSION' })
+  assert.equal(admin.code, 0, admin.stderr)
+  assert.match(admin.stdout, /tidepool/i)
+  // PgBouncer answers N on the unix socket: the client goes on in plain text there.
+  const raw = await rawClient(t, join(dir, `.s.PGSQL.${tp.port}`))
+  raw.sock.write(encryptionRequest(80877103))
+  await waitFor(() => raw.received.length > 0 || raw.isClosed, { timeoutMs: 5_000, what: 'the answer to SSLRequest' })
+  assert.equal(raw.received.toString('latin1'), 'N')
+  raw.sock.write(startupPacket(pgi.user, 'app'))
+  await waitFor(() => raw.hasReadyForQuery(1) || raw.isClosed, { timeoutMs: 10_000, what: 'the login over the unix socket' })
+  assert.equal(raw.error(1), null)
+  assert.ok(raw.hasReadyForQuery(1))
+  // TCP without TLS is still refused.
   const plain = await runPsql({ port: tp.port, user: pgi.user, password: pgi.password, db: conninfo('sslmode=disable'), sql: 'SELECT 1' })
   assert.notEqual(plain.code, 0)
   assert.match(plain.stderr, /SSL required/)
