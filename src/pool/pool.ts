@@ -9,6 +9,8 @@ import type { PoolSettings } from '../config/effective.ts'
 import type { PoolCounts, PoolRow } from './control.ts'
 import { ClientState, PoolLists, ServerState, type ClientFailure, type PooledClient, type PooledServer } from './states.ts'
 import { PoolStats } from './stats.ts'
+import { ClientErrors } from '../protocol/client-errors.ts'
+import { SqlState } from '../protocol/pg-error.ts'
 
 /** Counts shared by all pools of one database or one user (max_db_connections, max_user_connections). */
 export class SharedCount {
@@ -77,7 +79,8 @@ export class Pool {
 
   /**
    * The client has a query and no server. Links it to a free server and returns true, or queues it
-   * (Waiting, FIFO) and returns false; the pool calls c.onServerAssigned() later.
+   * (Waiting, FIFO) and returns false; the pool calls c.onServerAssigned() later. Also false when
+   * the client was failed with a recent server login error (failingLogin).
    */
   acquire(c: PooledClient, nowMs: number): boolean {
     if (c.server !== null) throw new Error('pool: acquire by a client that has a server')
@@ -86,6 +89,13 @@ export class Pool {
       if (s !== null) {
         this.link(c, s)
         return true
+      }
+    }
+    if (!this.isPaused) {
+      const failing = this.failingLogin(nowMs)
+      if (failing !== null) {
+        c.fail(failing)
+        return false
       }
     }
     c.waitSinceMs = nowMs
@@ -118,20 +128,37 @@ export class Pool {
   }
 
   /**
-   * A server login failed. With a failure from the server itself (bad password, no such database),
-   * clients still logging in get it, as PgBouncer does; others keep waiting for a retry.
-   */
-  /**
+   * A server login failed. `failure` is what the login itself was told (a wrong password, a
+   * NOLOGIN role, no such database) or null for a connection that never got that far (refused,
+   * timed out). As PgBouncer's kill_pool_logins: when the pool has no usable server (none
+   * connected, or none since RECONNECT or a new target), every client waiting for one, logging in
+   * or queued, gets that failure now rather than waiting out a retry that would fail the same way;
+   * a server still starting up (57P03) is retried instead. The failure is kept for
+   * server_login_retry, so later clients are answered at once (failingLogin).
    * `isHostBanned`: the failure took its host out of rotation (a watched entry with other hosts),
-   * so the next server may go elsewhere at once instead of after server_login_retry.
+   * so the next server may go elsewhere at once: nothing is kept and nobody fails.
    */
   serverLoginFailed(s: PooledServer, failure: ClientFailure | null, nowMs: number, isHostBanned = false): void {
-    if (!isHostBanned) this.lastLoginFailMs = nowMs
-    if (failure !== null && !isHostBanned) {
-      this.lastLoginError = failure
-      for (const c of this.lists.loginClients) c.fail(failure)
-    }
     this.serverClosed(s)
+    if (isHostBanned) return
+    this.lastLoginFailMs = nowMs
+    if (failure === null) return
+    this.lastLoginError = failure
+    if (failure.code === SqlState.CannotConnectNow) return
+    if (this.welcome !== null && this.lists.serverCount > this.lists.loginServers.size) return
+    for (const c of [...this.lists.loginClients, ...this.lists.waitingClients]) c.fail(failure)
+  }
+
+  /**
+   * PgBouncer's check_fast_fail: within server_login_retry of a failed login, with no server but
+   * those still logging in, a client that needs one is told the kept error instead of queueing
+   * behind logins the pool will not retry yet. Null when the client may wait.
+   */
+  failingLogin(nowMs: number): ClientFailure | null {
+    const failed = this.lastLoginError
+    if (failed === null || nowMs - this.lastLoginFailMs >= this.settings.server_login_retry * 1000) return null
+    if (this.lists.serverCount > this.lists.loginServers.size) return null
+    return ClientErrors.serverLoginRetry(failed.message)
   }
 
   /**

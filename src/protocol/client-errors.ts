@@ -35,7 +35,8 @@ export const ClientErrors = {
   clientLoginTimeoutServerDown: fatal(SqlState.ProtocolViolation, 'client_login_timeout (server down)'),
   statementModeTransaction: fatal(SqlState.ProtocolViolation, 'transaction blocks not allowed in statement pooling mode'),
   serverConnCrashed: fatal(SqlState.ProtocolViolation, 'server conn crashed?'),
-  serverLoginRetry: fatal(SqlState.ProtocolViolation, 'server login has been failing, try again later (server_login_retry)'),
+  // PgBouncer 1.24+: the last login error is kept and repeated (before 1.24: "try again later").
+  serverLoginRetry: (cached: string) => fatal(SqlState.ProtocolViolation, `server login has been failing, cached error: ${cached} (server_login_retry)`),
   noSuchDatabase: (db: string) => fatal(SqlState.InvalidCatalogName, `no such database: ${db}`),
   unsupportedStartupParameter: (name: string) => fatal(SqlState.ProtocolViolation, `unsupported startup parameter: ${name}`),
   protocolViolation: (what: string) => fatal(SqlState.ProtocolViolation, what),

@@ -255,9 +255,8 @@ export function admitToPool(ctx: ProxyContext, database: string, user: string, n
   }
   const pool = ctx.poolFor(database, poolUser)
   if (pool === null) return refused(ClientErrors.noSuchDatabase(database))
-  if (!pool.isReady && pool.lastLoginError !== null && nowMs - pool.lastLoginFailMs < pool.settings.server_login_retry * 1000) {
-    return refused(ClientErrors.serverLoginRetry)
-  }
+  const failing = pool.isReady ? null : pool.failingLogin(nowMs)
+  if (failing !== null) return refused(failing)
   const failure = countClient(ctx, database, user)
   if (failure !== null) return refused(failure)
   pool.stats.clientLogins++
