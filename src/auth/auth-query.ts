@@ -52,7 +52,8 @@ const CONFIG_ERROR: ClientFailure = Object.freeze({ severity: 'FATAL', code: Sql
 const UNAVAILABLE: ClientFailure = Object.freeze({ severity: 'FATAL', code: SqlState.ProtocolViolation, message: 'auth_query failed: server unavailable', reason: 'auth_query failed: server unavailable' })
 
 type Answer = { secret: string | null }
-type Outcome = { ok: true; answer: Answer } | { ok: false; isConfig: boolean; cause: string }
+/** `isMissingDatabase`: the server has no database by the name the lookup logged in to. */
+type Outcome = { ok: true; answer: Answer } | { ok: false; isConfig: boolean; isMissingDatabase?: boolean; cause: string }
 
 export class AuthQuery {
   /** Counters for tests and diagnostics: queries sent, answers reused, logins that joined a running lookup, failed lookups. */
@@ -73,11 +74,13 @@ export class AuthQuery {
     const plan = this.plan(ctx, database)
     if (plan === null) return null
     if ('failure' in plan) return Promise.resolve({ ok: false, failure: plan.failure })
-    const { target, sql, maxConcurrent } = plan
+    const { target, sql, maxConcurrent, isClientsDatabase } = plan
     const key = [target.host, target.port, target.database, target.user, sql, user].join('\u0000')
     return this.answer(ctx, key, target, sql, user, maxConcurrent).then((o): AuthQueryFlow => {
-      if (!o.ok) return { ok: false, failure: o.isConfig ? CONFIG_ERROR : UNAVAILABLE }
-      const secret = o.answer.secret
+      // A '*' database the server lacks is a name the client made up, not a config error:
+      // answering as for an unknown user keeps its existence from an unauthenticated client.
+      if (!o.ok && !(o.isMissingDatabase && isClientsDatabase)) return { ok: false, failure: o.isConfig ? CONFIG_ERROR : UNAVAILABLE }
+      const secret = o.ok ? o.answer.secret : null
       const inner = clientAuthFlow(method, user, secret, ctx.settings.scram_iterations)
       return {
         ok: true,
@@ -109,9 +112,17 @@ export class AuthQuery {
     for (const s of this.sockets) s.destroy(new Error('tidepool is shutting down'))
   }
 
-  private plan(ctx: AuthLookupContext, database: string | null): { target: QueryOnceTarget; sql: string; maxConcurrent: number } | { failure: ClientFailure } | null {
+  /**
+   * Where and how to look `user` up for a login to `database`; null when no auth_user applies, or
+   * when no [databases] entry serves `database`: PgBouncer looks nothing up for a database it does
+   * not know, and the login fails as for an unknown user, so that only an authenticated client
+   * hears "no such database". `isClientsDatabase`: the query runs in a '*' database of the
+   * client's naming.
+   */
+  private plan(ctx: AuthLookupContext, database: string | null): { target: QueryOnceTarget; sql: string; maxConcurrent: number; isClientsDatabase: boolean } | { failure: ClientFailure } | null {
     const s = ctx.settings
     const entry = database === null ? null : entryFor(ctx.config, database) ?? null
+    if (database !== null && entry === null) return null
     const authUser = entry?.auth_user ?? (s.auth_user !== '' ? s.auth_user : null)
     if (authUser === null) return null
     const authDbName = entry?.auth_dbname ?? (s.auth_dbname !== '' ? s.auth_dbname : null)
@@ -131,7 +142,8 @@ export class AuthQuery {
     }
     const password = ctx.config.userlist.get(authUser)?.password ?? (authEntry.user === authUser ? authEntry.password : null)
     const maxConcurrent = Math.max(1, poolSettings(ctx.config, authEntry, null).pool_size)
-    return { target: lookupTarget(ctx, authEntry, name, authUser, password), sql: entry?.auth_query ?? s.auth_query, maxConcurrent }
+    const isClientsDatabase = authEntry.name === '*' && authEntry.dbname === null
+    return { target: lookupTarget(ctx, authEntry, name, authUser, password), sql: entry?.auth_query ?? s.auth_query, maxConcurrent, isClientsDatabase }
   }
 
   private answer(ctx: AuthLookupContext, key: string, target: QueryOnceTarget, sql: string, user: string, maxConcurrent: number): Promise<Outcome> {
@@ -229,7 +241,8 @@ function outcomeOf(r: QueryOnceResult): Outcome {
   if (!r.ok) {
     if (r.phase === 'connect' || r.code === null) return unavailable(r.cause)
     if (r.phase === 'query') return misconfigured(`the query failed: ${r.cause}`)
-    return r.code.startsWith(SqlStateClass.InvalidAuthorizationSpecification) || r.code === SqlState.InvalidCatalogName ? misconfigured(`auth_user cannot log in: ${r.cause}`) : unavailable(`server refused the login: ${r.cause}`)
+    if (r.code === SqlState.InvalidCatalogName) return { ok: false, isConfig: true, isMissingDatabase: true, cause: `auth_user cannot log in: ${r.cause}` }
+    return r.code.startsWith(SqlStateClass.InvalidAuthorizationSpecification) ? misconfigured(`auth_user cannot log in: ${r.cause}`) : unavailable(`server refused the login: ${r.cause}`)
   }
   if (r.columns !== 2) return misconfigured(`auth_query must return 2 columns (name, secret), not ${r.columns}`)
   return answerFrom(r.rows)

@@ -1,5 +1,5 @@
 // A client's login, from its StartupMessage's parameters to "authenticated": the startup checks
-// (shutdown, TLS required, max_client_conn, startup parameters, database), then the auth_type's
+// (shutdown, TLS required, max_client_conn, startup parameters), then the auth_type's
 // flow: trust/any, plain/md5/scram-sha-256 (from auth_file or auth_query), cert, or hba's first
 // matching line. One ClientLogin per connection while it authenticates; what follows (the console,
 // or the pool) is the client's (client-conn.ts).
@@ -86,11 +86,8 @@ export class ClientLogin {
     }
     c.params = tracked
     c.isConsole = c.database === CONSOLE_DB
-    if (!c.isConsole) {
-      const db = entryFor(c.ctx.config, c.database)
-      if (db === undefined) return c.fail(ClientErrors.noSuchDatabase(c.database))
-    }
-
+    // Whether the database exists is told only after authentication (admitToPool), as PgBouncer
+    // does: a client without valid credentials must not learn which names exist.
     const authType = st.auth_type
     if (authType === 'trust' || authType === 'any') return this.afterAuth()
     if (authType === 'plain' || authType === 'md5' || authType === 'scram-sha-256') return this.startPasswordFlow(authType)
@@ -247,10 +244,11 @@ export function isOverLoginLimit(ctx: ProxyContext, client: LogSubject): boolean
  * may not join (DISABLE, no such database, server_login_retry, a client limit).
  */
 export function admitToPool(ctx: ProxyContext, database: string, user: string, nowMs: number): { pool: Pool; failure: null } | { pool: null; failure: ClientFailure } {
-  if (ctx.disabledDbs.has(database)) return refused(ClientErrors.databaseDisabled(database))
   const db = entryFor(ctx.config, database)
-  const poolUser = db?.user ?? user
-  if (ctx.settings.auth_type === 'any' && (db?.user ?? null) === null) {
+  if (db === undefined) return refused(ClientErrors.noSuchDatabase(database))
+  if (ctx.disabledDbs.has(database)) return refused(ClientErrors.databaseDisabled(database))
+  const poolUser = db.user ?? user
+  if (ctx.settings.auth_type === 'any' && db.user === null) {
     return refused(ClientErrors.protocolViolation(`auth_type any needs a user= in the [databases] entry for "${database}"`))
   }
   const pool = ctx.poolFor(database, poolUser)
