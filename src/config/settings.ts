@@ -390,9 +390,9 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'TLS 1.3 cipher suites for servers, colon-separated TLS_* names; empty keeps the default suites' }),
   // ---- dangerous timeouts
   setting({ name: 'query_timeout', group: G.dangerous, type: seconds(), default: '0', apply: 'live',
-    doc: 'Cancel a query running longer than this; 0 disables' }),
+    doc: 'Cancel a query running longer than this, and drop a client that waited as long for a server (its first login included); 0 disables' }),
   setting({ name: 'query_wait_timeout', group: G.dangerous, type: seconds(), default: '120', apply: 'live',
-    doc: 'Disconnect a client whose query waited longer than this for a server; 0 waits forever' }),
+    doc: 'Disconnect a client that waited longer than this for a server, for a query or for the pool\'s first server login; 0 waits forever' }),
   setting({ name: 'cancel_wait_timeout', group: G.dangerous, type: seconds(), default: '10', apply: 'live',
     doc: 'Drop a cancel request that waited longer than this for a server; 0 waits forever' }),
   setting({ name: 'client_idle_timeout', group: G.dangerous, type: seconds(), default: '0', apply: 'live',

@@ -68,6 +68,17 @@ export function sweepPool(pool: Pool, global: JanitorSettings, nowMs: number): v
     }
   }
 
+  // A client waiting for the pool's first server login waits for a server too (PgBouncer keeps
+  // both on its waiting list): query_timeout and query_wait_timeout count from its last request,
+  // which for a client still logging in is its connect.
+  if (st.query_wait_timeout > 0 || st.query_timeout > 0) {
+    for (const c of l.loginClients) {
+      const age = nowMs - c.requestAtMs
+      if (st.query_timeout > 0 && age > st.query_timeout * 1000) c.fail(ClientErrors.queryTimeout)
+      else if (st.query_wait_timeout > 0 && age > st.query_wait_timeout * 1000) c.fail(ClientErrors.queryWaitTimeout)
+    }
+  }
+
   if (st.client_login_timeout > 0 && pool.welcome === null) {
     const limit = st.client_login_timeout * 1000
     for (const c of l.loginClients) {

@@ -1,5 +1,6 @@
 // Timeouts and limits, each with PgBouncer's error text, and the state left behind.
-import { test, before } from 'node:test'
+import { test, before, type TestContext } from 'node:test'
+import net from 'node:net'
 import assert from 'node:assert/strict'
 import pg from 'pg'
 import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
@@ -12,6 +13,14 @@ before(async () => {
 })
 
 const fast = { janitor_interval_ms: 100 }
+
+/** A listener that accepts and never answers: the connect succeeds, the login never finishes. Its port. */
+async function silentServer(t: TestContext): Promise<number> {
+  const sink = net.createServer(() => {})
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()))
+  t.after(() => sink.close())
+  return (sink.address() as net.AddressInfo).port
+}
 
 test("query_wait_timeout answers the waiting client with PgBouncer's error", { timeout: 30_000 }, async (t) => {
   const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 1, query_wait_timeout: 1 }, tidepool: fast })
@@ -114,12 +123,7 @@ test('server_lifetime retires servers once they are released', { timeout: 30_000
 })
 
 test('server_connect_timeout and server_login_retry: a dead server makes clients wait, then fail with query_wait_timeout', { timeout: 30_000 }, async (t) => {
-  const net = await import('node:net')
-  // A listener that accepts and never answers: the connect succeeds, the login never finishes.
-  const sink = net.createServer(() => {})
-  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()))
-  t.after(() => sink.close())
-  const port = (sink.address() as { port: number }).port
+  const port = await silentServer(t)
   const tp = await startTidepool(t, pgi, {
     databases: { app: `host=127.0.0.1 port=${port} dbname=app user=x password=y` },
     settings: { server_connect_timeout: 1, server_login_retry: 1, query_wait_timeout: 3, client_login_timeout: 2 },
@@ -128,6 +132,25 @@ test('server_connect_timeout and server_login_retry: a dead server makes clients
   const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'app', user: 'x' })
   await assert.rejects(c.connect(), (e: any) => e.message === 'client_login_timeout (server down)')
   assert.ok(tp.logs.some((l) => l.includes('connect timeout')))
+})
+
+test('query_timeout and query_wait_timeout also end a wait for the pool\'s first server login', { timeout: 30_000 }, async (t) => {
+  const port = await silentServer(t)
+  const slow = { server_connect_timeout: 60, client_login_timeout: 60, server_tls_sslmode: 'disable', auth_type: 'md5' }
+  for (const [setting, message] of [['query_timeout', 'query_timeout'], ['query_wait_timeout', 'query_wait_timeout']] as const) {
+    const tp = await startTidepool(t, pgi, {
+      databases: { app: `host=127.0.0.1 port=${port} dbname=app user=x password=y` },
+      settings: { ...slow, query_wait_timeout: 0, [setting]: 1 },
+      userlist: { dora: 'dora-pw' },
+      tidepool: fast,
+    })
+    const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'app', user: 'dora', password: 'dora-pw' })
+    c.on('error', () => {})
+    const started = Date.now()
+    const late = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${setting}: no answer after 10 s`)), 10_000).unref())
+    await assert.rejects(Promise.race([c.connect(), late]), (e: any) => e.code === '08P01' && e.message === message)
+    assert.ok(Date.now() - started >= 900, `${setting}: not before the timeout`)
+  }
 })
 
 test('a server login error reaches the client that is logging in', { timeout: 30_000 }, async (t) => {

@@ -140,7 +140,7 @@ class FakeServer implements PooledServer {
 
 type MClientState = 'login' | 'active' | 'waiting' | 'closed'
 type MServerState = 'login' | 'idle' | 'active' | 'tested' | 'closed'
-interface MClient { state: MClientState; server: number | null; waitSince: number; isNoticed: boolean; notices: number; failure: string | null }
+interface MClient { state: MClientState; server: number | null; connectedAt: number; waitSince: number; isNoticed: boolean; notices: number; failure: string | null }
 interface MServer { state: MServerState; client: number | null; connectedAt: number; idleSince: number; isReady: boolean; closeOnRelease: boolean }
 
 class Model {
@@ -306,6 +306,12 @@ class Model {
         }
       }
     }
+    // A client still waiting for the pool's first login waits for a server too.
+    if (js.query_wait_timeout > 0) {
+      for (const [i, c] of this.clients.entries()) {
+        if (c.state === 'login' && this.now - c.connectedAt > js.query_wait_timeout * 1000) this.failClient(i, ClientErrors.queryWaitTimeout.message)
+      }
+    }
     if (js.server_connect_timeout > 0) {
       for (const s of this.live('login')) {
         if (this.now - this.servers[s].connectedAt > js.server_connect_timeout * 1000) this.closeServer(s)
@@ -434,7 +440,7 @@ class Connect implements Cmd {
   check(): boolean { return true }
   run(m: Model, w: World): void {
     const id = m.clients.length
-    m.clients.push({ state: 'login', server: null, waitSince: 0, isNoticed: false, notices: 0, failure: null })
+    m.clients.push({ state: 'login', server: null, connectedAt: m.now, waitSince: 0, isNoticed: false, notices: 0, failure: null })
     if (!m.hasWelcome) m.launch()
     else m.clients[id].state = 'active'
     const c = new FakeClient(id, w)
