@@ -138,6 +138,18 @@ export class Framer {
     return false
   }
 
+  /**
+   * Stops walking the current chunk at a message boundary and hands back its unread bytes (empty
+   * when none), which the owner pushes again later. Only between whole messages.
+   */
+  takeRest(): Buffer {
+    if (!this.isAtBoundary) throw new Error('framer: takeRest inside a message')
+    const rest = this.chunk.subarray(this.pos)
+    this.chunk = EMPTY
+    this.pos = 0
+    return rest
+  }
+
   /** Drops any partial message, e.g. when a connection is reset. */
   reset(): void {
     this.hdrHave = 0

@@ -71,6 +71,13 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   private pending: Buffer[] = []
   /** An internal query of this client's runs on its server (parameter sync or session probe): hold its messages. */
   private isSyncingParams = false
+  /** The current Query or Sync batch may drop the client's statements (DISCARD ALL, DEALLOCATE ALL). */
+  private isDropPending = false
+  /**
+   * Such a Query or batch went out: later messages wait for its ReadyForQuery, so that their names
+   * are mapped knowing whether the drop happened (its CommandComplete tag says so).
+   */
+  private isAwaitingDrop = false
   /** Protocol-level prepared statements by client name; null when names pass through (session mode, max_prepared_statements 0). */
   private ps: ClientStatements | null = null
   /** Query and Parse texts are scanned for session state: not in session mode, where the session is the client's anyway. */
@@ -251,7 +258,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
       this.close('client close request', true)
       return
     }
-    if (this.server === null || this.isSyncingParams || this.pending.length > 0) {
+    if (this.server === null || this.isSyncingParams || this.isAwaitingDrop || this.pending.length > 0) {
       this.pending.push(chunk)
       if (this.server === null && this.state !== ClientState.Waiting) {
         const pool = this.pool as Pool
@@ -316,7 +323,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   /** Also runs in an internal query's callback, inside the server's read handler: a throw here is the client's. */
   private flushPending(): void {
     try {
-      while (this.pending.length > 0 && this.server !== null && !this.closed) this.forward(this.pending.shift() as Buffer, this.server)
+      while (this.pending.length > 0 && this.server !== null && !this.closed && !this.isAwaitingDrop) this.forward(this.pending.shift() as Buffer, this.server)
     } catch (err) {
       this.pending = [] // never sent: the server is as clean as before this chunk, and may go back to the pool
       return this.onHandlerError(err)
@@ -335,6 +342,8 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     let badCode = -1
     let isTerminated = false
     let isAnsweredHere = false
+    /** A Query or Sync that may drop statements went out: the rest of the chunk waits for its answer. */
+    let isHolding = false
     const isScanning = this.isTrackingState
     while (f.next()) {
       if (f.isFirst) {
@@ -366,6 +375,10 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
                 repl.length = 0
               } else {
                 out.add(f.buf.subarray(f.start, f.end))
+                if (this.isDropPending && f.code === FrontendCode.Query) {
+                  isHolding = true
+                  break
+                }
               }
               continue
             }
@@ -382,8 +395,13 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
       }
       if (runStart < 0) runStart = f.start
       runEnd = f.end
+      if (this.isDropPending && f.isLast && (f.code === FrontendCode.Query || (f.code === FrontendCode.Sync && !server.isCopyIn))) {
+        isHolding = true
+        break
+      }
     }
     if (runStart >= 0) out.add(chunk.subarray(runStart, runEnd))
+    if (isHolding) this.holdForDrop(f.takeRest())
     out.flushTo(server.socket)
     const emit = server.ps.emit
     if (emit.length > 0) {
@@ -416,6 +434,22 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     }
   }
 
+  /**
+   * A Query or Sync batch that may drop the client's statements went out: what follows waits (in
+   * `pending`, `rest` first) until its ReadyForQuery, when onServerReady lets it go on.
+   */
+  private holdForDrop(rest: Buffer): void {
+    this.isDropPending = false
+    this.isAwaitingDrop = true
+    if (rest.length > 0) this.pending.unshift(rest)
+    this.updateFlow()
+  }
+
+  /** The server ran DISCARD ALL or DEALLOCATE ALL: the client's names are gone, as on PostgreSQL. */
+  onStatementsDropped(): void {
+    this.ps?.clear()
+  }
+
   /** A message that is not read whole: queue it for response matching, start scanning a Query. */
   private onStreamedMessage(code: number, server: ServerConn): void {
     if (code === FrontendCode.Query) this.isScanningQuery = true
@@ -442,7 +476,8 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     if (flags === 0) return
     if ((flags & ScanFlag.Probe) !== 0) this.needsProbe = true
     if ((flags & ScanFlag.Listen) !== 0) this.isListening = true
-    if ((flags & ScanFlag.DropStatements) !== 0) this.ps?.clear()
+    // Only its CommandComplete tag drops the names (onStatementsDropped): it may fail.
+    if ((flags & ScanFlag.DropStatements) !== 0 && this.ps !== null) this.isDropPending = true
     if (names !== null) for (const n of names) (this.gucNames ??= new Set()).add(n)
   }
 
@@ -453,7 +488,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
    */
   private updateFlow(): void {
     if (this.closed) return
-    const hold = this.server === null ? this.pending.length > 1 : this.isSyncingParams || this.isWaitingServerDrain
+    const hold = this.server === null ? this.pending.length > 1 : this.isSyncingParams || this.isAwaitingDrop || this.isWaitingServerDrain
     if (hold === this.isPaused) return
     this.isPaused = hold
     this.ctx.readGate.setReading(this.socket, !hold)
@@ -487,6 +522,15 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     const pool = this.pool as Pool
     const mode = pool.settings.pool_mode
     if (mode === 'session' || this.server !== server) return
+    if (this.isAwaitingDrop && server.owedReady === 0) {
+      // The batch that could drop statements is answered: what waited behind it goes on now.
+      this.isAwaitingDrop = false
+      this.updateFlow()
+      if (this.pending.length > 0) {
+        this.flushPending()
+        if (this.closed || this.server !== server) return
+      }
+    }
     if (!server.isReady || this.pending.length > 0 || this.isSyncingParams) return
     if (this.needsProbe) {
       this.probe(server)

@@ -391,6 +391,19 @@ export class ServerPrepared {
     }
   }
 
+  /**
+   * The server ran DISCARD ALL or DEALLOCATE ALL (its CommandComplete just arrived): every
+   * statement it had is gone. Responses come in request order, so a Parse sent before the command
+   * has been answered by now, and one still Pending was sent after it and will be prepared: kept.
+   */
+  dropPrepared(): void {
+    for (const [s, st] of this.cache) {
+      if (st !== CacheState.Prepared) continue
+      this.cache.delete(s)
+      unref(s)
+    }
+  }
+
   /** Everything the server held is gone (DISCARD ALL, or the connection closed). */
   clearCache(): void {
     for (const s of this.cache.keys()) unref(s)
@@ -406,6 +419,21 @@ export class ServerPrepared {
     this.isSkipping = false
     this.emit.length = 0
   }
+}
+
+const DISCARD_ALL = Buffer.from('DISCARD ALL\0', 'latin1')
+const DEALLOCATE_ALL = Buffer.from('DEALLOCATE ALL\0', 'latin1')
+
+/**
+ * The CommandComplete at `at` says DISCARD ALL or DEALLOCATE ALL: the session's prepared
+ * statements are gone. The tag is the sure sign (a text that says DISCARD ALL may still fail, in
+ * a transaction block say); PgBouncer 1.22+ reads the same tag. Lengths are compared first, so
+ * every other tag costs one read.
+ */
+export function isDropAllTag(buf: Buffer, at: number): boolean {
+  const n = buf.readInt32BE(at + 1) - 4
+  const tag = n === DISCARD_ALL.length ? DISCARD_ALL : n === DEALLOCATE_ALL.length ? DEALLOCATE_ALL : null
+  return tag !== null && buf.compare(tag, 0, n, at + 5, at + 5 + n) === 0
 }
 
 function isTerminal(request: number, response: number): boolean {

@@ -25,7 +25,7 @@ import { sendCancel } from './cancel.ts'
 import { dial, isUnixHost } from '../net/dial.ts'
 import { OUT } from './out-slices.ts'
 import { nowUs } from '../pool/stats.ts'
-import { Resp, ServerPrepared } from './prepared.ts'
+import { Resp, ServerPrepared, isDropAllTag } from './prepared.ts'
 import type { ProbeResult } from './session-state.ts'
 import { ServerSession } from './server-session.ts'
 import { ServerStartup, type ServerTarget, type StartingServer } from './server-startup.ts'
@@ -51,6 +51,8 @@ export interface LinkedClient extends PooledClient {
   onServerReady(server: ServerConn): void
   /** A ParameterStatus from the server: the client's session now has this value. */
   onServerParameter(name: string, value: string): void
+  /** The server ran DISCARD ALL or DEALLOCATE ALL for the client: its protocol-level statements are gone. */
+  onStatementsDropped(): void
   /** The client socket's buffer is full: stop reading the server until it drains. */
   throttleServer(server: ServerConn): void
   onServerLost(server: PooledServer): void
@@ -293,7 +295,7 @@ export class ServerConn implements PooledServer, StartingServer {
         const done = this.internalDone as (ok: boolean) => void
         this.internalDone = null
         this.internalOnRow = null
-        this.framer.inspect = this.isTracking ? WORK_INSPECT_TRACKED : WORK_INSPECT
+        this.framer.inspect = this.workInspect()
         // An internal query that leaves a transaction open would leak it to the next client.
         const ok = this.internalOk && this.txStatus === TxStatus.Idle
         if (f.end < f.buf.length && f.buf === chunk) {
@@ -444,6 +446,9 @@ export class ServerConn implements PooledServer, StartingServer {
       this.isCopyIn = true
     } else if (code === BackendCode.ErrorResponse) {
       this.pool.stats.countError('server', sqlstateOf(buf, at))
+    } else if (code === BackendCode.CommandComplete && isDropAllTag(buf, at)) {
+      this.ps.dropPrepared()
+      if (this.client !== null) this.client.onStatementsDropped()
     }
     return isDropped
   }
@@ -462,7 +467,16 @@ export class ServerConn implements PooledServer, StartingServer {
   setTracking(on: boolean): void {
     if (this.ps.size > 0) this.ps.reset()
     this.isTracking = on
-    this.framer.inspect = on ? WORK_INSPECT_TRACKED : WORK_INSPECT
+    this.framer.inspect = this.workInspect()
+  }
+
+  /**
+   * What the work phase reads: the responses that end requests while a client's statements are
+   * mapped, and while this server still holds statements of earlier clients (after
+   * max_prepared_statements went to 0), so that a DISCARD ALL's tag keeps that cache true.
+   */
+  private workInspect(): Uint8Array {
+    return this.isTracking || this.ps.cache.size > 0 ? WORK_INSPECT_TRACKED : WORK_INSPECT
   }
 
   /** Bytes from a server nobody is linked to: only asynchronous messages are acceptable. */
@@ -479,7 +493,7 @@ export class ServerConn implements PooledServer, StartingServer {
         }
       }
     } finally {
-      f.inspect = this.isTracking ? WORK_INSPECT_TRACKED : WORK_INSPECT
+      f.inspect = this.workInspect()
     }
   }
 

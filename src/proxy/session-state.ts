@@ -27,7 +27,11 @@ import { quoteIdent, quoteLiteral } from './server-params.ts'
 export const ScanFlag = {
   /** Something session-scoped may have changed: probe the server when the transaction ends. */
   Probe: 1,
-  /** DISCARD ALL / DEALLOCATE ALL: the client's protocol-level prepared statements are gone. */
+  /**
+   * DISCARD ALL / DEALLOCATE ALL: the client's protocol-level prepared statements may be gone. Only
+   * the command's CommandComplete tag drops them (it may fail); what the client sends after it
+   * waits for that answer.
+   */
   DropStatements: 2,
   /** LISTEN: notifications may arrive for this client from here on. */
   Listen: 4,

@@ -235,7 +235,9 @@ const DEALLOCATE_RX = /^\s*deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[A-Za-z_]
 export function answerDeallocate(ps: ClientStatements, sp: ServerPrepared, txStatus: number, buf: Buffer, start: number, end: number): boolean {
   const m = DEALLOCATE_RX.exec(buf.toString('utf8', start + 5, end - 1))
   if (m === null) return false
-  const name = m[1].startsWith('"') ? m[1].slice(1, -1).replaceAll('""', '"') : m[1].toLowerCase()
+  const isQuoted = m[1].startsWith('"')
+  const name = isQuoted ? m[1].slice(1, -1).replaceAll('""', '"') : m[1].toLowerCase()
+  if (!isQuoted && name === 'all') return false // DEALLOCATE ALL: the server runs it, its tag drops every name
   const stmt = ps.get(name)
   if (stmt === undefined) return false // an SQL-level PREPARE: the server has it under that name
   let reply: Buffer

@@ -365,3 +365,77 @@ test('an eviction skipped after an error, with a re-Parse of the evicted stateme
   const again = await c.untilReady()
   assert.equal(types(again), '2DCZ', `a Bind of "a" works afterwards: ${errorText(again)}`)
 })
+
+test('DEALLOCATE ALL and DISCARD ALL drop the client\'s statements only when they succeed', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 1 } })
+  const c = await Raw.connect(tp.port)
+  t.after(() => c.close())
+  const run = async (...msgs: Buffer[]) => {
+    c.send(...msgs)
+    return c.untilReady()
+  }
+  const bindS1 = () => run(build.bind('', 's1', []), build.execute('', 0), build.sync())
+  assert.equal(types(await run(build.parse('s1', 'SELECT 1', []), build.sync())), '1Z')
+  // DISCARD ALL cannot run in a transaction block (25001), also not in a Query's implicit one.
+  await run(build.query('BEGIN'))
+  assert.equal(sqlstate(await run(build.query('DISCARD ALL'))), '25001')
+  await run(build.query('ROLLBACK'))
+  assert.equal(sqlstate(await run(build.query('SELECT 1; DISCARD ALL'))), '25001')
+  assert.equal(types(await bindS1()), '2DCZ', 'a failed DISCARD ALL keeps the statement')
+  // In a failed transaction DEALLOCATE ALL answers 25P02 and drops nothing.
+  await run(build.query('BEGIN'))
+  assert.equal(sqlstate(await run(build.query('SELECT 1/0'))), '22012')
+  assert.equal(sqlstate(await run(build.query('DEALLOCATE ALL'))), '25P02')
+  await run(build.query('ROLLBACK'))
+  assert.equal(types(await bindS1()), '2DCZ', 'a failed DEALLOCATE ALL keeps the statement')
+  // A named statement whose text is DEALLOCATE ALL drops nothing when parsed, everything when run.
+  assert.equal(types(await run(build.parse('d', 'DEALLOCATE ALL', []), build.sync())), '1Z')
+  assert.equal(types(await bindS1()), '2DCZ')
+  assert.equal(types(await run(build.bind('', 'd', []), build.execute('', 0), build.sync())), '2CZ')
+  const m = await bindS1()
+  assert.equal(sqlstate(m), '26000')
+  assert.equal(errorText(m), 'prepared statement "s1" does not exist')
+  assert.equal(errorText(await run(build.bind('', 'd', []), build.execute('', 0), build.sync())), 'prepared statement "d" does not exist')
+  // DEALLOCATE is not transactional: a ROLLBACK does not bring the statements back. A statement
+  // the client named "all" is no reason to take DEALLOCATE ALL for a DEALLOCATE of that one name.
+  assert.equal(types(await run(build.parse('s1', 'SELECT 1', []), build.parse('all', 'SELECT 2', []), build.sync())), '11Z')
+  await run(build.query('BEGIN'))
+  assert.equal(types(await run(build.query('DEALLOCATE ALL'))), 'CZ')
+  await run(build.query('ROLLBACK'))
+  assert.equal(sqlstate(await bindS1()), '26000')
+  assert.equal(errorText(await run(build.bind('', 'all', []), build.execute('', 0), build.sync())), 'prepared statement "all" does not exist')
+  // DISCARD ALL on its own drops them; the server's copy is gone too, so a new Parse of the same text prepares it again.
+  assert.equal(types(await run(build.parse('s1', 'SELECT 1', []), build.sync())), '1Z')
+  assert.equal(types(await run(build.query('DISCARD ALL'))), 'CZ')
+  assert.equal(sqlstate(await bindS1()), '26000')
+  assert.equal(types(await run(build.parse('s1', 'SELECT 1', []), build.bind('', 's1', []), build.execute('', 0), build.sync())), '12DCZ')
+  await waitFor(() => tp.poolCounts('app', pgi.user).sv_active === 0, { timeoutMs: 5_000, what: 'the server released' })
+})
+
+test('a DISCARD ALL pipelined ahead of the next statements (Npgsql, PgJDBC) leaves names and server statements right', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 1 } })
+  const c = await Raw.connect(tp.port)
+  t.after(() => c.close())
+  const bindP1 = [build.bind('', '_p1', []), build.execute('', 0), build.sync()]
+  c.send(build.parse('_p1', 'SELECT 1', []), build.sync())
+  assert.equal(types(await c.untilReady()), '1Z')
+  // Npgsql resets a pooled connection by sending DISCARD ALL in front of the next command, unawaited.
+  c.send(build.query('DISCARD ALL'), build.parse('_p1', 'SELECT 1', []), ...bindP1)
+  assert.equal(types(await c.untilReady()), 'CZ')
+  let m = await c.untilReady()
+  assert.equal(types(m), '12DCZ', `the statement is prepared again on the server: ${errorText(m)}`)
+  // PgJDBC runs DISCARD ALL through the extended protocol; what follows its Sync waits for its outcome.
+  c.send(build.parse('', 'DISCARD ALL', []), build.bind('', '', []), build.execute('', 0), build.sync(),
+    build.parse('_p1', 'SELECT 1', []), ...bindP1)
+  assert.equal(types(await c.untilReady()), '12CZ')
+  m = await c.untilReady()
+  assert.equal(types(m), '12DCZ', `after an extended-protocol DISCARD ALL: ${errorText(m)}`)
+  // A pipelined DISCARD ALL that fails (in a transaction block) keeps the names for what follows it.
+  c.send(build.query('BEGIN'), build.query('DISCARD ALL'), build.query('ROLLBACK'), ...bindP1)
+  assert.equal(types(await c.untilReady()), 'CZ')
+  assert.equal(sqlstate(await c.untilReady()), '25001')
+  assert.equal(types(await c.untilReady()), 'CZ')
+  m = await c.untilReady()
+  assert.equal(types(m), '2DCZ', `the statement survived the failed DISCARD ALL: ${errorText(m)}`)
+  await waitFor(() => tp.poolCounts('app', pgi.user).sv_active === 0, { timeoutMs: 5_000, what: 'the server released' })
+})

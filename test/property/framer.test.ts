@@ -56,6 +56,47 @@ test('any split of a stream yields the same messages and bytes', () => {
   )
 })
 
+test('stopping after any whole message and pushing the rest later yields the same messages', () => {
+  // How a client's chunk is held behind a DISCARD ALL (client-conn.ts): takeRest at a boundary.
+  fc.assert(
+    fc.property(arbMessages, fc.array(fc.nat(), { maxLength: 30 }), fc.array(fc.nat(), { maxLength: 5 }), (msgs, cuts, stops) => {
+      const stream = Buffer.concat(msgs.map((m) => message(m.code, Buffer.from(m.body))))
+      const f = new Framer()
+      f.inspect = inspectTable([0x53])
+      const stopAfter = new Set(stops.map((s) => s % Math.max(1, msgs.length)))
+      const out: Buffer[] = []
+      let current: Buffer[] = []
+      let n = 0
+      const queue = cut(stream, cuts)
+      while (queue.length > 0) {
+        f.push(queue.shift() as Buffer)
+        while (f.next()) {
+          if (f.stashed) current.push(f.stashed)
+          current.push(Buffer.from(f.buf.subarray(f.start, f.end)))
+          if (!f.isLast) continue
+          out.push(Buffer.concat(current))
+          current = []
+          if (stopAfter.has(n++)) {
+            const rest = f.takeRest()
+            if (rest.length > 0) queue.unshift(rest)
+            break
+          }
+        }
+      }
+      assert.deepEqual(out, msgs.map((m) => message(m.code, Buffer.from(m.body))))
+    }),
+    { numRuns: 500 },
+  )
+})
+
+test('takeRest inside a message is refused', () => {
+  const f = new Framer()
+  f.push(message(0x44, Buffer.alloc(10)).subarray(0, 8))
+  assert.ok(f.next())
+  assert.equal(f.isLast, false)
+  assert.throws(() => f.takeRest(), /inside a message/)
+})
+
 test('lengths below 4 or above the limit are protocol violations', () => {
   for (const [len, max] of [[3, 100], [-1, 100], [101, 100]] as const) {
     const f = new Framer(max)

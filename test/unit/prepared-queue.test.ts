@@ -9,9 +9,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { BackendCode, FrontendCode } from '../../src/protocol/codes.ts'
+import * as build from '../../src/protocol/build.ts'
 import {
   Act, CacheState, CLOSE_COMPLETE, ClientStatements, PARSE_COMPLETE, RequestRef, Resp, ServerPrepared,
-  registrySize, statementFor, type Statement,
+  isDropAllTag, registrySize, statementFor, type Statement,
 } from '../../src/proxy/prepared.ts'
 
 let texts = 0
@@ -373,4 +374,33 @@ test('reset() rolls back whatever is still queued when the server goes away', ()
   assert.equal(ps.get('q'), undefined)
   assert.equal(sp.cache.has(s), false)
   assert.equal(s.refs, 0)
+})
+
+test('DISCARD ALL and DEALLOCATE ALL tags are told apart from every other CommandComplete, wherever it sits in a buffer', () => {
+  for (const [tag, isDrop] of [['DISCARD ALL', true], ['DEALLOCATE ALL', true], ['DISCARD TEMP', false], ['DEALLOCATE', false],
+    ['DISCARD PLANS', false], ['SELECT 1', false], ['DISCARD ALX', false], ['DEALLOCATE AL', false], ['', false]] as const) {
+    const msg = build.commandComplete(tag)
+    const padded = Buffer.concat([Buffer.from('xyz'), msg, Buffer.from('DISCARD ALL\0')])
+    assert.equal(isDropAllTag(msg, 0), isDrop, tag)
+    assert.equal(isDropAllTag(padded, 3), isDrop, `${tag} at an offset`)
+  }
+})
+
+test('a DISCARD ALL that ran drops what the server had, and keeps a Parse sent after it', () => {
+  const sp = new ServerPrepared()
+  const ps = new ClientStatements()
+  const before = newStatement()
+  const after = newStatement()
+  preparedOn(sp, before)
+  plain(sp, FrontendCode.Query) // DISCARD ALL
+  clientParse(sp, ps, 'after', after) // pipelined behind it: Pending until its ParseComplete
+  plain(sp, FrontendCode.Sync)
+  assert.deepEqual(respond(sp, BackendCode.CommandComplete), [F])
+  sp.dropPrepared()
+  assert.equal(sp.cache.has(before), false)
+  assert.equal(before.refs, 0, 'the dropped statement is released')
+  assert.equal(sp.cache.get(after), CacheState.Pending)
+  assert.deepEqual(respond(sp, BackendCode.ReadyForQuery, BackendCode.ParseComplete, BackendCode.ReadyForQuery), [F, F, F])
+  assert.equal(sp.cache.get(after), CacheState.Prepared)
+  assert.equal(ps.get('after'), after)
 })
