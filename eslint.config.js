@@ -5,7 +5,7 @@
 import tseslint from 'typescript-eslint'
 
 // Every part of src/ that a layer names: the folders, and the entry files at the top.
-const PARTS = ['util', 'protocol', 'config', 'auth', 'net', 'pool', 'proxy', 'ha', 'admin', 'observe', 'embedded', 'dashboard', 'bench', 'cli', 'runtime', 'main']
+const PARTS = ['util', 'protocol', 'config', 'auth', 'net', 'pool', 'proxy', 'ha', 'admin', 'observe', 'embedded', 'dashboard', 'bench', 'cli', 'runtime', 'workers', 'main']
 const BELOW_ADMIN = ['util', 'protocol', 'config', 'auth', 'net', 'pool', 'proxy', 'ha']
 
 // What each part may import from the rest of src/ (its own folder always). An entry is a part;
@@ -33,7 +33,9 @@ export const MAY_IMPORT = {
   bench: ['protocol/pg-error.ts'],
   'bench/lab': PARTS.filter((p) => p !== 'main' && p !== 'cli'),
   cli: PARTS.filter((p) => p !== 'main'),
-  runtime: PARTS.filter((p) => p !== 'main' && p !== 'cli'),
+  // Runtime runs as one worker through the WorkerRole it is handed; workers/ builds on Runtime.
+  runtime: PARTS.filter((p) => p !== 'main' && p !== 'cli' && p !== 'workers'),
+  workers: PARTS.filter((p) => p !== 'main' && p !== 'cli'),
   main: PARTS,
 }
 

@@ -38,15 +38,20 @@ import type { WatchedHost } from './proxy/server-conn.ts'
 import type { ProxyContext } from './proxy/context.ts'
 import { ClientErrors } from './protocol/client-errors.ts'
 import { BackendServerFactory } from './runtime/server-factory.ts'
+import type { WorkerRole } from './runtime/worker-role.ts'
+import { numberConnectionsAsWorker } from './proxy/conn-ids.ts'
 
 export interface RuntimeOptions {
   log?: Logger
+  /** Set when this process is one worker of several (src/workers/). */
+  role?: WorkerRole
 }
 
 export class Runtime implements ProxyContext {
   config: Config
   readonly log: Logger
-  readonly cancels = new CancelRegistry()
+  readonly cancels: CancelRegistry
+  readonly role: WorkerRole | null
   readonly loginClients = new IntrusiveList<PooledClient>()
   readonly clients = new Set<ClientConn>()
   readonly authQuery = new AuthQuery()
@@ -79,6 +84,10 @@ export class Runtime implements ProxyContext {
   private constructor(config: Config, opts: RuntimeOptions) {
     this.config = config
     this.log = opts.log ?? new Logger()
+    const role = opts.role ?? null
+    this.role = role
+    this.cancels = new CancelRegistry(undefined, role === null ? null : { index: role.index, forward: (owner, pid, secret) => role.forwardCancel(owner, pid, secret) })
+    if (role !== null) numberConnectionsAsWorker(role.index, role.count)
     this.applyLogSettings()
     this.backends = new Backends(
       (spec, timeoutMs) => checkHost({ ...spec, login: spec.login === null ? null : this.backends.withKeys(spec.login) }, timeoutMs,
@@ -98,7 +107,7 @@ export class Runtime implements ProxyContext {
     })
     const control = new LocalPoolControl(this.pools, this.log)
     this.switchoverRunner = new Switchovers({ log: this.log, backends: this.backends, pools: control }, (db) => this.config.databases.get(db))
-    this.listener = new Listener((socket, isUnix) => new ClientConn(socket, this, isUnix), () => this.settings, this.log)
+    this.listener = new Listener((socket, isUnix) => new ClientConn(socket, this, isUnix), () => this.settings, this.log, role?.listen ?? null)
     this.admin = new AdminActions({
       config: () => this.config,
       log: this.log,
@@ -112,7 +121,9 @@ export class Runtime implements ProxyContext {
       readGate: this.readGate,
       isShuttingDown: () => this.isShuttingDown,
       reload: () => this.reload(),
-      shutdown: (mode) => void this.shutdown(mode).then(() => { if (this.onShutdownComplete !== null) this.onShutdownComplete() }),
+      shutdown: (mode) => role !== null
+        ? role.shutdownAll(mode)
+        : void this.shutdown(mode).then(() => { if (this.onShutdownComplete !== null) this.onShutdownComplete() }),
       adopt: (next, announce) => this.adopt(next, announce),
     })
   }
@@ -135,8 +146,13 @@ export class Runtime implements ProxyContext {
     await rt.startHttpIfConfigured()
     rt.startJanitor()
     rt.startStats()
-    rt.writePidfile()
-    rt.log.info('runtime.started', null, `listening on ${rt.listener.describe()}`)
+    // A worker's start is one part of the pooler's: the primary logs runtime.started once all are up.
+    if (rt.role === null) {
+      rt.writePidfile()
+      rt.log.info('runtime.started', null, `listening on ${rt.listener.describe()}`)
+    } else {
+      rt.log.info('worker.started', null, `worker ${rt.role.index} listening on ${rt.listener.describe()}`)
+    }
     return rt
   }
 
@@ -330,7 +346,7 @@ export class Runtime implements ProxyContext {
       this.httpServer?.closeAllConnections()
       this.listener.removeSocketFile()
       const pid = this.config.settings.pidfile
-      if (pid !== '') fs.rmSync(pid, { force: true })
+      if (pid !== '' && this.role === null) fs.rmSync(pid, { force: true })
       this.log.info('runtime.stopped', null, 'shutdown complete')
     }
     if (mode === 'immediate') {

@@ -1,11 +1,18 @@
-// `tidepool <file.ini>`: load the config, start the runtime, and wire the signals the way PgBouncer
-// 1.23+ does: SIGHUP reloads, SIGTERM waits for clients to leave (a second SIGTERM: at once),
-// SIGINT waits for transactions to finish, SIGQUIT stops at once.
+// `tidepool <file.ini>`: load the config, then run the pooler: one process (workers = 1), or a
+// primary that starts the workers (src/workers/), or, in a process the primary started, one
+// worker. Signals act as PgBouncer 1.23+'s (runtime/signals.ts); with workers the primary
+// forwards them to every worker.
 
+import cluster from 'node:cluster'
 import fs from 'node:fs'
+import os from 'node:os'
 import { loadConfig } from '../config/load.ts'
+import type { Config } from '../config/types.ts'
+import { MAX_WORKERS } from '../config/setting-types.ts'
 import { Runtime } from '../runtime.ts'
 import { Logger } from '../observe/log.ts'
+import { HANDLED_SIGNALS, signalActions } from '../runtime/signals.ts'
+import { ENV_INDEX } from '../workers/ipc.ts'
 
 export async function runStart(file: string, opts: { verbose: number; quiet: boolean }): Promise<number> {
   const r = await loadConfig(file)
@@ -15,11 +22,16 @@ export async function runStart(file: string, opts: { verbose: number; quiet: boo
     for (const e of r.errors) log.error('config.rejected', null, e)
     return 2
   }
-  if (r.config.settings.logfile !== '') {
-    const out = fs.createWriteStream(r.config.settings.logfile, { flags: 'a' })
-    log.sink = opts.quiet ? (l) => out.write(l + '\n') : (l) => { out.write(l + '\n'); process.stderr.write(l + '\n') }
-  } else if (opts.quiet) {
-    log.sink = () => {}
+  setLogSink(log, r.config, opts.quiet)
+  if (opts.verbose > 0) log.debugEnabled = true
+  if (cluster.isWorker && process.env[ENV_INDEX] !== undefined) {
+    const { runWorker } = await import('../workers/worker.ts')
+    return (await runWorker(r.config, log)) ?? 0
+  }
+  const count = workerCount(r.config)
+  if (count > 1) {
+    const { Primary } = await import('../workers/primary.ts')
+    return new Primary(r.config, log, count).start()
   }
   let rt: Runtime
   try {
@@ -34,16 +46,23 @@ export async function runStart(file: string, opts: { verbose: number; quiet: boo
     return 1
   }
   if (opts.verbose > 0) log.debugEnabled = true
-  let isStopping = false
-  const stop = (mode: 'immediate' | 'transactions' | 'clients') => {
-    const m = isStopping && mode !== 'transactions' ? 'immediate' : mode
-    isStopping = true
-    void rt.shutdown(m).then(() => process.exit(0))
-  }
   rt.onShutdownComplete = () => process.exit(0)
-  process.on('SIGHUP', () => void rt.reload())
-  process.on('SIGTERM', () => stop('clients'))
-  process.on('SIGINT', () => stop('transactions'))
-  process.on('SIGQUIT', () => stop('immediate'))
+  const actions = signalActions(rt, () => process.exit(0))
+  for (const sig of HANDLED_SIGNALS) process.on(sig, actions[sig])
   return 0
+}
+
+/** `workers`: 0 means auto, one per CPU the process may use. */
+export function workerCount(config: Config): number {
+  const n = config.settings.workers
+  return n === 0 ? Math.min(MAX_WORKERS, os.availableParallelism()) : n
+}
+
+function setLogSink(log: Logger, config: Config, isQuiet: boolean): void {
+  if (config.settings.logfile !== '') {
+    const out = fs.createWriteStream(config.settings.logfile, { flags: 'a' })
+    log.sink = isQuiet ? (l) => out.write(l + '\n') : (l) => { out.write(l + '\n'); process.stderr.write(l + '\n') }
+  } else if (isQuiet) {
+    log.sink = () => {}
+  }
 }

@@ -159,6 +159,24 @@ export function oneOf<const V extends string>(values: readonly V[]): SettingType
 }
 
 
+/** Most worker processes: a cancel key's pid carries the worker's index in its top 7 bits. */
+export const MAX_WORKERS = 128
+
+/**
+ * How many worker processes serve clients: `auto` (kept as 0) for one per CPU, or a count. The
+ * upper bound is the number of worker indexes a cancel key can name (proxy/cancel.ts).
+ */
+export function workerCount(): SettingType<number> {
+  const inner = int({ min: 1, max: MAX_WORKERS })
+  return {
+    kind: 'int',
+    label: `auto, or 1 to ${MAX_WORKERS}`,
+    values: [],
+    parse: (text) => (text.toLowerCase() === 'auto' ? { ok: true, value: 0 } : inner.parse(text)),
+    render: (v) => (v === 0 ? 'auto' : String(v)),
+  }
+}
+
 /** The methods libpq's require_auth names that tidepool's server login can meet. */
 export const REQUIRE_AUTH_METHODS = ['password', 'md5', 'scram-sha-256', 'none'] as const
 

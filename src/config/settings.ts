@@ -7,7 +7,7 @@
 // 1.25's doc/config.md; names, defaults and reload behaviour are PgBouncer's.
 // Must not: read files or the environment, or keep state; this module is data plus pure parsers.
 
-import { bool, int, list, millis, octal, oneOf, requireAuth, seconds, str, type SettingType, type SettingValue } from './setting-types.ts'
+import { bool, int, list, millis, octal, oneOf, requireAuth, seconds, str, workerCount, type SettingType, type SettingValue } from './setting-types.ts'
 
 export type { SettingValue } from './setting-types.ts'
 export type PoolMode = 'session' | 'transaction' | 'statement'
@@ -130,6 +130,8 @@ export interface Settings {
   tcp_keepintvl: number
   tcp_user_timeout: number
   // -- [tidepool]
+  /** Worker processes; 0 = auto (one per CPU). */
+  workers: number
   log_format: LogFormat
   http_listen_addr: string
   http_listen_port: number
@@ -429,6 +431,8 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'tcp_user_timeout', group: G.network, type: int(), default: '0', apply: 'live',
     doc: 'Milliseconds sent data may stay unacknowledged before the connection is dropped (Linux); 0 keeps the OS default' }),
   // ---- [tidepool]
+  setting({ name: 'workers', section: 'tidepool', group: G.tidepool, type: workerCount(), default: '1', apply: 'restart',
+    doc: 'Processes that serve clients on the same addresses: auto for one per CPU, 1 for a single process. Cancels and signals reach every worker; limits, the console and /metrics are still per worker (docs/architecture.md, Workers)' }),
   setting({ name: 'log_format', section: 'tidepool', group: G.tidepool, type: oneOf(['text', 'json'] as const), default: 'text', apply: 'live',
     doc: 'Log lines as PgBouncer-style text or as one JSON object per line' }),
   setting({ name: 'http_listen_addr', section: 'tidepool', group: G.tidepool, type: str(), default: '127.0.0.1', apply: 'restart',

@@ -1,6 +1,9 @@
 // Where clients connect: one TCP server per listen_addr, plus the unix socket .s.PGSQL.<port> in
 // unix_socket_dir (mode and group from the settings). While SUSPEND holds it, new connections wait
 // in a queue of our own, bounded by listen_backlog as the kernel's would be, and start at RESUME.
+// In a worker (src/workers/) every worker listens on the same addresses: through node:cluster,
+// whose primary owns the sockets (and the unix socket file), or with SO_REUSEPORT (Node >= 22.12),
+// where each worker binds its own TCP socket and the kernel spreads connections.
 // Must not: speak the protocol; a connection is handed to `accept` as a bare socket.
 
 import net from 'node:net'
@@ -12,6 +15,14 @@ import { socketPath } from './dial.ts'
 import { fdOf } from './socket-fd.ts'
 
 type ListenSettings = Pick<Settings, 'listen_addr' | 'listen_port' | 'listen_backlog' | 'unix_socket_dir' | 'unix_socket_mode' | 'unix_socket_group'>
+
+/** How a worker of several listens; null in a single process. */
+export interface SharedListen {
+  /** Each worker binds its own TCP sockets with SO_REUSEPORT instead of sharing the primary's. */
+  readonly reusePort: boolean
+  /** The port to bind instead of listen_port (listen_port = 0 under reusePort: the first worker's). */
+  readonly port: number | null
+}
 
 export class Listener {
   private readonly servers: net.Server[] = []
@@ -25,11 +36,14 @@ export class Listener {
     private readonly accept: (socket: net.Socket, isUnix: boolean) => void,
     private readonly settings: () => ListenSettings,
     private readonly log: Logger,
+    private readonly shared: SharedListen | null = null,
   ) {}
 
   /** Binds every address; resolves once all are listening, rejects on the first that cannot. */
   async listen(): Promise<void> {
     const s = this.settings()
+    const port = this.shared?.port ?? s.listen_port
+    const reusePort = this.shared?.reusePort === true
     const onConnection = (socket: net.Socket, isUnix: boolean) => {
       socket.on('error', () => {}) // ClientConn installs the real handler; this covers the gap.
       if (this.isHolding) this.enqueue(socket, isUnix)
@@ -41,7 +55,11 @@ export class Listener {
       const host = addr === '*' ? undefined : addr
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
-        server.listen({ host, port: s.listen_port, backlog: s.listen_backlog }, () => {
+        // reusePort is Node >= 22.12's (absent from Node 20's types); exclusive keeps the bind in this worker.
+        const opts: net.ListenOptions & { reusePort?: boolean } = reusePort
+          ? { host, port, backlog: s.listen_backlog, reusePort: true, exclusive: true }
+          : { host, port, backlog: s.listen_backlog }
+        server.listen(opts, () => {
           server.off('error', reject)
           resolve()
         })
@@ -50,12 +68,9 @@ export class Listener {
       this.servers.push(server)
     }
     if (s.unix_socket_dir !== '') {
-      const path = socketPath(s.unix_socket_dir, this.port || s.listen_port)
-      try {
-        fs.unlinkSync(path)
-      } catch {
-        // No stale socket file: nothing to remove.
-      }
+      const path = socketPath(s.unix_socket_dir, this.port || port)
+      // A worker's unix socket is the primary's (cluster shares it): the primary removed any stale file.
+      if (this.shared === null) removeStaleSocket(path)
       const server = net.createServer((socket) => onConnection(socket, true))
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
@@ -117,13 +132,22 @@ export class Listener {
   }
 
   removeSocketFile(): void {
-    if (this.unixSocketPath !== null) fs.rmSync(this.unixSocketPath, { force: true })
+    if (this.unixSocketPath !== null && this.shared === null) fs.rmSync(this.unixSocketPath, { force: true })
   }
 
   private enqueue(socket: net.Socket, isUnix: boolean): void {
     // The kernel's backlog would refuse past listen_backlog; so does ours.
     if (this.queued.length >= this.settings().listen_backlog) socket.destroy()
     else this.queued.push({ socket, isUnix })
+  }
+}
+
+/** Removes a socket file left by a process that died; none there is fine. */
+export function removeStaleSocket(path: string): void {
+  try {
+    fs.unlinkSync(path)
+  } catch {
+    // No stale socket file: nothing to remove.
   }
 }
 

@@ -15,6 +15,7 @@
 // Must not: move pool lists itself (the pool does), assign a server's fields (its methods say what
 // happened), or buffer more than one chunk while waiting.
 
+import { nextClientId } from './conn-ids.ts'
 import type net from 'node:net'
 import { Framer, INSPECT_ALL } from '../protocol/framer.ts'
 import { FrontendCode, TxStatus } from '../protocol/codes.ts'
@@ -37,8 +38,6 @@ import { ClientLogin, admitToPool, isOverLoginLimit, uncountClient, welcomeMessa
 import { CONSOLE_DB, ConsoleSession, consoleRole, consoleWelcome, describeCode, type ConsoleClient } from './client-console.ts'
 import { NO_NAMES, leaveServer, probeSession, releaseServer, sessionProbeSql, trackedLowerNames } from './session-pin.ts'
 import { REPL, RUNS_SQL, answerDeallocate, isTerminate, queueStreamed, rewriteWhole, wholeMessageCodes, workCodes, type ScanSink } from './statement-map.ts'
-
-let nextClientId = 1
 
 const enum Phase { Startup, Auth, Login, Work, Console, Closed }
 
@@ -122,7 +121,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     /** Came in on the unix socket: TLS is neither offered nor required there, as in PgBouncer. */
     readonly isUnix = false,
   ) {
-    this.id = `C-${nextClientId++}`
+    this.id = nextClientId()
     this.workCodes = workCodes(ctx.settings.disable_pqexec)
     this.connectedAtMs = Date.now()
     this.requestAtMs = this.connectedAtMs

@@ -13,6 +13,7 @@ import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import type { LogSubject } from '../observe/log.ts'
 import type { ProxyContext } from './context.ts'
 import { attachClientSocket, detachClientReads, type SocketOwner } from './client-socket.ts'
+import { cancelTimeoutMs } from './cancel.ts'
 
 /** What the startup phase needs of its client connection (ClientConn implements it). */
 export interface StartupClient extends SocketOwner, LogSubject {
@@ -111,10 +112,7 @@ export class ClientStartup {
         c.socket.write('N')
         return
       case 'cancel': {
-        const st = c.ctx.settings
-        // cancel_wait_timeout bounds the whole forward; server_connect_timeout still bounds the connect.
-        const limits = [st.server_connect_timeout, st.cancel_wait_timeout].filter((x) => x > 0)
-        const what = c.ctx.cancels.cancel(p.pid, p.secret, limits.length === 0 ? 0 : Math.min(...limits) * 1000)
+        const what = c.ctx.cancels.cancel(p.pid, p.secret, cancelTimeoutMs(c.ctx.settings))
         c.ctx.log.debug('cancel.received', c, `cancel request: ${what}`)
         c.close('cancel request handled', true)
         return

@@ -11,6 +11,7 @@
 // stack; only a TidepoolError (bad bytes, failed login) is the server's protocol error.
 // Must not: decide pool membership (pool.ts does) or read settings other than what it is given.
 
+import { nextServerId } from './conn-ids.ts'
 import type net from 'node:net'
 import { Framer, INSPECT_ALL, inspectTable } from '../protocol/framer.ts'
 import { BackendCode, TxStatus } from '../protocol/codes.ts'
@@ -34,8 +35,6 @@ import type { ServerInfo } from './server-info.ts'
 
 export type { WatchedHost } from './context.ts'
 export type { ServerTarget } from './server-startup.ts'
-
-let nextServerId = 1
 
 /** What a server connection needs of the client linked to it (ClientConn implements it). */
 export interface LinkedClient extends PooledClient {
@@ -125,7 +124,7 @@ export class ServerConn implements PooledServer, StartingServer {
     readonly target: ServerTarget,
     private readonly ctx: ProxyContext,
   ) {
-    this.id = `S-${nextServerId++}`
+    this.id = nextServerId()
     const now = Date.now()
     this.connectedAtMs = now
     this.idleSinceMs = now

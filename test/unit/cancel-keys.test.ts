@@ -2,7 +2,7 @@
 // its neighbours' pids), a pid never issued twice while in use, never 0.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { CancelRegistry, type Cancellable } from '../../src/proxy/cancel.ts'
+import { CancelRegistry, WORKER_KEY_SHIFT, keyOwner, type Cancellable } from '../../src/proxy/cancel.ts'
 
 const idle: Cancellable = { cancelSecret: 0, cancelTarget: () => null }
 
@@ -33,4 +33,25 @@ test('thousands of registered keys: all pids distinct', () => {
   const reg = new CancelRegistry()
   for (let i = 0; i < 5000; i++) reg.register(reg.issue().pid, idle)
   assert.equal(reg.size, 5000)
+})
+
+test('a worker\'s keys carry its index; a key of another worker goes to that worker, unread here', () => {
+  const forwarded: Array<[number, number, number]> = []
+  const reg = new CancelRegistry(undefined, { index: 5, forward: (owner, pid, secret) => forwarded.push([owner, pid, secret]) })
+  const keys = Array.from({ length: 200 }, () => reg.issue())
+  assert.ok(keys.every((k) => keyOwner(k.pid) === 5 && k.pid > 0 && k.pid <= 0x7fffffff), 'every pid names worker 5')
+  assert.ok(new Set(keys.map((k) => k.pid & ((1 << WORKER_KEY_SHIFT) - 1))).size > 190, 'the bits below the index stay random')
+  const c: Cancellable = { cancelSecret: 42, cancelTarget: () => null }
+  reg.register(keys[0].pid, c)
+  assert.equal(reg.cancel(keys[0].pid, 42, 0), 'no query running', 'its own key is handled here')
+  const other = (2 << WORKER_KEY_SHIFT) | 99
+  assert.equal(reg.cancel(other, 7, 0), 'sent to its worker')
+  assert.deepEqual(forwarded, [[2, other, 7]])
+  assert.equal(reg.cancel((5 << WORKER_KEY_SHIFT) | 99, 7, 0), 'unknown key', 'an unknown key of its own is dropped')
+})
+
+test('without workers a pid uses all 31 bits: no owner is read from it', () => {
+  const reg = new CancelRegistry(() => 0x7ffffffe)
+  assert.equal(reg.issue().pid, 0x7ffffffe)
+  assert.equal(reg.cancel(0x7ffffffe, 1, 0), 'unknown key')
 })

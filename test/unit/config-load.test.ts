@@ -151,6 +151,17 @@ test('[tidepool] values are typed by the same table', async (t) => {
   assert.equal(cfg.settings.http_listen_port, 8080)
 })
 
+test('workers: auto or a count from 1 to 128; SHOW CONFIG writes auto back', async (t) => {
+  const { r, file } = await load(t, '[pgbouncer]\n[tidepool]\nworkers = 0\n')
+  assert.deepEqual(errorsOf(r), [`${file}:3: workers: must be between 1 and 128, got 0`])
+  assert.match(errorsOf((await load(t, '[pgbouncer]\n[tidepool]\nworkers = many\n')).r)[0], /workers: expected an integer/)
+  const auto = mustLoad((await load(t, '[pgbouncer]\n[tidepool]\nworkers = AUTO\n')).r)
+  assert.equal(auto.settings.workers, 0)
+  assert.equal(configRows(auto).find((row) => row.key === 'workers')?.value, 'auto')
+  assert.equal(mustLoad((await load(t, '[pgbouncer]\n')).r).settings.workers, 1, 'one process unless asked')
+  assert.equal(mustLoad((await load(t, '[pgbouncer]\n[tidepool]\nworkers = 4\n')).r).settings.workers, 4)
+})
+
 test('enum values are matched without case and stored in canonical spelling', async (t) => {
   const cfg = mustLoad((await load(t, '[pgbouncer]\npool_mode = Transaction\nauth_type = SCRAM-SHA-256\nauth_file = u.txt\n', { 'u.txt': '' })).r)
   assert.equal(cfg.settings.pool_mode, 'transaction')

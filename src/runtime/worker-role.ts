@@ -1,0 +1,18 @@
+// What Runtime needs to know and do when it is one worker of several (src/workers/ supplies it):
+// its index, how it listens beside the others, where cancels for other workers' keys go, and who
+// stops the whole pooler. Absent in a single process, where Runtime behaves as it always has.
+// Must not: import src/workers/ (it imports Runtime); this is the contract between them.
+
+import type { ShutdownMode } from '../admin/console.ts'
+import type { SharedListen } from '../net/listener.ts'
+
+export interface WorkerRole {
+  /** 0 .. count-1; a replacement worker takes the index of the one it replaces. */
+  readonly index: number
+  readonly count: number
+  readonly listen: SharedListen
+  /** A CancelRequest carrying a key that worker `owner` issued. */
+  forwardCancel(owner: number, pid: number, secret: number): void
+  /** Console SHUTDOWN: the primary stops every worker (this one included) and then itself. */
+  shutdownAll(mode: ShutdownMode): void
+}

@@ -1,0 +1,189 @@
+// The primary of a pooler with workers: the process the user (or systemd) started. It serves no
+// client itself. It starts `workers` worker processes through node:cluster, each a full Runtime on
+// the same addresses; replaces any that dies (its clients are lost, nobody else's); forwards
+// every signal it gets to every worker, which acts on it as a single process would; passes
+// cancel requests to the worker whose key they carry; and exits once every worker has stopped.
+// Invariants: one live worker per index at most; no worker is replaced once a stop began.
+// Must not: accept clients or open server connections; read the config beyond what it needs to
+// start (the workers load and reload it themselves).
+
+import cluster, { type Worker } from 'node:cluster'
+import fs from 'node:fs'
+import type { Config } from '../config/types.ts'
+import type { ShutdownMode } from '../admin/console.ts'
+import { socketPath } from '../net/dial.ts'
+import { removeStaleSocket } from '../net/listener.ts'
+import type { Logger } from '../observe/log.ts'
+import { HANDLED_SIGNALS, STOP_SIGNALS, type HandledSignal } from '../runtime/signals.ts'
+import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, isMessage, type ToPrimary, type ToWorker } from './ipc.ts'
+import { chooseListenMode, type ListenMode } from './listen-mode.ts'
+
+/** A replacement that dies before it is ready waits this long, doubled per failure, up to the cap. */
+const RESPAWN_BACKOFF_MS = 1000
+const RESPAWN_BACKOFF_MAX_MS = 30_000
+
+interface Slot {
+  index: number
+  worker: Worker | null
+  isReady: boolean
+  /** Replacements in a row that died before they were ready. */
+  failures: number
+  retry: NodeJS.Timeout | null
+}
+
+export class Primary {
+  private readonly slots: Slot[]
+  private readonly mode: ListenMode
+  /** The TCP port every worker listens on; known once the first worker is ready when listen_port is 0. */
+  private port: number | null
+  private isStopping = false
+  private isStarted = false
+  private startFailure: ((code: number) => void) | null = null
+  private onAllReady: (() => void) | null = null
+
+  constructor(private readonly config: Config, private readonly log: Logger, count: number) {
+    this.slots = Array.from({ length: count }, (_, index) => ({ index, worker: null, isReady: false, failures: 0, retry: null }))
+    this.mode = chooseListenMode(process.env[ENV_LISTEN])
+    this.port = config.settings.listen_port === 0 ? null : config.settings.listen_port
+  }
+
+  get workerCount(): number {
+    return this.slots.length
+  }
+
+  /** Starts every worker; resolves 0 once all are ready, or the exit code of one that could not start. */
+  async start(): Promise<number> {
+    const s = this.config.settings
+    // Workers share the primary's unix socket, so only the primary may remove a file left behind.
+    if (s.unix_socket_dir !== '' && s.listen_port !== 0) removeStaleSocket(socketPath(s.unix_socket_dir, s.listen_port))
+    cluster.schedulingPolicy = this.mode === 'shared' ? cluster.SCHED_NONE : cluster.SCHED_RR
+    // Structured clone carries the console's Maps and typed arrays; the default JSON would not.
+    cluster.setupPrimary({ serialization: 'advanced' })
+    for (const sig of HANDLED_SIGNALS) process.on(sig, () => this.onSignal(sig))
+    const failed = new Promise<number>((resolve) => { this.startFailure = resolve })
+    const ready = new Promise<number>((resolve) => { this.onAllReady = () => resolve(0) })
+    // Under reuseport each worker binds its own socket: with listen_port = 0 the first one picks
+    // the port and the others bind the same.
+    if (this.mode === 'reuseport' && this.port === null) this.fork(this.slots[0])
+    else for (const slot of this.slots) this.fork(slot)
+    const code = await Promise.race([ready, failed])
+    this.startFailure = null
+    if (code !== 0) {
+      this.isStopping = true
+      for (const slot of this.slots) slot.worker?.process.kill('SIGKILL')
+      return code
+    }
+    this.isStarted = true
+    if (s.pidfile !== '') fs.writeFileSync(s.pidfile, `${process.pid}\n`)
+    const where = [s.listen_addr !== '' ? `${s.listen_addr}:${this.port}` : '', s.unix_socket_dir !== '' ? `unix:${socketPath(s.unix_socket_dir, this.port ?? 0)}` : '']
+    this.log.info('runtime.started', null, `listening on ${where.filter((w) => w !== '').join(', ')} with ${this.slots.length} workers (${this.mode})`)
+    return 0
+  }
+
+  private fork(slot: Slot): void {
+    slot.retry = null
+    slot.isReady = false
+    const env: Record<string, string> = { [ENV_INDEX]: String(slot.index), [ENV_COUNT]: String(this.slots.length), [ENV_LISTEN]: this.mode }
+    if (this.port !== null) env[ENV_PORT] = String(this.port)
+    const w = cluster.fork(env)
+    slot.worker = w
+    w.on('message', (m: unknown) => {
+      if (isMessage(m)) this.onMessage(slot, m as ToPrimary)
+    })
+    w.on('exit', (code, signal) => this.onExit(slot, w, code, signal))
+  }
+
+  private onMessage(slot: Slot, m: ToPrimary): void {
+    switch (m.t) {
+      case 'ready':
+        slot.isReady = true
+        slot.failures = 0
+        if (this.port === null) {
+          this.port = m.port
+          if (this.mode === 'reuseport') for (const s of this.slots) if (s.worker === null) this.fork(s)
+        }
+        if (this.isStarted) this.log.info('worker.replaced', null, `worker ${slot.index} (pid ${slot.worker?.process.pid}) is serving`)
+        else if (this.slots.every((s) => s.isReady)) this.onAllReady?.()
+        return
+      case 'cancel': {
+        // A key no live worker owns is dropped quietly, as PostgreSQL drops an unknown key.
+        const owner = this.slots[m.owner]
+        if (owner?.isReady === true) this.send(owner, { t: 'cancel', pid: m.pid, secret: m.secret })
+        return
+      }
+      case 'shutdown':
+        this.stop({ t: 'shutdown', mode: m.mode })
+        return
+    }
+  }
+
+  private onExit(slot: Slot, w: Worker, code: number | null, signal: string | null): void {
+    if (slot.worker !== w) return
+    const wasReady = slot.isReady
+    slot.worker = null
+    slot.isReady = false
+    if (this.isStopping) {
+      if (this.slots.every((s) => s.worker === null)) this.finish()
+      return
+    }
+    const how = signal !== null ? `signal ${signal}` : `exit code ${code}`
+    if (!this.isStarted) {
+      this.log.error('worker.failed', null, `worker ${slot.index} stopped before it was ready (${how})`)
+      this.startFailure?.(code === 2 ? 2 : 1)
+      return
+    }
+    this.log.error('worker.died', null, `worker ${slot.index} (pid ${w.process.pid}) ended (${how}); its clients are lost, starting a replacement`)
+    if (wasReady) {
+      slot.failures = 0
+      this.fork(slot)
+      return
+    }
+    // A replacement that cannot start (a config file broken since, say) is retried ever more slowly.
+    slot.failures++
+    const delay = Math.min(RESPAWN_BACKOFF_MAX_MS, RESPAWN_BACKOFF_MS * 2 ** (slot.failures - 1))
+    slot.retry = setTimeout(() => this.fork(slot), delay)
+  }
+
+  private onSignal(sig: HandledSignal): void {
+    if (STOP_SIGNALS.has(sig)) this.isStopping = true
+    this.broadcast({ t: 'signal', signal: sig })
+    if (this.isStopping) this.finishIfIdle()
+  }
+
+  /** Console SHUTDOWN in some worker: every worker stops in that mode, then the primary. */
+  private stop(msg: { t: 'shutdown'; mode: ShutdownMode }): void {
+    this.isStopping = true
+    this.broadcast(msg)
+    this.finishIfIdle()
+  }
+
+  private broadcast(msg: ToWorker): void {
+    for (const slot of this.slots) this.send(slot, msg)
+  }
+
+  private send(slot: Slot, msg: ToWorker): void {
+    const w = slot.worker
+    if (w === null || !w.isConnected()) return
+    try {
+      w.send(msg)
+    } catch {
+      // Its channel closed between the check and the send: its exit event follows.
+    }
+  }
+
+  private finishIfIdle(): void {
+    for (const slot of this.slots) {
+      if (slot.retry !== null) clearTimeout(slot.retry)
+      slot.retry = null
+    }
+    if (this.slots.every((s) => s.worker === null)) this.finish()
+  }
+
+  private finish(): void {
+    const s = this.config.settings
+    if (s.pidfile !== '') fs.rmSync(s.pidfile, { force: true })
+    if (s.unix_socket_dir !== '' && this.port !== null) fs.rmSync(socketPath(s.unix_socket_dir, this.port), { force: true })
+    this.log.info('runtime.stopped', null, 'shutdown complete')
+    process.exit(0)
+  }
+}
