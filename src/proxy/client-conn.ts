@@ -279,7 +279,10 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   }
 
   private onLinked(server: ServerConn): void {
-    if (this.isTrackingState) server.setTracking(this.ps !== null)
+    if (this.isTrackingState) {
+      this.followStatementMapping()
+      server.setTracking(this.ps !== null)
+    }
     const params = this.params
     const gucs = this.isTrackingState ? this.gucs : null
     const sql = server.session.syncSqlFor(params, gucs)
@@ -311,10 +314,28 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     this.isRefusingState = st.session_state_policy === 'error'
     this.isProbingAlways = st.session_state_probe === 'always'
     this.trackedLower = trackedLowerNames(st.track_extra_parameters)
-    if (st.max_prepared_statements > 0) {
+    this.followStatementMapping()
+    this.framer.inspect = wholeMessageCodes(this.ps !== null, this.isRefusingState)
+  }
+
+  /**
+   * Statement mapping on or off as max_prepared_statements now says (SET and RELOAD change it),
+   * when the client takes a server: between transactions, so no request is in flight. Turned
+   * off, the names mapped so far are forgotten, as PgBouncer forgets them: a Bind of one then
+   * reaches the server under the client's own name.
+   */
+  private followStatementMapping(): void {
+    const st = this.ctx.settings
+    const isOn = st.max_prepared_statements > 0
+    if (isOn === (this.ps !== null)) return
+    if (isOn) {
       this.ps = new ClientStatements()
       // A Bind is read whole to rename its statement, like PgBouncer: allow it up to max_packet_size.
       this.framer.maxInspectLength = Math.max(this.framer.maxInspectLength, st.max_packet_size + 1)
+    } else {
+      ;(this.ps as ClientStatements).clear()
+      this.ps = null
+      this.isDropPending = false
     }
     this.framer.inspect = wholeMessageCodes(this.ps !== null, this.isRefusingState)
   }

@@ -439,3 +439,37 @@ test('a DISCARD ALL pipelined ahead of the next statements (Npgsql, PgJDBC) leav
   assert.equal(types(m), '2DCZ', `the statement survived the failed DISCARD ALL: ${errorText(m)}`)
   await waitFor(() => tp.poolCounts('app', pgi.user).sv_active === 0, { timeoutMs: 5_000, what: 'the server released' })
 })
+
+test('SET max_prepared_statements = 0 stops mapping for live clients at their next transaction; RELOAD starts it again', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 1, admin_users: pgi.user } })
+  const admin = await tp.connect(t, { database: 'pgbouncer' })
+  const look = await tp.connect(t) // the pool's one server, seen from a pass-through session
+  const onServer = async () => (await look.query('SELECT name FROM pg_prepared_statements ORDER BY name')).rows.map((r) => r.name as string)
+  const c = await Raw.connect(tp.port)
+  t.after(() => c.close())
+  const run = async (...msgs: Buffer[]) => {
+    c.send(...msgs)
+    return c.untilReady()
+  }
+  assert.equal(types(await run(build.parse('mapped', 'SELECT 11', []), build.sync())), '1Z')
+  assert.deepEqual((await onServer()).filter((n) => !n.startsWith('TP_')), [], 'mapped under tidepool\'s name')
+  // Inside a transaction the client keeps mapping until it ends; the next one passes names through.
+  await run(build.query('BEGIN'))
+  await admin.query('SET max_prepared_statements = 0')
+  assert.equal(types(await run(build.parse('late', 'SELECT 12', []), build.sync())), '1Z')
+  await run(build.query('COMMIT'))
+  assert.equal(types(await run(build.parse('plain', 'SELECT 13', []), build.sync())), '1Z')
+  assert.deepEqual((await onServer()).filter((n) => !n.startsWith('TP_')), ['plain'], 'a new name goes to the server as it is')
+  // A name mapped before is forgotten, as in PgBouncer: its Bind reaches the server under its own name.
+  let m = await run(build.bind('', 'mapped', []), build.execute('', 0), build.sync())
+  assert.equal(sqlstate(m), '26000')
+  assert.equal(errorText(m), 'prepared statement "mapped" does not exist')
+  m = await run(build.bind('', 'plain', []), build.execute('', 0), build.sync())
+  assert.equal(types(m), '2DCZ')
+  assert.equal(m[1][1].subarray(6).toString(), '13')
+  // RELOAD reads the file again (the default, 200): the live client maps new names again.
+  await run(build.query('DEALLOCATE plain'))
+  await admin.query('RELOAD')
+  assert.equal(types(await run(build.parse('again', 'SELECT 14', []), build.bind('', 'again', []), build.execute('', 0), build.sync())), '12DCZ')
+  assert.deepEqual((await onServer()).filter((n) => !n.startsWith('TP_')), [], 'mapped again')
+})
