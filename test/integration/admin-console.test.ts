@@ -5,7 +5,9 @@ import assert from 'node:assert/strict'
 import pg from 'pg'
 import { sharedPostgres, TEST_USERS, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool, type TestTidepool } from '../harness/tidepool.ts'
-import { runPsql, waitFor } from '../harness/clients.ts'
+import { runPgbench, runPsql, waitFor } from '../harness/clients.ts'
+import fs from 'node:fs'
+import { join } from 'node:path'
 
 let pgi: PgInstance
 before(async () => {
@@ -124,6 +126,46 @@ test('SHOW STATS counts client Parses, server Parses and Binds of named prepared
   assert.equal(Number(row.total_bind_count), 6)
   // Both names are one statement text: the pool's one server is sent a single Parse for it.
   assert.equal(Number(row.total_server_parse_count), 1)
+})
+
+test('pgbench -M prepared: parse and bind counts in SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS; none in session mode', { timeout: 60_000 }, async (t) => {
+  // Issue 16 reported these as staying 0; they count (this test passed before any change), and
+  // only where PgBouncer counts them: transaction and statement mode with max_prepared_statements > 0.
+  const tp = await startTidepool(t, pgi, {
+    settings: { admin_users: pgi.user, default_pool_size: 2, stats_period: 1 },
+    databases: {
+      app: `host=127.0.0.1 port=${pgi.port} dbname=app user=${pgi.user} password=${pgi.password}`,
+      sess: `host=127.0.0.1 port=${pgi.port} dbname=app user=${pgi.user} password=${pgi.password} pool_mode=session`,
+    },
+  })
+  const script = join(tp.dir, 'select.sql')
+  fs.writeFileSync(script, 'SELECT 1;\n')
+  const bench = (db: string, args: string[]) => runPgbench({ port: tp.port, user: pgi.user, db, args: ['-n', '-M', 'prepared', '-c', '2', '-f', script, ...args] })
+  const a = await admin(t, tp)
+  let r = await bench('app', ['-T', '3'])
+  assert.equal(r.code, 0, r.stderr)
+  const row = async (sql: string, db: string) => (await a.query(sql)).rows.find((x) => x.database === db)
+  const stats = await row('SHOW STATS', 'app')
+  const xacts = Number(stats.total_xact_count)
+  assert.ok(xacts > 20, `pgbench ran: ${xacts} transactions`)
+  assert.equal(Number(stats.total_client_parse_count), 2, 'pgbench parses its statement once per connection')
+  assert.ok([1, 2].includes(Number(stats.total_server_parse_count)), `one Parse per server that needed it: ${stats.total_server_parse_count}`)
+  // Each connection's Parse + Sync (libpq's PQprepare) is a transaction of its own with no Bind.
+  assert.equal(Number(stats.total_bind_count), xacts - 2, 'one Bind per pgbench transaction')
+  assert.ok(Number(stats.avg_bind_count) > 0, `binds per second over the last stats_period: ${stats.avg_bind_count}`)
+  const totals = await row('SHOW STATS_TOTALS', 'app')
+  assert.deepEqual([totals.client_parse_count, totals.server_parse_count, totals.bind_count],
+    [stats.total_client_parse_count, stats.total_server_parse_count, stats.total_bind_count])
+  assert.ok(Number((await row('SHOW STATS_AVERAGES', 'app')).avg_bind_count) > 0)
+  const sum = new Map((await a.query('SHOW TOTALS')).rows.map((x) => [x.name as string, Number(x.value)]))
+  assert.equal(sum.get('total_ps_client_parse_count'), 2)
+  assert.equal(sum.get('total_ps_bind_count'), xacts - 2)
+  // Session mode passes statement names through: nothing is counted, as in PgBouncer.
+  r = await bench('sess', ['-t', '20'])
+  assert.equal(r.code, 0, r.stderr)
+  const sess = await row('SHOW STATS', 'sess')
+  assert.equal(Number(sess.total_xact_count), 42)
+  assert.deepEqual([sess.total_client_parse_count, sess.total_server_parse_count, sess.total_bind_count], ['0', '0', '0'])
 })
 
 test('PAUSE never hangs: after pause_timeout_ms it names the busy pool, and RESUME still works', { timeout: 30_000 }, async (t) => {
