@@ -58,7 +58,8 @@ test('a host that refuses connections is banned and the other one serves, withou
 
 test('two hosts both primary with read-write: no write goes anywhere, the client waits until its timeout', { timeout: 60_000 }, async (t) => {
   const tp = await startTidepool(t, a, {
-    settings: { query_wait_timeout: 2, client_login_timeout: 2 },
+    // query_wait_timeout also bounds a login's wait (PgBouncer's order puts it first): keep it longer.
+    settings: { query_wait_timeout: 5, client_login_timeout: 2 },
     databases: { app: entry([a, b], 'target_session_attrs=read-write') },
     tidepool: fastChecks,
   })
