@@ -47,6 +47,7 @@ const POOL_GAUGES: Array<[string, string, (k: PoolCounts, p: Pool) => number]> =
   ['tidepool_pools_server_used_connections', 'Server connections idle longer than server_check_delay', (k) => k.sv_used],
   ['tidepool_pools_server_testing_connections', 'Server connections running server_reset_query or server_check_query', (k) => k.sv_tested],
   ['tidepool_pools_server_login_connections', 'Server connections logging in', (k) => k.sv_login],
+  ['tidepool_pools_server_being_canceled_connections', 'Server connections held back from reuse until the cancel requests sent for their query are done', (k) => k.sv_being_canceled],
   ['tidepool_pools_client_maxwait_seconds', 'How long the oldest waiting client has waited', (k) => k.maxwait_ms / 1000],
   ['tidepool_pool_size', 'Configured pool_size of the pool', (_k, p) => p.settings.pool_size],
   ['tidepool_pool_paused', '1 while the pool is paused', (_k, p) => (p.isPaused ? 1 : 0)],

@@ -21,6 +21,8 @@ export interface PoolCounts {
   sv_idle: number
   sv_used: number
   sv_tested: number
+  /** Released while a cancel request for its query was in flight: held back until it is done. */
+  sv_being_canceled: number
   sv_login: number
   /** How long the oldest waiting client has waited; 0 with none waiting. */
   maxwait_ms: number

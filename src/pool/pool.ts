@@ -177,6 +177,12 @@ export class Pool {
       s.close(retire)
       return
     }
+    if (s.cancelsInFlight > 0) {
+      // A cancel for the last client's query may still reach PostgreSQL: another client's query
+      // here would be the one it stops. Back to the pool once they are done (cancelsDone).
+      this.lists.moveServer(s, ServerState.BeingCanceled)
+      return
+    }
     const needsReset = st.server_reset_query !== '' && (st.pool_mode === 'session' || st.server_reset_query_always)
     if (needsReset) {
       this.lists.moveServer(s, ServerState.Tested)
@@ -188,6 +194,11 @@ export class Pool {
       return
     }
     this.ready(s, nowMs)
+  }
+
+  /** The last cancel in flight for `s` is done: a server held back for it is released now. */
+  cancelsDone(s: PooledServer, nowMs: number): void {
+    if (s.state === ServerState.BeingCanceled && s.cancelsInFlight === 0) this.release(s, nowMs)
   }
 
   /** This pool as the console and PoolControl report it, with maxwait counted to `nowMs`. */
@@ -214,6 +225,7 @@ export class Pool {
       sv_idle: l.idleServers.size,
       sv_used: l.usedServers.size,
       sv_tested: l.testedServers.size,
+      sv_being_canceled: l.beingCanceledServers.size,
       sv_login: l.loginServers.size,
       maxwait_ms: first === null ? 0 : Math.max(0, nowMs - first.waitSinceMs),
     }
@@ -227,6 +239,7 @@ export class Pool {
   retireReason(s: PooledServer, nowMs: number, isSweep: boolean): string | null {
     const st = this.settings
     if (s.closeOnRelease) return 'database configuration changed'
+    if (s.isCancelUnsure) return 'a cancel request for it was not confirmed'
     if (isSweep) {
       if (this.isPaused) return 'pause mode'
       const min = Math.min(st.min_pool_size, st.pool_size)

@@ -11,6 +11,9 @@
 //   Used    — ready but idle for longer than server_check_delay: checked before reuse; on `usedServers`
 //   Active  — linked to a client; on `activeServers`
 //   Tested  — running server_reset_query or server_check_query; on `testedServers`
+//   BeingCanceled — released by its client while a cancel request for its query is still on the way
+//             to PostgreSQL: held back from reuse until every such cancel is done, so it can only
+//             ever stop the query it was meant for (PgBouncer's SV_BEING_CANCELED); on `beingCanceledServers`
 
 import { IntrusiveList, type Linked } from '../util/intrusive-list.ts'
 import type { ClientFailure } from '../protocol/client-errors.ts'
@@ -18,7 +21,9 @@ import type { ClientFailure } from '../protocol/client-errors.ts'
 export const ClientState = { Login: 'login', Active: 'active', Waiting: 'waiting', Closed: 'closed' } as const
 export type ClientState = (typeof ClientState)[keyof typeof ClientState]
 
-export const ServerState = { Login: 'login', Idle: 'idle', Used: 'used', Active: 'active', Tested: 'tested', Closed: 'closed' } as const
+export const ServerState = {
+  Login: 'login', Idle: 'idle', Used: 'used', Active: 'active', Tested: 'tested', BeingCanceled: 'being_canceled', Closed: 'closed',
+} as const
 export type ServerState = (typeof ServerState)[keyof typeof ServerState]
 
 /** All the pool knows of a client connection. */
@@ -54,6 +59,10 @@ export interface PooledServer extends Linked<PooledServer> {
   readyAtMs: number
   /** At ReadyForQuery(idle), owing no response and with nothing half-sent: safe to hand to another client. */
   readonly isReady: boolean
+  /** Cancel requests for its queries sent to PostgreSQL whose connection has not ended yet. */
+  readonly cancelsInFlight: number
+  /** A cancel request for it went out and its outcome is unknown (it timed out): it may still stop a later query. */
+  readonly isCancelUnsure: boolean
   /** At ReadyForQuery in a transaction (T or E), owing nothing: the client is idle in a transaction. */
   readonly isIdleInTransaction: boolean
   /** When the client's current transaction began, on the stats clock (nowUs); 0 outside one. */
@@ -77,6 +86,7 @@ export class PoolLists {
   readonly usedServers = new IntrusiveList<PooledServer>()
   readonly activeServers = new IntrusiveList<PooledServer>()
   readonly testedServers = new IntrusiveList<PooledServer>()
+  readonly beingCanceledServers = new IntrusiveList<PooledServer>()
 
   clientList(state: ClientState): IntrusiveList<PooledClient> | null {
     switch (state) {
@@ -94,6 +104,7 @@ export class PoolLists {
       case ServerState.Used: return this.usedServers
       case ServerState.Active: return this.activeServers
       case ServerState.Tested: return this.testedServers
+      case ServerState.BeingCanceled: return this.beingCanceledServers
       default: return null
     }
   }
@@ -120,21 +131,25 @@ export class PoolLists {
   }
 
   get serverCount(): number {
-    return this.loginServers.size + this.idleServers.size + this.usedServers.size + this.activeServers.size + this.testedServers.size
+    return this.loginServers.size + this.idleServers.size + this.usedServers.size + this.activeServers.size + this.testedServers.size +
+      this.beingCanceledServers.size
   }
 
   get clientCount(): number {
     return this.loginClients.size + this.activeClients.size + this.waitingClients.size
   }
 
-  /** Servers running a client's work or an internal query: what PAUSE and shutdown wait for. */
+  /**
+   * Servers running a client's work or an internal query, or not yet back from a cancel: what
+   * PAUSE and shutdown wait for.
+   */
   get busyServerCount(): number {
-    return this.activeServers.size + this.testedServers.size
+    return this.activeServers.size + this.testedServers.size + this.beingCanceledServers.size
   }
 
   /** Every server on any list, copied, so the caller may close them while iterating. */
   allServers(): PooledServer[] {
-    return [...this.loginServers, ...this.idleServers, ...this.usedServers, ...this.activeServers, ...this.testedServers]
+    return [...this.loginServers, ...this.idleServers, ...this.usedServers, ...this.activeServers, ...this.testedServers, ...this.beingCanceledServers]
   }
 
   /** Every client on any list, copied, so the caller may fail them while iterating. */

@@ -4,6 +4,9 @@
 // PostgreSQL itself never answers a CancelRequest, and nothing may crash on it (pgbouncer#801).
 // With workers, the top bits of a key's pid name the worker that issued it (as PgBouncer's peer_id
 // bits name a process), so a CancelRequest that lands on another worker is handed to the owner.
+// A forwarded cancel reaches only the query of the client whose key it carries: the target checks
+// again once connected (`begin`) and holds its server back from reuse until PostgreSQL has closed
+// the cancel connection (`end`), as PgBouncer's being_canceled state does.
 // Must not: keep clients alive (unregister on close) or log the secret.
 
 import type { Settings } from '../config/settings.ts'
@@ -11,10 +14,25 @@ import { dial } from '../net/dial.ts'
 import { randomInt } from 'node:crypto'
 import * as build from '../protocol/build.ts'
 
+/** Where a CancelRequest goes and with which key. */
+export interface CancelTarget {
+  host: string
+  port: number
+  pid: number
+  secret: number
+  /** Connected, just before the packet goes: false drops it (the query it was meant for has ended). */
+  begin?(): boolean
+  /**
+   * The connection of a begun cancel is gone; `isConfirmed`: PostgreSQL closed it after reading the
+   * packet. Otherwise (timeout, error) the cancel may still arrive later.
+   */
+  end?(isConfirmed: boolean): void
+}
+
 export interface Cancellable {
   readonly cancelSecret: number
   /** The server that runs this client's query now, if any: where and with which key. */
-  cancelTarget(): { host: string; port: number; pid: number; secret: number } | null
+  cancelTarget(): CancelTarget | null
 }
 
 /** Bits of a worker's key pid below its index: 24 random bits stay, the index takes the next 7. */
@@ -98,9 +116,19 @@ export function cancelTimeoutMs(st: Pick<Settings, 'server_connect_timeout' | 'c
 }
 
 /** Sends a CancelRequest to a server on a connection of its own; failures are silent, as in libpq. */
-export function sendCancel(t: { host: string; port: number; pid: number; secret: number }, connectTimeoutMs: number): void {
+export function sendCancel(t: CancelTarget, connectTimeoutMs: number): void {
   const sock = dial(t.host, t.port)
+  let isBegun = false
+  let isConfirmed = false
   if (connectTimeoutMs > 0) sock.setTimeout(connectTimeoutMs, () => sock.destroy())
   sock.on('error', () => sock.destroy())
-  sock.on('connect', () => sock.end(build.cancelRequest(t.pid, t.secret)))
+  sock.on('connect', () => {
+    if (t.begin !== undefined && !t.begin()) return void sock.destroy()
+    isBegun = true
+    sock.end(build.cancelRequest(t.pid, t.secret))
+    sock.resume() // PostgreSQL sends nothing; reading lets its close arrive as 'end'
+  })
+  // The server closes the connection once it has signalled the backend (PgBouncer waits for the same).
+  sock.on('end', () => { isConfirmed = true })
+  sock.on('close', () => { if (isBegun) t.end?.(isConfirmed) })
 }

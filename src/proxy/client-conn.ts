@@ -27,6 +27,7 @@ import { TidepoolError } from '../util/errors.ts'
 import { ClientState, type PooledClient, type PooledServer } from '../pool/states.ts'
 import type { Pool } from '../pool/pool.ts'
 import type { ProxyContext } from './context.ts'
+import type { CancelTarget } from './cancel.ts'
 import type { LinkedClient, ServerConn } from './server-conn.ts'
 import { OUT } from './out-slices.ts'
 import { NO_PARAMS, canonicalParamName, withParam } from './server-params.ts'
@@ -605,10 +606,8 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     this.fail(ClientErrors.serverConnCrashed)
   }
 
-  cancelTarget(): { host: string; port: number; pid: number; secret: number } | null {
-    const s = this.server
-    if (s === null || s.isReady) return null
-    return { host: s.target.host, port: s.target.port, pid: s.backendPid, secret: s.backendSecret }
+  cancelTarget(): CancelTarget | null {
+    return this.server?.cancelTargetFor(this) ?? null
   }
 
   // ---- close ----

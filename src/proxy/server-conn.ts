@@ -22,7 +22,7 @@ import { ServerState, type PooledClient, type PooledServer } from '../pool/state
 import type { Pool } from '../pool/pool.ts'
 import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import type { ProxyContext } from './context.ts'
-import { sendCancel } from './cancel.ts'
+import { sendCancel, type CancelTarget } from './cancel.ts'
 import { dial, isUnixHost } from '../net/dial.ts'
 import { OUT } from './out-slices.ts'
 import { nowUs } from '../pool/stats.ts'
@@ -81,6 +81,8 @@ export class ServerConn implements PooledServer, StartingServer {
   state: ServerState = ServerState.Login
   client: LinkedClient | null = null
   closeOnRelease = false
+  cancelsInFlight = 0
+  isCancelUnsure = false
   connectedAtMs: number
   idleSinceMs: number
   readyAtMs: number
@@ -206,6 +208,37 @@ export class ServerConn implements PooledServer, StartingServer {
 
   get isClosed(): boolean {
     return this.closeReason !== null
+  }
+
+  /**
+   * A cancel of the query `client` runs here now, or null when there is none. Checked again when
+   * the cancel connection is up, since the query may have ended and the server moved on meanwhile;
+   * from then until PostgreSQL closes that connection the server counts it in cancelsInFlight and
+   * the pool holds it back from reuse (Pool.release, cancelsDone).
+   */
+  cancelTargetFor(client: PooledClient): CancelTarget | null {
+    if (this.client !== client || this.isReady) return null
+    const t = this.target
+    return {
+      host: t.host,
+      port: t.port,
+      pid: this.backendPid,
+      secret: this.backendSecret,
+      begin: () => {
+        if (this.client !== client || this.isReady || this.isClosed) return false
+        this.cancelsInFlight++
+        return true
+      },
+      end: (isConfirmed) => {
+        this.cancelsInFlight--
+        if (!isConfirmed) this.isCancelUnsure = true
+        if (this.state === ServerState.BeingCanceled) {
+          // Unconfirmed, it may still stop whatever runs here next: never reused (retireReason).
+          if (this.isCancelUnsure) this.close('a cancel request for it was not confirmed')
+          else this.pool.cancelsDone(this, Date.now())
+        }
+      },
+    }
   }
 
   /** Every read, from the TCP socket or (after the TLS upgrade) the TLS one. */

@@ -14,6 +14,9 @@ export interface FaultMode {
   delayMs?: number
   /** hold all traffic, keeping every socket open, until a set() without stall */
   stall?: boolean
+  /** hold the traffic of connections opened from now on (both ways, sockets kept open) while
+   *  older ones flow, until a set() without it: a cancel request stuck on its way, say */
+  holdNew?: boolean
   /** close a connection once this many bytes came from the server, counted from its start or
    *  from this set() call, whichever is later */
   cutAfterBytes?: number
@@ -50,6 +53,8 @@ class Link {
   readonly down: Flow
   serverBytes = 0
   closed = false
+  /** opened under holdNew: nothing passes until holdNew is lifted */
+  isHeld = false
 
   constructor(readonly client: Socket, readonly server: Socket) {
     this.up = new Flow(client, server, false)
@@ -87,6 +92,7 @@ class Proxy implements FaultProxy {
     }
     for (const link of this.links) {
       link.serverBytes = 0
+      if (persistent.holdNew !== true) link.isHeld = false
       this.pump(link, link.up)
       this.pump(link, link.down)
     }
@@ -112,6 +118,7 @@ class Proxy implements FaultProxy {
     client.setNoDelay(true)
     server.setNoDelay(true)
     const link = new Link(client, server)
+    link.isHeld = this.mode.holdNew === true
     this.links.add(link)
     for (const flow of [link.up, link.down]) {
       flow.src.on('data', (chunk: Buffer) => {
@@ -141,7 +148,7 @@ class Proxy implements FaultProxy {
   // Hands dst every queued chunk whose time has come, unless stalled or dst is backed up.
   private pump(link: Link, flow: Flow): void {
     if (link.closed) return
-    const stalled = this.mode.stall === true
+    const stalled = this.mode.stall === true || link.isHeld
     while (!stalled && !flow.dstBlocked && flow.queue.length > 0) {
       const head = flow.queue[0]!
       const waitMs = head.atMs - Date.now()

@@ -46,7 +46,7 @@ export interface TestTidepool {
   rewrite(opts: TidepoolOptions): void
 }
 
-const NO_POOL: PoolCounts = { cl_active: 0, cl_waiting: 0, cl_pinned: 0, sv_active: 0, sv_idle: 0, sv_used: 0, sv_tested: 0, sv_login: 0, maxwait_ms: 0 }
+const NO_POOL: PoolCounts = { cl_active: 0, cl_waiting: 0, cl_pinned: 0, sv_active: 0, sv_idle: 0, sv_used: 0, sv_tested: 0, sv_being_canceled: 0, sv_login: 0, maxwait_ms: 0 }
 
 export function writeConfig(dir: string, pgi: PgInstance | null, opts: TidepoolOptions): string {
   const settings: Record<string, string | number> = { listen_addr: '127.0.0.1', listen_port: 0, unix_socket_dir: '', auth_type: 'trust', pool_mode: 'transaction', ...opts.settings }

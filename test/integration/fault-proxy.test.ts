@@ -116,6 +116,24 @@ test('stall holds traffic without closing, and set({}) lets it through', { timeo
   await waitFor(() => c.data().toString() === 'aheld', { timeoutMs: 5_000, what: 'held bytes after the stall' })
 })
 
+test('holdNew holds connections opened meanwhile and lets older ones flow, until lifted', { timeout: 10_000 }, async (t) => {
+  const { echo, proxy } = await setup(t)
+  const old = await connect(t, proxy.port)
+  await roundTrip(old, 'a')
+  proxy.set({ holdNew: true })
+  const late = await connect(t, proxy.port)
+  late.socket.write('held')
+  await roundTrip(old, 'b')
+  // Absence cannot be awaited; give the bytes ample time to (wrongly) get through.
+  await sleep(200)
+  assert.equal(echo.received(), 2, 'the server saw only the older connection\'s bytes')
+  assert.equal(late.data().length, 0)
+  assert.equal(late.closed(), false)
+  assert.equal(proxy.connections(), 2)
+  proxy.set({})
+  await waitFor(() => late.data().toString() === 'held', { timeoutMs: 5_000, what: 'held bytes once holdNew is lifted' })
+})
+
 test('cutAfterBytes delivers exactly N bytes from the server, then closes', { timeout: 10_000 }, async (t) => {
   const { proxy } = await setup(t)
   const c = await connect(t, proxy.port)

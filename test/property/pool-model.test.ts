@@ -1,12 +1,14 @@
 // The pool against a model: random runs of acquire, release, pause, resume, kill, RECONNECT, client
-// and server closes, server logins, internal queries and janitor sweeps on a controlled clock,
+// and server closes, server logins, internal queries, cancel requests in flight and janitor sweeps
+// on a controlled clock,
 // applied both to a real Pool (driven through its own seams, PooledClient, PooledServer and
 // ServerFactory, with tiny fakes) and to a plain model of the same rules written with arrays.
 // After every step each connection's state and link, the waiters' order, the idle servers' order
 // and the notices and failures must agree, and the pool's own invariants must hold: list
 // membership equals state, links are symmetric, never more servers than pool_size +
 // reserve_pool_size, no idle server while someone waits, no waiter older than query_wait_timeout
-// after a sweep, and a waiter always has a server on the way while the pool may open one.
+// after a sweep, a waiter always has a server on the way while the pool may open one, and a
+// server with a cancel in flight is never linked to a client other than the one it was sent for.
 //
 // The model covers what these settings exercise: transaction or session mode, server_reset_query
 // (always or not), LIFO or round-robin reuse, reserve_pool_size/timeout, server_idle_timeout,
@@ -106,6 +108,10 @@ class FakeServer implements PooledServer {
   idleSinceMs = 0
   readyAtMs = 0
   isReady = true
+  cancelsInFlight = 0
+  isCancelUnsure = false
+  /** The client whose query the cancels in flight were sent to stop. */
+  cancelFor: PooledClient | null = null
   readonly isIdleInTransaction = false
   readonly transactionStartUs = 0
   readonly lifetimeFactor = 1
@@ -118,6 +124,15 @@ class FakeServer implements PooledServer {
 
   runInternal(_sql: string, done: (ok: boolean) => void): void {
     this.internal = done
+  }
+
+  /** What ServerConn's cancel target does when a cancel connection ends. */
+  cancelEnded(isConfirmed: boolean): void {
+    this.cancelsInFlight--
+    if (!isConfirmed) this.isCancelUnsure = true
+    if (this.state !== ServerState.BeingCanceled) return
+    if (this.isCancelUnsure) this.close('a cancel request for it was not confirmed')
+    else this.w.pool.cancelsDone(this, this.w.now)
   }
 
   /** What ServerConn.close does with the pool. */
@@ -139,9 +154,13 @@ class FakeServer implements PooledServer {
 // ---- the model ----
 
 type MClientState = 'login' | 'active' | 'waiting' | 'closed'
-type MServerState = 'login' | 'idle' | 'active' | 'tested' | 'closed'
+type MServerState = 'login' | 'idle' | 'active' | 'tested' | 'being_canceled' | 'closed'
 interface MClient { state: MClientState; server: number | null; connectedAt: number; waitSince: number; isNoticed: boolean; notices: number; failure: string | null }
-interface MServer { state: MServerState; client: number | null; connectedAt: number; idleSince: number; isReady: boolean; closeOnRelease: boolean }
+interface MServer {
+  state: MServerState; client: number | null; connectedAt: number; idleSince: number; isReady: boolean; closeOnRelease: boolean
+  /** Cancel requests in flight, whether one ended unconfirmed, and the client they were for. */
+  cancels: number; isCancelUnsure: boolean; cancelFor: number | null
+}
 
 class Model {
   now = 1_000_000
@@ -178,7 +197,7 @@ class Model {
     const wanted = this.queue.length + (this.hasWelcome ? 0 : Math.min(1, loginClients))
     while (this.live('login').length + this.live('tested').length < wanted) {
       if (this.serverCount >= this.allowed() || this.isHostDown) break
-      this.servers.push({ state: 'login', client: null, connectedAt: this.now, idleSince: 0, isReady: true, closeOnRelease: false })
+      this.servers.push({ state: 'login', client: null, connectedAt: this.now, idleSince: 0, isReady: true, closeOnRelease: false, cancels: 0, isCancelUnsure: false, cancelFor: null })
     }
   }
 
@@ -238,8 +257,13 @@ class Model {
 
   release(s: number): void {
     this.unlink(s)
-    if (this.servers[s].closeOnRelease) {
+    const ms = this.servers[s]
+    if (ms.closeOnRelease || ms.isCancelUnsure) {
       this.closeServer(s)
+      return
+    }
+    if (ms.cancels > 0) {
+      ms.state = 'being_canceled'
       return
     }
     const st = this.st
@@ -338,6 +362,7 @@ const CLIENT_LISTS: Array<[ClientState, (p: Pool) => IntrusiveList<PooledClient>
   [ClientState.Waiting, (p) => p.lists.waitingClients],
 ]
 const SERVER_LISTS: Array<[ServerState, (p: Pool) => IntrusiveList<PooledServer>]> = [
+  [ServerState.BeingCanceled, (p) => p.lists.beingCanceledServers],
   [ServerState.Login, (p) => p.lists.loginServers],
   [ServerState.Idle, (p) => p.lists.idleServers],
   [ServerState.Used, (p) => p.lists.usedServers],
@@ -384,6 +409,9 @@ function checkInvariants(w: World): void {
     assert.equal(s.list, p.lists.serverList(s.state), `server S${s.id} in ${s.state} is not on that list`)
     assert.equal(s.client !== null, s.state === ServerState.Active, `server S${s.id} in ${s.state} linked=${s.client !== null}`)
     if (s.client !== null) assert.equal(s.client.server, s)
+    if (s.cancelsInFlight > 0 && s.client !== null) {
+      assert.equal(s.client, s.cancelFor, `S${s.id} went to another client while a cancel for C${(s.cancelFor as FakeClient).id}'s query was in flight`)
+    }
   }
   const st = w.settings
   assert.ok(p.lists.serverCount <= st.pool_size + st.reserve_pool_size, `${p.lists.serverCount} servers > pool_size ${st.pool_size} + reserve ${st.reserve_pool_size}`)
@@ -419,6 +447,7 @@ function checkAgainstModel(m: Model, w: World): void {
     const s = w.servers[i]
     assert.equal(s.isClosed ? 'closed' : s.state, ms.state, `S${i} state`)
     assert.equal((s.client as FakeClient | null)?.id ?? null, ms.client, `S${i} client`)
+    assert.equal(s.cancelsInFlight, ms.cancels, `S${i} cancels in flight`)
   }
   assert.deepEqual(ids(p.lists.waitingClients as Iterable<FakeClient>), m.queue, 'waiters in arrival order')
   assert.deepEqual(ids(p.lists.idleServers as Iterable<FakeServer>), m.idle, 'idle servers in reuse order')
@@ -609,6 +638,45 @@ class Host implements Cmd {
   toString(): string { return this.isDown ? 'hostDown' : 'hostUp' }
 }
 
+/**
+ * A client's cancel request reaches its server's query and goes out to PostgreSQL (what
+ * ServerConn.cancelTargetFor's begin does: only while the query runs).
+ */
+class CancelSent implements Cmd {
+  constructor(readonly i: number) {}
+  check(m: Model): boolean { return serversIn(m, (s) => s.client !== null && !s.isReady).length > 0 }
+  run(m: Model, w: World): void {
+    const s = pick(serversIn(m, (x) => x.client !== null && !x.isReady), this.i) as number
+    const ms = m.servers[s]
+    ms.cancels++
+    ms.cancelFor = ms.client
+    const fs = w.servers[s]
+    fs.cancelsInFlight++
+    fs.cancelFor = fs.client
+    checkAgainstModel(m, w)
+  }
+  toString(): string { return `cancelSent(${this.i})` }
+}
+
+/** PostgreSQL closes a cancel connection (confirmed), or it times out (not: the server is never reused). */
+class CancelDone implements Cmd {
+  constructor(readonly i: number, readonly isConfirmed: boolean) {}
+  check(m: Model): boolean { return serversIn(m, (s) => s.cancels > 0).length > 0 }
+  run(m: Model, w: World): void {
+    const s = pick(serversIn(m, (x) => x.cancels > 0), this.i) as number
+    const ms = m.servers[s]
+    ms.cancels--
+    if (!this.isConfirmed) ms.isCancelUnsure = true
+    if (ms.state === 'being_canceled') {
+      if (ms.isCancelUnsure) m.closeServer(s)
+      else if (ms.cancels === 0) m.release(s)
+    }
+    w.servers[s].cancelEnded(this.isConfirmed)
+    checkAgainstModel(m, w)
+  }
+  toString(): string { return `cancelDone(${this.i}, ${this.isConfirmed})` }
+}
+
 /** Time passes, then the janitor sweeps. */
 class Tick implements Cmd {
   constructor(readonly ms: number) {}
@@ -666,6 +734,8 @@ const arbCommands = fc.commands<Model, World>([
   index.map((i) => new CloseServer(i)),
   ...times(4, index.map((i) => new LoginDone(i))),
   ...times(2, fc.tuple(index, fc.boolean()).map(([i, ok]) => new InternalDone(i, ok))),
+  ...times(2, index.map((i) => new CancelSent(i))),
+  ...times(2, fc.tuple(index, fc.nat(4)).map(([i, n]) => new CancelDone(i, n !== 0))),
   fc.constant(new Pause()),
   ...times(2, fc.constant(new Resume())),
   fc.constant(new Reconnect()),

@@ -204,6 +204,8 @@ class FakeServer implements PooledServer {
   idleSinceMs = NOW
   readyAtMs = NOW - 1_000
   readonly isReady = true
+  readonly cancelsInFlight = 0
+  readonly isCancelUnsure = false
   readonly isIdleInTransaction = false
   readonly transactionStartUs = 0
   readonly lifetimeFactor = 1

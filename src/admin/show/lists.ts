@@ -12,7 +12,7 @@ const LISTS_COLUMNS = columns('si', ['list', 'items'])
 /** Server connections on any pool's list (what PgBouncer calls used servers). */
 export function serverTotal(pools: readonly PoolRow[]): number {
   let n = 0
-  for (const { counts: k } of pools) n += k.sv_active + k.sv_idle + k.sv_used + k.sv_tested + k.sv_login
+  for (const { counts: k } of pools) n += k.sv_active + k.sv_idle + k.sv_used + k.sv_tested + k.sv_login + k.sv_being_canceled
   return n
 }
 

@@ -31,7 +31,7 @@ export function showPools(req: ConsoleRequest): ResultSet {
       k.cl_active, k.cl_waiting,
       0, 0,
       k.sv_active,
-      0, 0,
+      0, k.sv_being_canceled,
       k.sv_idle, k.sv_used, k.sv_tested, k.sv_login,
       Math.floor(k.maxwait_ms / 1000), Math.floor(k.maxwait_ms % 1000) * 1000,
       p.pool_mode,

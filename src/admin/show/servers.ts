@@ -1,6 +1,7 @@
 // SHOW SERVERS: every server connection, pool by pool (database, then user), in each pool active,
-// idle, used, tested, then logging in ('new'), as PgBouncer lists them. Also the row and order that
-// SHOW SOCKETS and ACTIVE_SOCKETS share, and the socket columns SHOW CLIENTS starts with.
+// idle, used, tested, logging in ('new'), then held back for a cancel ('being_canceled'), as
+// PgBouncer lists them. Also the row and order that SHOW SOCKETS and ACTIVE_SOCKETS share, and
+// the socket columns SHOW CLIENTS starts with.
 
 import type { ServerState } from '../../pool/states.ts'
 import type { ConsoleRequest } from '../request.ts'
@@ -13,8 +14,8 @@ export const SOCKET_COLUMNS = columns('ssssssisiTTiiississii', [
   'prepared_statements', 'id',
 ])
 
-/** A server's place within its pool: PgBouncer walks active, idle, used, tested, then login. */
-export const SERVER_STATE_RANK: Readonly<Record<ServerState, number>> = { active: 0, idle: 1, used: 2, tested: 3, login: 4, closed: 5 }
+/** A server's place within its pool: PgBouncer walks active, idle, used, tested, login, then being_canceled. */
+export const SERVER_STATE_RANK: Readonly<Record<ServerState, number>> = { active: 0, idle: 1, used: 2, tested: 3, login: 4, being_canceled: 5, closed: 6 }
 
 /** Servers in PgBouncer's order; the view's order is kept within one pool and state. */
 export function sortedServers(req: ConsoleRequest): ServerInfo[] {
