@@ -296,7 +296,7 @@ export class Runtime implements ProxyContext {
     this.backends.apply(next)
     if (prev.settings.janitor_interval_ms !== next.settings.janitor_interval_ms) this.startJanitor()
     if (prev.settings.stats_period !== next.settings.stats_period) this.startStats()
-    this.pools.reconfigure(next, (pool) => this.servers.retarget(pool))
+    this.pools.reconfigure(next, (pool) => this.servers.retarget(pool), Date.now())
     if (diff.restart.length > 0) {
       this.log.warn('config.restart_needed', null, `changed settings need a restart to take effect: ${diff.restart.join(', ')}`)
     }

@@ -136,7 +136,7 @@ export class AdminActions {
     this.tell({ op: 'resume', database: db })
   }
 
-  /** RECONNECT: servers close as they are released; idle ones at the next janitor sweep. */
+  /** RECONNECT: idle servers close now, busy ones as they are released; no client gets one again. */
   reconnect(db: string | null): void {
     this.tell({ op: 'reconnect', database: db })
   }

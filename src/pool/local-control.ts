@@ -25,7 +25,7 @@ export class LocalPoolControl implements PoolControl {
       case 'release': return done(this.pools.hold(null, now))
       case 'drain': return this.drain(cmd.hosts, cmd.timeoutMs, cmd.reason)
       case 'kill': return done(this.pools.kill(cmd.database, now))
-      case 'reconnect': return done(this.pools.reconnect(cmd.database))
+      case 'reconnect': return done(this.pools.reconnect(cmd.database, now))
       case 'wait_close':
         await pollUntil(() => this.pools.isClosingDone(cmd.database), WAIT_POLL_MS)
         return done(this.pools.of(cmd.database).length)

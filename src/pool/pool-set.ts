@@ -138,11 +138,16 @@ export class PoolSet {
     return affected.length
   }
 
-  /** RECONNECT: servers close as they are released; idle ones at the next janitor sweep. */
-  reconnect(database: string | null): number {
+  /** RECONNECT: no client gets a server opened before it (Pool.retireServers). */
+  reconnect(database: string | null, nowMs: number): number {
     const affected = this.of(database)
-    for (const p of affected) for (const s of p.lists.allServers()) s.closeOnRelease = true
+    for (const p of affected) p.retireServers('obsolete connection (RECONNECT)', nowMs)
     return affected.length
+  }
+
+  /** The settings every server was opened with changed (server TLS): all of them retire. */
+  retireAll(reason: string, nowMs: number): void {
+    for (const p of this.pools.values()) p.retireServers(reason, nowMs)
   }
 
   /** WAIT_CLOSE's condition: no server of these pools is marked to close any more. */
@@ -195,10 +200,10 @@ export class PoolSet {
 
   /**
    * A new Config is in force: pools of a removed entry lose their clients; the others take their
-   * new settings, and where `isTargetChanged` says the servers now go elsewhere, busy servers close
-   * when released and the others now.
+   * new settings, and where `isTargetChanged` says the servers now go elsewhere, they retire
+   * (busy servers when released, the others now).
    */
-  reconfigure(next: Config, isTargetChanged: (pool: Pool) => boolean): void {
+  reconfigure(next: Config, isTargetChanged: (pool: Pool) => boolean, nowMs: number): void {
     for (const p of this.pools.values()) {
       const entry = entryFor(next, p.database)
       if (entry === undefined) {
@@ -206,10 +211,7 @@ export class PoolSet {
         continue
       }
       p.settings = poolSettings(next, entry, p.user)
-      if (!isTargetChanged(p)) continue
-      for (const s of p.lists.activeServers) s.closeOnRelease = true
-      for (const s of [...p.lists.idleServers, ...p.lists.usedServers]) s.close('database configuration changed')
-      p.welcome = null
+      if (isTargetChanged(p)) p.retireServers('database configuration changed', nowMs)
     }
   }
 }

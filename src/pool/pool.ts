@@ -249,8 +249,28 @@ export class Pool {
     return null
   }
 
+  /**
+   * Every server of the pool is out of date (RECONNECT, a new target, new server TLS settings):
+   * no client may get one again. As PgBouncer's tag_pool_dirty: idle ones close now, and so do
+   * logins under way (not a failed login: no server_login_retry); busy ones close when released
+   * (or after the reset or check query they run); new clients wait for a fresh login's parameters.
+   */
+  retireServers(reason: string, nowMs: number): void {
+    this.welcome = null
+    for (const s of this.lists.allServers()) {
+      if (s.state === ServerState.Active || s.state === ServerState.Tested) s.closeOnRelease = true
+      else s.close(reason, false)
+    }
+    this.kick(nowMs)
+  }
+
   /** A clean server: give it to the first waiter, or keep it (LIFO, or FIFO with server_round_robin). */
   ready(s: PooledServer, nowMs: number): void {
+    if (s.closeOnRelease) {
+      // Marked while it was busy (a reset or check query, a login): retired, never handed out.
+      s.close('database configuration changed', false)
+      return
+    }
     s.idleSinceMs = nowMs
     const waiter = this.isPaused ? null : this.lists.waitingClients.first
     if (waiter !== null) {

@@ -72,7 +72,8 @@ export interface PooledServer extends Linked<PooledServer> {
   readonly lifetimeFactor: number
   /** Run a query whose results nobody sees; `done(ok)` when ReadyForQuery arrives. */
   runInternal(sql: string, done: (ok: boolean) => void): void
-  close(reason: string): void
+  /** `isHostToBlame` false: tidepool retires it itself, so a login cut short is no failed login and bans no host. */
+  close(reason: string, isHostToBlame?: boolean): void
 }
 
 export type { ClientFailure } from '../protocol/client-errors.ts'

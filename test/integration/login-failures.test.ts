@@ -150,3 +150,32 @@ test('a server that is starting up (57P03) is retried: the client logs in once i
   assert.equal(refusals, 0, 'both refusals were met')
   assert.ok(tp.logs.some((l) => l.includes('the database system is starting up')), 'the refusal is logged')
 })
+
+test('after RECONNECT a failed login reaches the queued clients even while an old server is still busy', { timeout: 60_000 }, async (t) => {
+  // PgBouncer's test_change_server_password_reconnect: RECONNECT marks the pool's servers, so the
+  // busy one no longer counts as usable and the queued clients hear the new login's failure.
+  const role = 'lf_reconnect'
+  await pgi.query(`CREATE ROLE ${role} LOGIN PASSWORD 'rc-pw'`)
+  const tp = await startTidepool(t, pgi, {
+    databases: { app: `host=127.0.0.1 port=${pgi.port} dbname=app` },
+    settings: { auth_type: 'md5', default_pool_size: 1, query_wait_timeout: 120, admin_users: 'opal' },
+    userlist: { [role]: 'rc-pw', opal: 'opal-pw' },
+    tidepool: fast,
+  })
+  const holder = await connectAs(t, tp, role, 'rc-pw')
+  await holder.query('BEGIN')
+  await holder.query('SELECT 1')
+  await pgi.query(`ALTER ROLE ${role} PASSWORD 'changed-pw'`)
+  const waiters = await Promise.all([1, 2, 3].map(() => connectAs(t, tp, role, 'rc-pw')))
+  const queries = waiters.map((c) => c.query('SELECT 1'))
+  await waitFor(() => tp.poolCounts('app', role).cl_waiting === 3, { timeoutMs: 5_000, what: 'three queued clients' })
+  const admin = await tp.connect(t, { database: 'pgbouncer', user: 'opal', password: 'opal-pw' })
+  await admin.query('RECONNECT')
+  await admin.query('SET default_pool_size = 2')
+  for (const [i, q] of queries.entries()) {
+    await assert.rejects(within(q, 15_000, `waiter ${i}`), (e: any) => e.code === '28P01' && /password authentication failed/.test(e.message))
+  }
+  // The transaction that held the old server is untouched.
+  assert.equal((await holder.query('SELECT 4 AS four')).rows[0].four, 4)
+  await holder.query('COMMIT')
+})

@@ -136,12 +136,12 @@ class FakeServer implements PooledServer {
   }
 
   /** What ServerConn.close does with the pool. */
-  close(_reason?: string): void {
+  close(_reason?: string, isHostToBlame = true): void {
     if (this.isClosed) return
     this.isClosed = true
     const pool = this.w.pool
     const client = this.client as FakeClient | null
-    if (this.state === ServerState.Login) pool.serverLoginFailed(this, null, this.w.now)
+    if (this.state === ServerState.Login && isHostToBlame) pool.serverLoginFailed(this, null, this.w.now)
     else pool.serverClosed(this)
     const done = this.internal
     this.internal = null
@@ -236,6 +236,10 @@ class Model {
   }
 
   ready(s: number): void {
+    if (this.servers[s].closeOnRelease) {
+      this.closeServer(s)
+      return
+    }
     this.servers[s].idleSince = this.now
     this.dropIdle(s)
     const waiter = this.isPaused ? undefined : this.queue.shift()
@@ -300,6 +304,14 @@ class Model {
     mc.state = 'closed'
     const at = this.queue.indexOf(c)
     if (at >= 0) this.queue.splice(at, 1)
+    this.kick()
+  }
+
+  /** RECONNECT: logins and idle servers close now, busy ones are marked; new clients wait for a fresh login. */
+  retire(): void {
+    this.hasWelcome = false
+    for (const s of [...this.live('login'), ...this.idle]) this.closeServer(s)
+    for (const s of this.servers) if (s.state === 'active' || s.state === 'tested') s.closeOnRelease = true
     this.kick()
   }
 
@@ -615,13 +627,16 @@ class Kill implements Cmd {
   toString(): string { return 'kill' }
 }
 
-/** RECONNECT: every server closes when next released, or at the sweep if idle. */
+/** RECONNECT: idle servers and logins close now, busy ones when released; no client gets one again. */
 class Reconnect implements Cmd {
   check(): boolean { return true }
   run(m: Model, w: World): void {
-    for (const s of m.servers) if (s.state !== 'closed') s.closeOnRelease = true
-    for (const s of w.pool.lists.allServers()) s.closeOnRelease = true
+    m.retire()
+    w.pool.retireServers('obsolete connection (RECONNECT)', w.now)
     checkAgainstModel(m, w)
+    for (const s of [...w.pool.lists.idleServers, ...w.pool.lists.loginServers]) {
+      assert.equal(s.closeOnRelease, false, `S${(s as FakeServer).id} from before RECONNECT is still idle or logging in`)
+    }
   }
   toString(): string { return 'reconnect' }
 }

@@ -215,11 +215,14 @@ const CASES: Case[] = [
     },
   },
   {
-    name: 'reconnect marks every server to close',
+    name: 'reconnect closes idle servers now and marks busy ones to close when released',
     cmds: [{ op: 'reconnect', database: null }],
     check: ([ack], _rows, w) => {
       assert.deepEqual(ack, { ok: true, pools: 2, cancelled: 0 })
-      assert.ok(w.servers.every((s) => s.closeOnRelease))
+      const [busy, idle] = w.servers
+      assert.equal(busy.closedBecause, null)
+      assert.equal(busy.closeOnRelease, true)
+      assert.equal(idle.closedBecause, 'obsolete connection (RECONNECT)')
     },
   },
   {
@@ -260,12 +263,12 @@ for (const c of CASES) {
 test('PoolControl over JSON: wait_close resolves once the marked servers are gone', async (t) => {
   const w = world(await configOf(t))
   const wire = overJson(w.control)
-  await wire.run({ op: 'reconnect', database: 'other' })
+  await wire.run({ op: 'reconnect', database: 'app' })
   let isAcked = false
-  const waiting = wire.run({ op: 'wait_close', database: 'other' }).then((a) => { isAcked = true; return a })
+  const waiting = wire.run({ op: 'wait_close', database: 'app' }).then((a) => { isAcked = true; return a })
   await new Promise((r) => setTimeout(r, 50))
   assert.equal(isAcked, false, 'a marked server is still open')
-  w.servers[1].close('released after RECONNECT')
+  w.servers[0].close('released after RECONNECT')
   assert.deepEqual(await waiting, { ok: true, pools: 1, cancelled: 0 })
 })
 
