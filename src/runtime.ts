@@ -17,7 +17,7 @@ import { AdminActions } from './admin/actions.ts'
 import { startHttp } from './observe/http.ts'
 import { Listener } from './net/listener.ts'
 import { ReadGate } from './net/read-gate.ts'
-import { clientTlsFromConfig, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
+import { clientTlsFromConfig, isSameServerTls, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
 import type { HbaFile } from './auth/hba.ts'
 import { loadHba } from './auth/hba-load.ts'
 import { AuthQuery } from './auth/auth-query.ts'
@@ -281,10 +281,16 @@ export class Runtime implements ProxyContext {
       return (err as Error).message
     }
     announce?.()
+    const isServerTlsSame = isSameServerTls(this.serverTls, serverTls)
     this.clientTls = clientTls
     this.serverTls = serverTls
     this.hba = hba
     this.applyConfig(next)
+    if (!isServerTlsSame) {
+      // Old connections keep the TLS they were opened with, possibly weaker: retire them, as PgBouncer does.
+      this.log.info('config.server_tls_changed', null, 'server TLS settings changed: server connections opened before are retired')
+      this.pools.retireAll('server TLS settings changed', Date.now())
+    }
     return null
   }
 

@@ -379,7 +379,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'server_tls_sslmode', group: G.tls, type: oneOf(TLS_MODES), default: 'prefer', apply: 'live',
     doc: 'TLS for server connections, with libpq\'s sslmode meanings; verify-full matches the host against the certificate by libpq\'s rules (IP SANs for an IP address, DNS SANs for a name; docs/admin.md)' }),
   setting({ name: 'server_tls_ca_file', group: G.tls, type: str(), default: '', apply: 'live',
-    doc: 'CA certificates that server certificates are checked against' }),
+    doc: 'CA certificates that server certificates are checked against; empty: Node.js\'s root certificates (PgBouncer: the system\'s)' }),
   setting({ name: 'server_tls_key_file', group: G.tls, type: str(), default: '', apply: 'live',
     doc: 'Private key presented to servers' }),
   setting({ name: 'server_tls_cert_file', group: G.tls, type: str(), default: '', apply: 'live',

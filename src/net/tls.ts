@@ -172,12 +172,31 @@ export function serverTlsFromConfig(config: Config): ServerTls | null {
   if (mode === 'disable') return null
   const verify = mode === 'verify-ca' || mode === 'verify-full'
   const options: tls.ConnectionOptions = { ...protocolRange('server_tls_protocols', s.server_tls_protocols), rejectUnauthorized: verify }
+  // Without server_tls_ca_file, verify-ca and verify-full trust Node's root certificates, as
+  // PgBouncer trusts the system's default CA bundle: the order of SETs never matters.
   if (s.server_tls_ca_file !== '') options.ca = readSetting(config, 'server_tls_ca_file', s.server_tls_ca_file)
-  else if (verify) throw new TidepoolError('TP_CONFIG_INVALID', `server_tls_sslmode ${mode} needs server_tls_ca_file`)
   if (s.server_tls_cert_file !== '') options.cert = readSetting(config, 'server_tls_cert_file', s.server_tls_cert_file)
   if (s.server_tls_key_file !== '') options.key = readSetting(config, 'server_tls_key_file', s.server_tls_key_file)
   options.ciphers = ciphersOption('server', s.server_tls_ciphers, s.server_tls13_ciphers)
   return { mode, options, isRequired: mode === 'require' || verify }
+}
+
+/**
+ * Whether new server connections would be made as before (PgBouncer's tls_change_requires_reconnect):
+ * same sslmode, same protocols and ciphers, same CA, certificate and key contents. When not, every
+ * server connection made with the old setup retires.
+ */
+export function isSameServerTls(a: ServerTls | null, b: ServerTls | null): boolean {
+  if (a === null || b === null) return a === b
+  if (a.mode !== b.mode) return false
+  const x = a.options as Record<string, unknown>
+  const y = b.options as Record<string, unknown>
+  for (const k of new Set([...Object.keys(x), ...Object.keys(y)])) {
+    const u = x[k]
+    const v = y[k]
+    if (Buffer.isBuffer(u) && Buffer.isBuffer(v) ? !u.equals(v) : u !== v) return false
+  }
+  return true
 }
 
 /**

@@ -145,3 +145,74 @@ test('SNI: sent for a host name, never for an IP address', { timeout: 30_000 }, 
   await waitFor(() => seen.length === 2, { timeoutMs: 5_000, what: 'both handshakes' })
   assert.deepEqual(seen, ['localhost', false])
 })
+
+/** The session's backend pid, whether it runs over TLS, and the protocol (pg_stat_ssl). */
+async function session(c: import('pg').Client): Promise<{ pid: number; ssl: boolean; version: string | null }> {
+  const r = await c.query('SELECT pid, ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()')
+  return r.rows[0]
+}
+
+test('SET server_tls_sslmode = verify-full before server_tls_ca_file: accepted; Node\'s roots do not know the test CA; each change retires the old servers', { timeout: 90_000 }, async (t) => {
+  await serve(cert.dnsOnly)
+  const tp = await startTidepool(t, tlsPg, {
+    databases: { app: `host=localhost port=${tlsPg.port} dbname=app user=${tlsPg.user} password=${tlsPg.password}` },
+    settings: { auth_type: 'md5', server_tls_sslmode: 'prefer', admin_users: 'tess', server_login_retry: 1, default_pool_size: 1 },
+    userlist: { tess: 'tess-pw', [tlsPg.user]: tlsPg.password },
+    tidepool: { janitor_interval_ms: 100 },
+  })
+  const c = await tp.connect(t)
+  const before = await session(c)
+  assert.equal(before.ssl, true)
+  const admin = await tp.connect(t, { database: 'pgbouncer', user: 'tess', password: 'tess-pw' })
+  // PgBouncer accepts the mode first and the CA later; so does tidepool, with no notice.
+  const set = await admin.query(`SET server_tls_sslmode = 'verify-full'`)
+  assert.equal(set.command, 'SET')
+  // The server from before the change is not used again: the new login verifies, against Node's
+  // root certificates, a certificate from a CA that is not among them.
+  await assert.rejects(c.query('SELECT 1'), (e: any) => /server login failed: .*(self[- ]signed|unable to get local issuer|unable to verify)/i.test(e.message))
+  await admin.query(`SET server_tls_ca_file = '${certs.caCert}'`)
+  await waitFor(async () => {
+    const d = await tp.connect(t)
+    const s = await session(d)
+    return s.ssl && s.pid !== before.pid
+  }, { timeoutMs: 10_000, intervalMs: 500, what: 'a verified login once the CA is set' })
+  assert.ok(tp.logs.some((l) => l.includes('[config.server_tls_changed]')))
+})
+
+test('RELOAD or SET of server TLS settings retires the servers opened before: idle ones at once, busy ones when released', { timeout: 90_000 }, async (t) => {
+  await serve(cert.dnsOnly)
+  const opts = {
+    databases: { app: `host=localhost port=${tlsPg.port} dbname=app user=${tlsPg.user} password=${tlsPg.password}` },
+    settings: { auth_type: 'md5', server_tls_sslmode: 'prefer', admin_users: 'tess', default_pool_size: 2 } as Record<string, string | number>,
+    userlist: { tess: 'tess-pw', [tlsPg.user]: tlsPg.password },
+    tidepool: { janitor_interval_ms: 600_000 },
+  }
+  const tp = await startTidepool(t, tlsPg, opts)
+  const idle = await tp.connect(t)
+  const busy = await tp.connect(t)
+  await busy.query('BEGIN')
+  const busyBefore = await session(busy)
+  const idleBefore = await session(idle)
+  assert.equal(idleBefore.ssl, true)
+  const admin = await tp.connect(t, { database: 'pgbouncer', user: 'tess', password: 'tess-pw' })
+
+  tp.rewrite({ ...opts, settings: { ...opts.settings, server_tls_sslmode: 'disable' } })
+  await admin.query('RELOAD')
+  const idleAfter = await session(idle)
+  assert.notEqual(idleAfter.pid, idleBefore.pid, 'an idle server from before RELOAD was handed out again')
+  assert.equal(idleAfter.ssl, false)
+  assert.deepEqual(await session(busy), busyBefore, 'the transaction stays on its server')
+  await busy.query('COMMIT')
+  const busyAfter = await session(busy)
+  assert.ok(busyAfter.pid !== busyBefore.pid && !busyAfter.ssl, 'the busy server was kept after its transaction')
+
+  // SET of a protocol list: the plain servers retire too, the next ones speak TLS 1.3.
+  await admin.query(`SET server_tls_sslmode = 'require'`)
+  await admin.query(`SET server_tls_protocols = 'tlsv1.3'`)
+  const last = await session(idle)
+  assert.ok(last.ssl && last.version === 'TLSv1.3', JSON.stringify(last))
+  // A RELOAD that changes nothing of server TLS keeps them.
+  tp.rewrite({ ...opts, settings: { ...opts.settings, server_tls_sslmode: 'require', server_tls_protocols: 'tlsv1.3', default_pool_size: 3 } })
+  await admin.query('RELOAD')
+  assert.equal((await session(idle)).pid, last.pid)
+})
