@@ -39,6 +39,9 @@ export const ClientErrors = {
   serverLoginRetry: (cached: string) => fatal(SqlState.ProtocolViolation, `server login has been failing, cached error: ${cached} (server_login_retry)`),
   noSuchDatabase: (db: string) => fatal(SqlState.InvalidCatalogName, `no such database: ${db}`),
   unsupportedStartupParameter: (name: string) => fatal(SqlState.ProtocolViolation, `unsupported startup parameter: ${name}`),
+  // The `options` startup parameter, PgBouncer 1.20+'s two texts.
+  unsupportedStartupOption: (name: string) => fatal(SqlState.ProtocolViolation, `unsupported startup parameter in options: ${name}`),
+  unsupportedOptionsForm: fatal(SqlState.ProtocolViolation, "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed"),
   protocolViolation: (what: string) => fatal(SqlState.ProtocolViolation, what),
   authTypeNotSupported: (t: string) => fatal(SqlState.InvalidAuthorizationSpecification, `auth_type ${t} is not supported by this build yet`),
   shuttingDown: fatal(SqlState.AdminShutdown, 'pooler is shutting down'),

@@ -61,3 +61,41 @@ export function parseStartupPacket(packet: Buffer): StartupPacket {
   }
   return { kind: 'startup', major, minor, params, unrecognized }
 }
+
+/** PostgreSQL's isspace() in the C locale: what separates the words of `options`. */
+function isSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d)
+}
+
+/**
+ * The `options` startup parameter (libpq's `options`, PGOPTIONS) as PgBouncer 1.20+ reads it: a
+ * run of `-c name=value`, `-cname=value` or `--name=value`, words split at white space, a backslash
+ * taking the next character as it is. Returns the settings in order, or null for anything else
+ * (another switch such as `-d`, a word without `=`). Trailing white space is allowed, which
+ * PgBouncer refuses.
+ */
+export function parseStartupOptions(options: string): Array<[string, string]> | null {
+  const out: Array<[string, string]> = []
+  const n = options.length
+  let i = 0
+  for (;;) {
+    while (i < n && isSpace(options.charCodeAt(i))) i++
+    if (i >= n) return out
+    if (options.startsWith('-c', i)) {
+      i += 2
+      while (i < n && isSpace(options.charCodeAt(i))) i++
+    } else if (options.startsWith('--', i)) {
+      i += 2
+    } else {
+      return null
+    }
+    let word = ''
+    for (; i < n && !isSpace(options.charCodeAt(i)); i++) {
+      if (options.charCodeAt(i) === 0x5c) i++ // a backslash: the next character, white space or not, is part of the word
+      if (i < n) word += options[i]
+    }
+    const eq = word.indexOf('=')
+    if (eq < 0) return null
+    out.push([word.slice(0, eq), word.slice(eq + 1)])
+  }
+}

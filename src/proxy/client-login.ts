@@ -22,6 +22,7 @@ import { matchHba, type HbaRule } from '../auth/hba.ts'
 import { identAllows } from '../auth/ident.ts'
 import type { ProxyContext } from './context.ts'
 import { canonicalParamName, shareParams, trackedNames } from './server-params.ts'
+import { parseStartupOptions } from '../protocol/startup.ts'
 import { CONSOLE_DB } from './client-console.ts'
 
 /** What the login needs of its client connection (ClientConn implements it). */
@@ -76,6 +77,11 @@ export class ClientLogin {
     const tracked = new Map<string, string>()
     for (const [name, value] of params) {
       if (name === 'user' || name === 'database') continue
+      if (name === 'options') {
+        const failure = takeStartupOptions(value, st.track_extra_parameters, ignored, tracked)
+        if (failure !== null) return c.fail(failure)
+        continue
+      }
       const canonical = canonicalParamName(name, st.track_extra_parameters)
       if (canonical !== null) tracked.set(canonical, value)
       else if (!ignored.has(name.toLowerCase())) return c.fail(ClientErrors.unsupportedStartupParameter(name))
@@ -297,6 +303,23 @@ function decrement(counts: Map<string, number>, key: string): void {
 }
 
 /** The client's tracked parameters, completed with the pool's (what its server reported at login); shared (server-params.ts). */
+/**
+ * The settings in a client's `options` (PgBouncer 1.20+): tracked parameters go into `tracked`
+ * like startup parameters; others are dropped when ignore_startup_parameters (`ignored`, lower
+ * case) names them or `options`, and refused otherwise. A value of another form is refused even
+ * then, as PgBouncer does. Returns the failure, or null.
+ */
+function takeStartupOptions(options: string, extra: readonly string[], ignored: ReadonlySet<string>, tracked: Map<string, string>): ClientFailure | null {
+  const settings = parseStartupOptions(options)
+  if (settings === null) return ClientErrors.unsupportedOptionsForm
+  for (const [name, value] of settings) {
+    const canonical = canonicalParamName(name, extra)
+    if (canonical !== null) tracked.set(canonical, value)
+    else if (!ignored.has(name.toLowerCase()) && !ignored.has('options')) return ClientErrors.unsupportedStartupOption(name)
+  }
+  return null
+}
+
 export function welcomeParams(params: ReadonlyMap<string, string>, welcome: ReadonlyMap<string, string>, extra: readonly string[]): ReadonlyMap<string, string> {
   const tracked = new Map(params)
   for (const name of trackedNames(extra)) {

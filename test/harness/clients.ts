@@ -26,6 +26,8 @@ export interface PsqlArgs {
   file?: string
   extraArgs?: string[]
   timeoutMs?: number
+  /** libpq variables on top of the clean environment (PGOPTIONS, say). */
+  env?: Record<string, string>
 }
 
 export interface PgbenchArgs {
@@ -107,7 +109,7 @@ export function runPsql(a: PsqlArgs): Promise<RunResult> {
   if (a.sql !== undefined) args.push('-c', a.sql)
   if (a.file !== undefined) args.push('-f', a.file)
   args.push(...(a.extraArgs ?? []))
-  return runCommand('psql', args, pgEnv(a.password, timeoutMs), timeoutMs)
+  return runCommand('psql', args, { ...pgEnv(a.password, timeoutMs), ...a.env }, timeoutMs)
 }
 
 export async function runPgbench(a: PgbenchArgs): Promise<PgbenchResult> {

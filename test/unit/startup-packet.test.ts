@@ -1,7 +1,7 @@
 // Startup-phase packets, valid and invalid, with PostgreSQL's limits and texts.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { parseStartupPacket } from '../../src/protocol/startup.ts'
+import { parseStartupOptions, parseStartupPacket } from '../../src/protocol/startup.ts'
 import * as build from '../../src/protocol/build.ts'
 
 function packet(version: number, body: Buffer, lengthOverride?: number): Buffer {
@@ -50,3 +50,29 @@ test('_pq_ options are set aside as unrecognized, other parameters kept', () => 
   assert.equal(p.params.get('options'), '-c geqo=off')
   assert.equal(p.params.has('_pq_.x'), false)
 })
+
+// PgBouncer 1.20's own cases (test/test_misc.py, test_options_startup_param), and the edges.
+const optionCases: Array<{ options: string; expect: Array<[string, string]> | null }> = [
+  { options: '', expect: [] },
+  { options: '  -c    datestyle=German,\\ YMD', expect: [['datestyle', 'German, YMD']] },
+  { options: '-c timezone=Europe/Lisbon  -c    datestyle=German,\\ YMD', expect: [['timezone', 'Europe/Lisbon'], ['datestyle', 'German, YMD']] },
+  { options: '-ctimezone=Europe/Lisbon  -cdatestyle=German,\\ YMD', expect: [['timezone', 'Europe/Lisbon'], ['datestyle', 'German, YMD']] },
+  { options: '--timezone=Europe/Lisbon  --datestyle=German,\\ YMD', expect: [['timezone', 'Europe/Lisbon'], ['datestyle', 'German, YMD']] },
+  { options: '-c t\\imezone=\\E\\u\\r\\o\\pe/Lisbon  -c    dat\\estyle\\=\\Ge\\rman,\\ YMD', expect: [['timezone', 'Europe/Lisbon'], ['datestyle', 'German, YMD']] },
+  { options: '-c search_path=a,b -c x.y=', expect: [['search_path', 'a,b'], ['x.y', '']] },
+  { options: '-c a=b=c\t', expect: [['a', 'b=c']] },
+  { options: '-c a=\\\\', expect: [['a', '\\']] },
+  { options: '-c a=b\\', expect: [['a', 'b']] },
+  { options: '-d', expect: null },
+  { options: '-c timezone', expect: null },
+  { options: '-c', expect: null },
+  { options: '-- timezone=UTC', expect: null },
+  { options: '-c a=b -B 10', expect: null },
+  { options: 'timezone=UTC', expect: null },
+]
+
+for (const c of optionCases) {
+  test(`options: ${JSON.stringify(c.options)}`, () => {
+    assert.deepEqual(parseStartupOptions(c.options), c.expect)
+  })
+}
