@@ -246,7 +246,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'default_pool_size', group: G.generic, type: int(), default: '20', apply: 'live',
     doc: 'Most server connections per (database, user) pool unless pool_size overrides it' }),
   setting({ name: 'min_pool_size', group: G.generic, type: int(), default: '0', apply: 'live',
-    doc: 'Server connections kept open per pool even when idle (capped at the pool size); 0 disables' }),
+    doc: 'Server connections kept open per pool even when idle (capped at the pool size) while it has clients, and always for an entry with user= (opened at start, as PgBouncer 1.21+); none while paused; 0 disables' }),
   setting({ name: 'reserve_pool_size', group: G.generic, type: int(), default: '0', apply: 'live',
     doc: 'Extra server connections a pool may open for clients that waited reserve_pool_timeout' }),
   setting({ name: 'reserve_pool_timeout', group: G.generic, type: seconds(), default: '5', apply: 'live',

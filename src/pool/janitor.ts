@@ -131,6 +131,6 @@ export function sweepPool(pool: Pool, global: JanitorSettings, nowMs: number): v
     extra--
   }
 
-  if (l.clientCount > 0) pool.fillMinimum(nowMs)
+  pool.fillMinimum(nowMs)
   pool.kick(nowMs)
 }

@@ -42,13 +42,14 @@ export class PoolSet {
 
   /** The pool for a database entry and the server-side user, created on first use; null with no such entry. */
   poolFor(database: string, user: string): Pool | null {
-    const key = `${database}\u0000${user}`
+    const key = poolKey(database, user)
     const existing = this.pools.get(key)
     if (existing !== undefined) return existing
     const cfg = this.deps.config()
     const entry = entryFor(cfg, database)
     if (entry === undefined) return null
     const pool = new Pool(database, user, poolSettings(cfg, entry, user), counter(this.dbCounts, database), counter(this.userCounts, user), this.deps.factory)
+    pool.isForcedUser = entry.user !== null
     if (this.heldHosts !== null && this.deps.isOnHosts(pool, this.heldHosts)) this.heldPools.add(pool)
     pool.isPaused = this.isPauseWanted(pool)
     this.pools.set(key, pool)
@@ -173,9 +174,23 @@ export class PoolSet {
 
   /** One janitor pass over every pool, dropping those idle for autodb_idle_timeout. */
   sweep(st: JanitorSettings, nowMs: number): void {
+    this.prewarm()
     for (const [key, p] of this.pools) {
       sweepPool(p, st, nowMs)
       this.dropIfIdle(key, p, nowMs)
+    }
+  }
+
+  /**
+   * PgBouncer 1.21+: an entry that forces its user (user=) and has a min_pool_size gets its pool
+   * without waiting for a client, so the minimum is open before the first one comes. Only then:
+   * with many users, opening pools nobody asked for would be a surprise.
+   */
+  private prewarm(): void {
+    const cfg = this.deps.config()
+    for (const [name, entry] of cfg.databases) {
+      if (name === '*' || entry.user === null || this.pools.has(poolKey(name, entry.user))) continue
+      if (poolSettings(cfg, entry, entry.user).min_pool_size > 0) this.poolFor(name, entry.user)
     }
   }
 
@@ -185,7 +200,8 @@ export class PoolSet {
    */
   private dropIfIdle(key: string, pool: Pool, nowMs: number): void {
     const limit = this.deps.config().settings.autodb_idle_timeout
-    if (pool.lists.clientCount > 0 || pool.lists.serverCount > 0) {
+    // A pre-warmed pool would be made again at once, losing its server_login_retry wait.
+    if (pool.lists.clientCount > 0 || pool.lists.serverCount > 0 || pool.keepsMinimum) {
       pool.emptySinceMs = 0
       return
     }
@@ -207,13 +223,19 @@ export class PoolSet {
     for (const p of this.pools.values()) {
       const entry = entryFor(next, p.database)
       if (entry === undefined) {
+        p.isForcedUser = false
         for (const c of p.lists.allClients()) c.fail(ClientErrors.databaseRemoved)
         continue
       }
       p.settings = poolSettings(next, entry, p.user)
+      p.isForcedUser = entry.user !== null
       if (isTargetChanged(p)) p.retireServers('database configuration changed', nowMs)
     }
   }
+}
+
+function poolKey(database: string, user: string): string {
+  return `${database}\u0000${user}`
 }
 
 function counter(m: Map<string, SharedCount>, key: string): SharedCount {

@@ -38,6 +38,8 @@ export class Pool {
   /** The message of the last server login failure, kept for the clients it turns away. */
   lastLoginError: ClientFailure | null = null
   isPaused = false
+  /** Its database entry names the server-side user (user=): the pool is one whatever the client's name. */
+  isForcedUser = false
   settings: PoolSettings
   readonly stats = new PoolStats()
   /** Since when the pool has had no clients and no servers (ms); 0 while it has any. */
@@ -405,8 +407,17 @@ export class Pool {
     this.dbCount.pools.delete(this)
   }
 
-  /** min_pool_size: keep this many servers open once the pool exists. */
+  /** The pool keeps min_pool_size servers even without clients: a forced user (PgBouncer 1.21+). */
+  get keepsMinimum(): boolean {
+    return this.isForcedUser && this.settings.min_pool_size > 0
+  }
+
+  /**
+   * min_pool_size: keep this many servers open while the pool has clients, or always when its
+   * entry forces the user (PgBouncer 1.21+); never while paused, when idle servers are let go.
+   */
   fillMinimum(nowMs: number): void {
+    if (this.isPaused || (this.lists.clientCount === 0 && !this.keepsMinimum)) return
     const min = Math.min(this.settings.min_pool_size, this.settings.pool_size)
     while (this.lists.serverCount < min && this.canOpenServer(nowMs) && this.openServer()) { /* opened one */ }
   }
