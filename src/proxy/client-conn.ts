@@ -30,7 +30,7 @@ import type { ProxyContext } from './context.ts'
 import type { CancelTarget } from './cancel.ts'
 import type { LinkedClient, ServerConn } from './server-conn.ts'
 import { OUT } from './out-slices.ts'
-import { NO_PARAMS, canonicalParamName, withParam } from './server-params.ts'
+import { NO_PARAMS, canonicalParamName, shareParams, unreportedParams, withParam } from './server-params.ts'
 import { ClientStatements } from './prepared.ts'
 import { NO_GUCS, ScanFlag, SqlScanner, type GucMap } from './session-state.ts'
 import { attachClientSocket } from './client-socket.ts'
@@ -314,7 +314,13 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     this.isTrackingState = true
     this.isRefusingState = st.session_state_policy === 'error'
     this.isProbingAlways = st.session_state_probe === 'always'
-    this.trackedLower = trackedLowerNames(st.track_extra_parameters)
+    const welcome = pool.welcome as Map<string, string>
+    this.trackedLower = trackedLowerNames(st.track_extra_parameters, welcome)
+    const unreported = unreportedParams(this.params, welcome)
+    if (unreported !== null) {
+      this.gucs = unreported
+      this.params = shareParams(new Map([...this.params].filter(([name]) => welcome.has(name))))
+    }
     this.followStatementMapping()
     this.framer.inspect = wholeMessageCodes(this.ps !== null, this.isRefusingState)
   }

@@ -3,7 +3,10 @@
 // is linked to a server whose values differ, one internal query of SETs brings the server in line
 // before the client's own messages go through. PgBouncer tracks the same base list, plus
 // track_extra_parameters (default IntervalStyle).
-// Must not: track parameters the server does not report: we would never learn the client's changes.
+// A tracked name the pool's servers do not report (track_extra_parameters = search_path before
+// PostgreSQL 18) would never be learnt back, so in transaction mode its value is handed to the
+// client's GUCs (session-state.ts), which the probe reads (unreportedParams).
+// Must not: keep a server-side value for a parameter the server does not report.
 
 const BASE = ['client_encoding', 'DateStyle', 'TimeZone', 'standard_conforming_strings', 'application_name'] as const
 
@@ -53,15 +56,36 @@ export function withParam(m: ReadonlyMap<string, string>, name: string, value: s
   return shareParams(copy)
 }
 
+/**
+ * Parameters whose value is a list of identifiers: SET with a quoted value would make the whole
+ * list one identifier ("a,b"), so they go through set_config, which reads the text as a list.
+ */
+const LIST_QUOTED = new Set(['search_path'])
+
 /** One query of SETs that makes `server` match `client`, or null when they already agree. */
 export function paramSyncQuery(client: ReadonlyMap<string, string>, server: ReadonlyMap<string, string>): string | null {
   let sql: string | null = null
   for (const [name, value] of client) {
     if (server.get(name) === value) continue
-    const stmt = `SET ${quoteIdent(name)} = ${quoteLiteral(value)};`
+    const stmt = LIST_QUOTED.has(name.toLowerCase())
+      ? `SELECT pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false);`
+      : `SET ${quoteIdent(name)} = ${quoteLiteral(value)};`
     sql = sql === null ? stmt : sql + stmt
   }
   return sql
+}
+
+/**
+ * The client's tracked values for parameters the pool's servers do not report (`welcome` lacks
+ * them; search_path before PostgreSQL 18), by lower-case name, or null when there are none. No
+ * ParameterStatus would tell tidepool what a server holds for them, so in transaction mode they
+ * follow the client as GUCs (session-state.ts: set on link, RESET for other clients, read back by
+ * the probe after the client's own SET).
+ */
+export function unreportedParams(params: ReadonlyMap<string, string>, welcome: ReadonlyMap<string, string>): Map<string, string> | null {
+  let out: Map<string, string> | null = null
+  for (const [name, value] of params) if (!welcome.has(name)) (out ??= new Map()).set(name.toLowerCase(), value)
+  return out
 }
 
 export function quoteIdent(name: string): string {

@@ -12,14 +12,21 @@ import { newProbeResult, probeSql, readProbeRow, type ProbeResult } from './sess
 
 const NO_NAME_SET: ReadonlySet<string> = new Set()
 export const NO_NAMES: readonly string[] = []
-let trackedLowerCache: { from: readonly string[]; names: readonly string[] } | null = null
+const trackedLowerCache = new WeakMap<ReadonlyMap<string, string>, { from: readonly string[]; names: readonly string[] }>()
 
-/** The lower-case tracked names, computed once per track_extra_parameters value (settings are frozen). */
-export function trackedLowerNames(extra: readonly string[]): readonly string[] {
-  if (trackedLowerCache === null || trackedLowerCache.from !== extra) {
-    trackedLowerCache = { from: extra, names: trackedNames(extra).map((n) => n.toLowerCase()) }
+/**
+ * The lower-case names of the tracked parameters a pool's servers report (`welcome`, the pool's
+ * ParameterStatus set), which the probe leaves out: ParameterStatus keeps them. A tracked name the
+ * server does not report (search_path before PostgreSQL 18) is read by the probe like any GUC.
+ * Computed once per pool (track_extra_parameters needs a restart).
+ */
+export function trackedLowerNames(extra: readonly string[], welcome: ReadonlyMap<string, string>): readonly string[] {
+  let hit = trackedLowerCache.get(welcome)
+  if (hit === undefined || hit.from !== extra) {
+    hit = { from: extra, names: trackedNames(extra).filter((n) => welcome.has(n)).map((n) => n.toLowerCase()) }
+    trackedLowerCache.set(welcome, hit)
   }
-  return trackedLowerCache.names
+  return hit.names
 }
 
 /**

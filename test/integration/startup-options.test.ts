@@ -58,6 +58,37 @@ test('psql with PGOPTIONS: -c settings of tracked parameters follow the client i
   assert.notEqual(zone, 'Europe/Lisbon')
 })
 
+test('search_path from options (track_extra_parameters = search_path) is applied to every server the client gets, and to no other client', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 1, track_extra_parameters: 'IntervalStyle, search_path' } })
+  const plain = await tp.connect(t)
+  const before = await show(plain, 'search_path')
+  const a = await withOptions(t, tp, '-c search_path=tp_opts,public')
+  const b = await withOptions(t, tp, '-csearch_path=pg_temp,\\ "TpQuoted"')
+  // What PostgreSQL itself shows for the same options: the list as the client wrote it.
+  const direct = new pg.Client({ host: '127.0.0.1', port: pgi.port, database: 'app', user: pgi.user, password: pgi.password, options: '-csearch_path=pg_temp,\\ "TpQuoted"' })
+  await direct.connect()
+  t.after(() => direct.end())
+  assert.equal(await show(direct, 'search_path'), 'pg_temp, "TpQuoted"')
+  for (let i = 0; i < 3; i++) {
+    assert.equal(await show(a, 'search_path'), 'tp_opts,public')
+    assert.equal(await show(plain, 'search_path'), before, 'a client without one sees the server default')
+    assert.equal(await show(b, 'search_path'), 'pg_temp, "TpQuoted"')
+  }
+  // Its own SET then wins, and follows it too.
+  await a.query('SET search_path = public')
+  assert.equal(await show(plain, 'search_path'), before)
+  assert.equal(await show(a, 'search_path'), 'public')
+  const r = await runPsql({ port: tp.port, user: pgi.user, db: 'app', sql: 'SHOW search_path', env: { PGOPTIONS: '--search_path=tp_psql' } })
+  assert.equal(r.stdout.trim(), 'tp_psql', r.stderr)
+  assert.equal(await show(plain, 'search_path'), before)
+  // Session mode: set once on the client's server, gone (DISCARD ALL) when the next client gets it.
+  const sess = await startTidepool(t, pgi, { settings: { default_pool_size: 1, pool_mode: 'session', track_extra_parameters: 'search_path' } })
+  const s1 = await withOptions(t, sess, '-c search_path=tp_opts,public')
+  assert.equal(await show(s1, 'search_path'), 'tp_opts,public')
+  await s1.end()
+  assert.equal(await show(await sess.connect(t), 'search_path'), before)
+})
+
 test('anything else in options is refused with PgBouncer\'s texts, unless ignore_startup_parameters lists it or options', { timeout: 30_000 }, async (t) => {
   const tp = await startTidepool(t, pgi, { settings: { default_pool_size: 1 } })
   assert.equal(await refusal(tp, '-c enable_seqscan=off'), '08P01 unsupported startup parameter in options: enable_seqscan')
