@@ -17,4 +17,6 @@ if (!existsSync(fileURLToPath(entry))) {
   process.stderr.write(`tidepool: ${fileURLToPath(entry)} is missing: run \`npm run build\` (npm ci does it) in ${fileURLToPath(new URL('..', import.meta.url))}\n`)
   process.exit(1)
 }
+// No debugger: refused before the rest of dist/ is even loaded (src/cli/no-debugger.ts).
+await import(new URL('../dist/cli/no-debugger.js', import.meta.url).href)
 await import(entry.href)

@@ -1,6 +1,8 @@
 // Entry point: `tidepool [start] <file.ini>`, `tidepool check-config <file.ini>`, `tidepool demo`.
 // Results go to stdout, logs to stderr. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config.
 
+// First: it refuses a debugger before anything else is loaded (cli/no-debugger.ts).
+import './cli/no-debugger.ts'
 import { parseArgs } from 'node:util'
 import { runStart } from './cli/start.ts'
 import { runCheckConfig } from './cli/check-config.ts'

@@ -82,3 +82,20 @@ test('the bin reports tidepool\'s own exit codes, from any directory', { timeout
   assert.equal(bad.status, 2, bad.stderr)
   assert.equal(run('no-such.ini').status, 2, 'a missing config file is a usage error, as from the sources')
 })
+
+test('the bin refuses to run with a debugger flag, in its arguments or NODE_OPTIONS (exit 2)', { timeout: 60_000 }, async (t) => {
+  const dir = fs.mkdtempSync(join(os.tmpdir(), 'tidepool-bin-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const ini = writeConfig(dir, pgi, { settings: { listen_port: await freePort() } })
+  const runs: Array<{ nodeArgs: string[]; env: Record<string, string>; flag: string }> = [
+    { nodeArgs: ['--inspect=127.0.0.1:0'], env: {}, flag: '--inspect=127.0.0.1:0' },
+    { nodeArgs: [], env: { NODE_OPTIONS: '--inspect=127.0.0.1:0' }, flag: '--inspect=127.0.0.1:0' },
+  ]
+  for (const { nodeArgs, env, flag } of runs) {
+    // A tidepool that starts anyway never exits by itself: the timeout ends it, and status is null.
+    const r = spawnSync(process.execPath, [...nodeArgs, BIN, ini], { cwd: dir, encoding: 'utf8', timeout: 20_000, env: { ...process.env, ...env } })
+    assert.equal(r.status, 2, `${flag} (${nodeArgs.length > 0 ? 'argument' : 'NODE_OPTIONS'}): exit ${r.status}\n${r.stderr}`)
+    assert.ok(r.stderr.includes(`tidepool: refusing to run with a debugger (${flag})`), r.stderr)
+    assert.doesNotMatch(r.stderr, /runtime\.started/, 'the pooler never started')
+  }
+})
