@@ -33,7 +33,8 @@ import { OUT } from './out-slices.ts'
 import { NO_PARAMS, canonicalParamName, shareParams, unreportedParams, withParam } from './server-params.ts'
 import { ClientStatements } from './prepared.ts'
 import { NO_GUCS, ScanFlag, SqlScanner, type GucMap } from './session-state.ts'
-import { attachClientSocket } from './client-socket.ts'
+import { attachClientSocket, readOwnBuffer } from './client-socket.ts'
+import { nextReadBuffer } from '../net/own-buffer-reads.ts'
 import { ClientStartup, type StartupClient } from './client-startup.ts'
 import { ClientLogin, admitToPool, isOverLoginLimit, uncountClient, welcomeMessage, welcomeParams, type LoginClient } from './client-login.ts'
 import { CONSOLE_DB, ConsoleSession, consoleRole, consoleWelcome, describeCode, type ConsoleClient } from './client-console.ts'
@@ -69,6 +70,11 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   readonly framer: Framer
   /** Chunks received while no server was linked (at most the one that asked for a server). */
   private pending: Buffer[] = []
+  /** Work-phase reads land here once readOwnBuffer took over (null: stream 'data' events, new Buffers). */
+  private readBuf: Buffer | null = null
+  /** A slice of readBuf is still held (pending, or queued on the server socket): the next read needs another buffer. */
+  private isReadBufLent = false
+  lastReadLength = 0
   /** An internal query of this client's runs on its server (parameter sync or session probe): hold its messages. */
   private isSyncingParams = false
   /** The current Query or Sync batch may drop the client's statements (DISCARD ALL, DEALLOCATE ALL). */
@@ -244,6 +250,8 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     this.socket.write(welcomeMessage(this.params, welcome, this.issueCancelKey()))
     this.phase = Phase.Work
     this.setUpWork(pool)
+    // Not under TLS: the TLS layer reads the socket itself.
+    if (!this.isTls) readOwnBuffer(this.socket, () => this.nextReadBuffer())
     pool.clientLoggedIn(this)
     if (this.ctx.settings.log_connections) this.ctx.log.info('client.logged_in', this, 'login attempt: db=' + this.database + ' user=' + this.user)
   }
@@ -260,6 +268,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     }
     if (this.server === null || this.isSyncingParams || this.isAwaitingDrop || this.pending.length > 0) {
       this.pending.push(chunk)
+      this.isReadBufLent = true
       if (this.server === null && this.state !== ClientState.Waiting) {
         const pool = this.pool as Pool
         if (pool.acquire(this, this.requestAtMs)) this.onLinked(this.server as unknown as ServerConn)
@@ -267,7 +276,16 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
       this.updateFlow()
       return
     }
-    this.forward(chunk, this.server)
+    const server = this.server
+    this.forward(chunk, server)
+    if (server.socket.writableLength > 0) this.isReadBufLent = true
+  }
+
+  private nextReadBuffer(): Buffer {
+    const buf = nextReadBuffer(this.readBuf, this.isReadBufLent, this.lastReadLength)
+    this.readBuf = buf
+    this.isReadBufLent = false
+    return buf
   }
 
   notice(message: string): void {

@@ -22,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { tidepoolEntry } from './launch.ts'
 import { startPostgres, type PgInstance } from '../../../test/harness/postgres.ts'
 import { freePort } from '../../../test/harness/ports.ts'
 import { hasBinary, runPsql } from '../../../test/harness/clients.ts'
@@ -191,6 +192,9 @@ function ini(pgi: PgInstance, port: number, userlist: string, maxClients: number
   ].join('\n')
 }
 
+/** tidepool as production runs it (the compiled build), unless --entry names another build. */
+let tidepoolBuild: string[] | null = null
+
 async function measure(target: Target, pgi: PgInstance, workDir: string, clients: number, settleMs: number): Promise<Measurement> {
   const port = await freePort()
   const userlist = join(workDir, 'userlist.txt')
@@ -198,7 +202,7 @@ async function measure(target: Target, pgi: PgInstance, workDir: string, clients
   writeFileSync(iniPath, ini(pgi, port, userlist, Math.max(6000, clients + 100)))
   chownToPostgres([workDir, userlist, iniPath])
   const svc = target === 'tidepool'
-    ? startService('tidepool', ['--', process.execPath, '--import', 'tsx', join(root, 'src/main.ts'), iniPath], 'KILL')
+    ? startService('tidepool', ['--', process.execPath, ...(tidepoolBuild ?? tidepoolEntry()), iniPath], 'KILL')
     : startService('pgbouncer', ['--reuid=postgres', '--regid=postgres', '--init-groups', '--', PGBOUNCER, iniPath], 'TERM')
   const sockets: Socket[] = []
   try {
@@ -258,8 +262,11 @@ async function main(): Promise<number> {
       clients: { type: 'string', default: '5000' },
       targets: { type: 'string', default: TARGETS.join(',') },
       settle: { type: 'string', default: '20' },
+      // another build's dist/main.js in tidepool's place, to compare builds
+      entry: { type: 'string' },
     },
   })
+  if (values.entry !== undefined) tidepoolBuild = [values.entry]
   const settleMs = Number(values.settle) * 1000
   const clients = Number(values.clients)
   const targets = values.targets.split(',').map((s) => s.trim()) as Target[]

@@ -3,11 +3,11 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { spawn } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { startPostgres } from '../../../test/harness/postgres.ts'
 import { freePort } from '../../../test/harness/ports.ts'
 import { runPgbench, waitFor } from '../../../test/harness/clients.ts'
+import { poolerIni, spawnTidepool } from './launch.ts'
 
 const { values } = parseArgs({ options: { clients: { type: 'string', default: '50' }, seconds: { type: 'string', default: '10' }, mode: { type: 'string', default: 'simple' } } })
 const pgi = await startPostgres({ maxConnections: 300 })
@@ -18,17 +18,17 @@ try {
   if (init.code !== 0) throw new Error(init.stderr)
   const dir = fs.mkdtempSync(join(os.tmpdir(), 'tp-prof-'))
   const port = await freePort()
-  fs.writeFileSync(join(dir, 'tp.ini'), `[databases]\nbench = host=127.0.0.1 port=${pgi.port} dbname=postgres user=${pgi.user} password=${pgi.password}\n[pgbouncer]\nlisten_addr=127.0.0.1\nlisten_port=${port}\nunix_socket_dir=\nauth_type=trust\npool_mode=transaction\ndefault_pool_size=20\nmax_client_conn=2000\n`)
+  const ini = poolerIni(dir, pgi, port)
   const before = new Set(fs.readdirSync(outDir))
-  const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${outDir}`, '--import', 'tsx', join(import.meta.dirname, '..', '..', 'main.ts'), join(dir, 'tp.ini')], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawnTidepool(ini, ['--cpu-prof', `--cpu-prof-dir=${outDir}`], { stdio: ['ignore', 'ignore', 'pipe'] })
   let err = ''
-  child.stderr.on('data', (d) => { err += String(d) })
+  child.stderr?.on('data', (d) => { err += String(d) })
   await waitFor(() => err.includes('[runtime.started]'), { timeoutMs: 20_000, what: 'tidepool' })
   const r = await runPgbench({ port, user: pgi.user, db: 'bench', args: ['-S', '-n', '-M', values.mode as string, '-c', values.clients as string, '-j', '2', '-T', values.seconds as string] })
   console.log(`tps: ${r.tps}`)
   child.kill('SIGQUIT')
   await new Promise((res) => child.on('exit', res))
-  // One profile per thread (tsx runs a loader thread too); the pooler's is the biggest new one.
+  // One profile per thread (under tsx a loader thread too); the pooler's is the biggest new one.
   const prof = fs.readdirSync(outDir).filter((f) => f.endsWith('.cpuprofile') && !before.has(f)).map((f) => join(outDir, f)).sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0]
   const p = JSON.parse(fs.readFileSync(prof, 'utf8')) as { nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>; samples: number[] }
   const self = new Map<number, number>()
