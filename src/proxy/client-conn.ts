@@ -278,7 +278,9 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     }
     const server = this.server
     this.forward(chunk, server)
-    if (server.socket.writableLength > 0) this.isReadBufLent = true
+    // What forward kept (the rest of a chunk held for a DISCARD ALL's answer) or could not write yet
+    // is a slice of the read buffer.
+    if (this.pending.length > 0 || server.socket.writableLength > 0) this.isReadBufLent = true
   }
 
   private nextReadBuffer(): Buffer {
