@@ -260,7 +260,8 @@ export class Pool {
   retireServers(reason: string, nowMs: number): void {
     this.welcome = null
     for (const s of this.lists.allServers()) {
-      if (s.state === ServerState.Active || s.state === ServerState.Tested) s.closeOnRelease = true
+      // A server whose cancels are still on the way goes back through release() when they are done.
+      if (s.state === ServerState.Active || s.state === ServerState.Tested || s.state === ServerState.BeingCanceled) s.closeOnRelease = true
       else s.close(reason, false)
     }
     this.kick(nowMs)

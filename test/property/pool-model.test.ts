@@ -311,7 +311,7 @@ class Model {
   retire(): void {
     this.hasWelcome = false
     for (const s of [...this.live('login'), ...this.idle]) this.closeServer(s)
-    for (const s of this.servers) if (s.state === 'active' || s.state === 'tested') s.closeOnRelease = true
+    for (const s of this.servers) if (s.state === 'active' || s.state === 'tested' || s.state === 'being_canceled') s.closeOnRelease = true
     this.kick()
   }
 
