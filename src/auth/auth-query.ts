@@ -12,7 +12,8 @@
 // the same user while a lookup runs wait for that lookup instead of starting another.
 // A user without a row, or with a NULL secret, gets the same flow as an unknown auth_file user
 // (fake SCRAM challenge, then 28P01): PgBouncer answers "no such user" there, which tells an
-// unauthenticated client which names exist.
+// unauthenticated client which names exist. For trust and cert, which check no secret, a row is
+// what makes a user known (isKnownUser).
 // Must not: log or return secrets in messages; reject (every failure becomes an AuthQueryFlow).
 
 import type net from 'node:net'
@@ -42,7 +43,7 @@ export type AuthQueryFlow = { ok: true; flow: ClientAuthFlow } | { ok: false; fa
 
 /** Bounds memory whatever names clients try; an evicted answer is only looked up again. */
 const CACHE_MAX_ENTRIES = 1000
-/** Users who proved a looked-up secret, by database: what their pools' servers log in with. */
+/** Users who proved a looked-up secret (or were let in by trust or cert), by database: what their pools' servers log in with. */
 const PROVEN_MAX_ENTRIES = 10_000
 /** Used when server_connect_timeout is 0 ("no limit"): a login must not wait on a lookup forever. */
 const FALLBACK_TIMEOUT_S = 15
@@ -51,7 +52,9 @@ const FALLBACK_TIMEOUT_S = 15
 const CONFIG_ERROR: ClientFailure = Object.freeze({ severity: 'FATAL', code: SqlState.ProtocolViolation, message: 'bouncer config error', reason: 'bouncer config error' })
 const UNAVAILABLE: ClientFailure = Object.freeze({ severity: 'FATAL', code: SqlState.ProtocolViolation, message: 'auth_query failed: server unavailable', reason: 'auth_query failed: server unavailable' })
 
-type Answer = { secret: string | null }
+/** `isFound`: the query returned the user's row; `secret`: null when nothing can match it. */
+type Answer = { isFound: boolean; secret: string | null }
+const NOT_FOUND: Answer = Object.freeze({ isFound: false, secret: null })
 /** `isMissingDatabase`: the server has no database by the name the lookup logged in to. */
 type Outcome = { ok: true; answer: Answer } | { ok: false; isConfig: boolean; isMissingDatabase?: boolean; cause: string }
 
@@ -71,16 +74,11 @@ export class AuthQuery {
    * admin console); null when no auth_user applies, and the user is simply unknown.
    */
   flowFor(ctx: AuthLookupContext, method: 'plain' | 'md5' | 'scram-sha-256', database: string | null, user: string): Promise<AuthQueryFlow> | null {
-    const plan = this.plan(ctx, database)
-    if (plan === null) return null
-    if ('failure' in plan) return Promise.resolve({ ok: false, failure: plan.failure })
-    const { target, sql, maxConcurrent, isClientsDatabase } = plan
-    const key = [target.host, target.port, target.database, target.user, sql, user].join('\u0000')
-    return this.answer(ctx, key, target, sql, user, maxConcurrent).then((o): AuthQueryFlow => {
-      // A '*' database the server lacks is a name the client made up, not a config error:
-      // answering as for an unknown user keeps its existence from an unauthenticated client.
-      if (!o.ok && !(o.isMissingDatabase && isClientsDatabase)) return { ok: false, failure: o.isConfig ? CONFIG_ERROR : UNAVAILABLE }
-      const secret = o.ok ? o.answer.secret : null
+    const lookup = this.lookup(ctx, database, user)
+    if (lookup === null) return null
+    return lookup.then((r): AuthQueryFlow => {
+      if (!r.ok) return r
+      const { key, answer: { secret } } = r
       const inner = clientAuthFlow(method, user, secret, ctx.settings.scram_iterations)
       return {
         ok: true,
@@ -88,7 +86,7 @@ export class AuthQuery {
           start: (channelBinding) => inner.start(channelBinding),
           onMessage: (buf, start, end) => {
             const after = (step: AuthStep): AuthStep => {
-              if (step.kind === 'ok' && secret !== null && database !== null) this.remember(this.proven, `${database}\u0000${user}`, secret, PROVEN_MAX_ENTRIES)
+              if (step.kind === 'ok') this.rememberServerSecret(database, user, secret)
               // A password that fails may be a new one the cached answer predates.
               if (step.kind === 'fail' && secret !== null) this.cache.delete(key)
               return step
@@ -99,6 +97,42 @@ export class AuthQuery {
         },
       }
     })
+  }
+
+  /**
+   * Whether auth_query knows `user` (not in auth_file) for a login to `database` (null: the admin
+   * console), for the methods that check no secret of the client's (trust, cert): a row is enough,
+   * as in PgBouncer, whatever its secret; that secret then serves the pool's server logins. Null
+   * when no auth_user applies.
+   */
+  isKnownUser(ctx: AuthLookupContext, database: string | null, user: string): Promise<{ ok: true; isKnown: boolean } | { ok: false; failure: ClientFailure }> | null {
+    const lookup = this.lookup(ctx, database, user)
+    if (lookup === null) return null
+    return lookup.then((r) => {
+      if (!r.ok) return r
+      if (r.answer.isFound) this.rememberServerSecret(database, user, r.answer.secret)
+      return { ok: true, isKnown: r.answer.isFound }
+    })
+  }
+
+  /** The lookup of `user` for a login to `database`, with the cache key of its answer; null when no auth_user applies. */
+  private lookup(ctx: AuthLookupContext, database: string | null, user: string): Promise<{ ok: true; key: string; answer: Answer } | { ok: false; failure: ClientFailure }> | null {
+    const plan = this.plan(ctx, database)
+    if (plan === null) return null
+    if ('failure' in plan) return Promise.resolve({ ok: false, failure: plan.failure })
+    const { target, sql, maxConcurrent, isClientsDatabase } = plan
+    const key = [target.host, target.port, target.database, target.user, sql, user].join('\u0000')
+    return this.answer(ctx, key, target, sql, user, maxConcurrent).then((o) => {
+      if (o.ok) return { ok: true, key, answer: o.answer }
+      // A '*' database the server lacks is a name the client made up, not a config error:
+      // answering as for an unknown user keeps its existence from an unauthenticated client.
+      if (o.isMissingDatabase === true && isClientsDatabase) return { ok: true, key, answer: NOT_FOUND }
+      return { ok: false, failure: o.isConfig ? CONFIG_ERROR : UNAVAILABLE }
+    })
+  }
+
+  private rememberServerSecret(database: string | null, user: string, secret: string | null): void {
+    if (secret !== null && database !== null) this.remember(this.proven, `${database}\u0000${user}`, secret, PROVEN_MAX_ENTRIES)
   }
 
   /** The secret a client of `database` proved for `user`, for server logins without an auth_file entry. */
@@ -257,5 +291,6 @@ function answerFrom(rows: Array<Array<string | null>>): Outcome {
   if (rows.length > 1) return misconfigured(`auth_query returned ${rows.length} rows; it must return at most one`)
   if (rows.length === 1 && rows[0].length !== 2) return misconfigured(`auth_query must return 2 columns (name, secret), not ${rows[0].length}`)
   const [name, secret] = rows.length === 1 ? rows[0] : [null, null]
-  return { ok: true, answer: { secret: name === null || secret === '' ? null : secret } }
+  if (name === null) return { ok: true, answer: NOT_FOUND }
+  return { ok: true, answer: { isFound: true, secret: secret === '' ? null : secret } }
 }

@@ -32,6 +32,8 @@ export async function loadConfigFromText(text: string, file: string): Promise<Lo
 const KNOWN_SECTIONS = new Set(['pgbouncer', 'tidepool', 'databases', 'users'])
 // auth_file is where these methods find every secret; the others can do without it.
 const NEEDS_AUTH_FILE: ReadonlySet<AuthType> = new Set(['plain', 'md5', 'scram-sha-256'])
+// These check no secret but, as in PgBouncer, admit only users that auth_file or auth_query knows.
+const NEEDS_KNOWN_USERS: ReadonlySet<AuthType> = new Set([...NEEDS_AUTH_FILE, 'trust', 'cert'])
 
 function at(pos: SourcePos): string {
   return `${pos.file}:${pos.line}`
@@ -102,7 +104,7 @@ async function build(ini: IniResult, file: string): Promise<LoadResult> {
     } catch (err) {
       problems.push(`${where('auth_file')}: auth_file: cannot read ${path}: ${describeFsError(err)}`)
     }
-  } else if (needsAuthFile && settings.auth_user === '') {
+  } else if (NEEDS_KNOWN_USERS.has(settings.auth_type) && settings.auth_user === '' && ![...databases.values()].some((d) => d.auth_user !== null)) {
     warnings.push(`${mainFile}: auth_type ${settings.auth_type} with neither auth_file nor auth_user set: no user can log in`)
   }
 

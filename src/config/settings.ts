@@ -291,7 +291,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'auth_ident_file', group: G.auth, type: str(), default: '', apply: 'live',
     doc: 'User name maps referenced by the hba rules' }),
   setting({ name: 'auth_file', group: G.auth, type: str(), default: '', apply: 'live',
-    doc: 'userlist.txt with user names and secrets, relative to the config file\'s directory' }),
+    doc: 'userlist.txt with user names and secrets, relative to the config file\'s directory; under trust and cert, as in PgBouncer, only users listed here or found by auth_query may log in' }),
   setting({ name: 'auth_user', group: G.auth, type: str(), default: '', apply: 'live',
     doc: 'User that runs auth_query for users missing from auth_file; its password comes from auth_file (or the auth database entry\'s password= when its user= is this user); a [databases] entry\'s auth_user= overrides it' }),
   setting({ name: 'auth_query', group: G.auth, type: str(), apply: 'live',

@@ -50,7 +50,9 @@ export const ClientErrors = {
   // PostgreSQL's own texts for hba and certificate logins (28000 invalid_authorization_specification).
   hbaNoEntry: (what: string) => fatal(SqlState.InvalidAuthorizationSpecification, `no pg_hba.conf entry for ${what}`),
   hbaRejects: (what: string) => fatal(SqlState.InvalidAuthorizationSpecification, `pg_hba.conf rejects connection for ${what}`),
-  certAuthFailed: (user: string) => fatal(SqlState.InvalidAuthorizationSpecification, `certificate authentication failed for user "${user}"`),
+  // PgBouncer's text (and its default 08P01) for a trust login by a user neither auth_file nor auth_query knows.
+  trustUnknownUser: (user: string) => fatal(SqlState.ProtocolViolation, '"trust" authentication failed', `"trust" authentication failed: no such user: ${user}`),
+  certAuthFailed: (user: string, reason?: string) => fatal(SqlState.InvalidAuthorizationSpecification, `certificate authentication failed for user "${user}"`, reason),
   clientCertRequired: fatal(SqlState.InvalidAuthorizationSpecification, 'connection requires a valid client certificate'),
   // hba clientcert=verify-full with a CN that is not the user: PostgreSQL answers with its
   // method's failure text and keeps the reason for its log.

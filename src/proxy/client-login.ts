@@ -1,8 +1,9 @@
 // A client's login, from its StartupMessage's parameters to "authenticated": the startup checks
 // (shutdown, TLS required, max_client_conn, startup parameters), then the auth_type's
 // flow: trust/any, plain/md5/scram-sha-256 (from auth_file or auth_query), cert, or hba's first
-// matching line. One ClientLogin per connection while it authenticates; what follows (the console,
-// or the pool) is the client's (client-conn.ts).
+// matching line; trust and cert admit only users auth_file or auth_query knows, as PgBouncer's.
+// One ClientLogin per connection while it authenticates; what follows (the console, or the pool)
+// is the client's (client-conn.ts).
 // Must not: move a client onto a pool's lists (the client joins its pool; the pool says when it is ready).
 
 import type net from 'node:net'
@@ -95,7 +96,8 @@ export class ClientLogin {
     // Whether the database exists is told only after authentication (admitToPool), as PgBouncer
     // does: a client without valid credentials must not learn which names exist.
     const authType = st.auth_type
-    if (authType === 'trust' || authType === 'any') return this.afterAuth()
+    if (authType === 'any') return this.afterAuth()
+    if (authType === 'trust') return this.ifKnownUser(ClientErrors.trustUnknownUser(c.user), () => this.afterAuth())
     if (authType === 'plain' || authType === 'md5' || authType === 'scram-sha-256') return this.startPasswordFlow(authType)
     if (authType === 'cert') return this.authByCert()
     if (authType === 'hba') return this.authByHba()
@@ -194,7 +196,7 @@ export class ClientLogin {
     if ((rule.options.clientcert !== undefined || rule.method === 'cert') && this.verifiedCn() === null) return c.fail(ClientErrors.clientCertRequired)
     if (rule.options.clientcert === 'verify-full' && rule.method !== 'cert') this.certNameRule = rule
     switch (rule.method) {
-      case 'trust': return this.afterAuth()
+      case 'trust': return this.ifKnownUser(ClientErrors.trustUnknownUser(c.user), () => this.afterAuth())
       case 'reject': return c.fail(ClientErrors.hbaRejects(what))
       case 'cert': return this.authByCert(rule.options.map ?? null)
       case 'password': return this.startPasswordFlow('plain')
@@ -212,7 +214,20 @@ export class ClientLogin {
     const ident = c.ctx.hba?.ident
     const isAllowed = cn !== null && (map === null ? cn === c.user : ident !== undefined && identAllows(ident, map, cn, c.user))
     if (!isAllowed) return c.fail(ClientErrors.certAuthFailed(c.user))
-    this.afterAuth()
+    this.ifKnownUser(ClientErrors.certAuthFailed(c.user, `certificate authentication failed: no such user: ${c.user}`), () => this.afterAuth())
+  }
+
+  /**
+   * trust and cert check no secret of the client's, but as in PgBouncer they admit only a user it
+   * knows: one in auth_file, or one auth_query finds (auth_user of the entry or global). Anyone
+   * else gets `refusal`, a forced user= in the entry notwithstanding.
+   */
+  private ifKnownUser(refusal: ClientFailure, then: () => void): void {
+    const c = this.client
+    if (c.ctx.config.userlist.has(c.user)) return then()
+    const lookup = c.ctx.authQuery.isKnownUser(c.ctx, c.isConsole ? null : c.database, c.user)
+    if (lookup === null) return c.fail(refusal)
+    this.awaitThen(lookup, 'auth_query lookup', (r) => (!r.ok ? c.fail(r.failure) : r.isKnown ? then() : c.fail(refusal)))
   }
 
   private verifiedCn(): string | null {

@@ -13,7 +13,7 @@ import { Runtime } from '../../src/runtime.ts'
 import { Logger } from '../../src/observe/log.ts'
 import type { Pool } from '../../src/pool/pool.ts'
 import type { PoolCounts } from '../../src/pool/control.ts'
-import type { PgInstance } from './postgres.ts'
+import { TEST_USERS, type PgInstance } from './postgres.ts'
 import { waitFor } from './clients.ts'
 
 export interface TidepoolOptions {
@@ -23,7 +23,11 @@ export interface TidepoolOptions {
   databases?: Record<string, string>
   /** [users] lines. */
   users?: Record<string, string>
-  /** userlist.txt entries (user → password). */
+  /**
+   * userlist.txt entries (user → password). Without it, under auth_type trust (the default), the
+   * test PostgreSQL's users (TEST_USERS) and the admin_users/stats_users names are written: trust
+   * admits only users auth_file (or auth_query) knows, as in PgBouncer.
+   */
   userlist?: Record<string, string>
   /** [tidepool] keys. */
   tidepool?: Record<string, string | number>
@@ -56,8 +60,9 @@ export function writeConfig(dir: string, pgi: PgInstance | null, opts: TidepoolO
   })
   const lines = ['[databases]', ...Object.entries(databases).map(([k, v]) => `${k} = ${v}`), '', '[pgbouncer]']
   for (const [k, v] of Object.entries(settings)) lines.push(`${k} = ${v}`)
-  if (opts.userlist !== undefined) {
-    fs.writeFileSync(join(dir, 'userlist.txt'), Object.entries(opts.userlist).map(([u, p]) => `"${u}" "${p}"`).join('\n') + '\n')
+  const userlist = opts.userlist ?? (settings.auth_type === 'trust' ? defaultTrustUserlist(settings) : undefined)
+  if (userlist !== undefined) {
+    fs.writeFileSync(join(dir, 'userlist.txt'), Object.entries(userlist).map(([u, p]) => `"${u}" "${p}"`).join('\n') + '\n')
     lines.push('auth_file = userlist.txt')
   }
   if (opts.users !== undefined) {
@@ -70,6 +75,16 @@ export function writeConfig(dir: string, pgi: PgInstance | null, opts: TidepoolO
   const iniPath = join(dir, 'tidepool.ini')
   fs.writeFileSync(iniPath, lines.join('\n') + '\n')
   return iniPath
+}
+
+/** The users a trust config knows when a test gives no userlist: TEST_USERS, then the console's users. */
+function defaultTrustUserlist(settings: Record<string, string | number>): Record<string, string> {
+  const list: Record<string, string> = {}
+  for (const u of Object.values(TEST_USERS)) list[u.user] = u.password
+  for (const key of ['admin_users', 'stats_users']) {
+    for (const name of String(settings[key] ?? '').split(',').map((n) => n.trim()).filter((n) => n !== '')) list[name] ??= `${name}-pw`
+  }
+  return list
 }
 
 export async function startTidepool(t: TestContext, pgi: PgInstance, opts: TidepoolOptions = {}): Promise<TestTidepool> {

@@ -79,7 +79,8 @@ test('PAUSE waits for the running transaction, then answers', { timeout: 30_000 
 test('console refusals: unknown command, extended protocol, a user in neither admin_users nor stats_users', { timeout: 30_000 }, async (t) => {
   const tp = await startTidepool(t, pgi, {
     settings: { admin_users: pgi.user, stats_users: TEST_USERS.scram.user },
-    userlist: { [pgi.user]: pgi.password, [TEST_USERS.scram.user]: TEST_USERS.scram.password },
+    // intruder is known (trust admits no other name) but no console user.
+    userlist: { [pgi.user]: pgi.password, [TEST_USERS.scram.user]: TEST_USERS.scram.password, intruder: 'x' },
   })
   const a = await admin(t, tp)
   await assert.rejects(a.query('FLY TO THE MOON'), (e: any) => e.code === '08P01' && /invalid command/.test(e.message))

@@ -73,7 +73,7 @@ test('per-database pool_mode, pool_size and connect_query; per-user pool_mode', 
       other: `host=127.0.0.1 port=${pgi.port} dbname=app`,
     },
     users: { [TEST_USERS.scram.user]: 'pool_mode=statement max_user_connections=1' },
-    userlist: { [TEST_USERS.scram.user]: TEST_USERS.scram.password },
+    userlist: { [TEST_USERS.scram.user]: TEST_USERS.scram.password, [pgi.user]: pgi.password },
   })
   const c = await tp.connect(t)
   assert.equal((await c.query('SHOW search_path')).rows[0].search_path, 'pg_catalog', 'connect_query ran on the server')

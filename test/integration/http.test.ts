@@ -134,6 +134,7 @@ test('/ready says "no usable backend" while every server login fails', { timeout
   const tp = await startTidepool(t, pgi, {
     databases: { app: `host=127.0.0.1 port=${dead} dbname=app user=x password=y` },
     settings: { server_login_retry: 5, query_wait_timeout: 1, client_login_timeout: 2 },
+    userlist: { x: 'y' },
     tidepool: { http_listen_port: httpPort, janitor_interval_ms: 100 },
   })
   assert.equal((await get(httpPort, '/ready')).status, 200, 'nothing tried yet')

@@ -56,7 +56,7 @@ test("a FATAL in the same read as a released server's ReadyForQuery never reache
   const server = await standIn()
   t.after(() => server.close())
   const pgi = { host: '127.0.0.1', port: server.port, user: 'app', password: '', dataDir: '', url: () => '', logs: () => '', query: async () => [], stop: async () => {} } as PgInstance
-  const tp = await startTidepool(t, pgi, { settings: { pool_mode: 'transaction', default_pool_size: 1, server_tls_sslmode: 'disable' }, databases: { app: `host=127.0.0.1 port=${server.port} dbname=app user=app` } })
+  const tp = await startTidepool(t, pgi, { settings: { pool_mode: 'transaction', default_pool_size: 1, server_tls_sslmode: 'disable' }, databases: { app: `host=127.0.0.1 port=${server.port} dbname=app user=app` }, userlist: { app: 'x' } })
   const c = await tp.connect(t, { user: 'app' })
   const errors: Error[] = []
   c.on('error', (e) => errors.push(e))

@@ -90,7 +90,8 @@ async function fakeServer(t: TestContext, scenario: Scenario, iterations = 4096)
 
 /** A client of the entry `db` through tidepool: it must be refused with `message`, not get a session. */
 async function refused(port: number, db: string, message: RegExp): Promise<void> {
-  const c = new pg.Client({ host: '127.0.0.1', port, database: db, user: 'u' })
+  // A user the harness's default auth_file knows (trust admits no other); the entry's user= logs in to the server.
+  const c = new pg.Client({ host: '127.0.0.1', port, database: db, user: TEST_USERS.scram.user })
   c.on('error', () => {})
   try {
     await assert.rejects(c.connect(), (e: any) => message.test(e.message), db)

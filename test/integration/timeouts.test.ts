@@ -127,6 +127,7 @@ test('server_connect_timeout and server_login_retry: a dead server makes clients
   const tp = await startTidepool(t, pgi, {
     databases: { app: `host=127.0.0.1 port=${port} dbname=app user=x password=y` },
     settings: { server_connect_timeout: 1, server_login_retry: 1, query_wait_timeout: 3, client_login_timeout: 2 },
+    userlist: { x: 'y' },
     tidepool: fast,
   })
   const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'app', user: 'x' })
@@ -154,7 +155,7 @@ test('query_timeout and query_wait_timeout also end a wait for the pool\'s first
 })
 
 test('a server login error reaches the client that is logging in', { timeout: 30_000 }, async (t) => {
-  const tp = await startTidepool(t, pgi, { databases: { app: `host=127.0.0.1 port=${pgi.port} dbname=app user=app_scram password=wrong` } })
+  const tp = await startTidepool(t, pgi, { databases: { app: `host=127.0.0.1 port=${pgi.port} dbname=app user=app_scram password=wrong` }, userlist: { whoever: 'x' } })
   const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'app', user: 'whoever' })
   await assert.rejects(c.connect(), (e: any) => e.code === '28P01')
   const d = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'app', user: 'whoever' })

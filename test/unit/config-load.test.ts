@@ -328,6 +328,18 @@ test('md5 without auth_file or auth_user warns that nobody can log in', async (t
   assert.deepEqual(r.warnings, [`${file}: auth_type md5 with neither auth_file nor auth_user set: no user can log in`])
 })
 
+test('trust and cert without auth_file or auth_user warn too (they admit only known users); an entry\'s auth_user counts', async (t) => {
+  for (const authType of ['trust', 'cert']) {
+    const { r, file } = await load(t, `[pgbouncer]\nauth_type = ${authType}\n`)
+    mustLoad(r)
+    assert.deepEqual(r.warnings, [`${file}: auth_type ${authType} with neither auth_file nor auth_user set: no user can log in`])
+  }
+  const { r } = await load(t, '[databases]\napp = host=a auth_user=lookup\n[pgbouncer]\nauth_type = trust\n')
+  assert.deepEqual(mustLoad(r) && r.warnings, [])
+  const any = await load(t, '[pgbouncer]\nauth_type = any\n')
+  assert.deepEqual(mustLoad(any.r) && any.r.warnings, [])
+})
+
 // ---- [databases] and [users] ----
 
 test('[databases]: a full entry', async (t) => {
