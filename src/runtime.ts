@@ -68,6 +68,7 @@ export class Runtime implements ProxyContext {
   private readonly checkSockets = new Set<net.Socket>()
   readonly clientCounts = { byDb: new Map<string, number>(), byUser: new Map<string, number>() }
   isShuttingDown = false
+  isWaitingForServers = false
   /** Rebuilt on every RELOAD: new certificates apply to new connections. */
   clientTls: ClientTls | null = null
   serverTls: ServerTls | null = null
@@ -361,12 +362,14 @@ export class Runtime implements ProxyContext {
       return this.shutdownDone
     }
     this.log.info('runtime.stopping', null, mode === 'clients' ? 'waiting for clients to disconnect' : 'waiting for transactions to finish')
-    // Idle clients in 'transactions' mode are let go at once; active ones when their server is released.
+    if (mode === 'transactions') {
+      // As PgBouncer: clients waiting for a server are closed now, and so is any client that asks
+      // for one later; the others keep their session (and transaction) until the servers are free.
+      this.isWaitingForServers = true
+      this.pools.failWaiters(ClientErrors.serverShuttingDown)
+    }
     this.shutdownDone = new Promise<void>((resolve) => {
       const check = setInterval(() => {
-        if (mode === 'transactions') {
-          for (const c of [...this.clients]) if (c.server === null) c.fail(ClientErrors.shuttingDown)
-        }
         const done = mode === 'clients' ? this.clients.size === 0 : this.pools.busyServerCount() === 0
         if (done || this.tick === null) {
           clearInterval(check)

@@ -9,7 +9,7 @@
 import type { Config } from '../config/types.ts'
 import { entryFor, poolSettings } from '../config/effective.ts'
 import type { Logger } from '../observe/log.ts'
-import { ClientErrors } from '../protocol/client-errors.ts'
+import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import { sweepPool, type JanitorSettings } from './janitor.ts'
 import { Pool, SharedCount, type ServerFactory } from './pool.ts'
 
@@ -166,6 +166,11 @@ export class PoolSet {
     let busy = 0
     for (const p of this.pools.values()) busy += p.lists.busyServerCount
     return busy
+  }
+
+  /** Closes every client waiting for a server with `err` (SHUTDOWN WAIT_FOR_SERVERS). */
+  failWaiters(err: ClientFailure): void {
+    for (const p of this.pools.values()) for (const c of [...p.lists.waitingClients]) c.fail(err)
   }
 
   closeAllServers(reason: string): void {

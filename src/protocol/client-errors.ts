@@ -45,6 +45,8 @@ export const ClientErrors = {
   protocolViolation: (what: string) => fatal(SqlState.ProtocolViolation, what),
   authTypeNotSupported: (t: string) => fatal(SqlState.InvalidAuthorizationSpecification, `auth_type ${t} is not supported by this build yet`),
   shuttingDown: fatal(SqlState.AdminShutdown, 'pooler is shutting down'),
+  // SHUTDOWN WAIT_FOR_SERVERS (SIGINT): a client that asks for a server meanwhile.
+  serverShuttingDown: fatal(SqlState.ProtocolViolation, 'server shutting down'),
   sslRequired: fatal(SqlState.InvalidAuthorizationSpecification, 'SSL required'),
   consoleNotAllowed: fatal(SqlState.ProtocolViolation, 'not allowed'),
   // PostgreSQL's own texts for hba and certificate logins (28000 invalid_authorization_specification).

@@ -270,6 +270,8 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
       this.pending.push(chunk)
       this.isReadBufLent = true
       if (this.server === null && this.state !== ClientState.Waiting) {
+        // PgBouncer: once SHUTDOWN WAIT_FOR_SERVERS runs, no new transaction starts.
+        if (this.ctx.isWaitingForServers) return this.fail(ClientErrors.serverShuttingDown)
         const pool = this.pool as Pool
         if (pool.acquire(this, this.requestAtMs)) this.onLinked(this.server as unknown as ServerConn)
       }

@@ -54,4 +54,6 @@ export interface ProxyContext {
   readonly readGate: ReadGate
   /** True while SIGTERM/SIGINT shutdown runs: new logins are refused. */
   readonly isShuttingDown: boolean
+  /** SHUTDOWN WAIT_FOR_SERVERS (SIGINT) runs: a client that asks for a server is closed instead. */
+  readonly isWaitingForServers: boolean
 }
