@@ -35,7 +35,7 @@ import type { PooledClient } from './pool/states.ts'
 import { CancelRegistry } from './proxy/cancel.ts'
 import { ClientConn } from './proxy/client-conn.ts'
 import type { WatchedHost } from './proxy/server-conn.ts'
-import type { ProxyContext } from './proxy/context.ts'
+import type { ClientSlots, ProxyContext } from './proxy/context.ts'
 import { ClientErrors } from './protocol/client-errors.ts'
 import { BackendServerFactory } from './runtime/server-factory.ts'
 import type { WorkerRole } from './runtime/worker-role.ts'
@@ -52,6 +52,7 @@ export class Runtime implements ProxyContext {
   readonly log: Logger
   readonly cancels: CancelRegistry
   readonly role: WorkerRole | null
+  readonly clientSlots: ClientSlots | null
   readonly loginClients = new IntrusiveList<PooledClient>()
   readonly clients = new Set<ClientConn>()
   readonly authQuery = new AuthQuery()
@@ -87,6 +88,7 @@ export class Runtime implements ProxyContext {
     this.log = opts.log ?? new Logger()
     const role = opts.role ?? null
     this.role = role
+    this.clientSlots = role?.clientSlots ?? null
     this.cancels = new CancelRegistry(undefined, role === null ? null : { index: role.index, forward: (owner, pid, secret) => role.forwardCancel(owner, pid, secret) })
     if (role !== null) numberConnectionsAsWorker(role.index, role.count)
     this.applyLogSettings()
@@ -105,6 +107,7 @@ export class Runtime implements ProxyContext {
       isOnHosts: (pool, hosts) => this.servers.isOnHosts(pool, hosts),
       onCreated: (pool) => this.servers.onPoolCreated(pool),
       onDropped: (pool) => this.stats.retire(pool),
+      lease: role?.serverLease((db, user) => this.pools.existing(db, user)) ?? null,
     })
     const control = new LocalPoolControl(this.pools, this.log)
     this.switchoverRunner = new Switchovers({ log: this.log, backends: this.backends, pools: control }, (db) => this.config.databases.get(db))
@@ -225,6 +228,7 @@ export class Runtime implements ProxyContext {
     try {
       sweepLoginClients(this.loginClients, s, now)
       this.pools.sweep(s, now)
+      this.role?.sweep(this.pools.list())
     } catch (err) {
       // A sweep must never take the process down; a broken invariant is logged loudly instead.
       this.log.error('janitor.failed', null, `janitor sweep failed: ${(err as Error).stack ?? String(err)}`)

@@ -11,7 +11,7 @@ import { entryFor, poolSettings } from '../config/effective.ts'
 import type { Logger } from '../observe/log.ts'
 import { ClientErrors, type ClientFailure } from '../protocol/client-errors.ts'
 import { sweepPool, type JanitorSettings } from './janitor.ts'
-import { Pool, SharedCount, type ServerFactory } from './pool.ts'
+import { Pool, SharedCount, type ServerFactory, type ServerLease } from './pool.ts'
 
 export interface PoolSetDeps {
   config(): Config
@@ -23,6 +23,8 @@ export interface PoolSetDeps {
   onCreated(pool: Pool): void
   /** A pool is dropped as idle: its counters must live on in the totals. */
   onDropped(pool: Pool): void
+  /** With workers: where pools lease their server slots (absent in a single process). */
+  lease?: ServerLease | null
 }
 
 export class PoolSet {
@@ -48,7 +50,7 @@ export class PoolSet {
     const cfg = this.deps.config()
     const entry = entryFor(cfg, database)
     if (entry === undefined) return null
-    const pool = new Pool(database, user, poolSettings(cfg, entry, user), counter(this.dbCounts, database), counter(this.userCounts, user), this.deps.factory)
+    const pool = new Pool(database, user, poolSettings(cfg, entry, user), counter(this.dbCounts, database), counter(this.userCounts, user), this.deps.factory, this.deps.lease ?? null)
     pool.isForcedUser = entry.user !== null
     if (this.heldHosts !== null && this.deps.isOnHosts(pool, this.heldHosts)) this.heldPools.add(pool)
     pool.isPaused = this.isPauseWanted(pool)
@@ -60,6 +62,11 @@ export class PoolSet {
 
   list(): Pool[] {
     return [...this.pools.values()]
+  }
+
+  /** The pool of (database, user) if it exists; never makes one. */
+  existing(database: string, user: string): Pool | undefined {
+    return this.pools.get(`${database}\u0000${user}`)
   }
 
   /** The pools of one database, or all with null. */

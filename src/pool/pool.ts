@@ -29,6 +29,24 @@ export interface ServerFactory {
   openServer(pool: Pool): PooledServer | null
 }
 
+/**
+ * With workers the right to open server connections is leased from the primary, so that pool_size,
+ * reserve_pool_size, max_db_connections and max_user_connections hold over all workers together
+ * (src/workers/lease.ts). Absent in a single process, where the pool's own counts are the totals.
+ */
+export interface ServerLease {
+  /** The pool is at its lease and could use `target` servers in all; `reserve`: a waiter qualifies for the reserve pool. */
+  want(pool: Pool, target: number, reserve: boolean): void
+  /** A server of the pool finished its login (the primary keeps its cancel key, for when this worker dies). */
+  serverUp(pool: Pool, s: PooledServer): void
+  /** A server of the pool closed: a slot it no longer needs may go back. */
+  serverClosed(pool: Pool, s: PooledServer): void
+  /** The pool is dropped: every slot it holds goes back. */
+  dropped(pool: Pool): void
+  /** This worker's part of a pool's min_pool_size, so that the parts add up to it. */
+  minShare(min: number): number
+}
+
 export class Pool {
   readonly lists = new PoolLists()
   /** ParameterStatus values of the first server that logged in: what clients are welcomed with. */
@@ -50,6 +68,12 @@ export class Pool {
    * pool_size like any linked server; the proxy keeps this count.
    */
   pinnedClients = 0
+  /**
+   * Servers this pool may have open (login ones included): unlimited in one process; with workers,
+   * the slots leased from the primary. Lowered when the primary takes slots back for another worker:
+   * servers above it close when released.
+   */
+  lease: number
 
   constructor(
     readonly database: string,
@@ -58,8 +82,10 @@ export class Pool {
     readonly dbCount: SharedCount,
     readonly userCount: SharedCount,
     readonly factory: ServerFactory,
+    readonly leaser: ServerLease | null = null,
   ) {
     this.settings = settings
+    this.lease = leaser === null ? Infinity : 0
     dbCount.pools.add(this)
   }
 
@@ -120,6 +146,7 @@ export class Pool {
 
   /** The server finished login: remember the welcome parameters, then offer it for use. */
   serverLoggedIn(s: PooledServer, params: Map<string, string>, nowMs: number): void {
+    this.leaser?.serverUp(this, s)
     this.lastLoginFailMs = 0
     this.lastLoginError = null
     if (this.welcome === null) {
@@ -242,9 +269,10 @@ export class Pool {
     const st = this.settings
     if (s.closeOnRelease) return 'database configuration changed'
     if (s.isCancelUnsure) return 'a cancel request for it was not confirmed'
+    if (this.lists.serverCount > this.lease) return 'slot handed to another worker'
     if (isSweep) {
       if (this.isPaused) return 'pause mode'
-      const min = Math.min(st.min_pool_size, st.pool_size)
+      const min = this.minServers()
       if (st.server_idle_timeout > 0 && nowMs - s.idleSinceMs > st.server_idle_timeout * 1000 && this.lists.serverCount > min) return 'server idle timeout'
     }
     if (nowMs - s.connectedAtMs >= st.server_lifetime * 1000 * s.lifetimeFactor) return 'server lifetime over'
@@ -308,6 +336,7 @@ export class Pool {
     this.lists.moveServer(s, ServerState.Closed)
     this.dbCount.servers--
     this.userCount.servers--
+    this.leaser?.serverClosed(this, s)
   }
 
   link(c: PooledClient, s: PooledServer): void {
@@ -369,7 +398,7 @@ export class Pool {
     if (this.lists.serverCount >= this.allowedServers(nowMs)) return false
     if (st.max_db_connections > 0 && this.dbCount.servers >= st.max_db_connections) return false
     if (st.max_user_connections > 0 && this.userCount.servers >= st.max_user_connections) return false
-    return true
+    return this.lists.serverCount < this.lease
   }
 
   /** Opens servers for clients that need one, never more logins at once than there are such clients. */
@@ -379,6 +408,17 @@ export class Pool {
       if (!this.canOpenServer(nowMs) && !(this.isBlockedOnlyByDbLimit(nowMs) && this.evictSiblingIdle())) break
       if (!this.openServer()) break
     }
+    if (this.leaser !== null && this.lists.serverCount >= this.lease) {
+      const more = wanted - this.lists.loginServers.size - this.lists.testedServers.size
+      if (more > 0) this.askLease(this.lists.serverCount + more, nowMs)
+    }
+  }
+
+  /** With workers: ask the primary for slots up to `target` servers, within what the pool may have now. */
+  private askLease(target: number, nowMs: number): void {
+    const allowed = this.allowedServers(nowMs)
+    const t = Math.min(allowed, target)
+    if (t > this.lease) this.leaser?.want(this, t, allowed > this.settings.pool_size)
   }
 
   private isBlockedOnlyByDbLimit(nowMs: number): boolean {
@@ -403,9 +443,16 @@ export class Pool {
     return false
   }
 
-  /** The pool is being dropped: it leaves its database's sibling set. */
+  /** The pool is being dropped: it leaves its database's sibling set, and gives back its slots. */
   detach(): void {
     this.dbCount.pools.delete(this)
+    this.leaser?.dropped(this)
+  }
+
+  /** min_pool_size (capped at pool_size); with workers, this worker's part of it. */
+  minServers(): number {
+    const min = Math.min(this.settings.min_pool_size, this.settings.pool_size)
+    return this.leaser === null ? min : this.leaser.minShare(min)
   }
 
   /** The pool keeps min_pool_size servers even without clients: a forced user (PgBouncer 1.21+). */
@@ -419,8 +466,9 @@ export class Pool {
    */
   fillMinimum(nowMs: number): void {
     if (this.isPaused || (this.lists.clientCount === 0 && !this.keepsMinimum)) return
-    const min = Math.min(this.settings.min_pool_size, this.settings.pool_size)
+    const min = this.minServers()
     while (this.lists.serverCount < min && this.canOpenServer(nowMs) && this.openServer()) { /* opened one */ }
+    if (this.lists.serverCount < min && this.lists.serverCount >= this.lease) this.askLease(min, nowMs)
   }
 
   private openServer(): boolean {

@@ -119,6 +119,8 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   private readonly workCodes: Uint8Array
   /** Counted in ctx.clientCounts (it reached a pool); close() uncounts it. */
   private isCounted = false
+  /** With workers: client slots held over all workers; close() gives them back. */
+  readonly slotKeys: string[] = []
   /** query_wait_notify's notice went out for the current wait. */
   isWaitNoticeSent = false
 
@@ -663,6 +665,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     this.ctx.clients.delete(this)
     if (this.cancelPid !== 0) this.ctx.cancels.unregister(this.cancelPid)
     if (this.isCounted) uncountClient(this.ctx, this.database, this.user)
+    for (const key of this.slotKeys) this.ctx.clientSlots?.give(key)
     const server = this.server
     const pool = this.pool
     if (this.pinReason !== '') this.setPinned('')

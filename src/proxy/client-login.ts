@@ -37,6 +37,8 @@ export interface LoginClient extends LogSubject {
   database: string
   params: ReadonlyMap<string, string>
   isConsole: boolean
+  /** With workers: the client slots this client holds (ctx.clientSlots keys), given back at close. */
+  readonly slotKeys: string[]
   readonly isClosed: boolean
   fail(err: ClientFailure): void
   /** The client proved who it is: it enters the console or its pool. */
@@ -74,6 +76,12 @@ export class ClientLogin {
     // As PgBouncer: TLS is never required on the unix socket (the console over it included).
     if (c.ctx.clientTls?.isRequired === true && !c.isTls && !c.isUnix) return c.fail(ClientErrors.sslRequired)
     if (c.ctx.clients.size > st.max_client_conn) return c.fail(ClientErrors.maxClientConn)
+    this.withSlots([{ key: CLIENT_SLOTS_ALL, limit: st.max_client_conn, failure: ClientErrors.maxClientConn }], () => this.startAfterSlot(params))
+  }
+
+  private startAfterSlot(params: Map<string, string>): void {
+    const c = this.client
+    const st = c.ctx.settings
     const ignored = new Set(st.ignore_startup_parameters.map((s) => s.toLowerCase()))
     const tracked = new Map<string, string>()
     for (const [name, value] of params) {
@@ -243,9 +251,37 @@ export class ClientLogin {
     if (rule !== null && this.verifiedCn() !== c.user) {
       return c.fail(ClientErrors.certNameMismatch(c.user, rule.method === 'trust' ? 'trust' : 'password'))
     }
-    c.onAuthenticated()
+    if (c.isConsole) return c.onAuthenticated()
+    const cfg = c.ctx.config
+    this.withSlots([
+      { key: `db:${c.database}`, limit: dbClientLimit(cfg, entryFor(cfg, c.database)), failure: ClientErrors.maxDbClientConnections },
+      { key: `user:${c.user}`, limit: userClientLimit(cfg, c.user), failure: ClientErrors.maxUserClientConnections },
+    ], () => c.onAuthenticated())
+  }
+
+  /**
+   * With workers: takes one client slot under each limit in turn (the primary counts them over all
+   * workers), then goes on; the first full one fails the client. In one process the local counts
+   * (max_client_conn above, admitToPool's) are the totals, and this goes on at once.
+   */
+  private withSlots(reqs: ReadonlyArray<{ key: string; limit: number; failure: ClientFailure }>, then: () => void): void {
+    const c = this.client
+    const slots = c.ctx.clientSlots
+    if (slots === null || reqs.length === 0) return then()
+    const [req, ...rest] = reqs
+    const next = (ok: boolean) => {
+      if (!ok) return c.fail(req.failure)
+      c.slotKeys.push(req.key)
+      this.withSlots(rest, then)
+    }
+    const r = slots.take(req.key, req.limit)
+    if (typeof r === 'boolean') next(r)
+    else this.awaitThen(r, 'client slot', next)
   }
 }
+
+/** The ctx.clientSlots key of max_client_conn. */
+export const CLIENT_SLOTS_ALL = '*'
 
 /**
  * max_login_clients (0: max_client_conn) bounds the connections not yet authenticated: silent or

@@ -20,6 +20,17 @@ export interface WatchedHost {
   servers: number
 }
 
+/**
+ * With workers: client connections counted over all workers (max_client_conn and the per-database
+ * and per-user client limits), by key. Absent in a single process, whose own counts are the totals.
+ */
+export interface ClientSlots {
+  /** Counts one client under `limit` (0: none); false when the limit is reached; async only when this worker must ask the primary. */
+  take(key: string, limit: number): boolean | Promise<boolean>
+  /** A client counted under `key` is gone. */
+  give(key: string): void
+}
+
 export interface ProxyContext {
   config: Config
   settings: Settings
@@ -40,6 +51,8 @@ export interface ProxyContext {
   readonly serverTls: ServerTls | null
   /** auth_hba_file, parsed; null unless auth_type is hba. Rebuilt on RELOAD. */
   readonly hba: HbaFile | null
+  /** With workers, client limits over all of them; null in a single process. */
+  readonly clientSlots: ClientSlots | null
   /** Logged-in clients per database entry and per login user, for max_db/user_client_connections. */
   readonly clientCounts: { readonly byDb: Map<string, number>; readonly byUser: Map<string, number> }
   /** auth_user/auth_query lookups for users missing from auth_file, and the secrets they proved. */

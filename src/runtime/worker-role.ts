@@ -5,6 +5,8 @@
 
 import type { ShutdownMode } from '../admin/console.ts'
 import type { SharedListen } from '../net/listener.ts'
+import type { Pool, ServerLease } from '../pool/pool.ts'
+import type { ClientSlots } from '../proxy/context.ts'
 
 export interface WorkerRole {
   /** 0 .. count-1; a replacement worker takes the index of the one it replaces. */
@@ -15,4 +17,10 @@ export interface WorkerRole {
   forwardCancel(owner: number, pid: number, secret: number): void
   /** Console SHUTDOWN: the primary stops every worker (this one included) and then itself. */
   shutdownAll(mode: ShutdownMode): void
+  /** Where this worker's pools lease server slots; `find` looks a pool up without making it. */
+  serverLease(find: (database: string, user: string) => Pool | undefined): ServerLease
+  /** Client limits counted over all workers. */
+  readonly clientSlots: ClientSlots
+  /** At each janitor sweep, after the pools' own. */
+  sweep(pools: readonly Pool[]): void
 }

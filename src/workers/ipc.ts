@@ -6,6 +6,7 @@
 
 import type { ShutdownMode } from '../admin/console.ts'
 import type { HandledSignal } from '../runtime/signals.ts'
+import type { SlotLimits } from './ledger.ts'
 
 /** The primary tells one worker. */
 export type ToWorker =
@@ -13,6 +14,14 @@ export type ToWorker =
   | { t: 'shutdown'; mode: ShutdownMode }
   /** A CancelRequest with a key this worker issued, received by another. */
   | { t: 'cancel'; pid: number; secret: number }
+  /** The slot ledger (ledger.ts): n more server slots for the pool (db, user). */
+  | { t: 'grant'; db: string; user: string; n: number }
+  /** Give back up to n slots of the pool: unused ones and idle servers now, busy ones down to `keep`. */
+  | { t: 'reclaim'; db: string; user: string; n: number; keep: number }
+  /** Client slots (client-ledger.ts): n more, no more for now, or give back those not in use. */
+  | { t: 'client_grant'; key: string; n: number }
+  | { t: 'client_deny'; key: string }
+  | { t: 'client_reclaim'; key: string }
 
 /** A worker tells the primary. */
 export type ToPrimary =
@@ -21,6 +30,16 @@ export type ToPrimary =
   | { t: 'cancel'; owner: number; pid: number; secret: number }
   /** Console SHUTDOWN: stop every worker in this mode, then the primary. */
   | { t: 'shutdown'; mode: ShutdownMode }
+  /** The pool could use `target` server slots in all (its clients wait at its lease); at or below what it holds: no more. */
+  | { t: 'want'; db: string; user: string; target: number; reserve: boolean; limits: SlotLimits }
+  /** n slots of the pool go back (n = 0: the answer to a reclaim that found nothing to give). */
+  | { t: 'release'; db: string; user: string; n: number }
+  /** A server connection logged in / closed: if this worker dies, the primary cancels what may still run there. */
+  | { t: 'server_up'; id: string; host: string; port: number; pid: number; secret: number }
+  | { t: 'server_down'; id: string }
+  /** Client slots under `limit` for `key`; `used`: how many of this worker's are in use. */
+  | { t: 'client_ask'; key: string; limit: number; used: number; n: number }
+  | { t: 'client_release'; key: string; n: number; used: number }
 
 /** The environment a worker is started with: which worker it is, and how it listens. */
 export const ENV_INDEX = 'TIDEPOOL_WORKER_INDEX'

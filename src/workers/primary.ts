@@ -2,8 +2,10 @@
 // client itself. It starts `workers` worker processes through node:cluster, each a full Runtime on
 // the same addresses; replaces any that dies (its clients are lost, nobody else's); forwards
 // every signal it gets to every worker, which acts on it as a single process would; passes
-// cancel requests to the worker whose key they carry; and exits once every worker has stopped.
-// Invariants: one live worker per index at most; no worker is replaced once a stop began.
+// cancel requests to the worker whose key they carry; keeps the slot ledger (ledger.ts) from which
+// workers lease server connections; and exits once every worker has stopped.
+// Invariants: one live worker per index at most; no worker is replaced once a stop began; the
+// slots of a worker that died stay counted until what its server connections ran was cancelled.
 // Must not: accept clients or open server connections; read the config beyond what it needs to
 // start (the workers load and reload it themselves).
 
@@ -14,13 +16,23 @@ import type { ShutdownMode } from '../admin/console.ts'
 import { socketPath } from '../net/dial.ts'
 import { removeStaleSocket } from '../net/listener.ts'
 import type { Logger } from '../observe/log.ts'
+import { sendCancel } from '../proxy/cancel.ts'
 import { HANDLED_SIGNALS, STOP_SIGNALS, type HandledSignal } from '../runtime/signals.ts'
 import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, isMessage, type ToPrimary, type ToWorker } from './ipc.ts'
 import { chooseListenMode, type ListenMode } from './listen-mode.ts'
+import { Ledger, RECLAIM_RETRY_MS, type LedgerAction } from './ledger.ts'
+import { ClientLedger, type ClientAction } from './client-ledger.ts'
 
 /** A replacement that dies before it is ready waits this long, doubled per failure, up to the cap. */
 const RESPAWN_BACKOFF_MS = 1000
 const RESPAWN_BACKOFF_MAX_MS = 30_000
+/**
+ * A dead worker's server sessions may still run a query (PostgreSQL notices the closed socket only
+ * when it next writes): they are cancelled, and its slots stay counted this long meanwhile.
+ */
+const DEAD_WORKER_GRACE_MS = 1000
+
+type CancelTarget = { host: string; port: number; pid: number; secret: number }
 
 interface Slot {
   index: number
@@ -40,11 +52,25 @@ export class Primary {
   private isStarted = false
   private startFailure: ((code: number) => void) | null = null
   private onAllReady: (() => void) | null = null
+  /** Slots are held by a worker process (cluster's worker.id), not by an index a replacement reuses. */
+  private readonly ledger = new Ledger()
+  private readonly clients = new ClientLedger()
+  private readonly byId = new Map<number, Slot>()
+  /** Each live worker's logged-in server connections, by connection id. */
+  private readonly servers = new Map<number, Map<string, CancelTarget>>()
+  private readonly settleTimer: NodeJS.Timeout
 
   constructor(private readonly config: Config, private readonly log: Logger, count: number) {
     this.slots = Array.from({ length: count }, (_, index) => ({ index, worker: null, isReady: false, failures: 0, retry: null }))
     this.mode = chooseListenMode(process.env[ENV_LISTEN])
     this.port = config.settings.listen_port === 0 ? null : config.settings.listen_port
+    // A holder's idle servers do not announce themselves: while a worker waits, ask again now and then.
+    this.settleTimer = setInterval(() => {
+      const now = Date.now()
+      if (this.ledger.hasWants) this.dispatch(this.ledger.settle(now))
+      this.dispatchClients(this.clients.tick(now))
+    }, RECLAIM_RETRY_MS)
+    this.settleTimer.unref()
   }
 
   get workerCount(): number {
@@ -87,14 +113,34 @@ export class Primary {
     if (this.port !== null) env[ENV_PORT] = String(this.port)
     const w = cluster.fork(env)
     slot.worker = w
+    this.byId.set(w.id, slot)
+    this.servers.set(w.id, new Map())
     w.on('message', (m: unknown) => {
-      if (isMessage(m)) this.onMessage(slot, m as ToPrimary)
+      if (isMessage(m)) this.onMessage(slot, w, m as ToPrimary)
     })
     w.on('exit', (code, signal) => this.onExit(slot, w, code, signal))
   }
 
-  private onMessage(slot: Slot, m: ToPrimary): void {
+  private onMessage(slot: Slot, w: Worker, m: ToPrimary): void {
     switch (m.t) {
+      case 'want':
+        this.dispatch(this.ledger.want(w.id, slotKey(m.db, m.user), m.db, m.user, m.target, m.reserve, m.limits, Date.now()))
+        return
+      case 'release':
+        this.dispatch(this.ledger.release(w.id, slotKey(m.db, m.user), m.n, Date.now()))
+        return
+      case 'client_ask':
+        this.dispatchClients(this.clients.ask(w.id, m.key, m.limit, m.used, m.n, Date.now()))
+        return
+      case 'client_release':
+        this.dispatchClients(this.clients.release(w.id, m.key, m.n, m.used, Date.now()))
+        return
+      case 'server_up':
+        this.servers.get(w.id)?.set(m.id, { host: m.host, port: m.port, pid: m.pid, secret: m.secret })
+        return
+      case 'server_down':
+        this.servers.get(w.id)?.delete(m.id)
+        return
       case 'ready':
         slot.isReady = true
         slot.failures = 0
@@ -117,7 +163,53 @@ export class Primary {
     }
   }
 
+  /** Sends the ledger's grants and reclaims; a grant to a worker that is gone goes straight back. */
+  private dispatch(actions: LedgerAction[]): void {
+    for (const a of actions) {
+      const slot = this.byId.get(a.worker)
+      const [db, user] = a.key.split('\u0000')
+      const w = slot?.worker
+      const isLive = w !== undefined && w !== null && w.id === a.worker && w.isConnected()
+      if (a.kind === 'grant') {
+        if (isLive) this.send(slot as Slot, { t: 'grant', db, user, n: a.n })
+        else this.dispatch(this.ledger.release(a.worker, a.key, a.n, Date.now()))
+      } else if (isLive) {
+        this.send(slot as Slot, { t: 'reclaim', db, user, n: a.n, keep: a.keep })
+      }
+    }
+  }
+
+  private dispatchClients(actions: ClientAction[]): void {
+    for (const a of actions) {
+      const slot = this.byId.get(a.worker)
+      const w = slot?.worker
+      const isLive = w !== undefined && w !== null && w.id === a.worker && w.isConnected()
+      if (!isLive) {
+        if (a.kind === 'grant') this.dispatchClients(this.clients.release(a.worker, a.key, a.n, 0, Date.now()))
+        continue
+      }
+      const msg: ToWorker = a.kind === 'grant' ? { t: 'client_grant', key: a.key, n: a.n } : a.kind === 'deny' ? { t: 'client_deny', key: a.key } : { t: 'client_reclaim', key: a.key }
+      this.send(slot as Slot, msg)
+    }
+  }
+
+  /** A worker is gone: cancel what its server sessions may still run, then free its slots. */
+  private retire(w: Worker): void {
+    this.byId.delete(w.id)
+    this.ledger.withdraw(w.id)
+    // Its clients are gone with it.
+    this.dispatchClients(this.clients.dropWorker(w.id, Date.now()))
+    const servers = [...(this.servers.get(w.id)?.values() ?? [])]
+    this.servers.delete(w.id)
+    const timeoutMs = this.config.settings.server_connect_timeout * 1000
+    for (const t of servers) sendCancel(t, timeoutMs)
+    const free = () => this.dispatch(this.ledger.dropWorker(w.id, Date.now()))
+    if (servers.length === 0) free()
+    else setTimeout(free, DEAD_WORKER_GRACE_MS).unref()
+  }
+
   private onExit(slot: Slot, w: Worker, code: number | null, signal: string | null): void {
+    this.retire(w)
     if (slot.worker !== w) return
     const wasReady = slot.isReady
     slot.worker = null
@@ -186,4 +278,8 @@ export class Primary {
     this.log.info('runtime.stopped', null, 'shutdown complete')
     process.exit(0)
   }
+}
+
+function slotKey(db: string, user: string): string {
+  return `${db}\u0000${user}`
 }

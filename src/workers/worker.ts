@@ -11,9 +11,11 @@ import { Runtime } from '../runtime.ts'
 import { HANDLED_SIGNALS, signalActions } from '../runtime/signals.ts'
 import type { WorkerRole } from '../runtime/worker-role.ts'
 import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, isMessage, type ToPrimary, type ToWorker } from './ipc.ts'
+import { WorkerLease } from './lease.ts'
+import { WorkerClientSlots } from './client-slots.ts'
 
 /** Signals a worker must not act on by itself: the primary's, and those Node would act on (SIGUSR1 opens the inspector). */
-const IGNORED_SIGNALS = [...HANDLED_SIGNALS, 'SIGUSR1', 'SIGUSR2'] as const
+const IGNORED_SIGNALS = HANDLED_SIGNALS
 
 function send(m: ToPrimary): void {
   process.send?.(m)
@@ -25,12 +27,20 @@ export async function runWorker(config: Config, log: Logger): Promise<number | n
   const count = Number(process.env[ENV_COUNT])
   const portText = process.env[ENV_PORT]
   for (const sig of IGNORED_SIGNALS) process.on(sig, () => {})
+  let lease: WorkerLease | null = null
+  const clientSlots = new WorkerClientSlots(count, send)
   const role: WorkerRole = {
     index,
     count,
     listen: { reusePort: process.env[ENV_LISTEN] === 'reuseport', port: portText === undefined ? null : Number(portText) },
     forwardCancel: (owner, pid, secret) => send({ t: 'cancel', owner, pid, secret }),
     shutdownAll: (mode) => send({ t: 'shutdown', mode }),
+    serverLease: (find) => (lease = new WorkerLease(index, count, send, find)),
+    clientSlots,
+    sweep: (pools) => {
+      lease?.sweep(pools)
+      clientSlots.sweep()
+    },
   }
   let rt: Runtime
   try {
@@ -57,6 +67,21 @@ export async function runWorker(config: Config, log: Logger): Promise<number | n
         rt.log.debug('cancel.received', null, `cancel request from another worker: ${what}`)
         return
       }
+      case 'grant':
+        lease?.onGrant(msg.db, msg.user, msg.n, Date.now())
+        return
+      case 'reclaim':
+        lease?.onReclaim(msg.db, msg.user, msg.n, msg.keep)
+        return
+      case 'client_grant':
+        clientSlots.onGrant(msg.key, msg.n)
+        return
+      case 'client_deny':
+        clientSlots.onDeny(msg.key)
+        return
+      case 'client_reclaim':
+        clientSlots.onReclaim(msg.key)
+        return
     }
   })
   send({ t: 'ready', port: rt.port })

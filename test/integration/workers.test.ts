@@ -214,3 +214,190 @@ test('workers = 2: SIGHUP reloads every worker; SIGINT sent to a worker alone do
   assert.equal(fs.existsSync(pidfile), false, 'pidfile removed')
   for (const p of pids.values()) assert.throws(() => process.kill(p, 0), 'worker gone')
 })
+
+// ---- limits stay whole over the workers ----
+
+let dbSeq = 0
+/** A database of its own, so that PostgreSQL's count of its sessions is this test's alone. */
+async function freshDatabase(): Promise<string> {
+  const name = `wk_${process.pid}_${++dbSeq}`
+  await pgi.query(`CREATE DATABASE ${name}`)
+  return name
+}
+
+/** Sessions PostgreSQL has in `db`, sampled every 10 ms until stop() (pg_stat_activity reads them all at once). */
+function sampleSessions(db: string): { max(): number; last(): number; stop(): Promise<void> } {
+  let max = 0
+  let last = 0
+  let isRunning = true
+  const loop = (async () => {
+    while (isRunning) {
+      const r = await pgi.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'`, [db])
+      last = r[0].n
+      max = Math.max(max, last)
+      await new Promise((res) => setTimeout(res, 10))
+    }
+  })()
+  return { max: () => max, last: () => last, stop: async () => { isRunning = false; await loop } }
+}
+
+/** Clients that each run short queries until `stop`; errors are kept. */
+function load(clients: pg.Client[], sql: string): { count(): number; errors: string[]; stop(): Promise<void> } {
+  let n = 0
+  let isRunning = true
+  const errors: string[] = []
+  const loops = clients.map(async (c) => {
+    while (isRunning) {
+      try {
+        await c.query(sql)
+        n++
+      } catch (err) {
+        errors.push((err as Error).message)
+        return
+      }
+    }
+  })
+  return { count: () => n, errors, stop: async () => { isRunning = false; await Promise.all(loops) } }
+}
+
+async function connectTo(t: { after(fn: () => unknown): void }, port: number, database: string): Promise<KeyedClient> {
+  const c = new pg.Client({ host: '127.0.0.1', port, database, user: pgi.user, password: pgi.password }) as KeyedClient
+  c.on('error', () => {})
+  await c.connect()
+  t.after(() => c.end().catch(() => {}))
+  return c
+}
+
+test('workers = 2: default_pool_size is a total; 50 clients that all land on one worker still use the whole pool', { timeout: 120_000 }, async (t) => {
+  const db = await freshDatabase()
+  const port = await freePort()
+  await spawnTidepool(t, pgi, {
+    port,
+    databases: { [db]: `host=127.0.0.1 port=${pgi.port} dbname=${db} user=${pgi.user} password=${pgi.password}` },
+    settings: { default_pool_size: 6, max_client_conn: 500 },
+    tidepool: { workers: 2 },
+  })
+  const all: KeyedClient[] = []
+  for (let i = 0; i < 100; i++) all.push(await connectTo(t, port, db))
+  const sessions = sampleSessions(db)
+  t.after(() => sessions.stop())
+  // Both workers busy: together they never pass 6.
+  const both = load(all, 'SELECT pg_sleep(0.01)')
+  await waitFor(() => both.count() > 400, { timeoutMs: 60_000, what: 'load on both workers' })
+  await both.stop()
+  assert.deepEqual(both.errors, [])
+  assert.ok(sessions.max() <= 6, `PostgreSQL saw ${sessions.max()} sessions with pool_size 6 over 2 workers`)
+  // Now only worker 0's 50 clients: the slots worker 1 leaves idle move to it.
+  const mine = all.filter((c) => keyOwner(c.processID) === 0)
+  assert.equal(mine.length, 50)
+  const one = load(mine, 'SELECT pg_sleep(0.05)')
+  await waitFor(async () => {
+    const r = await pgi.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query LIKE 'SELECT pg_sleep%'`, [db])
+    return r[0].n === 6
+  }, { timeoutMs: 30_000, what: 'worker 0 to run 6 queries at once' })
+  await one.stop()
+  await sessions.stop()
+  assert.deepEqual(one.errors, [])
+  assert.ok(sessions.max() <= 6, `PostgreSQL saw ${sessions.max()} sessions`)
+})
+
+test('workers = 3: max_db_connections and max_user_connections are totals over the workers', { timeout: 120_000 }, async (t) => {
+  const db = await freshDatabase()
+  const port = await freePort()
+  const conn = `host=127.0.0.1 port=${pgi.port} dbname=${db} user=${pgi.user} password=${pgi.password}`
+  // Two entries on one database and one user: max_db_connections binds each entry's pools, and
+  // max_user_connections the user over both.
+  await spawnTidepool(t, pgi, {
+    port,
+    databases: { [`${db}_a`]: conn, [`${db}_b`]: conn },
+    settings: { default_pool_size: 10, max_db_connections: 3, max_user_connections: 4, max_client_conn: 500 },
+    tidepool: { workers: 3 },
+  })
+  const clients: KeyedClient[] = []
+  for (let i = 0; i < 30; i++) clients.push(await connectTo(t, port, `${db}_${i % 2 === 0 ? 'a' : 'b'}`))
+  const sessions = sampleSessions(db)
+  t.after(() => sessions.stop())
+  const l = load(clients, 'SELECT pg_sleep(0.01)')
+  await waitFor(() => l.count() > 300, { timeoutMs: 60_000, what: 'load' })
+  await l.stop()
+  await sessions.stop()
+  assert.deepEqual(l.errors, [])
+  assert.ok(sessions.max() <= 4, `PostgreSQL saw ${sessions.max()} sessions with max_user_connections 4`)
+  assert.ok(sessions.max() >= 3, `and the budget was used (${sessions.max()})`)
+})
+
+test('workers = 2: kill -9 under load: pool_size holds throughout, the dead worker\'s sessions end, survivors carry on', { timeout: 120_000 }, async (t) => {
+  const db = await freshDatabase()
+  const port = await freePort()
+  const tp = await spawnTidepool(t, pgi, {
+    port,
+    databases: { [db]: `host=127.0.0.1 port=${pgi.port} dbname=${db} user=${pgi.user} password=${pgi.password}` },
+    settings: { default_pool_size: 4, max_client_conn: 500 },
+    tidepool: { workers: 2 },
+  })
+  const clients: KeyedClient[] = []
+  for (let i = 0; i < 40; i++) clients.push(await connectTo(t, port, db))
+  const survivors = clients.filter((c) => keyOwner(c.processID) === 0)
+  const doomed = clients.filter((c) => keyOwner(c.processID) === 1)
+  const sessions = sampleSessions(db)
+  t.after(() => sessions.stop())
+  const live = load(survivors, 'SELECT pg_sleep(0.01)')
+  // The doomed worker's clients hold long queries: its sessions must not outlive it.
+  const longOnes = doomed.map((c) => c.query('SELECT pg_sleep(60)').catch(() => null))
+  await waitFor(() => live.count() > 100, { timeoutMs: 30_000, what: 'load' })
+  const pid = workerPids(tp).get(1) as number
+  process.kill(pid, 'SIGKILL')
+  await Promise.all(longOnes)
+  await waitFor(() => /worker 1 \(pid \d+\) is serving/.test(tp.output()), { timeoutMs: 20_000, what: 'the replacement' })
+  const before = live.count()
+  await waitFor(() => live.count() > before + 100, { timeoutMs: 30_000, what: 'survivors to go on' })
+  await live.stop()
+  assert.deepEqual(live.errors, [], 'no survivor saw an error')
+  assert.ok(sessions.max() <= 4, `PostgreSQL saw ${sessions.max()} sessions with pool_size 4`)
+  // No session runs the dead worker's pg_sleep(60) any more: it was cancelled, and its socket is gone.
+  await waitFor(async () => {
+    const r = await pgi.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query = 'SELECT pg_sleep(60)'`, [db])
+    return r[0].n === 0
+  }, { timeoutMs: 10_000, what: 'the dead worker\'s queries to end' })
+  await sessions.stop()
+})
+
+test('workers = 2: max_client_conn counts clients over all workers, and free slots move', { timeout: 120_000 }, async (t) => {
+  const port = await freePort()
+  await spawnTidepool(t, pgi, { port, settings: { default_pool_size: 2, max_client_conn: 10 }, tidepool: { workers: 2 } })
+  const refusal = async (database = 'app'): Promise<string | null> => {
+    const c = new pg.Client({ host: '127.0.0.1', port, database, user: pgi.user, password: pgi.password })
+    c.on('error', () => {})
+    try {
+      await c.connect()
+      t.after(() => c.end().catch(() => {}))
+      return null
+    } catch (err) {
+      return (err as Error).message
+    }
+  }
+  const clients: KeyedClient[] = []
+  for (let i = 0; i < 10; i++) clients.push(await connect(t, port))
+  assert.deepEqual(new Set(clients.map((c) => keyOwner(c.processID))), new Set([0, 1]))
+  for (let i = 0; i < 4; i++) assert.equal(await refusal(), 'no more connections allowed (max_client_conn)', `attempt ${i} over the limit`)
+  // Three clients of worker 0 leave: their slots serve new clients whichever worker takes them.
+  for (const c of clients.filter((x) => keyOwner(x.processID) === 0).slice(0, 3)) await c.end()
+  const owners: number[] = []
+  for (let i = 0; i < 3; i++) {
+    const c = await connect(t, port)
+    owners.push(keyOwner(c.processID))
+  }
+  assert.ok(owners.includes(1), `a slot moved from worker 0 to worker 1 (new clients on ${owners.join(', ')})`)
+  assert.equal(await refusal(), 'no more connections allowed (max_client_conn)')
+})
+
+test('workers = 2: max_db_client_connections is a total over the workers', { timeout: 120_000 }, async (t) => {
+  const port = await freePort()
+  await spawnTidepool(t, pgi, { port, settings: { default_pool_size: 2, max_client_conn: 100, max_db_client_connections: 5 }, tidepool: { workers: 2 } })
+  for (let i = 0; i < 5; i++) await connect(t, port)
+  for (let i = 0; i < 3; i++) {
+    const c = new pg.Client({ host: '127.0.0.1', port, database: 'app', user: pgi.user, password: pgi.password })
+    c.on('error', () => {})
+    await assert.rejects(c.connect(), /client connections exceeded \(max_db_client_connections\)/)
+  }
+})
