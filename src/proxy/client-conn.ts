@@ -36,7 +36,7 @@ import { NO_GUCS, ScanFlag, SqlScanner, type GucMap } from './session-state.ts'
 import { attachClientSocket, readOwnBuffer } from './client-socket.ts'
 import { nextReadBuffer } from '../net/own-buffer-reads.ts'
 import { ClientStartup, type StartupClient } from './client-startup.ts'
-import { ClientLogin, admitToPool, isOverLoginLimit, uncountClient, welcomeMessage, welcomeParams, type LoginClient } from './client-login.ts'
+import { ClientLogin, admitToConsole, admitToPool, isOverLoginLimit, uncountClient, welcomeMessage, welcomeParams, type LoginClient } from './client-login.ts'
 import { CONSOLE_DB, ConsoleSession, consoleRole, consoleWelcome, describeCode, type ConsoleClient } from './client-console.ts'
 import { NO_NAMES, leaveServer, probeSession, releaseServer, sessionProbeSql, trackedLowerNames } from './session-pin.ts'
 import { REPL, RUNS_SQL, answerDeallocate, isTerminate, queueStreamed, rewriteWhole, wholeMessageCodes, workCodes, type ScanSink } from './statement-map.ts'
@@ -117,7 +117,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   isConsole = false
   /** Message types this client may send in the work phase (disable_pqexec takes Query out). */
   private readonly workCodes: Uint8Array
-  /** Counted in ctx.clientCounts (it reached a pool); close() uncounts it. */
+  /** Counted in ctx.clientCounts (it reached a pool or the console); close() uncounts it. */
   private isCounted = false
   /** With workers: client slots held over all workers; close() gives them back. */
   readonly slotKeys: string[] = []
@@ -202,6 +202,9 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   private startConsole(): void {
     const role = consoleRole(this.ctx.settings, this.user)
     if (role === null) return this.fail(ClientErrors.consoleNotAllowed)
+    const failure = admitToConsole(this.ctx, this.user)
+    if (failure !== null) return this.fail(failure)
+    this.isCounted = true
     this.console = new ConsoleSession(this, role === 'admin')
     this.ctx.loginClients.remove(this)
     this.state = ClientState.Active

@@ -327,18 +327,27 @@ function refused(failure: ClientFailure): { pool: null; failure: ClientFailure }
  * them: per database entry and per login user (not the pool's server-side user). A per-entry
  * value of 0 falls back to the global one, as in PgBouncer. Counts the client when it fits.
  */
-function countClient(ctx: ProxyContext, database: string, user: string): ClientFailure | null {
-  const db = entryFor(ctx.config, database)
+function countClient(ctx: ProxyContext, database: string, user: string, db = entryFor(ctx.config, database), isExempt = false): ClientFailure | null {
   const dbLimit = dbClientLimit(ctx.config, db)
   const userLimit = userClientLimit(ctx.config, user)
   const { byDb, byUser } = ctx.clientCounts
   const dbCount = (byDb.get(database) ?? 0) + 1
   const userCount = (byUser.get(user) ?? 0) + 1
-  if (dbLimit > 0 && dbCount > dbLimit) return ClientErrors.maxDbClientConnections
-  if (userLimit > 0 && userCount > userLimit) return ClientErrors.maxUserClientConnections
+  if (!isExempt && dbLimit > 0 && dbCount > dbLimit) return ClientErrors.maxDbClientConnections
+  if (!isExempt && userLimit > 0 && userCount > userLimit) return ClientErrors.maxUserClientConnections
   byDb.set(database, dbCount)
   byUser.set(user, userCount)
   return null
+}
+
+/**
+ * A console client counts too, as in PgBouncer: in max_db_client_connections of the database
+ * "pgbouncer" (the global limit; no [databases] entry, not even '*', speaks for it) and in its
+ * user's max_user_client_connections, together with that user's pooled clients. admin_users are
+ * counted but never refused, so a full pooler can still be administered. Counts it when it fits.
+ */
+export function admitToConsole(ctx: ProxyContext, user: string): ClientFailure | null {
+  return countClient(ctx, CONSOLE_DB, user, undefined, ctx.settings.admin_users.includes(user))
 }
 
 /** A counted client closed: it leaves max_db/user_client_connections' counts. */

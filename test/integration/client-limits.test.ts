@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
-import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
+import { sharedPostgres, TEST_USERS, type PgInstance } from '../harness/postgres.ts'
 import { startTidepool, type TestTidepool } from '../harness/tidepool.ts'
 import { waitFor } from '../harness/clients.ts'
 import { groupId } from '../../src/net/listener.ts'
@@ -21,8 +21,8 @@ before(async () => {
 const fast = { janitor_interval_ms: 100 }
 
 /** Connects without the harness's bookkeeping, for logins expected to fail. */
-async function tryConnect(tp: TestTidepool, t: TestContext, opts: { database?: string; user?: string } = {}): Promise<pg.Client> {
-  const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: opts.database ?? 'app', user: opts.user ?? pgi.user, password: pgi.password })
+async function tryConnect(tp: TestTidepool, t: TestContext, opts: { database?: string; user?: string; password?: string } = {}): Promise<pg.Client> {
+  const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: opts.database ?? 'app', user: opts.user ?? pgi.user, password: opts.password ?? pgi.password })
   c.on('error', () => {})
   t.after(() => c.end().catch(() => {}))
   await c.connect()
@@ -46,6 +46,38 @@ test('max_db_client_connections refuses the client over the limit of its databas
       return false
     }
   }, { timeoutMs: 5_000, what: 'a free client slot after a client left' })
+})
+
+test('the admin console counts in max_db_client_connections and max_user_client_connections for a stats user; admin_users are never refused', { timeout: 30_000 }, async (t) => {
+  const stats = TEST_USERS.scram
+  const console = (tp: TestTidepool, user: string, password: string) => {
+    const c = new pg.Client({ host: '127.0.0.1', port: tp.port, database: 'pgbouncer', user, password })
+    c.on('error', () => {})
+    t.after(() => c.end().catch(() => {}))
+    return c.connect().then(() => c)
+  }
+  const exceeded = (limit: string) => (e: any) => e.code === '08P01' && e.message === `client connections exceeded (${limit})`
+  const byDb = await startTidepool(t, pgi, {
+    settings: { max_db_client_connections: 1, admin_users: pgi.user, stats_users: stats.user },
+    userlist: { [pgi.user]: pgi.password, [stats.user]: stats.password },
+  })
+  const first = await console(byDb, stats.user, stats.password)
+  await assert.rejects(console(byDb, stats.user, stats.password), exceeded('max_db_client_connections'))
+  const admins = [await console(byDb, pgi.user, pgi.password), await console(byDb, pgi.user, pgi.password)]
+  for (const a of admins) await a.query('SHOW VERSION')
+  assert.equal((await first.query('SHOW DATABASES')).rows.find((r) => r.name === 'pgbouncer').current_client_connections, 3, 'admins are counted too')
+  for (const c of [first, ...admins]) await c.end()
+  await waitFor(() => console(byDb, stats.user, stats.password).then(() => true, () => false), { timeoutMs: 5_000, what: 'the slot of the console clients that left' })
+
+  const byUser = await startTidepool(t, pgi, {
+    settings: { max_user_client_connections: 1, admin_users: pgi.user, stats_users: stats.user },
+    userlist: { [pgi.user]: pgi.password, [stats.user]: stats.password },
+  })
+  await console(byUser, stats.user, stats.password)
+  await assert.rejects(console(byUser, stats.user, stats.password), exceeded('max_user_client_connections'))
+  // One count per user across the console and the pools, as in PgBouncer.
+  await assert.rejects(tryConnect(byUser, t, { user: stats.user, password: stats.password }), exceeded('max_user_client_connections'))
+  for (let i = 0; i < 2; i++) await (await console(byUser, pgi.user, pgi.password)).query('SHOW VERSION')
 })
 
 test('a per-database max_db_client_connections overrides the global one', { timeout: 30_000 }, async (t) => {
