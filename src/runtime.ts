@@ -336,7 +336,7 @@ export class Runtime implements ProxyContext {
     if (this.shutdownDone !== null && mode !== 'immediate') return this.shutdownDone
     this.isShuttingDown = true
     if (this.admin.isSuspended) this.admin.unsuspend()
-    this.listener.close()
+    this.listener.closeTcp()
     if (this.tick !== null && mode === 'immediate') {
       clearInterval(this.tick)
       this.tick = null
@@ -355,6 +355,7 @@ export class Runtime implements ProxyContext {
       this.stats.stop()
       this.httpServer?.close()
       this.httpServer?.closeAllConnections()
+      this.listener.close()
       this.listener.removeSocketFile()
       const pid = this.config.settings.pidfile
       if (pid !== '' && this.role === null) fs.rmSync(pid, { force: true })

@@ -128,7 +128,15 @@ export class Listener {
 
   /** Stops accepting; the unix socket file stays until removeSocketFile (shutdown's end). */
   close(): void {
-    for (const l of this.servers) l.close()
+    for (const l of this.servers) if (l.listening) l.close()
+  }
+
+  /**
+   * SHUTDOWN WAIT_FOR_*: TCP stops accepting, the unix socket goes on until close() (PgBouncer
+   * keeps it open during a shutdown, for admin console logins only; the login refuses the rest).
+   */
+  closeTcp(): void {
+    for (const l of this.servers) if (l.listening && typeof l.address() !== 'string') l.close()
   }
 
   removeSocketFile(): void {

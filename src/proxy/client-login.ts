@@ -72,7 +72,8 @@ export class ClientLogin {
     const st = c.ctx.settings
     c.user = params.get('user') ?? ''
     c.database = params.get('database') || c.user
-    if (c.ctx.isShuttingDown) return c.fail(ClientErrors.shuttingDown)
+    // During a shutdown only the admin console is let in (over the unix socket, which stays open).
+    if (c.ctx.isShuttingDown && c.database !== CONSOLE_DB) return c.fail(ClientErrors.shuttingDown)
     // As PgBouncer: TLS is never required on the unix socket (the console over it included).
     if (c.ctx.clientTls?.isRequired === true && !c.isTls && !c.isUnix) return c.fail(ClientErrors.sslRequired)
     if (c.ctx.clients.size > st.max_client_conn) return c.fail(ClientErrors.maxClientConn)
