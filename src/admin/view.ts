@@ -71,8 +71,8 @@ export interface ConsoleView {
   /** DISABLE/ENABLE: refuse or allow new logins to the database. */
   setDisabled(db: string, isDisabled: boolean): void
   isDisabled(db: string): boolean
-  /** KILL: drop every client and server of the database now; new clients wait until RESUME. */
-  kill(db: string): void
+  /** KILL: drop every client and server of the database (of every database with null) now; new clients wait until RESUME db. */
+  kill(db: string | null): void
   /** KILL_CLIENT: false when no client has that numeric id. */
   killClient(id: number): boolean
   /**

@@ -44,8 +44,8 @@ export type PoolCommand =
   | { op: 'drain'; hosts: string[]; timeoutMs: number; reason: string }
   /** Switchover: let every held pool go again. */
   | { op: 'release' }
-  /** KILL: drop the database's clients and servers now; new clients wait until RESUME. */
-  | { op: 'kill'; database: string }
+  /** KILL: drop the database's clients and servers now (every database's with null); new clients wait until RESUME. */
+  | { op: 'kill'; database: string | null }
   /** RECONNECT: servers close as they are released. */
   | { op: 'reconnect'; database: string | null }
   /** WAIT_CLOSE: acknowledged once no server marked by RECONNECT or RELOAD remains. */

@@ -134,10 +134,14 @@ export class PoolSet {
     return hostKeys === null ? released.length : this.heldPools.size
   }
 
-  /** KILL db, as PgBouncer's kill_pool: clients and servers go now; new clients wait until RESUME. */
-  kill(database: string, nowMs: number): number {
-    this.pausedDbs.add(database)
+  /**
+   * KILL db, as PgBouncer's kill_pool: clients and servers go now; new clients wait until RESUME db.
+   * KILL with no database (null, PgBouncer 1.25) does that to every database that has a pool.
+   */
+  kill(database: string | null, nowMs: number): number {
     const affected = this.of(database)
+    if (database !== null) this.pausedDbs.add(database)
+    else for (const p of affected) this.pausedDbs.add(p.database)
     this.applyPause(affected, nowMs)
     for (const p of affected) {
       for (const c of p.lists.allClients()) c.fail(ClientErrors.databaseRemoved)

@@ -218,6 +218,25 @@ test('RECONNECT, DISABLE/ENABLE, KILL and KILL_CLIENT act on live connections', 
   assert.equal((await pending).rows[0].five, 5)
 })
 
+test('KILL with no database (PgBouncer 1.25) drops every pool; each database waits for RESUME db', { timeout: 30_000 }, async (t) => {
+  const tp = await startTidepool(t, pgi, { settings: { admin_users: pgi.user } })
+  const a = await admin(t, tp)
+  const app = await tp.connect(t)
+  const other = await tp.connect(t, { database: 'postgres' })
+  await app.query('BEGIN')
+  await other.query('SELECT 1')
+  assert.equal((await a.query('KILL')).command, 'KILL')
+  await waitFor(() => [...tp.rt.clients].every((c) => c.database === 'pgbouncer'), { timeoutMs: 5_000, what: 'every client but the console dropped' })
+  assert.equal(tp.poolCounts('app', pgi.user).sv_active + tp.poolCounts('postgres', pgi.user).sv_idle, 0, 'their servers closed')
+  assert.equal((await a.query('SHOW STATE')).rows.find((r) => r.key === 'paused').value, 'no', 'the pooler itself is not paused')
+  const held = await tp.connect(t)
+  const pending = held.query('SELECT 6 AS six')
+  await waitFor(() => tp.poolCounts('app', pgi.user).cl_waiting === 1, { timeoutMs: 5_000, what: 'a new client waits after KILL' })
+  await a.query('RESUME app')
+  assert.equal((await pending).rows[0].six, 6)
+  assert.equal(Number((await a.query('SHOW DATABASES')).rows.find((r) => r.name === 'postgres').paused), 1, 'postgres waits for its own RESUME')
+})
+
 test('a console session holds its cancel key: closing it never drops another client\'s key', { timeout: 30_000 }, async (t) => {
   const tp = await startTidepool(t, pgi, { settings: { admin_users: pgi.user } })
   const before = tp.rt.cancels.size

@@ -556,7 +556,7 @@ const ERROR_CASES: Array<{ name: string; sql: string; code: string; message: str
   { name: 'SET of a value longer than PgBouncer reads', sql: `SET verbose = '${'v'.repeat(254)}'`, code: '08P01', message: 'bad arguments' },
   { name: 'SET without a value', sql: 'SET verbose', code: '08P01', message: "invalid command 'SET verbose', use SHOW HELP;" },
   { name: 'SET of a dotted word', sql: 'SET query_timeout = 1.5', code: '08P01', message: "invalid command 'SET query_timeout = 1.5', use SHOW HELP;" },
-  { name: 'KILL without a database', sql: 'KILL', code: '08P01', message: 'bad arguments' },
+  { name: 'KILL of a database that does not exist', sql: 'KILL nosuchdb', code: '08P01', message: 'no such database: nosuchdb' },
   { name: 'KILL_CLIENT of an id nobody has', sql: 'KILL_CLIENT 999', code: '08P01', message: 'client 999 not found' },
 ]
 

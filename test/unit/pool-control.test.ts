@@ -215,6 +215,22 @@ const CASES: Case[] = [
     },
   },
   {
+    name: 'kill of every database (no name, PgBouncer 1.25) drops every pool and pauses each database, not the pooler',
+    cmds: [{ op: 'kill', database: null }],
+    check: ([ack], rows, w) => {
+      assert.deepEqual(ack, { ok: true, pools: 2, cancelled: 0 })
+      for (const db of ['app', 'other']) {
+        const k = row(rows, db).counts
+        assert.equal(row(rows, db).paused, true, `${db} paused`)
+        assert.equal(k.cl_active + k.cl_waiting + k.sv_active + k.sv_idle + k.sv_login, 0, `${db} has nothing left`)
+        assert.equal(w.set.isPaused(db), true, `${db} waits for RESUME ${db}`)
+      }
+      assert.equal(w.set.isPaused(null), false, 'as KILL db for each: the pooler as a whole is not paused')
+      assert.deepEqual(w.clients.map((c) => c.failedWith), ['database removed', 'database removed', 'database removed'])
+      assert.ok(w.servers.every((s) => s.closedBecause !== null), 'every server closed')
+    },
+  },
+  {
     name: 'reconnect closes idle servers now and marks busy ones to close when released',
     cmds: [{ op: 'reconnect', database: null }],
     check: ([ack], _rows, w) => {

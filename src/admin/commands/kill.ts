@@ -1,11 +1,12 @@
-// KILL db (drop its clients and servers now; new clients wait until RESUME) and KILL_CLIENT id.
+// KILL [db] (drop the clients and servers of one database, or of every one, now; new clients
+// wait until RESUME db) and KILL_CLIENT id.
 
-import { adminError, requireAdmin, requiredDb, type ConsoleRequest } from '../request.ts'
+import { adminError, knownDbOrAll, requireAdmin, type ConsoleRequest } from '../request.ts'
 import { doneReply } from '../result-set.ts'
 
 export function runKill(req: ConsoleRequest, arg: string): Buffer {
   requireAdmin(req)
-  req.view.kill(requiredDb(req, arg))
+  req.view.kill(knownDbOrAll(req, arg))
   return doneReply('KILL')
 }
 
