@@ -252,11 +252,13 @@ export class ClientLogin {
     if (rule !== null && this.verifiedCn() !== c.user) {
       return c.fail(ClientErrors.certNameMismatch(c.user, rule.method === 'trust' ? 'trust' : 'password'))
     }
-    if (c.isConsole) return c.onAuthenticated()
     const cfg = c.ctx.config
+    // The console counts too (admitToConsole); admin_users are never refused there: no limit.
+    const isExempt = c.isConsole && c.ctx.settings.admin_users.includes(c.user)
+    const db = c.isConsole ? undefined : entryFor(cfg, c.database)
     this.withSlots([
-      { key: `db:${c.database}`, limit: dbClientLimit(cfg, entryFor(cfg, c.database)), failure: ClientErrors.maxDbClientConnections },
-      { key: `user:${c.user}`, limit: userClientLimit(cfg, c.user), failure: ClientErrors.maxUserClientConnections },
+      { key: `db:${c.database}`, limit: isExempt ? 0 : dbClientLimit(cfg, db), failure: ClientErrors.maxDbClientConnections },
+      { key: `user:${c.user}`, limit: isExempt ? 0 : userClientLimit(cfg, c.user), failure: ClientErrors.maxUserClientConnections },
     ], () => c.onAuthenticated())
   }
 

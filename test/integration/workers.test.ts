@@ -401,3 +401,18 @@ test('workers = 2: max_db_client_connections is a total over the workers', { tim
     await assert.rejects(c.connect(), /client connections exceeded \(max_db_client_connections\)/)
   }
 })
+
+test('workers = 2: the admin console counts in max_user_client_connections over the workers too; admin_users are never refused', { timeout: 120_000 }, async (t) => {
+  const port = await freePort()
+  await spawnTidepool(t, pgi, { port, settings: { max_client_conn: 100, max_user_client_connections: 3, admin_users: pgi.user, stats_users: 'app_scram' }, tidepool: { workers: 2 } })
+  const console = async (user: string, password: string) => {
+    const c = new pg.Client({ host: '127.0.0.1', port, database: 'pgbouncer', user, password })
+    c.on('error', () => {})
+    t.after(() => c.end().catch(() => {}))
+    await c.connect()
+    return c
+  }
+  for (let i = 0; i < 3; i++) await console('app_scram', 'scram-pw')
+  for (let i = 0; i < 4; i++) await assert.rejects(console('app_scram', 'scram-pw'), /client connections exceeded \(max_user_client_connections\)/)
+  for (let i = 0; i < 5; i++) await (await console(pgi.user, pgi.password)).query('SHOW VERSION')
+})
