@@ -2,7 +2,8 @@
 // for clients to leave, SIGINT waits for transactions to finish, SIGQUIT stops at once, SIGUSR1
 // pauses and SIGUSR2 resumes (the console's PAUSE and RESUME, run as an admin would type them, so
 // their refusals are the console's: already paused, not paused, shutting down). A stop signal while
-// any shutdown runs (a second SIGINT or SIGTERM, or one after a console SHUTDOWN) stops at once.
+// any shutdown runs (a second SIGINT or SIGTERM, or one after a console SHUTDOWN) or during a
+// SUSPEND stops at once, as PgBouncer's.
 // One table, used by the single process (cli/start.ts, from the OS) and by every worker
 // (src/workers/, from the primary, which forwards each signal it gets), so a signal does the same
 // whichever process model runs.
@@ -17,6 +18,7 @@ import { parseErrorFields } from '../protocol/reader.ts'
 export interface SignalTarget {
   readonly log: Logger
   readonly isShuttingDown: boolean
+  readonly admin: { readonly isSuspended: boolean }
   reload(): Promise<unknown>
   shutdown(mode: ShutdownMode): Promise<void>
   /** The admin console: one query, its complete reply. */
@@ -33,8 +35,9 @@ export const STOP_SIGNALS: ReadonlySet<HandledSignal> = new Set(['SIGTERM', 'SIG
 /** The action of each signal on `rt`; `exit` runs once a shutdown has finished. */
 export function signalActions(rt: SignalTarget, exit: () => void): Record<HandledSignal, () => void> {
   const stop = (sig: HandledSignal, mode: ShutdownMode) => {
-    const m = rt.isShuttingDown ? 'immediate' : mode
-    if (m !== mode) rt.log.info('signal.received', null, `got ${sig} while shutting down, stopping at once`)
+    const why = rt.isShuttingDown ? 'while shutting down' : rt.admin.isSuspended ? 'during SUSPEND' : null
+    if (why !== null && mode !== 'immediate') rt.log.info('signal.received', null, `got ${sig} ${why}, stopping at once`)
+    const m = why !== null ? 'immediate' : mode
     void rt.shutdown(m).then(exit)
   }
   return {

@@ -84,6 +84,15 @@ test('a stop signal after the console\'s SHUTDOWN WAIT_FOR_CLIENTS stops at once
   assert.equal(await tp.waitExit(10_000), 0, 'exited with a client still connected')
 })
 
+test('SIGTERM during a SUSPEND stops at once, as PgBouncer\'s', { timeout: 60_000 }, async (t) => {
+  const { tp, app, admin } = await started(t)
+  await app.query('SELECT 1')
+  await admin.query('SUSPEND')
+  tp.proc.kill('SIGTERM')
+  assert.equal(await tp.waitExit(10_000), 0, 'exited with a client still connected')
+  assert.match(tp.output(), /got SIGTERM during SUSPEND, stopping at once/)
+})
+
 test('the entry refuses --inspect and --debug flags, in its arguments or NODE_OPTIONS (exit 2)', { timeout: 60_000 }, async (t) => {
   const dir = fs.mkdtempSync(join(os.tmpdir(), 'tidepool-nodebug-'))
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
