@@ -66,6 +66,18 @@ test('SIGUSR1 pauses and SIGUSR2 resumes as PAUSE and RESUME do, with no debugge
   assert.doesNotMatch(tp.output(), /Debugger listening|inspector/i, 'no signal opened Node\'s inspector')
 })
 
+test('with workers, SIGUSR1 and SIGUSR2 sent to the primary pause and resume every worker', { timeout: 90_000 }, async (t) => {
+  const port = await freePort()
+  const tp = await spawnTidepool(t, pgi, { port, tidepool: { workers: 2 } })
+  const count = (text: string) => tp.output().split(text).length - 1
+  tp.proc.kill('SIGUSR1')
+  await waitFor(() => count('SIGUSR1: PAUSE done') === 2, { timeoutMs: 20_000, what: 'both workers paused' })
+  tp.proc.kill('SIGUSR2')
+  await waitFor(() => count('SIGUSR2: RESUME done') === 2, { timeoutMs: 20_000, what: 'both workers resumed' })
+  assert.ok(isAlive(tp))
+  assert.doesNotMatch(tp.output(), /Debugger listening/, 'no process opened Node\'s inspector')
+})
+
 test('a second SIGINT during a safe shutdown stops at once', { timeout: 60_000 }, async (t) => {
   const { tp, app } = await started(t)
   await app.query('BEGIN')
