@@ -40,6 +40,8 @@ import { ClientErrors } from './protocol/client-errors.ts'
 import { BackendServerFactory } from './runtime/server-factory.ts'
 import type { WorkerRole } from './runtime/worker-role.ts'
 import { numberConnectionsAsWorker } from './proxy/conn-ids.ts'
+import type { FleetMember } from './ha/fleet/member.ts'
+import { configDigest } from './config/digest.ts'
 
 export interface RuntimeOptions {
   log?: Logger
@@ -79,6 +81,8 @@ export class Runtime implements ProxyContext {
   private tick: NodeJS.Timeout | null = null
   private shutdownDone: Promise<void> | null = null
   private httpServer: http.Server | null = null
+  /** Fleet membership through etcd (fleet_etcd); null without it. */
+  private fleet: FleetMember | null = null
   private readonly startTimeS = Date.now() / 1000
   /** Called once a console SHUTDOWN has finished (the CLI exits the process). */
   onShutdownComplete: (() => void) | null = null
@@ -121,6 +125,7 @@ export class Runtime implements ProxyContext {
       stats: this.stats,
       backends: this.backends,
       switchovers: this.switchoverRunner,
+      fleet: () => this.fleet,
       listener: this.listener,
       readGate: this.readGate,
       isShuttingDown: () => this.isShuttingDown,
@@ -150,6 +155,7 @@ export class Runtime implements ProxyContext {
     await rt.startHttpIfConfigured()
     rt.startJanitor()
     rt.startStats()
+    await rt.joinFleetIfConfigured()
     // A worker's start is one part of the pooler's: the primary logs runtime.started once all are up.
     if (rt.role === null) {
       rt.writePidfile()
@@ -244,6 +250,34 @@ export class Runtime implements ProxyContext {
     if (s.http_listen_port <= 0) return
     this.httpServer = await startHttp(this.admin.httpView(this.startTimeS), s.http_listen_addr, s.http_listen_port)
     this.log.info('http.started', null, `HTTP on ${s.http_listen_addr}:${this.httpPort}`)
+  }
+
+  // ---- fleet ----
+
+  private async joinFleetIfConfigured(): Promise<void> {
+    const s = this.config.settings
+    if (s.fleet_etcd.length === 0) return
+    if (this.role !== null) {
+      // Each worker would report only its own clients under one name; the fleet waits for a primary-side member.
+      this.log.warn('fleet.unsupported', null, 'fleet_etcd is ignored with workers > 1 for now: run one worker to join a fleet')
+      return
+    }
+    // Loaded here only: a node without a fleet never loads the etcd client (gRPC, protobufs).
+    const { FleetMember } = await import('./ha/fleet/member.ts')
+    this.fleet = new FleetMember({
+      settings: s,
+      log: this.log,
+      version: this.admin.view.version.replace(/^tidepool /, ''),
+      listenPort: this.port,
+      load: () => {
+        let servers = 0
+        let tps = 0
+        for (const p of this.pools.list()) servers += p.lists.serverCount
+        for (const r of this.stats.rows()) tps += r.averages.xacts
+        return { clients: this.clients.size, servers, tps, configVersion: configDigest(this.config) }
+      },
+    })
+    this.fleet.start()
   }
 
   // ---- reload ----
@@ -342,9 +376,13 @@ export class Runtime implements ProxyContext {
       this.tick = null
     }
     let isFinished = false
+    // Leaving the fleet (revoking the lease) is the one step that waits on the network; bounded in FleetMember.stop.
+    let left: Promise<void> = Promise.resolve()
     const finish = () => {
       if (isFinished) return
       isFinished = true
+      if (this.fleet !== null) left = this.fleet.stop()
+      this.fleet = null
       for (const c of [...this.clients]) c.fail(ClientErrors.shuttingDown)
       this.pools.closeAllServers('pooler shutdown')
       this.authQuery.abortAll()
@@ -363,7 +401,7 @@ export class Runtime implements ProxyContext {
     }
     if (mode === 'immediate') {
       finish()
-      this.shutdownDone = Promise.resolve()
+      this.shutdownDone = left
       return this.shutdownDone
     }
     this.log.info('runtime.stopping', null, mode === 'clients' ? 'waiting for clients to disconnect' : 'waiting for transactions to finish')
@@ -379,7 +417,7 @@ export class Runtime implements ProxyContext {
         if (done || this.tick === null) {
           clearInterval(check)
           finish()
-          resolve()
+          void left.then(resolve)
         }
       }, 50)
     })

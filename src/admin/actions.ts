@@ -11,6 +11,7 @@ import type { Config } from '../config/types.ts'
 import { withSetting } from '../config/set-setting.ts'
 import type { Backends } from '../ha/backends.ts'
 import type { Switchovers } from '../ha/switchover.ts'
+import type { FleetMember } from '../ha/fleet/member.ts'
 import type { Listener } from '../net/listener.ts'
 import type { ReadGate } from '../net/read-gate.ts'
 import { fdOf } from '../net/socket-fd.ts'
@@ -43,6 +44,8 @@ export interface ActionDeps {
   stats: StatsPeriods
   backends: Backends
   switchovers: Switchovers
+  /** This node's fleet membership; null without fleet_etcd. */
+  fleet(): FleetMember | null
   listener: Listener
   readGate: ReadGate
   isShuttingDown(): boolean
@@ -81,6 +84,7 @@ export class AdminActions {
         return d.switchovers.run(db, to, timeoutMs ?? (s.pause_timeout_ms > 0 ? s.pause_timeout_ms : 30_000))
       },
       switchovers: () => [...d.switchovers.last.values()],
+      fleet: () => d.fleet()?.rows() ?? [],
       pools: (nowMs) => d.pools.list().map((p) => p.row(nowMs)),
       servers: () => d.pools.list().flatMap((p) => p.lists.allServers().map((s) => (s as ServerConn).info())),
       stats: () => d.stats.rows(),
@@ -258,6 +262,7 @@ export class AdminActions {
       startTimeS,
       hosts: () => d.backends.monitor.all(),
       switchovers: () => ({ last: [...d.switchovers.last.values()], counts: d.switchovers.counts }),
+      fleet: () => d.fleet()?.status() ?? null,
       readiness: () => this.readiness(),
       json: (what) => consoleRows(what, this.view),
       act: (action, db, args) => this.act(action, db, args),

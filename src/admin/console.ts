@@ -23,6 +23,7 @@ import { showConfig } from './show/config.ts'
 import { showDatabases } from './show/databases.ts'
 import { showDnsHosts, showDnsZones } from './show/dns.ts'
 import { showFakeParam, showHelp } from './show/help.ts'
+import { showFleet } from './show/fleet.ts'
 import { showHosts } from './show/hosts.ts'
 import { showLists } from './show/lists.ts'
 import { showPools } from './show/pools.ts'
@@ -89,10 +90,11 @@ const SHOWS: ReadonlyMap<string, (req: ConsoleRequest) => ResultSet> = new Map<s
   ['dns_zones', showDnsZones],
   ['hosts', showHosts],
   ['switchover', showSwitchovers],
+  ['fleet', showFleet],
 ])
 
 /** The SHOW views the HTTP API serves as JSON, by the name after /api/. */
-const JSON_VIEWS: ReadonlySet<string> = new Set(['pools', 'stats', 'databases', 'clients', 'servers', 'users', 'lists', 'config', 'hosts', 'switchover'])
+const JSON_VIEWS: ReadonlySet<string> = new Set(['pools', 'stats', 'databases', 'clients', 'servers', 'users', 'lists', 'config', 'hosts', 'switchover', 'fleet'])
 
 // ---- parsing: PgBouncer's `CMD [arg] [;]` (cmd_normal_rx), case-insensitive, words or "quoted" ----
 

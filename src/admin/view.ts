@@ -11,6 +11,7 @@ import type { ClientInfo } from '../proxy/client-info.ts'
 import type { ServerInfo } from '../proxy/server-info.ts'
 import type { Host } from '../ha/hosts.ts'
 import type { SwitchoverReport } from '../ha/switchover.ts'
+import type { FleetNodeRow } from '../ha/fleet/member.ts'
 
 export type { ClientInfo, ServerInfo }
 
@@ -97,4 +98,6 @@ export interface ConsoleView {
   switchover(db: string, to: string | null, timeoutMs: number | null): Promise<SwitchoverReport>
   /** The last switchover of each database. */
   switchovers(): SwitchoverReport[]
+  /** SHOW FLEET: the nodes of this node's fleet, this one first; [] without fleet_etcd. */
+  fleet(): FleetNodeRow[]
 }

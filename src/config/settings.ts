@@ -151,6 +151,20 @@ export interface Settings {
   /** Methods a server may ask tidepool to log in with (libpq's require_auth); [] = any. */
   server_require_auth: readonly string[]
   server_scram_max_iterations: number
+  // -- [tidepool] fleet (etcd)
+  /** etcd endpoints as written; [] = no fleet (docs/architecture.md, Fleet). */
+  fleet_etcd: readonly string[]
+  fleet_etcd_user: string
+  fleet_etcd_password: string
+  fleet_etcd_ca_file: string
+  fleet_etcd_cert_file: string
+  fleet_etcd_key_file: string
+  fleet_name: string
+  /** '' = the host name. */
+  node_name: string
+  node_region: string
+  node_advertise: string
+  fleet_lease_ttl: number
 }
 
 export type SettingName = keyof Settings
@@ -469,6 +483,29 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: "libpq's require_auth for tidepool's logins to servers: methods a server may ask for (password, md5, scram-sha-256, none for no password at all) or, each with !, may not; empty allows any. A [databases] entry's require_auth= overrides it. Whatever it says, a SCRAM exchange must end with the server's valid signature" }),
   setting({ name: 'server_scram_max_iterations', section: 'tidepool', group: G.tidepool, type: int({ min: 1 }), default: '100000', apply: 'live',
     doc: "Largest SCRAM iteration count a server may ask of tidepool's login (PostgreSQL's default is 4096); a server asking more is refused, as one asking millions could make each login cost seconds of CPU" }),
+  // ---- [tidepool] fleet: membership through etcd (docs/architecture.md, Fleet)
+  setting({ name: 'fleet_etcd', section: 'tidepool', group: G.tidepool, type: list(), default: '', apply: 'restart',
+    doc: 'etcd endpoints (host:port or http[s]://host:port, comma-separated) where this node joins its fleet; empty: no fleet, and nothing of it is loaded' }),
+  setting({ name: 'fleet_etcd_user', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart',
+    doc: "etcd user for fleet_etcd (etcd's own authentication); empty: none" }),
+  setting({ name: 'fleet_etcd_password', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart', isSecret: true,
+    doc: 'Password of fleet_etcd_user' }),
+  setting({ name: 'fleet_etcd_ca_file', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart',
+    doc: "CA certificate that etcd's server certificate must chain to; set (or a client certificate) to speak TLS to endpoints written without a scheme" }),
+  setting({ name: 'fleet_etcd_cert_file', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart',
+    doc: 'Client certificate presented to etcd (with fleet_etcd_key_file), for etcd started with --client-cert-auth' }),
+  setting({ name: 'fleet_etcd_key_file', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart',
+    doc: 'Private key of fleet_etcd_cert_file' }),
+  setting({ name: 'fleet_name', section: 'tidepool', group: G.tidepool, type: str(), default: 'tidepool', apply: 'restart',
+    doc: 'Name of the fleet: the prefix of its keys in etcd, so several fleets can share one etcd' }),
+  setting({ name: 'node_name', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart',
+    doc: 'Name of this node in its fleet, unique within it; empty: the host name' }),
+  setting({ name: 'node_region', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart',
+    doc: 'Region (or zone) of this node, shown to the fleet' }),
+  setting({ name: 'node_advertise', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart',
+    doc: 'host:port where clients and peers reach this node, as the fleet shows it; empty: the host name and listen_port' }),
+  setting({ name: 'fleet_lease_ttl', section: 'tidepool', group: G.tidepool, type: int({ min: 1, max: 3600 }), default: '10', apply: 'restart',
+    doc: "Seconds the fleet keeps a node's record after its last heartbeat (its etcd lease); the node renews it every third of that. etcd may round a very short TTL up" }),
 ])
 
 const BY_NAME: ReadonlyMap<string, AnySettingRow> = new Map(SETTINGS.map((r) => [r.name, r]))

@@ -8,6 +8,7 @@ import type { PoolCounts } from '../pool/control.ts'
 import { LATENCY_BUCKETS_S, type Histogram, type PoolStats } from '../pool/stats.ts'
 import type { Host } from '../ha/hosts.ts'
 import type { SwitchoverReport } from '../ha/switchover.ts'
+import type { FleetStatus } from '../ha/fleet/member.ts'
 
 export interface MetricsSource {
   pools(): Pool[]
@@ -21,6 +22,8 @@ export interface MetricsSource {
   hosts(): Host[]
   /** The last switchover of each database, and how many ended each way. */
   switchovers(): { last: SwitchoverReport[]; counts: Map<string, { ok: number; failed: number }> }
+  /** Fleet membership (fleet_etcd); null without a fleet, and then no tidepool_fleet_* metric is shown. */
+  fleet(): FleetStatus | null
 }
 
 function esc(v: string): string {
@@ -116,6 +119,7 @@ export function renderMetrics(src: MetricsSource, nowMs: number): string {
   }
   renderHosts(o, src.hosts(), nowMs)
   renderSwitchovers(o, src.switchovers())
+  renderFleet(o, src.fleet())
   const mem = process.memoryUsage()
   const cpu = process.cpuUsage()
   o.family('process_cpu_seconds_total', 'counter', 'User and system CPU time of the pooler process')
@@ -159,4 +163,16 @@ function renderSwitchovers(o: Out, s: { last: SwitchoverReport[]; counts: Map<st
   }
   o.family('tidepool_switchover_duration_seconds', 'gauge', 'How long the last switchover held traffic, start to release')
   for (const r of s.last) o.sample('tidepool_switchover_duration_seconds', { database: r.database }, r.totalMs / 1000)
+}
+
+function renderFleet(o: Out, f: FleetStatus | null): void {
+  if (f === null) return
+  o.family('tidepool_fleet_etcd_up', 'gauge', '1 while the last heartbeat to etcd succeeded; 0 while this node is cut off from etcd (it serves on)')
+  o.sample('tidepool_fleet_etcd_up', {}, f.isEtcdUp ? 1 : 0)
+  o.family('tidepool_fleet_nodes', 'gauge', 'Nodes of the fleet, this one included, as seen at the last heartbeat that reached etcd')
+  o.sample('tidepool_fleet_nodes', {}, f.nodes)
+  o.family('tidepool_fleet_last_contact_timestamp_seconds', 'gauge', 'When a heartbeat last reached etcd (0: never)')
+  o.sample('tidepool_fleet_last_contact_timestamp_seconds', {}, f.lastContactMs / 1000)
+  o.family('tidepool_fleet_ignored_keys', 'gauge', 'Keys under the fleet\'s nodes/ prefix that are not valid node records, ignored at the last read')
+  o.sample('tidepool_fleet_ignored_keys', {}, f.badRecords)
 }

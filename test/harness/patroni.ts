@@ -9,12 +9,13 @@
 // replica promotes at its next loop, so a failover takes ~10 s rather than Patroni's default ~30 s.
 
 import { randomBytes } from 'node:crypto'
-import { rmSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { waitFor } from './clients.ts'
 import { freePort } from './ports.ts'
 import { TEST_DATABASE } from './postgres.ts'
+import { type Etcd, startEtcd } from './etcd.ts'
 import { Daemon, HOST, PG_BIN, REPLICATOR, SUPERUSER, destroy, diagnostics, makeDir, pgQuery, requireBinaries, waitStreaming } from './replication.ts'
 
 async function http(url: string, init: { method?: string; body?: unknown; timeoutMs?: number } = {}): Promise<{ status: number; text: string }> {
@@ -30,49 +31,6 @@ async function http(url: string, init: { method?: string; body?: unknown; timeou
     // Refused, reset or timed out: no answer, which every caller treats as "not that role".
     return { status: 0, text: (err as Error).message }
   }
-}
-
-// --- etcd ---------------------------------------------------------------------------------------
-
-export interface Etcd {
-  /** host:port, as Patroni's etcd3.hosts wants it */
-  endpoint: string
-  clientUrl: string
-  log(): string
-  /** SIGKILL: the DCS is gone, as for a partition from it */
-  kill(): void
-}
-
-/** One single-member etcd on free loopback ports, its data in a temp dir; killed and removed in t.after(). */
-export async function startEtcd(t: TestContext): Promise<Etcd> {
-  requireBinaries(['/usr/bin/etcd'])
-  const dir = makeDir()
-  const daemon = new Daemon({ asPostgres: false, deathSignal: 'TERM' })
-  t.after(() => destroy([daemon], [dir]))
-  diagnostics(t, 'etcd log', () => daemon.log())
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const client = await freePort()
-    const peer = await freePort()
-    if (client === peer) continue
-    const clientUrl = `http://${HOST}:${client}`
-    const peerUrl = `http://${HOST}:${peer}`
-    const mark = daemon.mark()
-    // A failed attempt's member data names its peer URL; start clean.
-    rmSync(join(dir, 'etcd'), { recursive: true, force: true })
-    daemon.spawn('etcd', [
-      '--name', 'tp', '--data-dir', join(dir, 'etcd'),
-      '--listen-client-urls', clientUrl, '--advertise-client-urls', clientUrl,
-      '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl,
-      '--initial-cluster', `tp=${peerUrl}`, '--initial-cluster-state', 'new',
-      '--initial-cluster-token', `tp-${randomBytes(4).toString('hex')}`,
-      '--logger', 'zap', '--log-outputs', 'stderr',
-    ])
-    await waitFor(async () => !daemon.running() || (await http(`${clientUrl}/health`)).text.includes('"true"'),
-      { timeoutMs: 20_000, intervalMs: 50, what: `etcd on ${clientUrl} to be healthy` })
-    if (daemon.running()) return { endpoint: `${HOST}:${client}`, clientUrl, log: () => daemon.log(), kill: () => daemon.kill() }
-    if (!/address already in use/.test(daemon.since(mark))) throw new Error(`etcd exited at start:\n${daemon.since(mark)}`)
-  }
-  throw new Error(`etcd: no free ports after 5 attempts:\n${daemon.log()}`)
 }
 
 // --- Patroni ------------------------------------------------------------------------------------

@@ -291,6 +291,7 @@ async function fixture(ini = INI): Promise<Fixture> {
       return view.switchoverResult
     },
     switchovers: () => [view.switchoverResult],
+    fleet: () => [],
     isSuspended: false,
     setCalls: [] as Array<[string, string]>,
     setResult: { ok: true, warnings: [] } as SetOutcome,

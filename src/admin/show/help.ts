@@ -39,7 +39,7 @@ const HELP_DETAIL =
 // tidepool's own commands, listed after PgBouncer's so scripts that match its list still do.
 const HELP_TIDEPOOL =
   '\n' +
-  '\tSHOW HOSTS|SWITCHOVER\n' +
+  '\tSHOW HOSTS|SWITCHOVER|FLEET\n' +
   '\tSWITCHOVER <db> [TO <host>] [TIMEOUT <seconds>]'
 
 export function showHelp(): Buffer {

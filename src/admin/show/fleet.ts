@@ -1,0 +1,15 @@
+// SHOW FLEET (tidepool's own): one row a node of this node's fleet (fleet_etcd), this node first:
+// what each wrote in etcd at its last heartbeat, and its state as this node sees it (up; etcd
+// unreachable for this node when cut off from etcd; unknown for the others then). No rows without a fleet.
+
+import type { ConsoleRequest } from '../request.ts'
+import { columns, isoTime, type ResultSet } from '../result-set.ts'
+
+const FLEET_COLUMNS = columns('ssssssiiNs', ['name', 'region', 'address', 'state', 'version', 'config_version', 'clients', 'servers', 'tps', 'last_heartbeat'])
+
+export function showFleet(req: ConsoleRequest): ResultSet {
+  return {
+    columns: FLEET_COLUMNS,
+    rows: req.view.fleet().map((n) => [n.name, n.region, n.address, n.state, n.version, n.config_version, n.clients, n.servers, n.tps, isoTime(n.heartbeat_ms)]),
+  }
+}

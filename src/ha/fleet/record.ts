@@ -1,0 +1,57 @@
+// What a fleet node writes about itself in etcd, and how a record read back is checked. Keys:
+//   <fleet_name>/nodes/<node_name>   one JSON NodeRecord, attached to the node's lease
+// Anything else found under <fleet_name>/nodes/ (a key with a slash in its name, a value that is
+// not a record, a record whose name is not its key's) is refused with a reason, never shown.
+// Must not: talk to etcd or keep state; this module is data plus pure checks, tested with strings.
+
+/** One node as the fleet sees it; written at every heartbeat. */
+export interface NodeRecord {
+  name: string
+  region: string
+  /** host:port where clients and peers reach the node. */
+  address: string
+  version: string
+  /** Digest of the applied [databases], [users] and pool settings (see configVersion in member.ts). */
+  config_version: string
+  clients: number
+  servers: number
+  /** Transactions per second over the last stats_period. */
+  tps: number
+  /** The node's clock when it wrote the record (ms since the epoch). */
+  heartbeat_ms: number
+  /** The node's clock when it joined (this lease). */
+  started_ms: number
+}
+
+export function nodesPrefix(fleetName: string): string {
+  return `${fleetName}/nodes/`
+}
+
+export function nodeKey(fleetName: string, nodeName: string): string {
+  return nodesPrefix(fleetName) + nodeName
+}
+
+const STRING_FIELDS = ['name', 'region', 'address', 'version', 'config_version'] as const
+const NUMBER_FIELDS = ['clients', 'servers', 'tps', 'heartbeat_ms', 'started_ms'] as const
+
+/** A value read under `prefix`: the record, or why it is refused. */
+export function parseNodeRecord(prefix: string, key: string, value: string): { ok: true; record: NodeRecord } | { ok: false; reason: string } {
+  const name = key.startsWith(prefix) ? key.slice(prefix.length) : ''
+  if (name === '' || name.includes('/')) return { ok: false, reason: 'not a node key' }
+  let v: unknown
+  try {
+    v = JSON.parse(value)
+  } catch {
+    return { ok: false, reason: 'value is not JSON' }
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { ok: false, reason: 'value is not a JSON object' }
+  const o = v as Record<string, unknown>
+  for (const f of STRING_FIELDS) if (typeof o[f] !== 'string') return { ok: false, reason: `field ${f} is not a string` }
+  for (const f of NUMBER_FIELDS) if (typeof o[f] !== 'number' || !Number.isFinite(o[f])) return { ok: false, reason: `field ${f} is not a number` }
+  if (o.name !== name) return { ok: false, reason: `record names node ${JSON.stringify(o.name)}, key names ${JSON.stringify(name)}` }
+  const r: NodeRecord = {
+    name, region: o.region as string, address: o.address as string, version: o.version as string, config_version: o.config_version as string,
+    clients: o.clients as number, servers: o.servers as number, tps: o.tps as number, heartbeat_ms: o.heartbeat_ms as number, started_ms: o.started_ms as number,
+  }
+  return { ok: true, record: r }
+}
