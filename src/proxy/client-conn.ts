@@ -115,6 +115,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   private closed = false
   isTls = false
   isConsole = false
+  isOwnUser = false
   /** Message types this client may send in the work phase (disable_pqexec takes Query out). */
   private readonly workCodes: Uint8Array
   /** Counted in ctx.clientCounts (it reached a pool or the console); close() uncounts it. */
@@ -200,7 +201,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
 
   /** The virtual database "pgbouncer": admin_users may run everything, stats_users only SHOW. */
   private startConsole(): void {
-    const role = consoleRole(this.ctx.settings, this.user)
+    const role = this.isOwnUser ? 'admin' : consoleRole(this.ctx.settings, this.user)
     if (role === null) return this.fail(ClientErrors.consoleNotAllowed)
     const failure = admitToConsole(this.ctx, this.user)
     if (failure !== null) return this.fail(failure)

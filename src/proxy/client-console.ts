@@ -16,6 +16,8 @@ import type { LogSubject } from '../observe/log.ts'
 import type { ProxyContext } from './context.ts'
 
 export const CONSOLE_DB = 'pgbouncer'
+/** The user name that, from tidepool's own OS user over the unix socket, is an admin without a password. */
+export const CONSOLE_OWN_USER = 'pgbouncer'
 
 /** What the console session needs of its client connection (ClientConn implements it). */
 export interface ConsoleClient extends LogSubject {

@@ -21,10 +21,11 @@ import { dbClientLimit, entryFor, userClientLimit } from '../config/effective.ts
 import { clientAuthFlow, type AuthStep, type ClientAuthFlow } from '../auth/client-auth.ts'
 import { matchHba, type HbaRule } from '../auth/hba.ts'
 import { identAllows } from '../auth/ident.ts'
+import { ownUid, peerUid, type PeerUid } from '../net/peer-cred.ts'
 import type { ProxyContext } from './context.ts'
 import { canonicalParamName, shareParams, trackedNames } from './server-params.ts'
 import { parseStartupOptions } from '../protocol/startup.ts'
-import { CONSOLE_DB } from './client-console.ts'
+import { CONSOLE_DB, CONSOLE_OWN_USER } from './client-console.ts'
 
 /** What the login needs of its client connection (ClientConn implements it). */
 export interface LoginClient extends LogSubject {
@@ -37,6 +38,8 @@ export interface LoginClient extends LogSubject {
   database: string
   params: ReadonlyMap<string, string>
   isConsole: boolean
+  /** User pgbouncer on the unix socket from tidepool's own OS user: an admin of the console without auth. */
+  isOwnUser: boolean
   /** With workers: the client slots this client holds (ctx.clientSlots keys), given back at close. */
   readonly slotKeys: string[]
   readonly isClosed: boolean
@@ -104,7 +107,34 @@ export class ClientLogin {
     c.isConsole = c.database === CONSOLE_DB
     // Whether the database exists is told only after authentication (admitToPool), as PgBouncer
     // does: a client without valid credentials must not learn which names exist.
-    const authType = st.auth_type
+    // PgBouncer's rule: user pgbouncer on the unix socket, run by tidepool's own OS user, enters
+    // the console as an admin without a password (local tooling needs no admin_users entry).
+    if (c.isConsole && c.isUnix && !c.isTls && c.user === CONSOLE_OWN_USER) {
+      return this.awaitThen(peerUid(c.socket), 'peer credentials', (peer) => this.afterPeerCheck(peer))
+    }
+    this.authenticate()
+  }
+
+  private afterPeerCheck(peer: PeerUid): void {
+    const c = this.client
+    const own = ownUid()
+    if (peer.uid !== null && peer.uid === own) {
+      c.isOwnUser = true
+      if (c.ctx.settings.log_connections) c.ctx.log.info('client.peer_login', c, 'pgbouncer access from unix socket')
+      return this.afterAuth()
+    }
+    const then = `the login goes on with auth_type ${c.ctx.settings.auth_type}`
+    // Unknown credentials are a setup problem (no perl) the operator should hear of; another
+    // user's tools logging in as pgbouncer are an ordinary login.
+    if (peer.uid === null) c.ctx.log.warn('client.peer_unknown', c, `peer credentials unknown: ${peer.why}; ${then}`)
+    else if (c.ctx.log.debugEnabled) c.ctx.log.debug('client.peer_login', c, `peer uid ${peer.uid} is not tidepool's (${own}); ${then}`)
+    this.authenticate()
+  }
+
+  /** auth_type's flow. */
+  private authenticate(): void {
+    const c = this.client
+    const authType = c.ctx.settings.auth_type
     if (authType === 'any') return this.afterAuth()
     if (authType === 'trust') return this.ifKnownUser(ClientErrors.trustUnknownUser(c.user), () => this.afterAuth())
     if (authType === 'plain' || authType === 'md5' || authType === 'scram-sha-256') return this.startPasswordFlow(authType)
