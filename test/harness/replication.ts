@@ -57,7 +57,7 @@ export function postgresIds(): { uid?: number; gid?: number } {
 export function requireBinaries(paths: string[]): void {
   const missing = paths.filter((p) => !existsSync(p))
   if (missing.length > 0) {
-    throw new Error(`test/ha needs ${missing.join(', ')}: apt-get install postgresql-15 patroni etcd-server (bash .ci/run and scripts/run-tests.mjs do)`)
+    throw new Error(`test/ha needs ${missing.join(', ')}: apt-get install postgresql-15 patroni etcd-server haproxy (bash .ci/run and scripts/run-tests.mjs do)`)
   }
 }
 
