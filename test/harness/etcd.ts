@@ -37,8 +37,13 @@ async function isHealthy(clientUrl: string): Promise<boolean> {
   }
 }
 
+export interface EtcdOptions {
+  /** Serve clients over TLS with this certificate, and require a client certificate signed by `ca`. */
+  tls?: { cert: string; key: string; ca: string }
+}
+
 /** One single-member etcd on free loopback ports, its data in a temp dir; killed and removed in t.after(). */
-export async function startEtcd(t: TestContext): Promise<Etcd> {
+export async function startEtcd(t: TestContext, opts: EtcdOptions = {}): Promise<Etcd> {
   requireBinaries(['/usr/bin/etcd'])
   const dir = makeDir()
   const dataDir = join(dir, 'etcd')
@@ -46,6 +51,12 @@ export async function startEtcd(t: TestContext): Promise<Etcd> {
   t.after(() => destroy([daemon], [dir]))
   diagnostics(t, 'etcd log', () => daemon.log())
   const token = `tp-${randomBytes(4).toString('hex')}`
+  const tls = opts.tls
+  const tlsArgs = tls === undefined ? [] : ['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca, '--client-cert-auth']
+  // /health over TLS would need the client certificate; the log says as much.
+  const isServing = async (clientUrl: string, mark: number) => tls === undefined
+    ? isHealthy(clientUrl)
+    : /serving client traffic securely/.test(daemon.since(mark))
   const run = async (clientUrl: string, peerUrl: string, isNew: boolean): Promise<string> => {
     const mark = daemon.mark()
     daemon.spawn('etcd', [
@@ -55,8 +66,9 @@ export async function startEtcd(t: TestContext): Promise<Etcd> {
       '--initial-cluster', `tp=${peerUrl}`, '--initial-cluster-state', isNew ? 'new' : 'existing',
       '--initial-cluster-token', token,
       '--logger', 'zap', '--log-outputs', 'stderr',
+      ...tlsArgs,
     ])
-    await waitFor(async () => !daemon.running() || await isHealthy(clientUrl),
+    await waitFor(async () => !daemon.running() || await isServing(clientUrl, mark),
       { timeoutMs: 20_000, intervalMs: 50, what: `etcd on ${clientUrl} to be healthy` })
     return daemon.running() ? '' : daemon.since(mark)
   }
@@ -64,7 +76,7 @@ export async function startEtcd(t: TestContext): Promise<Etcd> {
     const client = await freePort()
     const peer = await freePort()
     if (client === peer) continue
-    const clientUrl = `http://${HOST}:${client}`
+    const clientUrl = `${tls === undefined ? 'http' : 'https'}://${HOST}:${client}`
     const peerUrl = `http://${HOST}:${peer}`
     // A failed attempt's member data names its peer URL; start clean.
     rmSync(dataDir, { recursive: true, force: true })

@@ -15,6 +15,7 @@ import { spawnTidepool, startTidepool, type TestTidepool } from '../harness/tide
 import { startEtcd, type Etcd } from '../harness/etcd.ts'
 import { freePort } from '../harness/ports.ts'
 import { waitFor } from '../harness/clients.ts'
+import { makeCerts } from '../harness/certs.ts'
 
 let pgi: PgInstance
 before(async () => {
@@ -177,4 +178,40 @@ test('a foreign or unparsable key under the fleet prefix is ignored with a log l
   const before = count()
   await new Promise((r) => setTimeout(r, TTL_S * 1000))
   assert.equal(count(), before)
+})
+
+test('etcd over TLS with client certificates: a node with fleet_etcd_ca/cert/key_file joins, one without the certificate cannot', { timeout: 60_000 }, async (t) => {
+  const certs = makeCerts(t, 'tidepool')
+  const etcd = await startEtcd(t, { tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.caCert } })
+  const fleet = `f-${randomBytes(3).toString('hex')}`
+  // Written without a scheme: the TLS files make it https.
+  const a = await startTidepool(t, pgi, { settings: { admin_users: pgi.user }, tidepool: {
+    ...fleetKeys(etcd, fleet, 'a'), fleet_etcd_ca_file: certs.caCert, fleet_etcd_cert_file: certs.clientCert, fleet_etcd_key_file: certs.clientKey } })
+  const b = await startTidepool(t, pgi, { settings: { admin_users: pgi.user }, tidepool: { ...fleetKeys(etcd, fleet, 'b'), fleet_etcd_ca_file: certs.caCert } })
+  await waitFor(async () => (await namesIn(a.port)) === 'a', { timeoutMs: 20_000, intervalMs: 100, what: 'a to join over TLS' })
+  await waitFor(async () => (await showFleet(b.port))[0].state === 'etcd unreachable', { timeoutMs: 20_000, intervalMs: 100, what: 'b, without a client certificate, to be refused' })
+  assert.equal(await namesIn(a.port), 'a', 'b never got in')
+})
+
+test('etcd with authentication: fleet_etcd_user/password let a node in; a wrong password does not', { timeout: 60_000 }, async (t) => {
+  const etcd = await startEtcd(t)
+  const admin = new Etcd3({ hosts: etcd.clientUrl })
+  await admin.user('root').create('root-pw')
+  await admin.user('root').addRole('root')
+  await admin.auth.authEnable()
+  admin.close()
+  const fleet = `f-${randomBytes(3).toString('hex')}`
+  const a = await startTidepool(t, pgi, { settings: { admin_users: pgi.user }, tidepool: { ...fleetKeys(etcd, fleet, 'a'), fleet_etcd_user: 'root', fleet_etcd_password: 'root-pw' } })
+  const b = await startTidepool(t, pgi, { settings: { admin_users: pgi.user }, tidepool: { ...fleetKeys(etcd, fleet, 'b'), fleet_etcd_user: 'root', fleet_etcd_password: 'wrong' } })
+  await waitFor(async () => (await namesIn(a.port)) === 'a', { timeoutMs: 20_000, intervalMs: 100, what: 'a to join with its password' })
+  await waitFor(async () => (await showFleet(b.port))[0].state === 'etcd unreachable', { timeoutMs: 20_000, intervalMs: 100, what: 'b, with a wrong password, to be refused' })
+  assert.ok(b.logs.some((l) => l.includes('[fleet.etcd_lost]')), 'b logs why it is out')
+  assert.equal(await namesIn(a.port), 'a', 'b never got in')
+  // The password is a secret: SHOW CONFIG masks it.
+  const c = new pg.Client({ host: '127.0.0.1', port: a.port, database: 'pgbouncer', user: pgi.user, password: pgi.password })
+  c.on('error', () => {})
+  await c.connect()
+  const row = await c.query('SHOW CONFIG').finally(() => c.end().catch(() => {}))
+  const pw = row.rows.find((r: Record<string, string>) => r.key === 'fleet_etcd_password') as Record<string, string>
+  assert.equal(pw.value, '********')
 })

@@ -28,9 +28,9 @@ export interface NodeLoad {
 
 /** One row of SHOW FLEET. */
 export interface FleetNodeRow extends NodeRecord {
-  /** up: read from etcd at the last heartbeat; etcd unreachable: this node, cut off; unknown: another
-   *  node as last seen before etcd became unreachable. */
-  state: 'up' | 'etcd unreachable' | 'unknown'
+  /** up: read from etcd at the last heartbeat; joining: this node before its first heartbeat ended;
+   *  etcd unreachable: this node, cut off; unknown: another node as last seen before etcd became unreachable. */
+  state: 'up' | 'joining' | 'etcd unreachable' | 'unknown'
   isSelf: boolean
 }
 
@@ -193,9 +193,9 @@ export class FleetMember {
 
   /** SHOW FLEET: this node first, then the others by name. */
   rows(): FleetNodeRow[] {
-    const now = Date.now()
     const isUp = this.isUp === true
-    const self: FleetNodeRow = { ...(isUp && this.self !== null ? this.self : this.record(this.self?.heartbeat_ms ?? now)), state: isUp ? 'up' : 'etcd unreachable', isSelf: true }
+    const state = isUp ? 'up' : this.isUp === null ? 'joining' : 'etcd unreachable'
+    const self: FleetNodeRow = { ...(isUp && this.self !== null ? this.self : this.record(this.self?.heartbeat_ms ?? 0)), state, isSelf: true }
     return [self, ...this.others.map((r): FleetNodeRow => ({ ...r, state: isUp ? 'up' : 'unknown', isSelf: false }))]
   }
 
