@@ -4,13 +4,12 @@
 // forwards them to every worker.
 
 import cluster from 'node:cluster'
-import fs from 'node:fs'
 import os from 'node:os'
 import { loadConfig } from '../config/load.ts'
 import type { Config } from '../config/types.ts'
 import { MAX_WORKERS } from '../config/setting-types.ts'
 import { Runtime } from '../runtime.ts'
-import { Logger } from '../observe/log.ts'
+import { Logger, fileSink } from '../observe/log.ts'
 import { HANDLED_SIGNALS, signalActions } from '../runtime/signals.ts'
 import { ENV_INDEX } from '../workers/ipc.ts'
 
@@ -22,7 +21,12 @@ export async function runStart(file: string, opts: { verbose: number; quiet: boo
     for (const e of r.errors) log.error('config.rejected', null, e)
     return 2
   }
-  setLogSink(log, r.config, opts.quiet)
+  try {
+    setLogSink(log, r.config, opts.quiet)
+  } catch (err) {
+    log.error('runtime.failed', null, `cannot open logfile ${r.config.settings.logfile}: ${(err as Error).message}`)
+    return 1
+  }
   if (opts.verbose > 0) log.debugEnabled = true
   if (cluster.isWorker && process.env[ENV_INDEX] !== undefined) {
     const { runWorker } = await import('../workers/worker.ts')
@@ -60,8 +64,7 @@ export function workerCount(config: Config): number {
 
 function setLogSink(log: Logger, config: Config, isQuiet: boolean): void {
   if (config.settings.logfile !== '') {
-    const out = fs.createWriteStream(config.settings.logfile, { flags: 'a' })
-    log.sink = isQuiet ? (l) => out.write(l + '\n') : (l) => { out.write(l + '\n'); process.stderr.write(l + '\n') }
+    log.sink = fileSink(config.settings.logfile, !isQuiet)
   } else if (isQuiet) {
     log.sink = () => {}
   }

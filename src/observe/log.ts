@@ -3,6 +3,8 @@
 // existing greps keep working; log_format = json writes the same record as one JSON object.
 // Must not: format anything for a level that is off (callers check debugEnabled for debug).
 
+import fs from 'node:fs'
+
 export type Level = 'debug' | 'info' | 'warning' | 'error' | 'fatal'
 
 /** What a connection tells the log about itself: its id and db/user@addr. */
@@ -12,6 +14,25 @@ export interface LogSubject {
 }
 
 export type LogSink = (line: string) => void
+
+/**
+ * logfile: each line appended with a blocking write, as PgBouncer writes its log, so a line is in
+ * the file before the error it explains reaches a client (a write stream would land it later).
+ * `isEchoed` also writes it to stderr. A failed write drops the line, saying so on stderr, rather
+ * than stopping the pooler. Throws when the file cannot be opened.
+ */
+export function fileSink(path: string, isEchoed: boolean): LogSink {
+  const fd = fs.openSync(path, 'a')
+  return (line) => {
+    const text = line + '\n'
+    try {
+      fs.writeSync(fd, text)
+    } catch (err) {
+      process.stderr.write(`tidepool: cannot write to logfile ${path}: ${(err as Error).message}\n`)
+    }
+    if (isEchoed) process.stderr.write(text)
+  }
+}
 
 const LEVEL_WORD: Record<Level, string> = { debug: 'DEBUG', info: 'LOG', warning: 'WARNING', error: 'ERROR', fatal: 'FATAL' }
 

@@ -24,9 +24,10 @@ export interface ServerFactory {
   /**
    * Start connecting; the returned server is in Login state and reports back through the pool.
    * Null when no backend host may be used now (none healthy, no primary known): the pool keeps
-   * its waiters and tries again at its next kick.
+   * its waiters and tries again at its next kick. `reserveFor`: the server is taken from
+   * reserve_pool_size for this waiter (PgBouncer logs it).
    */
-  openServer(pool: Pool): PooledServer | null
+  openServer(pool: Pool, reserveFor: PooledClient | null): PooledServer | null
 }
 
 /**
@@ -472,7 +473,9 @@ export class Pool {
   }
 
   private openServer(): boolean {
-    const s = this.factory.openServer(this)
+    // Beyond pool_size only the reserve allows it, for the longest waiter (allowedServers).
+    const reserveFor = this.lists.serverCount >= this.settings.pool_size ? this.lists.waitingClients.first : null
+    const s = this.factory.openServer(this, reserveFor)
     if (s === null) return false
     this.dbCount.servers++
     this.userCount.servers++

@@ -646,23 +646,39 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
 
   // ---- close ----
 
-  /** Send `err` if the protocol still allows, then close with its reason. */
+  /**
+   * Send `err` if the protocol still allows, then close with its reason (an ERROR in the work
+   * phase leaves the client connected). The lines that explain it are written first, as
+   * PgBouncer's: whoever reads the log after seeing the error finds them there.
+   */
   fail(err: ClientFailure): void {
     if (this.closed) return
     this.pool?.stats.countError('pooler', err.code)
+    const isClosing = err.severity !== 'ERROR' || this.phase !== Phase.Work
+    if (isClosing) this.logClose(err.reason, false)
+    if (this.ctx.settings.log_pooler_errors) this.ctx.log.warn('client.pooler_error', this, `pooler error: ${err.message}`)
     if (this.socket.writable) {
       const e = build.errorResponse({ severity: err.severity, code: err.code, message: err.message })
-      if (err.severity === 'ERROR' && this.phase === Phase.Work) {
-        this.socket.write(Buffer.concat([e, build.readyForQuery(TxStatus.Idle)]))
-        return
-      }
-      this.socket.write(e)
+      this.socket.write(isClosing ? e : Buffer.concat([e, build.readyForQuery(TxStatus.Idle)]))
     }
-    this.close(err.reason)
+    if (isClosing) this.teardown()
   }
 
   close(reason: string, isQuiet = false): void {
     if (this.closed) return
+    this.logClose(reason, isQuiet)
+    this.teardown()
+  }
+
+  /** `closing because: ...`, before anything else of the close (the server's line comes after, as in PgBouncer). */
+  private logClose(reason: string, isQuiet: boolean): void {
+    if ((!isQuiet && this.ctx.settings.log_disconnections) || this.ctx.log.debugEnabled) {
+      const age = Math.round((Date.now() - this.connectedAtMs) / 1000)
+      this.ctx.log.info('client.closed', this, `closing because: ${reason} (age=${age}s)`)
+    }
+  }
+
+  private teardown(): void {
     const wasPinned = this.pinReason !== ''
     this.closed = true
     this.phase = Phase.Closed
@@ -690,9 +706,5 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     this.ps?.clear()
     this.socket.end()
     this.socket.destroySoon()
-    if ((!isQuiet && this.ctx.settings.log_disconnections) || this.ctx.log.debugEnabled) {
-      const age = Math.round((Date.now() - this.connectedAtMs) / 1000)
-      this.ctx.log.info('client.closed', this, `closing because: ${reason} (age=${age}s)`)
-    }
   }
 }

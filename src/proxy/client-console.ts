@@ -95,9 +95,8 @@ export class ConsoleSession {
   }
 
   private fail(message: string): void {
-    const c = this.client
-    if (c.socket.writable) c.socket.write(build.errorResponse({ severity: 'ERROR', code: SqlState.ProtocolViolation, message }))
-    c.close(message)
+    // Not in the work phase: the client is closed after the ERROR, whose log lines come first.
+    this.client.fail({ severity: 'ERROR', code: SqlState.ProtocolViolation, message, reason: message })
   }
 }
 

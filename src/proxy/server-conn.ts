@@ -149,7 +149,13 @@ export class ServerConn implements PooledServer, StartingServer {
     if (ctx.settings.tcp_keepalive && !isUnix) {
       this.socket.setKeepAlive(true, Math.max(0, ctx.settings.tcp_keepidle) * 1000)
     }
-    this.socket.on('connect', () => this.startup?.onConnect())
+    this.socket.on('connect', () => {
+      if (ctx.settings.log_connections) {
+        // PgBouncer's line, written once the TCP (or unix) connection is up.
+        this.ctx.log.info('server.connected', this, isUnix ? 'new connection to server' : `new connection to server (from ${this.socket.localAddress}:${this.socket.localPort})`)
+      }
+      this.startup?.onConnect()
+    })
     this.socket.on('error', (err) => this.close(`server socket error: ${err.message}`))
     this.socket.on('close', () => this.close('server closed the connection'))
   }

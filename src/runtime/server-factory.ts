@@ -11,7 +11,8 @@ import { attrsOf, isWatched, type Backends } from '../ha/backends.ts'
 import type { Host } from '../ha/hosts.ts'
 import type { HostChange } from '../ha/monitor.ts'
 import type { Pool, ServerFactory } from '../pool/pool.ts'
-import { ServerState } from '../pool/states.ts'
+import { ServerState, type PooledClient } from '../pool/states.ts'
+import type { ClientConn } from '../proxy/client-conn.ts'
 import type { ProxyContext } from '../proxy/context.ts'
 import { ServerConn, type ServerTarget, type WatchedHost } from '../proxy/server-conn.ts'
 
@@ -35,7 +36,14 @@ export class BackendServerFactory implements ServerFactory {
     private readonly pools: () => Iterable<Pool>,
   ) {}
 
-  openServer(pool: Pool): ServerConn | null {
+  openServer(pool: Pool, reserveFor: PooledClient | null): ServerConn | null {
+    const s = this.open(pool)
+    // PgBouncer's warning, on the waiter the reserve is for.
+    if (s !== null && reserveFor !== null) this.ctx.log.warn('pool.reserve_used', reserveFor as ClientConn, 'taking connection from reserve_pool')
+    return s
+  }
+
+  private open(pool: Pool): ServerConn | null {
     const entry = entryFor(this.ctx.config, pool.database)
     const route = this.routes.get(pool)
     if (route === undefined) throw new Error(`server-factory: pool ${pool.database}/${pool.user} was made without onPoolCreated`)
