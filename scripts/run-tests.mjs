@@ -16,8 +16,8 @@
 // PostgreSQL and CI has 2 cores. scripts/test-exit.mjs ends a file whose tests are done but which
 // still holds a socket (a timed-out test leaves its clients open); the harness's 'exit' listener then
 // stops that file's PostgreSQL. Not --test-force-exit: it exits before the file's last results reach
-// the runner, which then counted fewer tests than ran. Last, we sweep for any postmaster (or test/ha's Patroni and etcd) of
-// this run that survived anyway, found by TIDEPOOL_TEST_RUN_ID in its data dir path, and remove those dirs.
+// the runner, which then counted fewer tests than ran. Last, we sweep for any postmaster (or Patroni, or an etcd of
+// test/harness/etcd.ts: test/ha and the fleet tests) of this run that survived anyway, found by TIDEPOOL_TEST_RUN_ID in its data dir path, and remove those dirs.
 // Must not: touch clusters of other runs (another engineer's tests on the same machine).
 
 import { spawn, spawnSync } from 'node:child_process'
@@ -65,8 +65,9 @@ function sweep(runId) {
   let left = pids()
   for (const until = Date.now() + 3_000; left.length > 0 && Date.now() < until; left = pids()) spawnSync('sleep', ['0.1'])
   if (left.length > 0) {
-    console.error(`run-tests: ${left.length} PostgreSQL process(es) of this run outlived their test file; stopping them: ${left.join(' ')}`)
-    // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its backends down with it.
+    console.error(`run-tests: ${left.length} process(es) of this run (PostgreSQL, Patroni, etcd) outlived their test file; stopping them: ${left.join(' ')}`)
+    // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its backends down with it
+    // (etcd, a Go program, exits on it too).
     for (const pid of left) { try { process.kill(pid, 'SIGQUIT') } catch { /* gone */ } }
     const deadline = Date.now() + 5_000
     while ((left = pids()).length > 0 && Date.now() < deadline) spawnSync('sleep', ['0.1'])
