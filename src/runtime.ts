@@ -63,6 +63,8 @@ export class Runtime implements ProxyContext {
   readonly backends: Backends
   readonly pools: PoolSet
   readonly admin: AdminActions
+  /** PoolControl over this process's pools (with workers, the console's reaches every worker). */
+  readonly localControl: LocalPoolControl
   private readonly servers: BackendServerFactory
   private readonly listener: Listener
   private readonly stats: StatsPeriods
@@ -83,7 +85,7 @@ export class Runtime implements ProxyContext {
   private httpServer: http.Server | null = null
   /** Fleet membership through etcd (fleet_etcd); null without it. */
   private fleet: FleetMember | null = null
-  private readonly startTimeS = Date.now() / 1000
+  readonly startTimeS = Date.now() / 1000
   /** Called once a console SHUTDOWN has finished (the CLI exits the process). */
   onShutdownComplete: (() => void) | null = null
 
@@ -114,7 +116,8 @@ export class Runtime implements ProxyContext {
       lease: role?.serverLease((db, user) => this.pools.existing(db, user)) ?? null,
     })
     const control = new LocalPoolControl(this.pools, this.log)
-    this.switchoverRunner = new Switchovers({ log: this.log, backends: this.backends, pools: control }, (db) => this.config.databases.get(db))
+    this.localControl = control
+    this.switchoverRunner = new Switchovers({ log: this.log, backends: this.backends, pools: role?.poolControl(control) ?? control }, (db) => this.config.databases.get(db))
     this.listener = new Listener((socket, isUnix) => new ClientConn(socket, this, isUnix), () => this.settings, this.log, role?.listen ?? null)
     this.admin = new AdminActions({
       config: () => this.config,
@@ -134,6 +137,8 @@ export class Runtime implements ProxyContext {
         ? role.shutdownAll(mode)
         : void this.shutdown(mode).then(() => { if (this.onShutdownComplete !== null) this.onShutdownComplete() }),
       adopt: (next, announce) => this.adopt(next, announce),
+      consoleQuery: (sql, isAdmin) => this.consoleQuery(sql, isAdmin),
+      resumeEverywhere: role === null ? null : () => role.resumeEverywhere(),
     })
   }
 
@@ -191,6 +196,11 @@ export class Runtime implements ProxyContext {
   }
 
   consoleQuery(sql: string, isAdmin: boolean): Promise<Buffer> {
+    return this.role === null ? this.localConsoleQuery(sql, isAdmin) : this.role.consoleQuery(sql, isAdmin)
+  }
+
+  /** The console of this process alone (with workers: what a command does in each worker). */
+  localConsoleQuery(sql: string, isAdmin: boolean): Promise<Buffer> {
     return runConsoleQuery(sql, this.admin.view, { isAdmin })
   }
 
@@ -248,7 +258,8 @@ export class Runtime implements ProxyContext {
   private async startHttpIfConfigured(): Promise<void> {
     const s = this.config.settings
     if (s.http_listen_port <= 0) return
-    this.httpServer = await startHttp(this.admin.httpView(this.startTimeS), s.http_listen_addr, s.http_listen_port)
+    const local = this.admin.httpView(this.startTimeS)
+    this.httpServer = await startHttp(this.role?.httpView(local) ?? local, s.http_listen_addr, s.http_listen_port)
     this.log.info('http.started', null, `HTTP on ${s.http_listen_addr}:${this.httpPort}`)
   }
 

@@ -29,7 +29,7 @@ import type { HttpView } from '../observe/http.ts'
 import type { DashboardSnapshot } from '../observe/dashboard.ts'
 import { isWatched } from '../ha/backends.ts'
 import { LATENCY_BUCKETS_S } from '../pool/stats.ts'
-import { consoleRows, runConsoleQuery, type ConsoleView, type SetOutcome, type ShutdownMode, type SocketFacts } from './console.ts'
+import { consoleRows, type ConsoleView, type SetOutcome, type ShutdownMode, type SocketFacts } from './console.ts'
 
 const CONSOLE_DB = 'pgbouncer'
 
@@ -54,11 +54,17 @@ export interface ActionDeps {
   shutdown(mode: ShutdownMode): void
   /** Puts a checked Config in force as RELOAD does; the error, or null. `announce` runs just before the swap. */
   adopt(next: Config, announce: () => void): string | null
+  /** The console as clients reach it (with workers: for all of them); HTTP actions run through it. */
+  consoleQuery(sql: string, isAdmin: boolean): Promise<Buffer>
+  /** With workers: ends a SUSPEND in every worker (this one's console clients are gone). */
+  resumeEverywhere: (() => void) | null
 }
 
 export class AdminActions {
   readonly view: ConsoleView
   private isSuspendedNow = false
+  /** With workers: another worker's console suspended this one; that worker resumes everyone. */
+  private isSuspendedFromElsewhere = false
 
   constructor(private readonly d: ActionDeps) {
     this.view = this.makeView()
@@ -160,8 +166,9 @@ export class AdminActions {
    * clients aside) is read any more; resolves once what was written to them has been flushed.
    * After suspend_timeout (> 0) the connections that still have output waiting are closed.
    */
-  async suspend(): Promise<void> {
+  async suspend(isFromElsewhere = false): Promise<void> {
     this.isSuspendedNow = true
+    this.isSuspendedFromElsewhere = isFromElsewhere
     this.d.listener.hold()
     this.d.log.info('admin.suspend', null, 'SUSPEND command issued')
     const conns: Array<{ socket: net.Socket; close(reason: string): void }> = []
@@ -184,9 +191,11 @@ export class AdminActions {
 
   /** PgBouncer: when the last console client leaves a suspended pooler, it resumes by itself. */
   resumeIfConsoleGone(): void {
+    if (this.isSuspendedFromElsewhere) return
     for (const c of this.d.clients) if (c.database === CONSOLE_DB) return
     this.d.log.info('admin.resume', null, 'admin disappeared when suspended, doing RESUME')
-    this.unsuspend()
+    if (this.d.resumeEverywhere !== null) this.d.resumeEverywhere()
+    else this.unsuspend()
   }
 
   /** SET key = value: a new Config with that value, put in force as RELOAD would. */
@@ -239,7 +248,7 @@ export class AdminActions {
       }
     }
     const sql = db === null ? action.toUpperCase() : `${action.toUpperCase()} ${db.replaceAll(/[^A-Za-z0-9_.-]/g, '')}`
-    const reply = await runConsoleQuery(sql, this.view, { isAdmin: true })
+    const reply = await this.d.consoleQuery(sql, true)
     const f = new Framer()
     f.inspect = INSPECT_ALL
     f.push(reply)
@@ -253,7 +262,12 @@ export class AdminActions {
   httpView(startTimeS: number): HttpView {
     const d = this.d
     return {
-      pools: () => d.pools.list(),
+      pools: (nowMs) => d.pools.list().map((p) => p.row(nowMs)),
+      process: () => {
+        const cpu = process.cpuUsage()
+        const mem = process.memoryUsage()
+        return { cpuUs: cpu.user + cpu.system, rss: mem.rss, heapUsed: mem.heapUsed }
+      },
       stats: () => d.stats.rows(),
       isPaused: () => d.pools.isPausedAll,
       isShuttingDown: () => d.isShuttingDown(),

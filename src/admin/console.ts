@@ -170,7 +170,7 @@ function execute(req: ConsoleRequest): Buffer | Promise<Buffer> {
   return run(req, arg)
 }
 
-function parseSet(req: ConsoleRequest): Buffer {
+function parseSet(req: ConsoleRequest): Promise<Buffer> {
   const m = SET_STRING_RX.exec(req.sql) ?? SET_WORD_RX.exec(req.sql)
   if (m === null) throw syntaxError(req)
   const key = unquote(m[1])

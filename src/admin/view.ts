@@ -1,5 +1,7 @@
 // The ConsoleView: everything the admin console may read and ask of the running pooler. Runtime
-// implements it; the unit tests fake it. What it reads is plain data (pool rows, ClientInfo,
+// implements it; the unit tests fake it; with workers, workers/cluster-view.ts answers it for all
+// of them (a command may then be asynchronous: it is answered once every worker acknowledged it).
+// What it reads is plain data (pool rows, ClientInfo,
 // ServerInfo, SocketFacts), never a live Pool or connection, so the console cannot walk or change
 // a pool's lists, and the same view could be answered from another process.
 // Must not: import the runtime, or hand out objects whose methods change state.
@@ -57,7 +59,7 @@ export interface ConsoleView {
    * the console sends CommandComplete only then, as PgBouncer does.
    */
   pause(db: string | null): void | Promise<void>
-  resume(db: string | null): void
+  resume(db: string | null): void | Promise<void>
   /** null: is the pooler as a whole paused (PAUSE without a name); a name: is that database paused. */
   isPaused(db: string | null): boolean
   reload(): Promise<{ ok: boolean; errors: string[] }>
@@ -66,16 +68,16 @@ export interface ConsoleView {
   /** True once a shutdown has begun: RESUME is refused then. */
   readonly isShuttingDown: boolean
   /** RECONNECT: close every server of the database(s) once released. */
-  reconnect(db: string | null): void
+  reconnect(db: string | null): void | Promise<void>
   /** WAIT_CLOSE: resolves once no server marked by RECONNECT or RELOAD remains. */
   waitClose(db: string | null): Promise<void>
   /** DISABLE/ENABLE: refuse or allow new logins to the database. */
-  setDisabled(db: string, isDisabled: boolean): void
+  setDisabled(db: string, isDisabled: boolean): void | Promise<void>
   isDisabled(db: string): boolean
   /** KILL: drop every client and server of the database (of every database with null) now; new clients wait until RESUME db. */
-  kill(db: string | null): void
+  kill(db: string | null): void | Promise<void>
   /** KILL_CLIENT: false when no client has that numeric id. */
-  killClient(id: number): boolean
+  killClient(id: number): boolean | Promise<boolean>
   /**
    * SUSPEND: stop accepting and stop reading every socket but the console's; resolves once their
    * pending output is flushed (or suspend_timeout closed the ones that would not flush).
@@ -85,7 +87,7 @@ export interface ConsoleView {
   /** Some database is paused (PAUSE db, KILL db): SUSPEND is refused then, as in PgBouncer. */
   hasPausedDatabases(): boolean
   /** SET key = value: applied as a RELOAD applies a changed file, or refused with the reason. */
-  set(key: string, value: string): SetOutcome
+  set(key: string, value: string): SetOutcome | Promise<SetOutcome>
   /** What Node can tell of each client and server socket, by connection id ('C-17', 'S-3'). */
   sockets(): ReadonlyMap<string, SocketFacts>
   /** The listening sockets (SHOW FDS's 'pooler' rows). */

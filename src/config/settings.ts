@@ -446,7 +446,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'Milliseconds sent data may stay unacknowledged before the connection is dropped (Linux); 0 keeps the OS default' }),
   // ---- [tidepool]
   setting({ name: 'workers', section: 'tidepool', group: G.tidepool, type: workerCount(), default: '1', apply: 'restart',
-    doc: 'Processes that serve clients on the same addresses: auto for one per CPU, 1 for a single process. Pool sizes, max_*_connections and the client limits stay totals over all workers; cancels and signals reach every worker; the console and /metrics are still per worker (docs/architecture.md, Workers)' }),
+    doc: 'Processes that serve clients on the same addresses: auto for one per CPU, 1 for a single process. Pool sizes, max_*_connections and the client limits stay totals over all workers; cancels, signals, the console and /metrics see one pooler (docs/architecture.md, Workers)' }),
   setting({ name: 'log_format', section: 'tidepool', group: G.tidepool, type: oneOf(['text', 'json'] as const), default: 'text', apply: 'live',
     doc: 'Log lines as PgBouncer-style text or as one JSON object per line' }),
   setting({ name: 'http_listen_addr', section: 'tidepool', group: G.tidepool, type: str(), default: '127.0.0.1', apply: 'restart',

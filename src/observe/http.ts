@@ -19,6 +19,8 @@ import { renderMetrics, type MetricsSource } from './metrics.ts'
 import { loadDashboardAssets, type DashboardSnapshot } from './dashboard.ts'
 
 export interface HttpView extends MetricsSource {
+  /** With workers: gathers every worker's numbers for the reads that follow (/metrics, /api). */
+  refresh?(): Promise<void>
   readiness(): { ready: boolean; reason: string }
   /** Rows of a SHOW view by name (pools, stats, clients, ...), or null if there is no such view. */
   json(what: string): unknown[] | null
@@ -94,6 +96,10 @@ async function handleAction(view: HttpView, req: http.IncomingMessage, res: http
   sendJson(res, 200, r.rows === undefined ? { ok: true } : { ok: true, rows: r.rows })
 }
 
+function refreshed(view: HttpView): Promise<void> {
+  return view.refresh === undefined ? Promise.resolve() : view.refresh()
+}
+
 export function startHttp(view: HttpView, host: string, port: number): Promise<http.Server> {
   const assets = loadDashboardAssets()
   const server = http.createServer((req, res) => {
@@ -128,10 +134,12 @@ export function startHttp(view: HttpView, host: string, port: number): Promise<h
         res.setHeader('WWW-Authenticate', 'Bearer')
         return sendJson(res, 401, { error: 'missing or wrong bearer token' })
       }
-      if (jsonView === 'dashboard') return sendJson(res, 200, view.dashboard())
-      const rows = view.json(jsonView)
-      if (rows === null) sendJson(res, 404, { error: `no such view: ${jsonView}` })
-      else sendJson(res, 200, rows)
+      refreshed(view).then(() => {
+        if (jsonView === 'dashboard') return sendJson(res, 200, view.dashboard())
+        const rows = view.json(jsonView)
+        if (rows === null) sendJson(res, 404, { error: `no such view: ${jsonView}` })
+        else sendJson(res, 200, rows)
+      }, (err: unknown) => sendJson(res, 503, { error: (err as Error).message }))
       return
     }
     if (path === '/health') {
@@ -140,7 +148,10 @@ export function startHttp(view: HttpView, host: string, port: number): Promise<h
       const r = view.readiness()
       res.writeHead(r.ready ? 200 : 503, { 'Content-Type': 'text/plain' }).end(`${r.reason}\n`)
     } else if (path === '/metrics') {
-      res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }).end(renderMetrics(view, Date.now()))
+      refreshed(view).then(
+        () => res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }).end(renderMetrics(view, Date.now())),
+        (err: unknown) => res.writeHead(503, { 'Content-Type': 'text/plain' }).end(`${(err as Error).message}\n`),
+      )
     } else {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n')
     }

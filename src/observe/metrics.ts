@@ -3,15 +3,23 @@
 // renaming; labels stay bounded (database, user): never a client address or connection id.
 // Must not: keep state of its own; everything is read when scraped.
 
-import type { Pool } from '../pool/pool.ts'
-import type { PoolCounts } from '../pool/control.ts'
+import type { PoolCounts, PoolRow } from '../pool/control.ts'
 import { LATENCY_BUCKETS_S, type Histogram, type PoolStats } from '../pool/stats.ts'
 import type { Host } from '../ha/hosts.ts'
 import type { SwitchoverReport } from '../ha/switchover.ts'
 import type { FleetStatus } from '../ha/fleet/member.ts'
 
+/** What process_* shows: one process, or the sum over the workers. */
+export interface ProcessFigures {
+  cpuUs: number
+  rss: number
+  heapUsed: number
+}
+
 export interface MetricsSource {
-  pools(): Pool[]
+  /** Every pool as of `nowMs`. */
+  pools(nowMs: number): PoolRow[]
+  process(): ProcessFigures
   stats(): Array<{ database: string; totals: PoolStats }>
   isPaused(): boolean
   isShuttingDown(): boolean
@@ -41,7 +49,7 @@ class Out {
   }
 }
 
-const POOL_GAUGES: Array<[string, string, (k: PoolCounts, p: Pool) => number]> = [
+const POOL_GAUGES: Array<[string, string, (k: PoolCounts, p: PoolRow) => number]> = [
   ['tidepool_pools_client_active_connections', 'Client connections linked to a server or idle between transactions', (k) => k.cl_active],
   ['tidepool_pools_client_pinned_connections', 'Client connections pinned to their server by session state (LISTEN, advisory locks, temporary tables, ...)', (k) => k.cl_pinned],
   ['tidepool_pools_client_waiting_connections', 'Client connections waiting for a server', (k) => k.cl_waiting],
@@ -52,8 +60,8 @@ const POOL_GAUGES: Array<[string, string, (k: PoolCounts, p: Pool) => number]> =
   ['tidepool_pools_server_login_connections', 'Server connections logging in', (k) => k.sv_login],
   ['tidepool_pools_server_being_canceled_connections', 'Server connections held back from reuse until the cancel requests sent for their query are done', (k) => k.sv_being_canceled],
   ['tidepool_pools_client_maxwait_seconds', 'How long the oldest waiting client has waited', (k) => k.maxwait_ms / 1000],
-  ['tidepool_pool_size', 'Configured pool_size of the pool', (_k, p) => p.settings.pool_size],
-  ['tidepool_pool_paused', '1 while the pool is paused', (_k, p) => (p.isPaused ? 1 : 0)],
+  ['tidepool_pool_size', 'Configured pool_size of the pool', (_k, p) => p.pool_size],
+  ['tidepool_pool_paused', '1 while the pool is paused', (_k, p) => (p.paused ? 1 : 0)],
 ]
 
 const STAT_COUNTERS: Array<[string, string, (s: PoolStats) => number]> = [
@@ -80,11 +88,10 @@ export function renderMetrics(src: MetricsSource, nowMs: number): string {
   o.sample('tidepool_client_connections', {}, src.clientCount())
   o.family('tidepool_config_max_client_connections', 'gauge', 'max_client_conn')
   o.sample('tidepool_config_max_client_connections', {}, src.maxClientConn())
-  const pools = src.pools()
-  const counts = pools.map((p) => p.counts(nowMs))
+  const pools = src.pools(nowMs)
   for (const [name, help, get] of POOL_GAUGES) {
     o.family(name, 'gauge', help)
-    pools.forEach((p, i) => o.sample(name, { database: p.database, user: p.user }, get(counts[i], p)))
+    for (const p of pools) o.sample(name, { database: p.database, user: p.user }, get(p.counts, p))
   }
   const stats = src.stats()
   for (const [name, help, get] of STAT_COUNTERS) {
@@ -120,16 +127,15 @@ export function renderMetrics(src: MetricsSource, nowMs: number): string {
   renderHosts(o, src.hosts(), nowMs)
   renderSwitchovers(o, src.switchovers())
   renderFleet(o, src.fleet())
-  const mem = process.memoryUsage()
-  const cpu = process.cpuUsage()
-  o.family('process_cpu_seconds_total', 'counter', 'User and system CPU time of the pooler process')
-  o.sample('process_cpu_seconds_total', {}, (cpu.user + cpu.system) / 1e6)
-  o.family('process_resident_memory_bytes', 'gauge', 'Resident memory of the pooler process')
-  o.sample('process_resident_memory_bytes', {}, mem.rss)
+  const proc = src.process()
+  o.family('process_cpu_seconds_total', 'counter', 'User and system CPU time of the pooler process (with workers: of all of them)')
+  o.sample('process_cpu_seconds_total', {}, proc.cpuUs / 1e6)
+  o.family('process_resident_memory_bytes', 'gauge', 'Resident memory of the pooler process (with workers: of all of them)')
+  o.sample('process_resident_memory_bytes', {}, proc.rss)
   o.family('process_start_time_seconds', 'gauge', 'Start time of the process since the Unix epoch')
   o.sample('process_start_time_seconds', {}, src.startTimeS)
   o.family('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use')
-  o.sample('nodejs_heap_used_bytes', {}, mem.heapUsed)
+  o.sample('nodejs_heap_used_bytes', {}, proc.heapUsed)
   return o.text
 }
 

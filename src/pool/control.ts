@@ -67,6 +67,8 @@ export interface PoolRow {
   database: string
   user: string
   pool_mode: PoolMode
+  /** The pool's pool_size setting (what /metrics shows as tidepool_pool_size). */
+  pool_size: number
   paused: boolean
   counts: PoolCounts
   /** Servers of every pool of this database: what max_db_connections counts. */

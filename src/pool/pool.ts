@@ -237,6 +237,7 @@ export class Pool {
       database: this.database,
       user: this.user,
       pool_mode: this.settings.pool_mode,
+      pool_size: this.settings.pool_size,
       paused: this.isPaused,
       counts: this.counts(nowMs),
       databaseServers: this.dbCount.servers,

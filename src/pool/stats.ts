@@ -28,9 +28,16 @@ export class Histogram {
   }
 
   addTo(into: Histogram): void {
-    for (let i = 0; i < this.counts.length; i++) into.counts[i] += this.counts[i]
-    into.sumUs += this.sumUs
+    addHistogram(this, into)
   }
+}
+
+/** A histogram's data: a Histogram, or its structured clone from a worker (no methods). */
+export type HistogramData = Pick<Histogram, 'counts' | 'sumUs'>
+
+function addHistogram(from: HistogramData, into: Histogram): void {
+  for (let i = 0; i < from.counts.length; i++) into.counts[i] += from.counts[i]
+  into.sumUs += from.sumUs
 }
 
 export class PoolStats {
@@ -60,28 +67,40 @@ export class PoolStats {
   }
 
   addTo(into: PoolStats): void {
-    this.waitHist.addTo(into.waitHist)
-    this.queryHist.addTo(into.queryHist)
-    this.xactHist.addTo(into.xactHist)
-    for (const key of ['serverErrors', 'poolerErrors'] as const) {
-      const m = this[key]
-      if (m === null) continue
-      const dest = (into[key] ??= new Map())
-      for (const [code, n] of m) dest.set(code, (dest.get(code) ?? 0) + n)
-    }
-    into.serverAssignments += this.serverAssignments
-    into.xacts += this.xacts
-    into.queries += this.queries
-    into.received += this.received
-    into.sent += this.sent
-    into.xactTimeUs += this.xactTimeUs
-    into.queryTimeUs += this.queryTimeUs
-    into.waitTimeUs += this.waitTimeUs
-    into.clientParses += this.clientParses
-    into.serverParses += this.serverParses
-    into.binds += this.binds
-    into.clientLogins += this.clientLogins
+    addStats(this, into)
   }
+}
+
+/** A PoolStats' data: a PoolStats, or its structured clone from a worker (no methods). */
+export type PoolStatsData = Omit<PoolStats, 'countError' | 'addTo' | 'waitHist' | 'queryHist' | 'xactHist'> & {
+  readonly waitHist: HistogramData
+  readonly queryHist: HistogramData
+  readonly xactHist: HistogramData
+}
+
+/** Adds every counter of `from` to `into` (SHOW STATS totals; with workers, every worker's). */
+export function addStats(from: PoolStatsData, into: PoolStats): void {
+  addHistogram(from.waitHist, into.waitHist)
+  addHistogram(from.queryHist, into.queryHist)
+  addHistogram(from.xactHist, into.xactHist)
+  for (const key of ['serverErrors', 'poolerErrors'] as const) {
+    const m = from[key]
+    if (m === null) continue
+    const dest = (into[key] ??= new Map())
+    for (const [code, n] of m) dest.set(code, (dest.get(code) ?? 0) + n)
+  }
+  into.serverAssignments += from.serverAssignments
+  into.xacts += from.xacts
+  into.queries += from.queries
+  into.received += from.received
+  into.sent += from.sent
+  into.xactTimeUs += from.xactTimeUs
+  into.queryTimeUs += from.queryTimeUs
+  into.waitTimeUs += from.waitTimeUs
+  into.clientParses += from.clientParses
+  into.serverParses += from.serverParses
+  into.binds += from.binds
+  into.clientLogins += from.clientLogins
 }
 
 /** Per-second rates and per-event durations over one stats_period, as PgBouncer computes them. */

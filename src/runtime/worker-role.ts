@@ -4,6 +4,8 @@
 // Must not: import src/workers/ (it imports Runtime); this is the contract between them.
 
 import type { ShutdownMode } from '../admin/console.ts'
+import type { HttpView } from '../observe/http.ts'
+import type { PoolControl } from '../pool/control.ts'
 import type { SharedListen } from '../net/listener.ts'
 import type { Pool, ServerLease } from '../pool/pool.ts'
 import type { ClientSlots } from '../proxy/context.ts'
@@ -21,6 +23,14 @@ export interface WorkerRole {
   serverLease(find: (database: string, user: string) => Pool | undefined): ServerLease
   /** Client limits counted over all workers. */
   readonly clientSlots: ClientSlots
+  /** The admin console for the whole pooler: reads every worker's numbers, commands reach every worker. */
+  consoleQuery(sql: string, isAdmin: boolean): Promise<Buffer>
+  /** The switchover's PoolControl: `local` is this worker's; the result acts on every worker. */
+  poolControl(local: PoolControl): PoolControl
+  /** The HTTP server's view: `local` is this worker's; the result reads every worker's numbers. */
+  httpView(local: HttpView): HttpView
+  /** A SUSPEND this worker's console began ends everywhere (its console clients are gone). */
+  resumeEverywhere(): void
   /** At each janitor sweep, after the pools' own. */
   sweep(pools: readonly Pool[]): void
 }

@@ -5,8 +5,28 @@
 // Must not: carry a message per query or per transaction: nothing here is on the hot path.
 
 import type { ShutdownMode } from '../admin/console.ts'
+import type { PoolCommand } from '../pool/control.ts'
 import type { HandledSignal } from '../runtime/signals.ts'
 import type { SlotLimits } from './ledger.ts'
+
+/**
+ * What the console (and the HTTP API, and a switchover) asks of every worker: each runs it on its
+ * own pools and answers. `suspend` names the worker whose console asked (it alone resumes all when
+ * its console clients are gone).
+ */
+export type WorkerCommand =
+  | { op: 'snapshot' }
+  | { op: 'pool'; cmd: PoolCommand }
+  | { op: 'pause' | 'resume' | 'reconnect' | 'wait_close' | 'kill'; db: string | null }
+  | { op: 'disable' | 'enable'; db: string }
+  | { op: 'kill_client'; id: number }
+  | { op: 'suspend'; owner: number }
+  | { op: 'unsuspend' }
+  | { op: 'set'; key: string; value: string }
+  | { op: 'reload' }
+
+/** One worker's answer to a WorkerCommand, or why there is none. */
+export type CommandReply = { index: number; pid: number } & ({ ok: true; value: unknown } | { ok: false; error: string })
 
 /** The primary tells one worker. */
 export type ToWorker =
@@ -14,6 +34,10 @@ export type ToWorker =
   | { t: 'shutdown'; mode: ShutdownMode }
   /** A CancelRequest with a key this worker issued, received by another. */
   | { t: 'cancel'; pid: number; secret: number }
+  /** Run this command; acknowledge it at once (cmd_ack), answer when done (cmd_reply). */
+  | { t: 'cmd'; id: number; cmd: WorkerCommand }
+  /** Every worker's answer to this worker's broadcast `id`. */
+  | { t: 'broadcast_reply'; id: number; replies: CommandReply[] }
   /** The slot ledger (ledger.ts): n more server slots for the pool (db, user). */
   | { t: 'grant'; db: string; user: string; n: number }
   /** Give back up to n slots of the pool: unused ones and idle servers now, busy ones down to `keep`. */
@@ -28,6 +52,10 @@ export type ToPrimary =
   /** Listening; `port` is the TCP port it bound (the one every worker uses). */
   | { t: 'ready'; port: number }
   | { t: 'cancel'; owner: number; pid: number; secret: number }
+  /** Run `cmd` in every worker (this one too) and answer with every reply (broadcast_reply). */
+  | { t: 'broadcast'; id: number; cmd: WorkerCommand }
+  | { t: 'cmd_ack'; id: number }
+  | { t: 'cmd_reply'; id: number; ok: boolean; value?: unknown; error?: string }
   /** Console SHUTDOWN: stop every worker in this mode, then the primary. */
   | { t: 'shutdown'; mode: ShutdownMode }
   /** The pool could use `target` server slots in all (its clients wait at its lease); at or below what it holds: no more. */

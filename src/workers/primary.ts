@@ -3,7 +3,9 @@
 // the same addresses; replaces any that dies (its clients are lost, nobody else's); forwards
 // every signal it gets to every worker, which acts on it as a single process would; passes
 // cancel requests to the worker whose key they carry; keeps the slot ledger (ledger.ts) from which
-// workers lease server connections; and exits once every worker has stopped.
+// workers lease server connections; runs a console command in every worker and gathers their
+// answers (a worker that does not acknowledge within BROADCAST_ACK_MS is named in the answer);
+// and exits once every worker has stopped.
 // Invariants: one live worker per index at most; no worker is replaced once a stop began; the
 // slots of a worker that died stay counted until what its server connections ran was cancelled.
 // Must not: accept clients or open server connections; read the config beyond what it needs to
@@ -18,10 +20,11 @@ import { removeStaleSocket } from '../net/listener.ts'
 import type { Logger } from '../observe/log.ts'
 import { sendCancel } from '../proxy/cancel.ts'
 import { HANDLED_SIGNALS, STOP_SIGNALS, type HandledSignal } from '../runtime/signals.ts'
-import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, isMessage, type ToPrimary, type ToWorker } from './ipc.ts'
+import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, isMessage, type CommandReply, type ToPrimary, type ToWorker, type WorkerCommand } from './ipc.ts'
 import { chooseListenMode, type ListenMode } from './listen-mode.ts'
 import { Ledger, RECLAIM_RETRY_MS, type LedgerAction } from './ledger.ts'
 import { ClientLedger, type ClientAction } from './client-ledger.ts'
+import type { WorkerSnapshot } from './snapshot.ts'
 
 /** A replacement that dies before it is ready waits this long, doubled per failure, up to the cap. */
 const RESPAWN_BACKOFF_MS = 1000
@@ -32,7 +35,22 @@ const RESPAWN_BACKOFF_MAX_MS = 30_000
  */
 const DEAD_WORKER_GRACE_MS = 1000
 
+/**
+ * A worker must acknowledge a console command this soon. Its answer may take longer (PAUSE waits
+ * for transactions up to pause_timeout_ms, WAIT_CLOSE for servers to close), but a worker that
+ * does not even acknowledge is stuck, and the console says so rather than wait for it.
+ */
+export const BROADCAST_ACK_MS = 5000
+
 type CancelTarget = { host: string; port: number; pid: number; secret: number }
+
+/** One worker's command of a broadcast, until it answers. */
+interface Pending {
+  readonly slotIndex: number
+  readonly pid: number
+  readonly timer: NodeJS.Timeout
+  readonly done: (r: CommandReply) => void
+}
 
 interface Slot {
   index: number
@@ -59,6 +77,11 @@ export class Primary {
   /** Each live worker's logged-in server connections, by connection id. */
   private readonly servers = new Map<number, Map<string, CancelTarget>>()
   private readonly settleTimer: NodeJS.Timeout
+  /** Commands sent to workers and not yet answered, by id, per worker process. */
+  private readonly pending = new Map<number, Map<number, Pending>>()
+  private nextCommandId = 1
+  /** The worker whose console SUSPENDed the pooler: if it dies, nobody else would resume. */
+  private suspendOwner: number | null = null
 
   constructor(private readonly config: Config, private readonly log: Logger, count: number) {
     this.slots = Array.from({ length: count }, (_, index) => ({ index, worker: null, isReady: false, failures: 0, retry: null }))
@@ -129,6 +152,20 @@ export class Primary {
       case 'release':
         this.dispatch(this.ledger.release(w.id, slotKey(m.db, m.user), m.n, Date.now()))
         return
+      case 'broadcast':
+        void this.broadcastCommand(m.cmd, w.id).then((replies) => this.send(slot, { t: 'broadcast_reply', id: m.id, replies }))
+        return
+      case 'cmd_ack':
+        clearTimeout(this.pending.get(w.id)?.get(m.id)?.timer)
+        return
+      case 'cmd_reply': {
+        const p = this.pending.get(w.id)?.get(m.id)
+        if (p === undefined) return
+        this.pending.get(w.id)?.delete(m.id)
+        clearTimeout(p.timer)
+        p.done(m.ok ? { index: p.slotIndex, pid: p.pid, ok: true, value: m.value } : { index: p.slotIndex, pid: p.pid, ok: false, error: m.error ?? 'failed' })
+        return
+      }
       case 'client_ask':
         this.dispatchClients(this.clients.ask(w.id, m.key, m.limit, m.used, m.n, Date.now()))
         return
@@ -148,7 +185,10 @@ export class Primary {
           this.port = m.port
           if (this.mode === 'reuseport') for (const s of this.slots) if (s.worker === null) this.fork(s)
         }
-        if (this.isStarted) this.log.info('worker.replaced', null, `worker ${slot.index} (pid ${slot.worker?.process.pid}) is serving`)
+        if (this.isStarted) {
+          this.log.info('worker.replaced', null, `worker ${slot.index} (pid ${slot.worker?.process.pid}) is serving`)
+          void this.inherit(slot)
+        }
         else if (this.slots.every((s) => s.isReady)) this.onAllReady?.()
         return
       case 'cancel': {
@@ -193,9 +233,69 @@ export class Primary {
     }
   }
 
+  /**
+   * Runs `cmd` in every worker that is serving and resolves with each one's answer; one that does
+   * not acknowledge within BROADCAST_ACK_MS, or ends first, gets an error naming it.
+   */
+  broadcastCommand(cmd: WorkerCommand, from: number | null): Promise<CommandReply[]> {
+    if (cmd.op === 'suspend') this.suspendOwner = from
+    if (cmd.op === 'unsuspend' || (cmd.op === 'resume' && cmd.db === null)) this.suspendOwner = null
+    return this.command(this.slots.filter((s) => s.isReady), cmd)
+  }
+
+  /** Runs `cmd` in each of these workers; see broadcastCommand. */
+  private command(slots: readonly Slot[], cmd: WorkerCommand): Promise<CommandReply[]> {
+    const asks: Array<Promise<CommandReply>> = []
+    for (const slot of slots) {
+      const w = slot.worker
+      if (w === null) continue
+      const id = this.nextCommandId++
+      const pid = w.process.pid ?? 0
+      asks.push(new Promise<CommandReply>((resolve) => {
+        const timer = setTimeout(() => {
+          this.pending.get(w.id)?.delete(id)
+          resolve({ index: slot.index, pid, ok: false, error: `worker ${slot.index} (pid ${pid}) did not answer within ${BROADCAST_ACK_MS / 1000} s` })
+        }, BROADCAST_ACK_MS)
+        let m = this.pending.get(w.id)
+        if (m === undefined) this.pending.set(w.id, (m = new Map()))
+        m.set(id, { slotIndex: slot.index, pid, timer, done: resolve })
+        this.send(slot, { t: 'cmd', id, cmd })
+      }))
+    }
+    return Promise.all(asks)
+  }
+
+  /**
+   * A replacement starts as a fresh process: it takes on the PAUSE and DISABLE state that another
+   * worker has, so that the pooler keeps holding what the console held.
+   */
+  private async inherit(slot: Slot): Promise<void> {
+    const peer = this.slots.find((s) => s !== slot && s.isReady)
+    if (peer === undefined) return
+    const [r] = await this.command([peer], { op: 'snapshot' })
+    if (!r.ok) return
+    const snap = r.value as WorkerSnapshot
+    const cmds: WorkerCommand[] = [
+      ...(snap.isPausedAll ? [{ op: 'pause' as const, db: null }] : snap.pausedDbs.map((db) => ({ op: 'pause' as const, db }))),
+      ...snap.disabledDbs.map((db) => ({ op: 'disable' as const, db })),
+    ]
+    for (const cmd of cmds) await this.command([slot], cmd)
+    if (cmds.length > 0) this.log.info('worker.inherited', null, `worker ${slot.index} took on ${cmds.map((c) => `${c.op.toUpperCase()}${'db' in c && c.db !== null ? ` ${c.db}` : ''}`).join(', ')}`)
+  }
+
   /** A worker is gone: cancel what its server sessions may still run, then free its slots. */
   private retire(w: Worker): void {
     this.byId.delete(w.id)
+    const open = this.pending.get(w.id)
+    this.pending.delete(w.id)
+    for (const p of open?.values() ?? []) {
+      clearTimeout(p.timer)
+      p.done({ index: p.slotIndex, pid: p.pid, ok: false, error: `worker ${p.slotIndex} (pid ${p.pid}) ended before it answered` })
+    }
+    if (this.suspendOwner === w.id && !this.isStopping) {
+      this.suspendOwner = null
+      void this.broadcastCommand({ op: 'unsuspend' }, null)
+    }
     this.ledger.withdraw(w.id)
     // Its clients are gone with it.
     this.dispatchClients(this.clients.dropWorker(w.id, Date.now()))

@@ -1,7 +1,9 @@
 // One worker of a pooler with workers: a full Runtime that listens beside the others and talks to
 // the primary over IPC. It ignores signals sent to it directly (a terminal's Ctrl-C reaches the
 // whole process group; systemd's stop, the whole cgroup): the primary forwards each signal once,
-// and the worker then does what a single process does (runtime/signals.ts).
+// and the worker then does what a single process does (runtime/signals.ts). Its console, HTTP API
+// and switchover act for the whole pooler (cluster-view.ts); what another worker's console asks of
+// it runs here on its own pools (runCommand), acknowledged at once and answered when done.
 // Must not: outlive the primary (node:cluster ends a worker whose channel closes).
 
 import type { Config } from '../config/types.ts'
@@ -10,7 +12,10 @@ import { cancelTimeoutMs } from '../proxy/cancel.ts'
 import { Runtime } from '../runtime.ts'
 import { HANDLED_SIGNALS, signalActions } from '../runtime/signals.ts'
 import type { WorkerRole } from '../runtime/worker-role.ts'
-import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, isMessage, type ToPrimary, type ToWorker } from './ipc.ts'
+import type { ConsoleView } from '../admin/console.ts'
+import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, isMessage, type CommandReply, type ToPrimary, type ToWorker, type WorkerCommand } from './ipc.ts'
+import { ClusterConsole, type Broadcast } from './cluster-view.ts'
+import { makeSnapshot } from './snapshot.ts'
 import { WorkerLease } from './lease.ts'
 import { WorkerClientSlots } from './client-slots.ts'
 
@@ -27,8 +32,18 @@ export async function runWorker(config: Config, log: Logger): Promise<number | n
   const count = Number(process.env[ENV_COUNT])
   const portText = process.env[ENV_PORT]
   for (const sig of IGNORED_SIGNALS) process.on(sig, () => {})
+  let rt: Runtime | null = null
   let lease: WorkerLease | null = null
   const clientSlots = new WorkerClientSlots(count, send)
+  const broadcasts = new Map<number, (replies: CommandReply[]) => void>()
+  let nextBroadcast = 1
+  const broadcast: Broadcast = (cmd) => new Promise((resolve) => {
+    const id = nextBroadcast++
+    broadcasts.set(id, resolve)
+    send({ t: 'broadcast', id, cmd })
+  })
+  const localView = (): ConsoleView => (rt as Runtime).admin.view
+  const cluster = new ClusterConsole(index, broadcast, localView)
   const role: WorkerRole = {
     index,
     count,
@@ -37,12 +52,58 @@ export async function runWorker(config: Config, log: Logger): Promise<number | n
     shutdownAll: (mode) => send({ t: 'shutdown', mode }),
     serverLease: (find) => (lease = new WorkerLease(index, count, send, find)),
     clientSlots,
+    consoleQuery: (sql, isAdmin) => cluster.query(sql, isAdmin),
+    poolControl: () => cluster.poolControl(),
+    httpView: (local) => cluster.httpView(local),
+    resumeEverywhere: () => void broadcast({ op: 'unsuspend' }),
     sweep: (pools) => {
       lease?.sweep(pools)
       clientSlots.sweep()
     },
   }
-  let rt: Runtime
+  let actions: ReturnType<typeof signalActions> | null = null
+  const exit = () => process.exit(0)
+  // Listening before the runtime starts: a grant may answer a pool that asked during the start.
+  process.on('message', (m: unknown) => {
+    if (!isMessage(m)) return
+    const msg = m as ToWorker
+    switch (msg.t) {
+      case 'grant':
+        return lease?.onGrant(msg.db, msg.user, msg.n, Date.now())
+      case 'reclaim':
+        return lease?.onReclaim(msg.db, msg.user, msg.n, msg.keep)
+      case 'client_grant':
+        return clientSlots.onGrant(msg.key, msg.n)
+      case 'client_deny':
+        return clientSlots.onDeny(msg.key)
+      case 'client_reclaim':
+        return clientSlots.onReclaim(msg.key)
+      case 'broadcast_reply':
+        broadcasts.get(msg.id)?.(msg.replies)
+        broadcasts.delete(msg.id)
+        return
+    }
+    const r = rt
+    if (r === null) return
+    switch (msg.t) {
+      case 'signal':
+        return actions?.[msg.signal]()
+      case 'shutdown':
+        void r.shutdown(msg.mode).then(exit)
+        return
+      case 'cancel': {
+        const what = r.cancels.cancel(msg.pid, msg.secret, cancelTimeoutMs(r.settings))
+        r.log.debug('cancel.received', null, `cancel request from another worker: ${what}`)
+        return
+      }
+      case 'cmd':
+        send({ t: 'cmd_ack', id: msg.id })
+        runCommand(r, index, msg.cmd).then(
+          (value) => send({ t: 'cmd_reply', id: msg.id, ok: true, value }),
+          (err: unknown) => send({ t: 'cmd_reply', id: msg.id, ok: false, error: (err as Error).message }),
+        )
+    }
+  })
   try {
     rt = await Runtime.start(config, { log, role })
   } catch (err) {
@@ -50,40 +111,40 @@ export async function runWorker(config: Config, log: Logger): Promise<number | n
     log.error('runtime.failed', null, `worker ${index} could not start: ${e.message}`)
     return e.code === 'TP_CONFIG_INVALID' ? 2 : 1
   }
-  const exit = () => process.exit(0)
-  const actions = signalActions(rt, exit)
-  process.on('message', (m: unknown) => {
-    if (!isMessage(m)) return
-    const msg = m as ToWorker
-    switch (msg.t) {
-      case 'signal':
-        actions[msg.signal]()
-        return
-      case 'shutdown':
-        void rt.shutdown(msg.mode).then(exit)
-        return
-      case 'cancel': {
-        const what = rt.cancels.cancel(msg.pid, msg.secret, cancelTimeoutMs(rt.settings))
-        rt.log.debug('cancel.received', null, `cancel request from another worker: ${what}`)
-        return
-      }
-      case 'grant':
-        lease?.onGrant(msg.db, msg.user, msg.n, Date.now())
-        return
-      case 'reclaim':
-        lease?.onReclaim(msg.db, msg.user, msg.n, msg.keep)
-        return
-      case 'client_grant':
-        clientSlots.onGrant(msg.key, msg.n)
-        return
-      case 'client_deny':
-        clientSlots.onDeny(msg.key)
-        return
-      case 'client_reclaim':
-        clientSlots.onReclaim(msg.key)
-        return
-    }
-  })
-  send({ t: 'ready', port: rt.port })
+  const started = rt
+  // A forwarded SIGUSR1/SIGUSR2 reaches every worker: each pauses or resumes itself, so the
+  // console query a signal runs is this worker's own.
+  actions = signalActions({
+    log: started.log,
+    admin: started.admin,
+    get isShuttingDown() { return started.isShuttingDown },
+    reload: () => started.reload(),
+    shutdown: (mode) => started.shutdown(mode),
+    consoleQuery: (sql, isAdmin) => started.localConsoleQuery(sql, isAdmin),
+  }, exit)
+  send({ t: 'ready', port: started.port })
   return null
+}
+
+/** A console command another worker's console broadcast, run on this worker's own pools. */
+async function runCommand(rt: Runtime, index: number, cmd: WorkerCommand): Promise<unknown> {
+  const v = rt.admin.view
+  switch (cmd.op) {
+    case 'snapshot': return makeSnapshot(index, v, rt.admin.dashboard(rt.startTimeS))
+    case 'pool': return rt.localControl.run(cmd.cmd)
+    case 'pause': return v.pause(cmd.db)
+    case 'resume': return v.resume(cmd.db)
+    case 'reconnect': return v.reconnect(cmd.db)
+    case 'wait_close': return v.waitClose(cmd.db)
+    case 'disable':
+    case 'enable': return v.setDisabled(cmd.db, cmd.op === 'disable')
+    case 'kill': return v.kill(cmd.db)
+    case 'kill_client': return v.killClient(cmd.id)
+    case 'suspend': return rt.admin.suspend(cmd.owner !== index)
+    case 'unsuspend':
+      if (rt.admin.isSuspended) rt.admin.unsuspend()
+      return null
+    case 'set': return v.set(cmd.key, cmd.value)
+    case 'reload': return v.reload()
+  }
 }

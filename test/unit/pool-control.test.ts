@@ -209,7 +209,7 @@ const CASES: Case[] = [
     cmds: [{ op: 'kill', database: 'other' }],
     check: ([ack], rows, w) => {
       assert.deepEqual(ack, { ok: true, pools: 1, cancelled: 0 })
-      assert.deepEqual(row(rows, 'other'), { database: 'other', user: 'bob', pool_mode: 'transaction', paused: true, counts: { cl_active: 0, cl_waiting: 0, cl_pinned: 0, sv_active: 0, sv_idle: 0, sv_used: 0, sv_tested: 0, sv_being_canceled: 0, sv_login: 0, maxwait_ms: 0 }, databaseServers: 0, userServers: 0 })
+      assert.deepEqual(row(rows, 'other'), { database: 'other', user: 'bob', pool_mode: 'transaction', pool_size: 4, paused: true, counts: { cl_active: 0, cl_waiting: 0, cl_pinned: 0, sv_active: 0, sv_idle: 0, sv_used: 0, sv_tested: 0, sv_being_canceled: 0, sv_login: 0, maxwait_ms: 0 }, databaseServers: 0, userServers: 0 })
       assert.equal(w.clients[2].failedWith, 'database removed')
       assert.equal(row(rows, 'app').counts.cl_active, 2, 'other databases untouched')
     },

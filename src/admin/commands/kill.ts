@@ -4,17 +4,17 @@
 import { adminError, knownDbOrAll, requireAdmin, type ConsoleRequest } from '../request.ts'
 import { doneReply } from '../result-set.ts'
 
-export function runKill(req: ConsoleRequest, arg: string): Buffer {
+export async function runKill(req: ConsoleRequest, arg: string): Promise<Buffer> {
   requireAdmin(req)
-  req.view.kill(knownDbOrAll(req, arg))
+  await req.view.kill(knownDbOrAll(req, arg))
   return doneReply('KILL')
 }
 
 /** The id is SHOW CLIENTS's numeric `id` column. */
-export function runKillClient(req: ConsoleRequest, arg: string): Buffer {
+export async function runKillClient(req: ConsoleRequest, arg: string): Promise<Buffer> {
   requireAdmin(req)
   const id = Number(arg)
   if (arg === '' || !Number.isInteger(id) || id < 0) throw adminError('bad arguments')
-  if (!req.view.killClient(id)) throw adminError(`client ${arg} not found`)
+  if (!(await req.view.killClient(id))) throw adminError(`client ${arg} not found`)
   return doneReply('KILL_CLIENT')
 }

@@ -23,17 +23,17 @@ export async function runPause(req: ConsoleRequest, arg: string): Promise<Buffer
   return doneReply('PAUSE')
 }
 
-export function runResume(req: ConsoleRequest, arg: string): Buffer {
+export async function runResume(req: ConsoleRequest, arg: string): Promise<Buffer> {
   requireAdmin(req)
   const view = req.view
   if (arg === '') {
     if (view.isShuttingDown) throw adminError('pooler is shutting down')
     if (!view.isPaused(null) && !view.isSuspended) throw adminError('pooler is not paused/suspended')
-    view.resume(null)
+    await view.resume(null)
   } else {
     if (!isKnownDatabase(req, arg)) throw adminError(`no such database: ${arg}`)
     if (!view.isPaused(arg)) throw adminError(`database ${arg} is not paused`)
-    view.resume(arg)
+    await view.resume(arg)
   }
   return doneReply('RESUME')
 }

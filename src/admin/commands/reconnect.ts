@@ -4,9 +4,9 @@
 import { knownDbOrAll, requireAdmin, requiredDb, type ConsoleRequest } from '../request.ts'
 import { doneReply } from '../result-set.ts'
 
-export function runReconnect(req: ConsoleRequest, arg: string): Buffer {
+export async function runReconnect(req: ConsoleRequest, arg: string): Promise<Buffer> {
   requireAdmin(req)
-  req.view.reconnect(knownDbOrAll(req, arg))
+  await req.view.reconnect(knownDbOrAll(req, arg))
   return doneReply('RECONNECT')
 }
 
@@ -16,14 +16,14 @@ export async function runWaitClose(req: ConsoleRequest, arg: string): Promise<Bu
   return doneReply('WAIT_CLOSE')
 }
 
-export function runDisable(req: ConsoleRequest, arg: string): Buffer {
+export async function runDisable(req: ConsoleRequest, arg: string): Promise<Buffer> {
   requireAdmin(req)
-  req.view.setDisabled(requiredDb(req, arg), true)
+  await req.view.setDisabled(requiredDb(req, arg), true)
   return doneReply('DISABLE')
 }
 
-export function runEnable(req: ConsoleRequest, arg: string): Buffer {
+export async function runEnable(req: ConsoleRequest, arg: string): Promise<Buffer> {
   requireAdmin(req)
-  req.view.setDisabled(requiredDb(req, arg), false)
+  await req.view.setDisabled(requiredDb(req, arg), false)
   return doneReply('ENABLE')
 }

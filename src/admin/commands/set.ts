@@ -8,10 +8,10 @@ import { adminError, requireAdmin, type ConsoleRequest } from '../request.ts'
 import { doneReply } from '../result-set.ts'
 import { FAKE_PARAMS } from '../show/help.ts'
 
-export function runSet(req: ConsoleRequest, key: string, value: string): Buffer {
+export async function runSet(req: ConsoleRequest, key: string, value: string): Promise<Buffer> {
   if (FAKE_PARAMS.has(key.toLowerCase())) return doneReply('SET', [{ message: 'SET ignored' }])
   requireAdmin(req)
-  const r = req.view.set(key, value)
+  const r = await req.view.set(key, value)
   if (!r.ok) throw adminError('SET failed', SqlState.ProtocolViolation, r.reason)
   return doneReply(`SET ${key}=${value}`, r.warnings.map((w) => ({ message: w })))
 }
