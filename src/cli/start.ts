@@ -30,7 +30,8 @@ export async function runStart(file: string, opts: { verbose: number; quiet: boo
   if (opts.verbose > 0) log.debugEnabled = true
   if (cluster.isWorker && process.env[ENV_INDEX] !== undefined) {
     const { runWorker } = await import('../workers/worker.ts')
-    return (await runWorker(r.config, log)) ?? 0
+    await runWorker(r.config, log)
+    return 0
   }
   const count = workerCount(r.config)
   if (count > 1) {

@@ -30,6 +30,8 @@ export type CommandReply = { index: number; pid: number } & ({ ok: true; value: 
 
 /** The primary tells one worker. */
 export type ToWorker =
+  /** The spare becomes worker `index`; `port`: the TCP port every worker uses, once known. */
+  | { t: 'activate'; index: number; port: number | null }
   | { t: 'signal'; signal: HandledSignal }
   | { t: 'shutdown'; mode: ShutdownMode }
   /** A CancelRequest with a key this worker issued, received by another. */
@@ -49,6 +51,8 @@ export type ToWorker =
 
 /** A worker tells the primary. */
 export type ToPrimary =
+  /** The spare has loaded and waits for activate. */
+  | { t: 'spare_ready' }
   /** Listening; `port` is the TCP port it bound (the one every worker uses). */
   | { t: 'ready'; port: number }
   | { t: 'cancel'; owner: number; pid: number; secret: number }
@@ -74,6 +78,8 @@ export const ENV_INDEX = 'TIDEPOOL_WORKER_INDEX'
 export const ENV_COUNT = 'TIDEPOOL_WORKER_COUNT'
 export const ENV_LISTEN = 'TIDEPOOL_WORKER_LISTEN'
 export const ENV_PORT = 'TIDEPOOL_WORKER_PORT'
+/** ENV_INDEX of the warm spare: its index comes with activate. */
+export const ENV_SPARE = 'spare'
 
 export function isMessage(m: unknown): m is { t: string } {
   return typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string'

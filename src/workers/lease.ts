@@ -11,6 +11,9 @@ import type { PooledServer } from '../pool/states.ts'
 import type { ServerConn } from '../proxy/server-conn.ts'
 import type { ToPrimary } from './ipc.ts'
 
+/** An idle server goes to another worker only once idle this long: a busy pool reuses one within ms. */
+const IDLE_TO_GIVE_MS = 250
+
 interface Slots {
   held: number
   /** The last target sent in a want; 0 when none is outstanding. */
@@ -85,16 +88,20 @@ export class WorkerLease implements ServerLease {
       return
     }
     const l = pool.lists
-    const idle = l.idleServers.size + l.usedServers.size
+    const now = Date.now()
+    let idle = 0
+    for (const list of [l.usedServers, l.idleServers]) for (const x of list) if (now - x.idleSinceMs >= IDLE_TO_GIVE_MS) idle++
     const busy = l.serverCount - idle
     const lease = Math.max(s.held - n, Math.min(busy, keep))
     if (lease < pool.lease) pool.lease = lease
-    // Idle servers above the new lease close now; each close gives its slot back through serverClosed.
+    // Servers idle a while above the new lease close now (each close gives its slot back through
+    // serverClosed); one idle for a moment is between two transactions and goes when released.
     const before = s.held
-    while (l.serverCount > pool.lease) {
-      const idleServer = l.usedServers.first ?? l.idleServers.first
-      if (idleServer === null) break
-      idleServer.close('slot handed to another worker')
+    for (const list of [l.usedServers, l.idleServers]) {
+      for (const idleServer of [...list]) {
+        if (l.serverCount <= pool.lease) break
+        if (now - idleServer.idleSinceMs >= IDLE_TO_GIVE_MS) idleServer.close('slot handed to another worker')
+      }
     }
     const given = before - s.held + this.giveBack(pool)
     if (given === 0) this.send({ t: 'release', db, user, n: 0 })

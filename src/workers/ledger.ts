@@ -4,8 +4,9 @@
 // it asks for more when its clients wait, and gives slots back when it no longer needs them or when
 // the primary asks. Slots move toward waiting clients:
 //   - free room at every level (pool, database, user) is granted at once;
-//   - otherwise the primary asks the other holders to give back what they do not use (slots with
-//     no server, idle servers), and, at the pool level, to come down to their fair share
+//   - otherwise the primary asks the other holders that are not short themselves to give back
+//     what they do not use (slots with no server, servers idle a while), and, at the pool level,
+//     holders above their fair share to come down to it
 //     (limit / workers that hold or want slots) as their busy servers are released;
 //   - among workers that wait, those below their fair share are served first.
 // Invariant: for every pool, database and user, the slots held by all workers never exceed the
@@ -186,6 +187,10 @@ export class Ledger {
       }
     }
     for (const [o, v] of candidates) {
+      const isAboveFair = isPoolBound && fair !== null && (o.held.get(v) ?? 0) > fair
+      // A holder that is short itself has no idle slot to spare (its idle servers are between two
+      // of its own transactions); only fairness may take from it.
+      if (o.wants.has(v) && !isAboveFair) continue
       const tag = `${v}\u0000${o.key}`
       const last = this.asked.get(tag)
       if (last !== undefined && nowMs - last < RECLAIM_RETRY_MS) continue

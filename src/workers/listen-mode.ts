@@ -3,8 +3,8 @@
 // the primary's socket ('shared', SCHED_NONE: on Linux the busiest worker tends to win the race);
 // Node >= 22.12 can also bind one socket per worker with SO_REUSEPORT ('reuseport'), where the
 // kernel spreads connections by a hash of their addresses, as PgBouncer's so_reuseport setups do.
-// Which one runs is chosen per Node version from the measurements in docs/architecture.md;
-// TIDEPOOL_WORKER_LISTEN overrides it for the bench lab.
+// Which one runs is chosen per Node version from the measurements in docs/architecture.md:
+// 'shared' before 22.12, 'reuseport' from it; TIDEPOOL_WORKER_LISTEN overrides it (bench lab, tests).
 
 export type ListenMode = 'rr' | 'shared' | 'reuseport'
 
@@ -16,9 +16,15 @@ export function hasReusePort(version: string = process.versions.node): boolean {
   return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12)
 }
 
-/** The mode for this Node version, or the override when it names one this Node can run. */
+/**
+ * The mode for this Node version, or the override when it names one this Node can run. Measured
+ * (docs/architecture.md, "Workers: measured"): 'rr' costs the primary an accept and a descriptor
+ * passed over IPC per connection (churn: 1.6x the CPU per transaction of 'shared'), for no gain
+ * in the other scenarios; 'shared' spread connections evenly in every run; 'reuseport' does as
+ * well as 'shared' and leaves the spreading to the kernel, without a shared accept queue.
+ */
 export function chooseListenMode(override: string | undefined, version: string = process.versions.node): ListenMode {
   const asked = MODES.find((m) => m === override)
   if (asked !== undefined && (asked !== 'reuseport' || hasReusePort(version))) return asked
-  return 'rr'
+  return hasReusePort(version) ? 'reuseport' : 'shared'
 }

@@ -1,7 +1,8 @@
 // The primary of a pooler with workers: the process the user (or systemd) started. It serves no
 // client itself. It starts `workers` worker processes through node:cluster, each a full Runtime on
 // the same addresses; replaces any that dies (its clients are lost, nobody else's); forwards
-// every signal it gets to every worker, which acts on it as a single process would; passes
+// every signal it gets to every worker, which acts on it as a single process would (a warm spare,
+// loaded and waiting, takes a dead worker's place at once); passes
 // cancel requests to the worker whose key they carry; keeps the slot ledger (ledger.ts) from which
 // workers lease server connections; runs a console command in every worker and gathers their
 // answers (a worker that does not acknowledge within BROADCAST_ACK_MS is named in the answer);
@@ -20,7 +21,7 @@ import { removeStaleSocket } from '../net/listener.ts'
 import type { Logger } from '../observe/log.ts'
 import { sendCancel } from '../proxy/cancel.ts'
 import { HANDLED_SIGNALS, STOP_SIGNALS, type HandledSignal } from '../runtime/signals.ts'
-import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, isMessage, type CommandReply, type ToPrimary, type ToWorker, type WorkerCommand } from './ipc.ts'
+import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, ENV_SPARE, isMessage, type CommandReply, type ToPrimary, type ToWorker, type WorkerCommand } from './ipc.ts'
 import { chooseListenMode, type ListenMode } from './listen-mode.ts'
 import { Ledger, RECLAIM_RETRY_MS, type LedgerAction } from './ledger.ts'
 import { ClientLedger, type ClientAction } from './client-ledger.ts'
@@ -67,6 +68,8 @@ export class Primary {
   /** The TCP port every worker listens on; known once the first worker is ready when listen_port is 0. */
   private port: number | null
   private isStopping = false
+  /** What the primary exits with once every worker has stopped: 0, or why the start failed. */
+  private exitCode = 0
   private isStarted = false
   private startFailure: ((code: number) => void) | null = null
   private onAllReady: (() => void) | null = null
@@ -82,6 +85,9 @@ export class Primary {
   private nextCommandId = 1
   /** The worker whose console SUSPENDed the pooler: if it dies, nobody else would resume. */
   private suspendOwner: number | null = null
+  /** The warm spare (forkSpare), and whether it has loaded and waits. */
+  private spare: Worker | null = null
+  private isSpareReady = false
 
   constructor(private readonly config: Config, private readonly log: Logger, count: number) {
     this.slots = Array.from({ length: count }, (_, index) => ({ index, worker: null, isReady: false, failures: 0, retry: null }))
@@ -118,6 +124,7 @@ export class Primary {
     const code = await Promise.race([ready, failed])
     this.startFailure = null
     if (code !== 0) {
+      this.exitCode = code
       this.isStopping = true
       for (const slot of this.slots) slot.worker?.process.kill('SIGKILL')
       return code
@@ -126,22 +133,64 @@ export class Primary {
     if (s.pidfile !== '') fs.writeFileSync(s.pidfile, `${process.pid}\n`)
     const where = [s.listen_addr !== '' ? `${s.listen_addr}:${this.port}` : '', s.unix_socket_dir !== '' ? `unix:${socketPath(s.unix_socket_dir, this.port ?? 0)}` : '']
     this.log.info('runtime.started', null, `listening on ${where.filter((w) => w !== '').join(', ')} with ${this.slots.length} workers (${this.mode})`)
+    this.forkSpare()
     return 0
   }
 
+  /** Starts the worker for `slot`: the warm spare when one is waiting, else a new process. */
   private fork(slot: Slot): void {
     slot.retry = null
     slot.isReady = false
-    const env: Record<string, string> = { [ENV_INDEX]: String(slot.index), [ENV_COUNT]: String(this.slots.length), [ENV_LISTEN]: this.mode }
+    const spare = this.spare
+    if (spare !== null && this.isSpareReady && spare.isConnected()) {
+      this.spare = null
+      this.isSpareReady = false
+      this.bind(slot, spare)
+      spare.send({ t: 'activate', index: slot.index, port: this.port } satisfies ToWorker)
+      this.forkSpare()
+      return
+    }
+    this.bind(slot, this.spawn(String(slot.index)))
+  }
+
+  /**
+   * A worker process that has loaded tidepool and waits, unbound, to replace one that dies: it
+   * serves within the time its runtime takes to start, instead of the time Node takes to load it.
+   */
+  private forkSpare(): void {
+    if (this.isStopping || this.spare !== null) return
+    this.spare = this.spawn(ENV_SPARE)
+  }
+
+  private spawn(index: string): Worker {
+    const env: Record<string, string> = { [ENV_INDEX]: index, [ENV_COUNT]: String(this.slots.length), [ENV_LISTEN]: this.mode }
     if (this.port !== null) env[ENV_PORT] = String(this.port)
     const w = cluster.fork(env)
+    w.on('message', (m: unknown) => {
+      if (!isMessage(m)) return
+      const slot = this.byId.get(w.id)
+      if (slot !== undefined) this.onMessage(slot, w, m as ToPrimary)
+      else if (w === this.spare && (m as ToPrimary).t === 'spare_ready') {
+        this.isSpareReady = true
+        this.log.info('worker.spare_ready', null, `a spare worker (pid ${w.process.pid}) is loaded and waits to replace one that ends`)
+      }
+    })
+    w.on('exit', (code, signal) => {
+      const slot = this.byId.get(w.id)
+      if (slot !== undefined) return this.onExit(slot, w, code, signal)
+      if (w !== this.spare) return
+      this.spare = null
+      this.isSpareReady = false
+      // A spare that dies is replaced a little later (one that cannot start must not spin).
+      if (!this.isStopping) setTimeout(() => this.forkSpare(), RESPAWN_BACKOFF_MS).unref()
+    })
+    return w
+  }
+
+  private bind(slot: Slot, w: Worker): void {
     slot.worker = w
     this.byId.set(w.id, slot)
     this.servers.set(w.id, new Map())
-    w.on('message', (m: unknown) => {
-      if (isMessage(m)) this.onMessage(slot, w, m as ToPrimary)
-    })
-    w.on('exit', (code, signal) => this.onExit(slot, w, code, signal))
   }
 
   private onMessage(slot: Slot, w: Worker, m: ToPrimary): void {
@@ -337,16 +386,24 @@ export class Primary {
   }
 
   private onSignal(sig: HandledSignal): void {
-    if (STOP_SIGNALS.has(sig)) this.isStopping = true
+    if (STOP_SIGNALS.has(sig)) this.stopSpare()
     this.broadcast({ t: 'signal', signal: sig })
     if (this.isStopping) this.finishIfIdle()
   }
 
   /** Console SHUTDOWN in some worker: every worker stops in that mode, then the primary. */
   private stop(msg: { t: 'shutdown'; mode: ShutdownMode }): void {
-    this.isStopping = true
+    this.stopSpare()
     this.broadcast(msg)
     this.finishIfIdle()
+  }
+
+  /** No more replacements: the spare goes (it serves nobody), and none is started again. */
+  private stopSpare(): void {
+    this.isStopping = true
+    const spare = this.spare
+    this.spare = null
+    if (spare !== null && spare.isConnected()) spare.send({ t: 'shutdown', mode: 'immediate' } satisfies ToWorker)
   }
 
   private broadcast(msg: ToWorker): void {
@@ -375,8 +432,8 @@ export class Primary {
     const s = this.config.settings
     if (s.pidfile !== '') fs.rmSync(s.pidfile, { force: true })
     if (s.unix_socket_dir !== '' && this.port !== null) fs.rmSync(socketPath(s.unix_socket_dir, this.port), { force: true })
-    this.log.info('runtime.stopped', null, 'shutdown complete')
-    process.exit(0)
+    if (this.exitCode === 0) this.log.info('runtime.stopped', null, 'shutdown complete')
+    process.exit(this.exitCode)
   }
 }
 

@@ -7,13 +7,14 @@
 // Must not: outlive the primary (node:cluster ends a worker whose channel closes).
 
 import type { Config } from '../config/types.ts'
+import { loadConfig } from '../config/load.ts'
 import type { Logger } from '../observe/log.ts'
 import { cancelTimeoutMs } from '../proxy/cancel.ts'
 import { Runtime } from '../runtime.ts'
-import { HANDLED_SIGNALS, signalActions } from '../runtime/signals.ts'
+import { HANDLED_SIGNALS, STOP_SIGNALS, signalActions } from '../runtime/signals.ts'
 import type { WorkerRole } from '../runtime/worker-role.ts'
 import type { ConsoleView } from '../admin/console.ts'
-import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, isMessage, type CommandReply, type ToPrimary, type ToWorker, type WorkerCommand } from './ipc.ts'
+import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, ENV_SPARE, isMessage, type CommandReply, type ToPrimary, type ToWorker, type WorkerCommand } from './ipc.ts'
 import { ClusterConsole, type Broadcast } from './cluster-view.ts'
 import { makeSnapshot } from './snapshot.ts'
 import { WorkerLease } from './lease.ts'
@@ -26,12 +27,26 @@ function send(m: ToPrimary): void {
   process.send?.(m)
 }
 
-/** Starts this worker's Runtime; resolves with an exit code only when it could not start. */
-export async function runWorker(config: Config, log: Logger): Promise<number | null> {
-  const index = Number(process.env[ENV_INDEX])
-  const count = Number(process.env[ENV_COUNT])
-  const portText = process.env[ENV_PORT]
+/** Starts this worker's Runtime; a worker that cannot start exits with 2 (config) or 1. */
+export async function runWorker(loaded: Config, log: Logger): Promise<void> {
   for (const sig of IGNORED_SIGNALS) process.on(sig, () => {})
+  const count = Number(process.env[ENV_COUNT])
+  let index = Number(process.env[ENV_INDEX])
+  let portText = process.env[ENV_PORT]
+  let config = loaded
+  if (process.env[ENV_INDEX] === ENV_SPARE) {
+    // Everything is loaded; wait to be told which worker to be. The file is read again then, as
+    // a worker started at that moment would read it.
+    const a = await activation()
+    index = a.index
+    if (a.port !== null) portText = String(a.port)
+    const r = await loadConfig(config.file)
+    if (!r.ok) {
+      for (const e of r.errors) log.error('config.rejected', null, e)
+      process.exit(2)
+    }
+    config = r.config
+  }
   let rt: Runtime | null = null
   let lease: WorkerLease | null = null
   const clientSlots = new WorkerClientSlots(count, send)
@@ -84,7 +99,11 @@ export async function runWorker(config: Config, log: Logger): Promise<number | n
         return
     }
     const r = rt
-    if (r === null) return
+    if (r === null) {
+      // Stopped while still starting: nothing to wait for.
+      if (msg.t === 'shutdown' || (msg.t === 'signal' && STOP_SIGNALS.has(msg.signal))) process.exit(0)
+      return
+    }
     switch (msg.t) {
       case 'signal':
         return actions?.[msg.signal]()
@@ -109,7 +128,8 @@ export async function runWorker(config: Config, log: Logger): Promise<number | n
   } catch (err) {
     const e = err as Error & { code?: string }
     log.error('runtime.failed', null, `worker ${index} could not start: ${e.message}`)
-    return e.code === 'TP_CONFIG_INVALID' ? 2 : 1
+    // The IPC channel would keep this process alive: end it, so the primary sees the failure.
+    process.exit(e.code === 'TP_CONFIG_INVALID' ? 2 : 1)
   }
   const started = rt
   // A forwarded SIGUSR1/SIGUSR2 reaches every worker: each pauses or resumes itself, so the
@@ -123,7 +143,22 @@ export async function runWorker(config: Config, log: Logger): Promise<number | n
     consoleQuery: (sql, isAdmin) => started.localConsoleQuery(sql, isAdmin),
   }, exit)
   send({ t: 'ready', port: started.port })
-  return null
+}
+
+/** The spare's wait: resolves with the activate message (a stop before it ends the process). */
+function activation(): Promise<{ index: number; port: number | null }> {
+  return new Promise((resolve) => {
+    const onMessage = (m: unknown) => {
+      if (!isMessage(m)) return
+      const msg = m as ToWorker
+      if (msg.t === 'shutdown' || (msg.t === 'signal' && STOP_SIGNALS.has(msg.signal))) process.exit(0)
+      if (msg.t !== 'activate') return
+      process.off('message', onMessage)
+      resolve({ index: msg.index, port: msg.port })
+    }
+    process.on('message', onMessage)
+    send({ t: 'spare_ready' })
+  })
 }
 
 /** A console command another worker's console broadcast, run on this worker's own pools. */

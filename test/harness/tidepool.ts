@@ -147,12 +147,12 @@ export interface ChildTidepool {
  * tidepool as a child process (for signal tests): `node --import tsx src/main.ts <ini>`, or with
  * `bin` the command as installed, `node bin/tidepool.mjs <ini>` (the compiled dist/), run from `cwd`.
  */
-export async function spawnTidepool(t: TestContext, pgi: PgInstance, opts: TidepoolOptions & { port: number; bin?: boolean; cwd?: string }): Promise<ChildTidepool> {
+export async function spawnTidepool(t: TestContext, pgi: PgInstance, opts: TidepoolOptions & { port: number; bin?: boolean; cwd?: string; env?: Record<string, string> }): Promise<ChildTidepool> {
   const dir = fs.mkdtempSync(join(os.tmpdir(), 'tidepool-child-'))
   const iniPath = writeConfig(dir, pgi, { ...opts, settings: { ...opts.settings, listen_port: opts.port } })
   const root = join(import.meta.dirname, '..', '..')
   const args = opts.bin === true ? [join(root, 'bin', 'tidepool.mjs'), iniPath] : ['--import', 'tsx', join(root, 'src', 'main.ts'), iniPath]
-  const proc = spawn(process.execPath, args, { cwd: opts.cwd ?? root, stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, args, { cwd: opts.cwd ?? root, stdio: ['ignore', 'pipe', 'pipe'], env: opts.env === undefined ? process.env : { ...process.env, ...opts.env } })
   let out = ''
   proc.stdout?.on('data', (d) => { out += String(d) })
   proc.stderr?.on('data', (d) => { out += String(d) })

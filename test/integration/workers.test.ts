@@ -13,6 +13,7 @@ import { runPsql, waitFor } from '../harness/clients.ts'
 import { freePort } from '../harness/ports.ts'
 import * as build from '../../src/protocol/build.ts'
 import { keyOwner, WORKER_KEY_SHIFT } from '../../src/proxy/cancel.ts'
+import { chooseListenMode, hasReusePort } from '../../src/workers/listen-mode.ts'
 import { SqlState } from '../../src/protocol/pg-error.ts'
 
 let pgi: PgInstance
@@ -54,40 +55,56 @@ async function waitSleeping(n: number): Promise<void> {
   }, { timeoutMs: 10_000, what: `${n} sleeping queries` })
 }
 
-test('workers = 2: clients on one port land on both workers, over TCP and the unix socket', { timeout: 90_000 }, async (t) => {
-  const port = await freePort()
-  const dir = fs.mkdtempSync('/tmp/tp-wsock-')
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const tp = await spawnTidepool(t, pgi, { port, settings: { unix_socket_dir: dir, default_pool_size: 4 }, tidepool: { workers: 2 } })
-  assert.match(tp.output(), /with 2 workers/)
-  const owners = new Set<number>()
-  for (let i = 0; i < 8; i++) {
-    const c = await connect(t, port)
-    assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1)
-    owners.add(keyOwner(c.processID))
+/** Connects until clients of every worker in `owners` are among them (the spread is the kernel's or the primary's). */
+async function connectUntil(t: { after(fn: () => unknown): void }, port: number, owners: number[], atLeast: number, database = 'app'): Promise<KeyedClient[]> {
+  const out: KeyedClient[] = []
+  for (let i = 0; i < 60 && (out.length < atLeast || !owners.every((o) => out.some((c) => keyOwner(c.processID) === o))); i++) {
+    out.push(database === 'app' ? await connect(t, port) : await connectTo(t, port, database))
   }
-  assert.deepEqual([...owners].sort(), [0, 1], 'the cancel keys name both workers')
-  for (let i = 0; i < 4; i++) {
-    const r = await runPsql({ host: dir, port, user: pgi.user, password: pgi.password, db: 'app', sql: 'SELECT 40 + 2' })
-    assert.equal(r.code, 0, r.stderr)
-    assert.equal(r.stdout.trim(), '42')
-  }
-  assert.ok(fs.existsSync(`${dir}/.s.PGSQL.${port}`), 'the unix socket file is there while workers come and go')
+  return out
+}
+
+const MODES = ['rr', 'shared', ...(hasReusePort() ? ['reuseport'] : [])]
+for (const mode of MODES) {
+  test(`workers = 2, listening ${mode}: clients on one port land on both workers, over TCP and the unix socket`, { timeout: 90_000 }, async (t) => {
+    const port = await freePort()
+    const dir = fs.mkdtempSync('/tmp/tp-wsock-')
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const tp = await spawnTidepool(t, pgi, { port, settings: { unix_socket_dir: dir, default_pool_size: 4 }, tidepool: { workers: 2 }, env: { TIDEPOOL_WORKER_LISTEN: mode } })
+    assert.match(tp.output(), new RegExp(`with 2 workers \\(${mode}\\)`))
+    const clients = await connectUntil(t, port, [0, 1], 4)
+    for (const c of clients) assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1)
+    assert.deepEqual([...new Set(clients.map((c) => keyOwner(c.processID)))].sort(), [0, 1], 'the cancel keys name both workers')
+    for (let i = 0; i < 4; i++) {
+      const r = await runPsql({ host: dir, port, user: pgi.user, password: pgi.password, db: 'app', sql: 'SELECT 40 + 2' })
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stdout.trim(), '42')
+    }
+    assert.ok(fs.existsSync(`${dir}/.s.PGSQL.${port}`), 'the unix socket file is there while workers come and go')
+  })
+}
+
+test('without an override, Node < 22.12 workers share one accept queue and Node >= 22.12 bind with SO_REUSEPORT', () => {
+  assert.equal(chooseListenMode(undefined, '20.20.2'), 'shared')
+  assert.equal(chooseListenMode(undefined, '22.11.0'), 'shared')
+  assert.equal(chooseListenMode(undefined, '22.12.0'), 'reuseport')
+  assert.equal(chooseListenMode(undefined, '24.1.0'), 'reuseport')
+  assert.equal(chooseListenMode('rr', '24.1.0'), 'rr')
+  assert.equal(chooseListenMode('reuseport', '20.20.2'), 'shared', 'reuseport where Node has none falls back')
 })
 
 for (const workers of [2, 3]) {
   test(`workers = ${workers}: 20 of 20 cancels take effect, whichever worker they land on`, { timeout: 120_000 }, async (t) => {
     const port = await freePort()
     const tp = await spawnTidepool(t, pgi, { port, settings: { default_pool_size: 4, verbose: 1 }, tidepool: { workers } })
-    const clients: KeyedClient[] = []
-    for (let i = 0; i < workers * 2; i++) clients.push(await connect(t, port))
+    const clients = await connectUntil(t, port, Array.from({ length: workers }, (_, i) => i), workers * 2)
     let cancelled = 0
     for (let round = 0; round < 20; round++) {
       const c = clients[round % clients.length]
       const running = c.query('SELECT pg_sleep(30)').then(() => null, (err: { code?: string }) => err.code ?? 'no code')
       await waitSleeping(1)
-      // The primary hands connections round in turn: a junk cancel first on every other round
-      // shifts which worker the real one lands on.
+      // With round-robin handoff a junk cancel first on every other round shifts which worker the
+      // real one lands on; otherwise the spread is the kernel's.
       if (round % 2 === 1) await sendCancel(port, 0, 0)
       await sendCancel(port, c.processID, c.secretKey)
       const code = await Promise.race([running, new Promise((resolve) => setTimeout(() => resolve('not cancelled within 10 s'), 10_000))])
@@ -143,8 +160,7 @@ test('workers = 2: a cancel key no worker issued is dropped quietly, and nothing
 test('workers = 2: kill -9 of one worker: the other\'s clients see no error, a replacement serves', { timeout: 120_000 }, async (t) => {
   const port = await freePort()
   const tp = await spawnTidepool(t, pgi, { port, settings: { default_pool_size: 4 }, tidepool: { workers: 2 } })
-  const clients: KeyedClient[] = []
-  for (let i = 0; i < 8; i++) clients.push(await connect(t, port))
+  const clients = await connectUntil(t, port, [0, 1], 8)
   const victim = 1
   const survivors = clients.filter((c) => keyOwner(c.processID) !== victim)
   const doomed = clients.filter((c) => keyOwner(c.processID) === victim)
@@ -166,6 +182,7 @@ test('workers = 2: kill -9 of one worker: the other\'s clients see no error, a r
   })
   const doomedDone = doomed.map((c) => c.query('SELECT pg_sleep(5)').then(() => 'finished', () => 'failed'))
   await waitFor(() => survivorQueries > 20, { timeoutMs: 10_000, what: 'load on the survivors' })
+  await waitFor(() => tp.output().includes('[worker.spare_ready]'), { timeoutMs: 30_000, what: 'the warm spare' })
   const pid = workerPids(tp).get(victim)
   assert.ok(pid !== undefined)
   const killedAt = Date.now()
@@ -174,8 +191,9 @@ test('workers = 2: kill -9 of one worker: the other\'s clients see no error, a r
   await waitFor(() => /worker 1 \(pid \d+\) is serving \[worker\.replaced\]/.test(tp.output()), { timeoutMs: 20_000, what: 'the replacement' })
   const replacedMs = Date.now() - killedAt
   t.diagnostic(`replacement serving ${replacedMs} ms after kill -9`)
-  // Generous: the target is 1 s, but this machine is shared and tests run sources through tsx.
-  assert.ok(replacedMs < 8_000, `replacement took ${replacedMs} ms`)
+  // The warm spare has loaded already: it only starts a runtime. Generous all the same (1 s is the
+  // target; this machine is shared).
+  assert.ok(replacedMs < 3_000, `replacement took ${replacedMs} ms`)
   await waitFor(() => survivorQueries > before + 50, { timeoutMs: 20_000, what: 'survivors to go on' })
   isRunning = false
   await Promise.all(loops)
@@ -183,13 +201,9 @@ test('workers = 2: kill -9 of one worker: the other\'s clients see no error, a r
   assert.deepEqual(await Promise.all(doomedDone), doomed.map(() => 'failed'), 'the dead worker\'s clients were cut')
   assert.notEqual(workerPids(tp).get(victim), pid)
   // New clients reach the replacement too.
-  const owners = new Set<number>()
-  for (let i = 0; i < 6; i++) {
-    const c = await connect(t, port)
-    await c.query('SELECT 1')
-    owners.add(keyOwner(c.processID))
-  }
-  assert.ok(owners.has(victim), 'the replacement takes clients')
+  const fresh = await connectUntil(t, port, [victim], 1)
+  for (const c of fresh) await c.query('SELECT 1')
+  assert.ok(fresh.some((c) => keyOwner(c.processID) === victim), 'the replacement takes clients')
 })
 
 test('workers = 2: SIGHUP reloads every worker; SIGINT sent to a worker alone does nothing; SIGTERM stops them all', { timeout: 90_000 }, async (t) => {
@@ -268,7 +282,7 @@ async function connectTo(t: { after(fn: () => unknown): void }, port: number, da
   return c
 }
 
-test('workers = 2: default_pool_size is a total; 50 clients that all land on one worker still use the whole pool', { timeout: 120_000 }, async (t) => {
+test('workers = 2: default_pool_size is a total; the clients of one worker alone still use the whole pool', { timeout: 120_000 }, async (t) => {
   const db = await freshDatabase()
   const port = await freePort()
   await spawnTidepool(t, pgi, {
@@ -289,7 +303,7 @@ test('workers = 2: default_pool_size is a total; 50 clients that all land on one
   assert.ok(sessions.max() <= 6, `PostgreSQL saw ${sessions.max()} sessions with pool_size 6 over 2 workers`)
   // Now only worker 0's 50 clients: the slots worker 1 leaves idle move to it.
   const mine = all.filter((c) => keyOwner(c.processID) === 0)
-  assert.equal(mine.length, 50)
+  assert.ok(mine.length >= 20, `${mine.length} of 100 clients on worker 0`)
   const one = load(mine, 'SELECT pg_sleep(0.05)')
   await waitFor(async () => {
     const r = await pgi.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query LIKE 'SELECT pg_sleep%'`, [db])
@@ -335,8 +349,7 @@ test('workers = 2: kill -9 under load: pool_size holds throughout, the dead work
     settings: { default_pool_size: 4, max_client_conn: 500 },
     tidepool: { workers: 2 },
   })
-  const clients: KeyedClient[] = []
-  for (let i = 0; i < 40; i++) clients.push(await connectTo(t, port, db))
+  const clients = await connectUntil(t, port, [0, 1], 40, db)
   const survivors = clients.filter((c) => keyOwner(c.processID) === 0)
   const doomed = clients.filter((c) => keyOwner(c.processID) === 1)
   const sessions = sampleSessions(db)
@@ -378,17 +391,26 @@ test('workers = 2: max_client_conn counts clients over all workers, and free slo
   }
   const clients: KeyedClient[] = []
   for (let i = 0; i < 10; i++) clients.push(await connect(t, port))
+  // Retry until 10 clients span both workers: a worker's unused slots must move to the other.
+  for (let i = 0; i < 20 && new Set(clients.map((c) => keyOwner(c.processID))).size < 2; i++) {
+    await (clients.shift() as KeyedClient).end()
+    clients.push(await connect(t, port))
+  }
   assert.deepEqual(new Set(clients.map((c) => keyOwner(c.processID))), new Set([0, 1]))
   for (let i = 0; i < 4; i++) assert.equal(await refusal(), 'no more connections allowed (max_client_conn)', `attempt ${i} over the limit`)
-  // Three clients of worker 0 leave: their slots serve new clients whichever worker takes them.
-  for (const c of clients.filter((x) => keyOwner(x.processID) === 0).slice(0, 3)) await c.end()
-  const owners: number[] = []
-  for (let i = 0; i < 3; i++) {
+  // Clients of one worker leave; new clients that land on the other worker get their slots.
+  const leaving = keyOwner(clients[0].processID)
+  const gone = clients.filter((x) => keyOwner(x.processID) === leaving)
+  for (const c of gone) await c.end()
+  // New clients until the other worker has all 10: it can only by taking the leaving one's slots.
+  let onOther = 0
+  for (let i = 0; i < 60 && onOther < gone.length; i++) {
     const c = await connect(t, port)
-    owners.push(keyOwner(c.processID))
+    if (keyOwner(c.processID) === leaving) await c.end()
+    else onOther++
   }
-  assert.ok(owners.includes(1), `a slot moved from worker 0 to worker 1 (new clients on ${owners.join(', ')})`)
-  assert.equal(await refusal(), 'no more connections allowed (max_client_conn)')
+  assert.equal(onOther, gone.length, `worker ${1 - leaving} took the ${gone.length} slots worker ${leaving} no longer used`)
+  assert.equal(await refusal(), 'no more connections allowed (max_client_conn)', 'and the total is still 10')
 })
 
 test('workers = 2: max_db_client_connections is a total over the workers', { timeout: 120_000 }, async (t) => {
@@ -415,4 +437,12 @@ test('workers = 2: the admin console counts in max_user_client_connections over 
   for (let i = 0; i < 3; i++) await console('app_scram', 'scram-pw')
   for (let i = 0; i < 4; i++) await assert.rejects(console('app_scram', 'scram-pw'), /client connections exceeded \(max_user_client_connections\)/)
   for (let i = 0; i < 5; i++) await (await console(pgi.user, pgi.password)).query('SHOW VERSION')
+})
+
+test('workers = 2: a port already taken ends the start with exit code 1 (once every worker has exited)', { timeout: 60_000 }, async (t) => {
+  const port = await freePort()
+  const taken = net.createServer().listen(port, '127.0.0.1')
+  await new Promise((r) => taken.once('listening', r))
+  t.after(() => taken.close())
+  await assert.rejects(spawnTidepool(t, pgi, { port, tidepool: { workers: 2 } }), /tidepool exited early \(1\)[\s\S]*EADDRINUSE/)
 })

@@ -52,6 +52,20 @@ test('a worker at or above its fair share takes only what others do not use', ()
   assert.deepEqual(reclaims(a), [{ worker: 1, key: APP, n: 5, keep: 10 }], 'keep = all it holds: unused slots and idle servers only')
 })
 
+test('a holder whose own clients wait is not asked for idle slots, only to come down to its fair share', () => {
+  const l = new Ledger()
+  // Two busy workers at their fair share: neither is asked to close an idle server for the other,
+  // which would only move a server login back and forth between them.
+  l.want(1, APP, 'app', 'alice', 10, false, POOL, 0)
+  l.want(2, APP, 'app', 'alice', 10, false, POOL, 0)
+  l.want(1, APP, 'app', 'alice', 20, false, POOL, 0)
+  assert.deepEqual(reclaims(l.want(2, APP, 'app', 'alice', 20, false, POOL, 0)), [])
+  assert.deepEqual(reclaims(l.settle(10 * RECLAIM_RETRY_MS)), [])
+  // A third worker below its share still makes both come down to it.
+  const a = l.want(3, APP, 'app', 'alice', 5, false, POOL, 20 * RECLAIM_RETRY_MS)
+  assert.deepEqual(reclaims(a).map((r) => [r.worker, r.keep]), [[1, 6], [2, 6]])
+})
+
 test('a reclaim answered with nothing is not repeated before the retry interval', () => {
   const l = new Ledger()
   l.want(1, APP, 'app', 'alice', 20, false, POOL, 0)
