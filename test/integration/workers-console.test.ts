@@ -5,7 +5,8 @@
 import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import pg from 'pg'
-import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
+import { sharedPostgres, startPostgres, type PgInstance } from '../harness/postgres.ts'
+import { fakePatroni } from '../harness/fake-patroni.ts'
 import { spawnTidepool, type ChildTidepool } from '../harness/tidepool.ts'
 import { waitFor } from '../harness/clients.ts'
 import { freePort } from '../harness/ports.ts'
@@ -220,4 +221,59 @@ test('a replacement worker takes on the DISABLE and PAUSE the console set', { ti
   await admin.query('ENABLE app')
   await admin.query('RESUME postgres')
   for (let i = 0; i < 4; i++) await (await connect(t, port)).query('SELECT 1')
+})
+
+test('SWITCHOVER from one worker\'s console holds and drains every worker\'s pools; clients of both move with no error', { timeout: 120_000 }, async (t) => {
+  const b = await startPostgres()
+  t.after(() => b.stop())
+  let leader: 'a' | 'b' = 'a'
+  const requests: unknown[] = []
+  let watcher: pg.Client | null = null
+  let waitingDuringPromote = -1
+  const onSwitchover = async (body: { leader: string; candidate?: string }) => {
+    requests.push(body)
+    // Held means held in every worker: all clients, of both workers, wait while Patroni promotes.
+    await new Promise((r) => setTimeout(r, 200))
+    waitingDuringPromote = Number((await rows(watcher as pg.Client, 'SHOW POOLS')).find((r) => r.database === 'app')?.cl_waiting)
+    leader = 'b'
+    return 200
+  }
+  const pa = await fakePatroni(() => leader === 'a', 'pg-a', onSwitchover)
+  const pb = await fakePatroni(() => leader === 'b', 'pg-b', onSwitchover)
+  t.after(() => Promise.all([pa.close(), pb.close()]))
+  const port = await freePort()
+  const app = `host=127.0.0.1,127.0.0.1 port=${pgi.port},${b.port} dbname=app user=${pgi.user} password=${pgi.password} target_session_attrs=read-write patroni_urls=${pa.url},${pb.url}`
+  await spawnTidepool(t as never, pgi, {
+    port,
+    databases: { app },
+    settings: { admin_users: pgi.user, default_pool_size: 4 },
+    tidepool: { workers: 2, janitor_interval_ms: 100, health_check_interval_ms: 100, health_check_timeout_ms: 1000, health_check_rise: 1, health_check_fall: 1 },
+  })
+  const clients: KeyedClient[] = []
+  for (let i = 0; i < 40 && (clients.length < 6 || new Set(clients.map((c) => keyOwner(c.processID))).size < 2); i++) clients.push(await connect(t, port))
+  const servedBy = async (c: pg.Client): Promise<number> => (await c.query('SELECT inet_server_port() AS p')).rows[0].p
+  for (const c of clients) assert.equal(await servedBy(c), pgi.port)
+  let running = true
+  let errors = 0
+  const loops = clients.map(async (c) => {
+    while (running) {
+      try {
+        await c.query('BEGIN')
+        await c.query('SELECT pg_sleep(0.01)')
+        await c.query('COMMIT')
+      } catch {
+        errors++
+      }
+    }
+  })
+  const admin = await connect(t, port, 'pgbouncer')
+  watcher = await connect(t, port, 'pgbouncer')
+  const phases = await rows(admin, `SWITCHOVER app TO 'pg-b' TIMEOUT 10`)
+  running = false
+  await Promise.all(loops)
+  assert.deepEqual(phases.map((p) => p.phase ?? p.name), ['hold', 'drain', 'promote', 'retarget', 'resume'])
+  assert.deepEqual(requests, [{ leader: 'pg-a', candidate: 'pg-b' }], 'one switchover, from one worker')
+  assert.equal(errors, 0, 'no client of either worker saw an error')
+  assert.equal(waitingDuringPromote, clients.length, 'every client of both workers was held during the promotion')
+  await waitFor(async () => (await Promise.all(clients.map(servedBy))).every((p) => p === b.port), { timeoutMs: 10_000, what: 'every client on the new primary' })
 })
