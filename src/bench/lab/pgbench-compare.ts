@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util'
 import { startPostgres, type PgInstance } from '../../../test/harness/postgres.ts'
 import { freePort } from '../../../test/harness/ports.ts'
 import { hasBinary, parseTps, runCommand, runPsql, type RunResult } from '../../../test/harness/clients.ts'
+import { tidepoolEntry } from './launch.ts'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 const PGBOUNCER = '/usr/sbin/pgbouncer'
@@ -295,7 +296,7 @@ async function main(): Promise<number> {
       writeFileSync(ini, poolerIni(pgi, port, userlist))
       console.log(`starting tidepool on port ${port} ...`)
       // SIGKILL on our death: tidepool's SIGTERM would wait for clients that may never leave.
-      const svc = startService('tidepool', ['--', process.execPath, '--import', 'tsx', join(root, 'src/main.ts'), ini], 'SIGINT', 'SIGKILL')
+      const svc = startService('tidepool', ['--', process.execPath, ...tidepoolEntry(), ini], 'SIGINT', 'SIGKILL')
       const err = await waitAccepting(svc, port, 'bench', pgi.user, pgi.password)
       if (err === null) endpoints.set('tidepool', { port, db: 'bench' })
       else { startErrors.tidepool = err; await svc.stop() }
