@@ -157,6 +157,7 @@ export function parseDatabaseEntry(name: string, value: string, pos: SourcePos):
   let backend: BackendKind | null = null
   let patroni_urls: string[] = []
   let health_urls: string[] = []
+  let host_regions: string[] = []
   const extra: Record<string, string> = {}
 
   for (const [key, v] of cs.pairs) {
@@ -195,6 +196,11 @@ export function parseDatabaseEntry(name: string, value: string, pos: SourcePos):
       case 'backend': backend = r.typed(key, BACKEND.parse(v)); break
       case 'patroni_urls': patroni_urls = urlList(r, key, v); break
       case 'health_urls': health_urls = urlList(r, key, v); break
+      case 'host_regions': {
+        host_regions = v.split(',').map((x) => x.trim())
+        if (host_regions.some((x) => x === '')) r.error(`host_regions: empty name in the list ${JSON.stringify(v)}`)
+        break
+      }
       default:
         extra[key] = v
         r.warn(`unknown connection parameter '${key}' (ignored)`)
@@ -228,12 +234,16 @@ export function parseDatabaseEntry(name: string, value: string, pos: SourcePos):
     }
   }
 
+  if (host_regions.length > 0 && host_regions.length !== hosts.length) {
+    r.error(`host_regions: ${host_regions.length} regions for ${hosts.length} hosts; give one per host, in the order of host=`)
+  }
+
   if (r.errors.length > 0) return { entry: null, errors: r.errors, warnings: r.warnings }
   const entry: DatabaseEntry = {
     name, hosts, ports: portsOut, dbname, user, password, auth_user, auth_query, auth_dbname,
     pool_size, min_pool_size, reserve_pool_size, max_db_connections, max_db_client_connections,
     pool_mode, load_balance_hosts, connect_query, application_name, client_encoding, datestyle,
-    timezone, server_lifetime, target_session_attrs, backend, patroni_urls, health_urls, require_auth, extra, pos,
+    timezone, server_lifetime, target_session_attrs, backend, patroni_urls, health_urls, host_regions, require_auth, extra, pos,
   }
   return { entry, errors: r.errors, warnings: r.warnings }
 }

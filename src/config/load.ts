@@ -14,6 +14,7 @@ import { describeFsError, parseIniFile, parseIniText, type IniEntry, type IniRes
 import { defaultSettings, findSetting, SETTINGS, type AuthType, type SettingName, type Settings } from './settings.ts'
 import type { Config, DatabaseEntry, LoadResult, SettingValue, SourcePos, UserEntry, UserSecret } from './types.ts'
 import { parseUserlist } from './userlist.ts'
+import { regionProblems } from './regions.ts'
 
 /** Reads and validates the config file at `file` (made absolute). */
 export async function loadConfig(file: string): Promise<LoadResult> {
@@ -87,6 +88,9 @@ async function build(ini: IniResult, file: string): Promise<LoadResult> {
     errors.push(`${where('client_tls_sslmode')}: client_tls_sslmode ${settings.client_tls_sslmode} needs client_tls_key_file and client_tls_cert_file`)
   }
   if (settings.conffile === '') values.conffile = mainFile
+  const regions = regionProblems(databases.values(), settings.node_region)
+  errors.push(...regions.errors)
+  warnings.push(...regions.warnings)
 
   const userlist = new Map<string, UserSecret>()
   const needsAuthFile = NEEDS_AUTH_FILE.has(settings.auth_type)
@@ -163,6 +167,7 @@ function freezeDatabase(d: DatabaseEntry): DatabaseEntry {
     ...d,
     hosts: Object.freeze([...d.hosts]),
     ports: Object.freeze([...d.ports]),
+    host_regions: Object.freeze([...d.host_regions]),
     extra: Object.freeze({ ...d.extra }),
     pos: Object.freeze({ ...d.pos }),
   })

@@ -148,6 +148,7 @@ export interface Settings {
   health_check_rise: number
   health_check_fall: number
   host_ban_ms: number
+  region_failback_ms: number
   /** Methods a server may ask tidepool to log in with (libpq's require_auth); [] = any. */
   server_require_auth: readonly string[]
   server_scram_max_iterations: number
@@ -479,6 +480,8 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'Failed checks in a row that take a host out of rotation (HAProxy fall)' }),
   setting({ name: 'host_ban_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 0 }), default: '5000', apply: 'live',
     doc: 'How long a host stays out of rotation after a server connection to it failed to connect or log in (the passive check)' }),
+  setting({ name: 'region_failback_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 0 }), default: '60000', apply: 'live',
+    doc: "Once a host of the node's own region (node_region, host_regions) fits again, server connections that had moved to other regions retire when idle, each at a random moment within this time (or at server_lifetime if sooner), so reads come home without a burst of logins on the recovered host; 0 retires each one at its next release. New connections go home at once either way" }),
   setting({ name: 'server_require_auth', section: 'tidepool', group: G.tidepool, type: requireAuth(), default: '', apply: 'live',
     doc: "libpq's require_auth for tidepool's logins to servers: methods a server may ask for (password, md5, scram-sha-256, none for no password at all) or, each with !, may not; empty allows any. A [databases] entry's require_auth= overrides it. Whatever it says, a SCRAM exchange must end with the server's valid signature" }),
   setting({ name: 'server_scram_max_iterations', section: 'tidepool', group: G.tidepool, type: int({ min: 1 }), default: '100000', apply: 'live',
@@ -501,7 +504,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'node_name', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart',
     doc: 'Name of this node in its fleet, unique within it; empty: the host name' }),
   setting({ name: 'node_region', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart',
-    doc: 'Region (or zone) of this node, shown to the fleet' }),
+    doc: "Region (or zone) of this node: entries with host_regions open server connections on hosts of this region first, falling back to other regions while none of them fits (writes still go to the primary wherever it is); also shown to the fleet. Empty: no host is preferred" }),
   setting({ name: 'node_advertise', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart',
     doc: 'host:port where clients and peers reach this node, as the fleet shows it; empty: the host name and listen_port' }),
   setting({ name: 'fleet_lease_ttl', section: 'tidepool', group: G.tidepool, type: int({ min: 1, max: 3600 }), default: '10', apply: 'restart',

@@ -61,6 +61,9 @@ export interface DatabaseEntry {
   readonly patroni_urls: readonly string[]
   /** HTTP health endpoint per host that must answer 200 (CockroachDB /health?ready=1), or []. */
   readonly health_urls: readonly string[]
+  /** Region (or zone) of each host, same order and length as hosts, or []: with [tidepool]
+   *  node_region set, new server connections prefer hosts of the node's own region. */
+  readonly host_regions: readonly string[]
   /** libpq's require_auth for logins to this entry's servers (the methods allowed); null = server_require_auth. */
   readonly require_auth: readonly string[] | null
   /** Any key= this build knows but does not act on yet, and unknown keys, kept for SHOW/diagnostics. */

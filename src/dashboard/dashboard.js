@@ -182,6 +182,7 @@
       cell(tr, h.banned_until ?? '', 'banned_until', 'left')
       cell(tr, h.last_error ?? '', 'last_error', 'left')
       cell(tr, h.databases, 'databases', 'left')
+      cell(tr, h.region ?? '', 'region', 'left')
       return tr
     }))
   }

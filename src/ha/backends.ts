@@ -7,7 +7,7 @@
 
 import type { Config, DatabaseEntry } from '../config/types.ts'
 import type { Settings } from '../config/settings.ts'
-import { candidates, pickHost, type Host, type NoHost, type TargetSessionAttrs } from './hosts.ts'
+import { candidates, pickHost, preferRegion, type Host, type NoHost, type TargetSessionAttrs } from './hosts.ts'
 import { HostMonitor, type HostCheck, type HostChange, type HostSpec, type MonitorSettings } from './monitor.ts'
 import type { QueryOnceTarget } from '../auth/query-once.ts'
 
@@ -36,6 +36,11 @@ export class Backends {
   apply(config: Config): void {
     this.config = config
     const specs = new Map<string, HostSpec>()
+    // A host's region is the host's, whichever entry names it (the loader refuses entries that disagree).
+    const regions = new Map<string, string>()
+    for (const e of config.databases.values()) {
+      e.host_regions.forEach((region, i) => regions.set(`${e.hosts[i]}\u0000${e.ports[i]}`, region))
+    }
     for (const e of config.databases.values()) {
       if (!isWatched(e)) continue
       e.hosts.forEach((host, i) => {
@@ -47,6 +52,7 @@ export class Backends {
           login: this.checkLogin(config, e, host, port),
           patroniUrl: e.patroni_urls[i] ?? null,
           healthUrl: e.health_urls[i] ?? null,
+          region: regions.get(key) ?? '',
         })
       })
     }
@@ -72,13 +78,14 @@ export class Backends {
   /** Where the next server connection of a watched entry goes: the host's index in host=, or why nowhere. */
   pick(e: DatabaseEntry, turn: number, nowMs: number): { index: number; host: Host } | NoHost {
     const hosts = this.hostsOf(e)
+    const region = this.regionOf(e)
     let h: Host | NoHost
     if (e.load_balance_hosts === 'disable') {
       // PgBouncer's meaning: the first fitting host in host= order, not a spread.
       const c = candidates(hosts, attrsOf(e), nowMs)
-      h = typeof c === 'string' ? c : c[0]
+      h = typeof c === 'string' ? c : preferRegion(c, region)[0]
     } else {
-      h = pickHost(hosts, attrsOf(e), nowMs, turn)
+      h = pickHost(hosts, attrsOf(e), nowMs, turn, region)
     }
     if (typeof h === 'string') return h
     return { index: e.hosts.findIndex((name, i) => name === h.host && e.ports[i] === h.port), host: h }
@@ -90,6 +97,23 @@ export class Backends {
     if (h === undefined) return false
     const c = candidates(this.hostsOf(e), attrsOf(e), nowMs)
     return typeof c !== 'string' && c.includes(h)
+  }
+
+  /**
+   * Whether a server on host:port is where a new one of the entry would go now: in the node's own
+   * region, or anywhere fitting while no host of that region fits. False for a server that fits
+   * but sits in another region once a home host is back: it should move home, though not in a rush.
+   */
+  isPreferred(e: DatabaseEntry, host: string, port: number, nowMs: number): boolean {
+    const h = this.monitor.get(host, port)
+    if (h === undefined) return false
+    const c = candidates(this.hostsOf(e), attrsOf(e), nowMs)
+    return typeof c !== 'string' && preferRegion(c, this.regionOf(e)).includes(h)
+  }
+
+  /** The region an entry's new server connections prefer: node_region, for entries that give host_regions. */
+  regionOf(e: DatabaseEntry): string {
+    return e.host_regions.length > 0 && this.config !== null ? this.config.settings.node_region : ''
   }
 
   /**

@@ -44,6 +44,8 @@ export class Host {
   bannedUntilMs = 0
   /** Open server connections to this host, over all pools: least-connections counts these. */
   servers = 0
+  /** The host's region from host_regions ('' = none given); RELOAD may change it. */
+  region = ''
 
   constructor(
     readonly host: string,
@@ -141,13 +143,30 @@ export function candidates(hosts: readonly Host[], attrs: TargetSessionAttrs, no
 }
 
 /**
- * The host a new server connection of an entry goes to, or why none may be used now. Among
- * candidates the one with the fewest open server connections wins (HAProxy's leastconn);
- * `turn` rotates the start among ties so they share new connections.
+ * Of an entry's candidates, those in `region` while there is one (the node's own region first);
+ * all of them otherwise, so a region with no fitting host falls back to the others. The role
+ * decides first (candidates), the region only among hosts that fit: prefer-standby takes a remote
+ * standby over a local primary, and writes go to the one primary wherever it is. '' prefers nothing.
  */
-export function pickHost(hosts: readonly Host[], attrs: TargetSessionAttrs, nowMs: number, turn: number): Host | NoHost {
-  const c = candidates(hosts, attrs, nowMs)
-  if (typeof c === 'string') return c
+export function preferRegion(c: Host[], region: string): Host[] {
+  if (region === '') return c
+  let local: Host[] | null = null
+  for (const h of c) {
+    if (h.region === region) (local ??= []).push(h)
+  }
+  return local ?? c
+}
+
+/**
+ * The host a new server connection of an entry goes to, or why none may be used now. Among
+ * candidates (those of `region` first, see preferRegion) the one with the fewest open server
+ * connections wins (HAProxy's leastconn); `turn` rotates the start among ties so they share new
+ * connections.
+ */
+export function pickHost(hosts: readonly Host[], attrs: TargetSessionAttrs, nowMs: number, turn: number, region = ''): Host | NoHost {
+  const all = candidates(hosts, attrs, nowMs)
+  if (typeof all === 'string') return all
+  const c = preferRegion(all, region)
   let best: Host | null = null
   const n = c.length
   for (let i = 0; i < n; i++) {

@@ -17,6 +17,8 @@ export interface HostSpec {
   patroniUrl: string | null
   /** An HTTP health endpoint that must answer 200 (CockroachDB: http://host:8080/health?ready=1). */
   healthUrl: string | null
+  /** The host's region (host_regions), '' when none is given. */
+  region: string
 }
 
 export interface MonitorSettings extends HealthSettings {
@@ -49,7 +51,9 @@ export class HostMonitor {
       keep.add(key)
       this.specs.set(key, spec)
       const known = this.hosts.get(key)
-      if (known === undefined || known.kind !== spec.kind) this.hosts.set(key, new Host(spec.host, spec.port, spec.kind, now))
+      const h = known === undefined || known.kind !== spec.kind ? new Host(spec.host, spec.port, spec.kind, now) : known
+      h.region = spec.region
+      this.hosts.set(key, h)
     }
     for (const key of [...this.hosts.keys()]) {
       if (!keep.has(key)) {
@@ -98,7 +102,14 @@ export class HostMonitor {
     const p = this.check(spec, this.settings.timeoutMs).then((outcome) => {
       const h = this.hosts.get(key)
       if (h === undefined) return // removed by a RELOAD meanwhile
-      const change = h.record(outcome, this.settings, Date.now())
+      const now = Date.now()
+      const change = h.record(outcome, this.settings, now)
+      // A ban ends by the clock, with no event of its own: the first check after it reports the
+      // host usable again, so pools can move back to it (a host of the node's own region).
+      if (h.bannedUntilMs !== 0 && h.bannedUntilMs <= now) {
+        h.bannedUntilMs = 0
+        if (h.isUp && !change.upChanged) change.upChanged = true
+      }
       if (change.upChanged || change.roleChanged) this.onChange(h, change)
     }).finally(() => this.inFlight.delete(key))
     this.inFlight.set(key, p)

@@ -139,22 +139,26 @@ export function renderMetrics(src: MetricsSource, nowMs: number): string {
   return o.text
 }
 
-/** Labels: the host's address only (bounded by the config), never a connection id. */
+/**
+ * Labels: the host's address only (bounded by the config), never a connection id; and its region
+ * when host_regions gives one (left out otherwise, so series without regions stay as they were).
+ */
 function renderHosts(o: Out, hosts: Host[], nowMs: number): void {
+  const at = (h: Host): Record<string, string> => (h.region === '' ? { host: h.key } : { host: h.key, region: h.region })
   o.family('tidepool_host_up', 'gauge', '1 while the host passes its checks and is not banned')
-  for (const h of hosts) o.sample('tidepool_host_up', { host: h.key }, h.isUsable(nowMs) ? 1 : 0)
+  for (const h of hosts) o.sample('tidepool_host_up', at(h), h.isUsable(nowMs) ? 1 : 0)
   o.family('tidepool_host_role', 'gauge', 'The host role every configured source agrees on (1 for the current one)')
   for (const h of hosts) {
-    for (const role of ['primary', 'replica', 'unknown'] as const) o.sample('tidepool_host_role', { host: h.key, role }, h.role === role ? 1 : 0)
+    for (const role of ['primary', 'replica', 'unknown'] as const) o.sample('tidepool_host_role', { ...at(h), role }, h.role === role ? 1 : 0)
   }
   o.family('tidepool_host_role_conflict', 'gauge', '1 while the backend and Patroni disagree about the host role')
-  for (const h of hosts) o.sample('tidepool_host_role_conflict', { host: h.key }, h.isConflicted ? 1 : 0)
+  for (const h of hosts) o.sample('tidepool_host_role_conflict', at(h), h.isConflicted ? 1 : 0)
   o.family('tidepool_host_check_duration_seconds', 'gauge', 'How long the last health check took')
-  for (const h of hosts) o.sample('tidepool_host_check_duration_seconds', { host: h.key }, h.checkLatencyMs / 1000)
+  for (const h of hosts) o.sample('tidepool_host_check_duration_seconds', at(h), h.checkLatencyMs / 1000)
   o.family('tidepool_host_server_connections', 'gauge', 'Open server connections to the host, over all pools')
-  for (const h of hosts) o.sample('tidepool_host_server_connections', { host: h.key }, h.servers)
+  for (const h of hosts) o.sample('tidepool_host_server_connections', at(h), h.servers)
   o.family('tidepool_host_last_change_timestamp_seconds', 'gauge', 'When the host last changed health or role, since the Unix epoch')
-  for (const h of hosts) o.sample('tidepool_host_last_change_timestamp_seconds', { host: h.key }, h.lastChangeMs / 1000)
+  for (const h of hosts) o.sample('tidepool_host_last_change_timestamp_seconds', at(h), h.lastChangeMs / 1000)
 }
 
 function renderSwitchovers(o: Out, s: { last: SwitchoverReport[]; counts: Map<string, { ok: number; failed: number }> }): void {

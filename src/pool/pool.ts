@@ -278,6 +278,7 @@ export class Pool {
       if (st.server_idle_timeout > 0 && nowMs - s.idleSinceMs > st.server_idle_timeout * 1000 && this.lists.serverCount > min) return 'server idle timeout'
     }
     if (nowMs - s.connectedAtMs >= st.server_lifetime * 1000 * s.lifetimeFactor) return 'server lifetime over'
+    if (s.retireAtMs !== 0 && nowMs >= s.retireAtMs) return 'a preferred host is back'
     return null
   }
 

@@ -70,6 +70,9 @@ export interface PooledServer extends Linked<PooledServer> {
   /** Share of server_lifetime this connection lives (1, or 0.9–1 on monitored hosts, so that
    *  connections opened together do not all retire, and rebalance, at one moment). */
   readonly lifetimeFactor: number
+  /** When an idle server should retire although it is still fine (its host is no longer the one
+   *  new servers go to, say a remote region's once a home host is back); 0 = never early. */
+  readonly retireAtMs: number
   /** Run a query whose results nobody sees; `done(ok)` when ReadyForQuery arrives. */
   runInternal(sql: string, done: (ok: boolean) => void): void
   /** `isHostToBlame` false: tidepool retires it itself, so a login cut short is no failed login and bans no host. */

@@ -120,6 +120,8 @@ export class ServerConn implements PooledServer, StartingServer {
   private isReadBufLent = false
   private hasLeftHost = false
   lifetimeFactor = 1
+  /** Set by the server factory when a host this server is not on became preferred (PooledServer.retireAtMs). */
+  retireAtMs = 0
 
   constructor(
     readonly pool: Pool,

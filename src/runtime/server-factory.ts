@@ -107,11 +107,24 @@ export class BackendServerFactory implements ServerFactory {
     for (const pool of this.pools()) {
       const entry = entryFor(this.ctx.config, pool.database)
       if (entry === undefined || !isWatched(entry) || !this.backends.hostsOf(entry).includes(h)) continue
+      const region = this.backends.regionOf(entry)
+      let leaving = 0
       for (const s of pool.lists.allServers()) {
-        const t = (s as ServerConn).target
-        if (this.backends.fits(entry, t.host, t.port, now)) continue
-        if (s.state === ServerState.Active) s.closeOnRelease = true
-        else (s as ServerConn).close(`host ${t.host}:${t.port} no longer fits target_session_attrs ${attrsOf(entry)}`, false)
+        const server = s as ServerConn
+        const t = server.target
+        if (!this.backends.fits(entry, t.host, t.port, now)) {
+          if (s.state === ServerState.Active) s.closeOnRelease = true
+          else server.close(`host ${t.host}:${t.port} no longer fits target_session_attrs ${attrsOf(entry)}`, false)
+        } else if (region !== '') {
+          if (this.backends.isPreferred(entry, t.host, t.port, now)) server.retireAtMs = 0
+          else if (server.retireAtMs === 0) {
+            server.retireAtMs = Math.max(1, now + Math.floor(Math.random() * this.ctx.config.settings.region_failback_ms))
+            leaving++
+          }
+        }
+      }
+      if (leaving > 0) {
+        this.ctx.log.info('pool.region_failback', null, `${pool.database}/${pool.user}: ${leaving} server connection(s) outside region ${region} retire within ${this.ctx.config.settings.region_failback_ms} ms, a host of the region fits again`)
       }
       pool.kick(now)
     }

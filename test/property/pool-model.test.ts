@@ -115,6 +115,7 @@ class FakeServer implements PooledServer {
   readonly isIdleInTransaction = false
   readonly transactionStartUs = 0
   readonly lifetimeFactor = 1
+  readonly retireAtMs = 0
   isClosed = false
   internal: ((ok: boolean) => void) | null = null
 

@@ -209,6 +209,7 @@ class FakeServer implements PooledServer {
   readonly isIdleInTransaction = false
   readonly transactionStartUs = 0
   readonly lifetimeFactor = 1
+  readonly retireAtMs = 0
   constructor(readonly id: string, readonly backendPid: number) {}
   runInternal(): void {}
   close(): void {}
@@ -277,6 +278,7 @@ async function fixture(ini = INI): Promise<Fixture> {
   standby.record({ ok: true, inRecovery: true, patroni: 'primary', latencyMs: 3, error: null }, { rise: 2, fall: 2, banMs: 5000 }, NOW - 60_000)
   standby.bannedUntilMs = NOW + 4_000
   standby.lastError = 'connection refused'
+  standby.region = 'eu-west'
   primary.servers = 3
   const view = {
     switchoverCalls: [] as Array<[string, string | null, number | null]>,
@@ -800,11 +802,13 @@ test('SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS have PgBouncer\'s colu
 
 // ---- tidepool's own: hosts and switchover ----
 
-test('SHOW HOSTS lists each monitored host with role, health, agreement of the role sources and its databases', async () => {
+test('SHOW HOSTS lists each monitored host with role, health, agreement of the role sources, its databases and region', async () => {
   const fx = await fixture()
   const r = await fx.run('SHOW HOSTS')
-  assert.deepEqual(r.columns?.map((c) => c.name), ['host', 'port', 'backend', 'role', 'health', 'role_sources_agree', 'last_change', 'check_ms', 'servers', 'banned_until', 'last_error', 'databases'])
-  assert.deepEqual(r.rows[0], ['10.0.0.1', '5432', 'postgresql', 'primary', 'up', 'yes', new Date(NOW - 90_000).toISOString(), '2.3', '3', null, null, 'app,app_ro'])
+  // region comes last: scripts that read the earlier columns by position keep working.
+  assert.deepEqual(r.columns?.map((c) => c.name), ['host', 'port', 'backend', 'role', 'health', 'role_sources_agree', 'last_change', 'check_ms', 'servers', 'banned_until', 'last_error', 'databases', 'region'])
+  assert.deepEqual(r.rows[0], ['10.0.0.1', '5432', 'postgresql', 'primary', 'up', 'yes', new Date(NOW - 90_000).toISOString(), '2.3', '3', null, null, 'app,app_ro', null])
+  assert.equal(r.rows[1][12], 'eu-west')
   assert.deepEqual(r.rows[1].slice(3, 6), ['unknown', 'banned', 'no'])
   assert.equal(r.rows[1][9], new Date(NOW + 4_000).toISOString())
   assert.equal(r.rows[1][10], 'connection refused')

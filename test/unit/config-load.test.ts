@@ -355,7 +355,7 @@ test('[databases]: a full entry', async (t) => {
     auth_user: 'au', auth_query: null, auth_dbname: 'authdb', pool_size: 10, min_pool_size: 2, reserve_pool_size: 3,
     max_db_connections: 50, max_db_client_connections: 9, pool_mode: 'transaction', load_balance_hosts: 'disable',
     connect_query: "SET x = 'y'", application_name: 'tp', client_encoding: 'UTF8', datestyle: 'ISO', timezone: 'UTC',
-    server_lifetime: 120, target_session_attrs: null, backend: null, patroni_urls: [], health_urls: [], require_auth: null, extra: {}, pos: undefined,
+    server_lifetime: 120, target_session_attrs: null, backend: null, patroni_urls: [], health_urls: [], host_regions: [], require_auth: null, extra: {}, pos: undefined,
   })
   assert.equal(app.pos.line, 2)
 })

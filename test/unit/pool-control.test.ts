@@ -43,6 +43,7 @@ class FakeServer implements PooledServer {
   isIdleInTransaction = false
   transactionStartUs = 0
   lifetimeFactor = 1
+  retireAtMs = 0
   prev: PooledServer | null = null
   next: PooledServer | null = null
   list: object | null = null
