@@ -150,8 +150,8 @@ export function startLoad(o: LoadOptions): Load {
 }
 
 /** A client logged in as the superuser of the test clusters; a failed login leaves no socket behind. */
-export async function connectClient(port: number, database = 'app'): Promise<pg.Client> {
-  const c = new pg.Client({ host: '127.0.0.1', port, database, user: SUPERUSER.user, password: SUPERUSER.password, connectionTimeoutMillis: 60_000 })
+export async function connectClient(port: number, database = 'app', host = '127.0.0.1'): Promise<pg.Client> {
+  const c = new pg.Client({ host, port, database, user: SUPERUSER.user, password: SUPERUSER.password, connectionTimeoutMillis: 60_000 })
   c.on('error', () => {})
   try {
     await c.connect()
