@@ -22,7 +22,7 @@ import { join } from 'node:path'
 import type pg from 'pg'
 import { runPsql, waitFor } from '../harness/clients.ts'
 import { startReplicatedCluster, pgQuery, SUPERUSER, type ReplNode } from '../harness/replication.ts'
-import { startTidepool, writeConfig, type TidepoolOptions } from '../harness/tidepool.ts'
+import { startTidepool, writeConfig, type TestTidepool, type TidepoolOptions } from '../harness/tidepool.ts'
 import { connectClient, describeLoad, LOAD_TABLE_SQL, startLoad } from '../harness/load.ts'
 import { startFaultProxy } from '../harness/fault-proxy.ts'
 import { freePort } from '../harness/ports.ts'
@@ -200,14 +200,28 @@ test('regions (delay proxy): reads stay in the node\'s region, cross over while 
   t.after(() => Promise.all([toPrimary.close(), toUs.close()]))
   toPrimary.set({ delayMs: ONE_WAY_DELAY_MS })
   toUs.set({ delayMs: ONE_WAY_DELAY_MS })
+  let tp: TestTidepool | null = null
+  let started: TidepoolOptions = {}
   await scenario(t, c, {
     reach: [{ host: '127.0.0.1', port: toPrimary.port }, { host: '127.0.0.1', port: c.eu.port }, { host: '127.0.0.1', port: toUs.port }],
     async start(opts) {
       const httpPort = await freePort()
-      const tp = await startTidepool(t, c.primary, { ...opts, tidepool: { ...opts.tidepool, http_listen_port: httpPort } })
-      return { host: '127.0.0.1', port: tp.port, httpPort, log: () => tp.logs.join('\n') }
+      started = { ...opts, tidepool: { ...opts.tidepool, http_listen_port: httpPort } }
+      tp = await startTidepool(t, c.primary, started)
+      const node = tp
+      return { host: '127.0.0.1', port: node.port, httpPort, log: () => node.logs.join('\n') }
     },
   })
+
+  // RELOAD of a file whose host_regions do not match host= is refused whole, with the reason.
+  assert.ok(tp !== null)
+  const node: TestTidepool = tp
+  node.rewrite({ ...started, databases: { ...started.databases, app_ro: started.databases!.app_ro!.replace('host_regions=us,eu,us', 'host_regions=us,eu') } })
+  const admin = await connectClient(node.port, 'pgbouncer')
+  t.after(() => admin.end().catch(() => {}))
+  await assert.rejects(admin.query('RELOAD'), (e: { message: string; detail?: string }) =>
+    e.message === 'RELOAD failed, see logs for additional details' && /\[databases\] app_ro: host_regions: 2 regions for 3 hosts; give one per host/.test(e.detail ?? ''))
+  assert.equal(node.rt.backends.monitor.all().find((h) => h.port === c.eu.port)?.region, 'eu', 'the old config stays')
 })
 
 // ---- network namespaces -------------------------------------------------------------------------
