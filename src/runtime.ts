@@ -32,7 +32,8 @@ import { LocalPoolControl } from './pool/local-control.ts'
 import { sweepLoginClients } from './pool/janitor.ts'
 import { IntrusiveList } from './util/intrusive-list.ts'
 import type { PooledClient } from './pool/states.ts'
-import { CancelRegistry } from './proxy/cancel.ts'
+import { CancelRegistry, cancelTimeoutMs } from './proxy/cancel.ts'
+import { PeerPools, peerTable } from './proxy/peer-pools.ts'
 import { ClientConn } from './proxy/client-conn.ts'
 import type { WatchedHost } from './proxy/server-conn.ts'
 import type { ClientSlots, ProxyContext } from './proxy/context.ts'
@@ -53,6 +54,8 @@ export class Runtime implements ProxyContext {
   config: Config
   readonly log: Logger
   readonly cancels: CancelRegistry
+  /** Where cancel requests for other peers go ([peers], and the fleet's nodes). */
+  readonly peerPools: PeerPools
   readonly role: WorkerRole | null
   readonly clientSlots: ClientSlots | null
   readonly loginClients = new IntrusiveList<PooledClient>()
@@ -95,7 +98,17 @@ export class Runtime implements ProxyContext {
     const role = opts.role ?? null
     this.role = role
     this.clientSlots = role?.clientSlots ?? null
-    this.cancels = new CancelRegistry(undefined, role === null ? null : { index: role.index, forward: (owner, pid, secret) => role.forwardCancel(owner, pid, secret) })
+    this.peerPools = new PeerPools({
+      log: this.log,
+      timeoutMs: () => cancelTimeoutMs(this.settings),
+      waitMs: () => this.settings.cancel_wait_timeout * 1000,
+    })
+    this.cancels = new CancelRegistry(
+      undefined,
+      role === null ? null : { index: role.index, forward: (owner, pid, secret) => role.forwardCancel(owner, pid, secret) },
+      { ownId: () => this.peerId, forward: (peerId, pid, secret) => this.peerPools.forward(peerId, pid, secret) },
+    )
+    this.applyPeers()
     if (role !== null) numberConnectionsAsWorker(role.index, role.count)
     this.applyLogSettings()
     this.backends = new Backends(
@@ -129,6 +142,7 @@ export class Runtime implements ProxyContext {
       backends: this.backends,
       switchovers: this.switchoverRunner,
       fleet: () => this.fleet,
+      peers: this.peerPools,
       listener: this.listener,
       readGate: this.readGate,
       isShuttingDown: () => this.isShuttingDown,
@@ -144,6 +158,16 @@ export class Runtime implements ProxyContext {
 
   get settings() {
     return this.config.settings
+  }
+
+  /** This process's peer id; 0 is no peering. */
+  get peerId(): number {
+    return this.settings.peer_id
+  }
+
+  /** The peer table from [peers]. */
+  private applyPeers(): void {
+    this.peerPools.setPeers(peerTable(this.config.peers, [], this.settings.default_pool_size))
   }
 
   /** Starts listeners and the janitor; resolves once every listener is bound. */
@@ -244,6 +268,7 @@ export class Runtime implements ProxyContext {
     try {
       sweepLoginClients(this.loginClients, s, now)
       this.pools.sweep(s, now)
+      this.peerPools.sweep(now)
       this.role?.sweep(this.pools.list())
     } catch (err) {
       // A sweep must never take the process down; a broken invariant is logged loudly instead.
@@ -350,6 +375,7 @@ export class Runtime implements ProxyContext {
     this.config = next
     this.applyLogSettings()
     this.backends.apply(next)
+    this.applyPeers()
     if (prev.settings.janitor_interval_ms !== next.settings.janitor_interval_ms) this.startJanitor()
     if (prev.settings.stats_period !== next.settings.stats_period) this.startStats()
     this.pools.reconfigure(next, (pool) => this.servers.retarget(pool), Date.now())

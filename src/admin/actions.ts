@@ -12,6 +12,7 @@ import { withSetting } from '../config/set-setting.ts'
 import type { Backends } from '../ha/backends.ts'
 import type { Switchovers } from '../ha/switchover.ts'
 import type { FleetMember } from '../ha/fleet/member.ts'
+import type { PeerPools } from '../proxy/peer-pools.ts'
 import type { Listener } from '../net/listener.ts'
 import type { ReadGate } from '../net/read-gate.ts'
 import { fdOf } from '../net/socket-fd.ts'
@@ -46,6 +47,8 @@ export interface ActionDeps {
   switchovers: Switchovers
   /** This node's fleet membership; null without fleet_etcd. */
   fleet(): FleetMember | null
+  /** [peers] and the fleet's peers, with their cancel pools. */
+  peers: PeerPools
   listener: Listener
   readGate: ReadGate
   isShuttingDown(): boolean
@@ -91,6 +94,8 @@ export class AdminActions {
       },
       switchovers: () => [...d.switchovers.last.values()],
       fleet: () => d.fleet()?.rows() ?? [],
+      peers: () => d.peers.rows(),
+      peerPools: () => d.peers.poolRows(),
       pools: (nowMs) => d.pools.list().map((p) => p.row(nowMs)),
       servers: () => d.pools.list().flatMap((p) => p.lists.allServers().map((s) => (s as ServerConn).info())),
       stats: () => d.stats.rows(),

@@ -14,8 +14,9 @@ import type { ServerInfo } from '../proxy/server-info.ts'
 import type { Host } from '../ha/hosts.ts'
 import type { SwitchoverReport } from '../ha/switchover.ts'
 import type { FleetNodeRow } from '../ha/fleet/member.ts'
+import type { PeerPoolRow, PeerRow } from '../proxy/peer-pools.ts'
 
-export type { ClientInfo, ServerInfo }
+export type { ClientInfo, ServerInfo, PeerPoolRow, PeerRow }
 
 /** How Runtime.shutdown names its modes: SHUTDOWN, SHUTDOWN WAIT_FOR_SERVERS, SHUTDOWN WAIT_FOR_CLIENTS. */
 export type ShutdownMode = 'immediate' | 'transactions' | 'clients'
@@ -102,4 +103,8 @@ export interface ConsoleView {
   switchovers(): SwitchoverReport[]
   /** SHOW FLEET: the nodes of this node's fleet, this one first; [] without fleet_etcd. */
   fleet(): FleetNodeRow[]
+  /** SHOW PEERS: [peers] and the fleet's peers, by id. */
+  peers(): PeerRow[]
+  /** SHOW PEER_POOLS: cancel requests on their way to each peer, by id (with workers, summed over them). */
+  peerPools(): PeerPoolRow[]
 }

@@ -1,4 +1,4 @@
-// Turns the value of a [databases] or [users] line into a typed entry. The value is PgBouncer's
+// Turns the value of a [databases], [users] or [peers] line into a typed entry. The value is PgBouncer's
 // libpq-like connection string: `key=value` pairs split by blanks, where a value with blanks is
 // put in single quotes. Inside quotes, '' (PgBouncer) and \' (libpq) both stand for a quote and
 // \\ for a backslash; any other backslash is kept as written, so PgBouncer files read the same.
@@ -6,7 +6,7 @@
 // a database's ports list matches its hosts list (see DatabaseEntry.ports).
 // Must not: throw, read files, or apply global defaults (the runtime resolves those at use).
 
-import { TARGET_SESSION_ATTRS, type BackendKind, type DatabaseEntry, type PoolMode, type SourcePos, type TargetSessionAttrs, type UserEntry } from './types.ts'
+import { TARGET_SESSION_ATTRS, type BackendKind, type DatabaseEntry, type PeerEntry, type PoolMode, type SourcePos, type TargetSessionAttrs, type UserEntry } from './types.ts'
 import { int, oneOf, parseSeconds, requireAuth, type ParseResult } from './setting-types.ts'
 
 export type ConnStringResult = { ok: true; pairs: Array<[string, string]> } | { ok: false; error: string }
@@ -288,4 +288,37 @@ export function parseUserEntry(name: string, value: string, pos: SourcePos): Par
     query_timeout, idle_transaction_timeout, transaction_timeout, client_idle_timeout, extra, pos,
   }
   return { entry, errors: r.errors, warnings: r.warnings }
+}
+
+/** PgBouncer reads [peers] ids from 1 to 65535 (peer_id itself stops at 16383). */
+const PEER_ID = int({ min: 1, max: 65535 })
+
+/**
+ * Parses `id = connstr` from [peers]: host (required), port (default 6432) and pool_size, as
+ * PgBouncer's parse_peer; any other key is an error there, and so here.
+ */
+export function parsePeerEntry(name: string, value: string, pos: SourcePos): ParsedLine<PeerEntry> {
+  const r = new LineReader(`${pos.file}:${pos.line}: [peers] ${name}`)
+  const id = PEER_ID.parse(name)
+  if (!id.ok) r.error(`a peer id must be a number from 1 to 65535, got ${JSON.stringify(name)}`)
+  const cs = parseConnString(value)
+  if (!cs.ok) {
+    r.error(cs.error)
+    return { entry: null, errors: r.errors, warnings: r.warnings }
+  }
+  let host: string | null = null
+  let port = 6432
+  let pool_size: number | null = null
+  for (const [key, v] of cs.pairs) {
+    switch (key) {
+      case 'host': host = v; break
+      case 'port': port = r.typed(key, PORT.parse(v)) ?? port; break
+      case 'pool_size': pool_size = r.typed(key, COUNT.parse(v)); break
+      default: r.error(`unknown peer parameter '${key}' (host, port and pool_size are known)`)
+    }
+  }
+  if (host === null) r.error('host is required')
+  else if (host.startsWith('@')) r.error('host: abstract-namespace unix sockets (@name) are not supported')
+  if (r.errors.length > 0 || !id.ok || host === null) return { entry: null, errors: r.errors, warnings: r.warnings }
+  return { entry: { peer_id: id.value, host, port, pool_size, pos }, errors: r.errors, warnings: r.warnings }
 }

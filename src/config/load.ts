@@ -1,6 +1,6 @@
 // Builds a Config from pgbouncer.ini: reads the file and its %includes (ini.ts), types every
-// [pgbouncer] and [tidepool] value with the settings table, parses [databases] and [users]
-// (connstr.ts), reads auth_file (userlist.ts), checks what spans several settings, and freezes
+// [pgbouncer] and [tidepool] value with the settings table, parses [databases], [users] and
+// [peers] (connstr.ts), reads auth_file (userlist.ts), checks what spans several settings, and freezes
 // the result. Also diffs two Configs so RELOAD can tell live changes from ones awaiting restart.
 // Invariants: a returned Config is deep-frozen, Maps included; any error means no Config (RELOAD
 // then keeps the old one); unknown keys and sections are warnings, as PgBouncer only logs them;
@@ -9,10 +9,10 @@
 
 import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { parseDatabaseEntry, parseUserEntry } from './connstr.ts'
+import { parseDatabaseEntry, parsePeerEntry, parseUserEntry } from './connstr.ts'
 import { describeFsError, parseIniFile, parseIniText, type IniEntry, type IniResult } from './ini.ts'
 import { defaultSettings, findSetting, SETTINGS, type AuthType, type SettingName, type Settings } from './settings.ts'
-import type { Config, DatabaseEntry, LoadResult, SettingValue, SourcePos, UserEntry, UserSecret } from './types.ts'
+import type { Config, DatabaseEntry, LoadResult, PeerEntry, SettingValue, SourcePos, UserEntry, UserSecret } from './types.ts'
 import { parseUserlist } from './userlist.ts'
 import { regionProblems } from './regions.ts'
 
@@ -29,8 +29,8 @@ export async function loadConfigFromText(text: string, file: string): Promise<Lo
   return build(await parseIniText(text, abs), abs)
 }
 
-// Sections we read; [peers] is PgBouncer's, known but not implemented yet.
-const KNOWN_SECTIONS = new Set(['pgbouncer', 'tidepool', 'databases', 'users'])
+// Sections we read.
+const KNOWN_SECTIONS = new Set(['pgbouncer', 'tidepool', 'databases', 'users', 'peers'])
 // auth_file is where these methods find every secret; the others can do without it.
 const NEEDS_AUTH_FILE: ReadonlySet<AuthType> = new Set(['plain', 'md5', 'scram-sha-256'])
 // These check no secret but, as in PgBouncer, admit only users that auth_file or auth_query knows.
@@ -48,9 +48,7 @@ async function build(ini: IniResult, file: string): Promise<LoadResult> {
 
   for (const s of ini.sections) {
     if (KNOWN_SECTIONS.has(s.name)) continue
-    warnings.push(s.name === 'peers'
-      ? `${at(s.pos)}: [peers] is not supported yet; its entries are ignored`
-      : `${at(s.pos)}: unknown section [${s.name}]; its entries are ignored`)
+    warnings.push(`${at(s.pos)}: unknown section [${s.name}]; its entries are ignored`)
   }
   if (!ini.sections.some((s) => s.name === 'pgbouncer')) {
     errors.push(`${mainFile}: no [pgbouncer] section`)
@@ -60,6 +58,7 @@ async function build(ini: IniResult, file: string): Promise<LoadResult> {
   const positions = new Map<string, SourcePos>()
   const databases = new Map<string, DatabaseEntry>()
   const users = new Map<string, UserEntry>()
+  const peers = new Map<number, PeerEntry>()
 
   for (const e of ini.entries) {
     if (e.section === 'pgbouncer' || e.section === 'tidepool') {
@@ -75,6 +74,16 @@ async function build(ini: IniResult, file: string): Promise<LoadResult> {
         warnings.push(`${at(e.pos)}: [${e.section}] ${e.key} is defined again (first at ${at(earlier.pos)}); the later line wins`)
       }
       into.set(e.key, r.entry)
+    } else if (e.section === 'peers') {
+      const r = parsePeerEntry(e.key, e.value, e.pos)
+      errors.push(...r.errors)
+      warnings.push(...r.warnings)
+      if (r.entry === null) continue
+      const earlier = peers.get(r.entry.peer_id)
+      if (earlier !== undefined) {
+        warnings.push(`${at(e.pos)}: [peers] ${e.key} is defined again (first at ${at(earlier.pos)}); the later line wins`)
+      }
+      peers.set(r.entry.peer_id, r.entry)
     }
   }
   const settings = values as unknown as Settings
@@ -118,6 +127,7 @@ async function build(ini: IniResult, file: string): Promise<LoadResult> {
     settings: freezeSettings(values),
     databases: new FrozenMap([...databases].map(([k, v]) => [k, freezeDatabase(v)] as const)),
     users: new FrozenMap([...users].map(([k, v]) => [k, Object.freeze({ ...v, extra: Object.freeze({ ...v.extra }) })] as const)),
+    peers: new FrozenMap([...peers].map(([k, v]) => [k, Object.freeze({ ...v, pos: Object.freeze({ ...v.pos }) })] as const)),
     userlist: new FrozenMap(userlist),
     positions: new FrozenMap([...positions].map(([k, v]) => [k, Object.freeze(v)] as const)),
   })
@@ -198,13 +208,13 @@ class FrozenMap<K, V> extends Map<K, V> {
 }
 
 export interface ConfigDiff {
-  /** Changed names RELOAD applies: settings by name, `databases.<name>`, `users.<name>`, `userlist.<user>`. */
+  /** Changed names RELOAD applies: settings by name, `databases.<name>`, `users.<name>`, `peers.<id>`, `userlist.<user>`. */
   live: string[]
   /** Changed settings that take effect only after a restart. */
   restart: string[]
 }
 
-/** What changed from `a` to `b`. Entries of [databases], [users] and auth_file count as live. */
+/** What changed from `a` to `b`. Entries of [databases], [users], [peers] and auth_file count as live. */
 export function diffConfig(a: Config, b: Config): ConfigDiff {
   const live: string[] = []
   const restart: string[] = []
@@ -213,6 +223,7 @@ export function diffConfig(a: Config, b: Config): ConfigDiff {
   }
   diffMaps('databases', a.databases, b.databases, live)
   diffMaps('users', a.users, b.users, live)
+  diffMaps('peers', a.peers, b.peers, live)
   diffMaps('userlist', a.userlist, b.userlist, live)
   return { live, restart }
 }
@@ -222,12 +233,12 @@ function sameValue(x: SettingValue, y: SettingValue): boolean {
   return x === y
 }
 
-function diffMaps<V extends object>(label: string, a: ReadonlyMap<string, V>, b: ReadonlyMap<string, V>, out: string[]): void {
+function diffMaps<K, V extends object>(label: string, a: ReadonlyMap<K, V>, b: ReadonlyMap<K, V>, out: string[]): void {
   const names = new Set([...a.keys(), ...b.keys()])
   for (const name of names) {
     const x = a.get(name)
     const y = b.get(name)
-    if (x === undefined || y === undefined || comparable(x) !== comparable(y)) out.push(`${label}.${name}`)
+    if (x === undefined || y === undefined || comparable(x) !== comparable(y)) out.push(`${label}.${String(name)}`)
   }
 }
 

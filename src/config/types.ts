@@ -89,6 +89,21 @@ export interface UserEntry {
   readonly pos: SourcePos
 }
 
+/**
+ * One line of [peers] (PgBouncer 1.19+): `<peer_id> = host=... [port=...] [pool_size=...]`, a pooler
+ * that cancel requests carrying its peer id are forwarded to.
+ */
+export interface PeerEntry {
+  readonly peer_id: number
+  /** A host name or address, or a unix socket directory (starts with '/'). */
+  readonly host: string
+  /** PgBouncer's default: 6432. */
+  readonly port: number
+  /** Cancel requests in flight to this peer at once; null means default_pool_size. */
+  readonly pool_size: number | null
+  readonly pos: SourcePos
+}
+
 /** A userlist.txt entry: the stored secret is plain text, `md5<hex>` or a SCRAM-SHA-256 verifier. */
 export interface UserSecret {
   readonly name: string
@@ -102,6 +117,8 @@ export interface Config {
   readonly settings: Readonly<Settings>
   readonly databases: ReadonlyMap<string, DatabaseEntry>
   readonly users: ReadonlyMap<string, UserEntry>
+  /** [peers], by peer id. */
+  readonly peers: ReadonlyMap<number, PeerEntry>
   /** From auth_file; empty when unset. */
   readonly userlist: ReadonlyMap<string, UserSecret>
   /** Where each explicitly set setting came from. */

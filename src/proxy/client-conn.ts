@@ -236,14 +236,13 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
 
   /**
    * Issues and registers this client's cancel key; returns the BackendKeyData to send. Every key
-   * handed out is registered: close() unregisters by pid, and an unregistered pid could have been
-   * issued again to another client, whose key the close would then remove.
+   * handed out is registered: the registry keeps a secret for one client only while it is registered.
    */
   private issueCancelKey(): Buffer {
     const key = this.ctx.cancels.issue()
     this.cancelPid = key.pid
     this.cancelSecret = key.secret
-    this.ctx.cancels.register(key.pid, this)
+    this.ctx.cancels.register(this)
     return build.backendKeyData(key.pid, key.secret)
   }
 
@@ -683,7 +682,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     this.closed = true
     this.phase = Phase.Closed
     this.ctx.clients.delete(this)
-    if (this.cancelPid !== 0) this.ctx.cancels.unregister(this.cancelPid)
+    if (this.cancelPid !== 0) this.ctx.cancels.unregister(this)
     if (this.isCounted) uncountClient(this.ctx, this.database, this.user)
     for (const key of this.slotKeys) this.ctx.clientSlots?.give(key)
     const server = this.server

@@ -84,6 +84,9 @@ export class ClusterConsole {
       switchovers: () => m.switchovers,
       // Fleet membership is the node's, the same in every worker.
       fleet: () => local.fleet(),
+      // Every worker reads the same [peers]; each has pools of its own, summed.
+      peers: () => local.peers(),
+      peerPools: () => m.peerPools,
     }
   }
 

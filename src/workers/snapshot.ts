@@ -5,7 +5,7 @@
 // a flag such as "paused" set when any worker has it.
 // Must not: read a live connection or pool outside makeSnapshot (the rest is pure).
 
-import type { ConsoleView, SocketFacts } from '../admin/view.ts'
+import type { ConsoleView, PeerPoolRow, SocketFacts } from '../admin/view.ts'
 import type { ClientInfo, ServerInfo } from '../admin/view.ts'
 import type { DashboardSnapshot, DashboardPool } from '../observe/dashboard.ts'
 import type { ProcessFigures } from '../observe/metrics.ts'
@@ -31,6 +31,7 @@ export interface WorkerSnapshot {
   isSuspended: boolean
   isShuttingDown: boolean
   switchovers: SwitchoverReport[]
+  peerPools: PeerPoolRow[]
   dashboard: DashboardSnapshot
 }
 
@@ -58,6 +59,7 @@ export function makeSnapshot(index: number, view: ConsoleView, dashboard: Dashbo
     isSuspended: view.isSuspended,
     isShuttingDown: view.isShuttingDown,
     switchovers: view.switchovers(),
+    peerPools: view.peerPools(),
     dashboard,
   }
 }
@@ -78,6 +80,7 @@ export class Merged {
   readonly isSuspended: boolean
   readonly isShuttingDown: boolean
   readonly switchovers: SwitchoverReport[]
+  readonly peerPools: PeerPoolRow[]
 
   constructor(readonly workers: readonly WorkerSnapshot[]) {
     this.pools = mergePools(workers.map((w) => w.pools))
@@ -102,6 +105,7 @@ export class Merged {
       if (seen === undefined || seen.startedAtMs < r.startedAtMs) last.set(r.database, r)
     }
     this.switchovers = [...last.values()]
+    this.peerPools = mergePeerPools(workers.map((w) => w.peerPools))
   }
 
   /** The dashboard's document over all workers; hosts and switchovers as `local` (this worker) has them. */
@@ -186,6 +190,25 @@ export function mergeStats(workers: ReadonlyArray<Pick<WorkerSnapshot, 'stats'>>
     a.waitTimeUs = e.weights.wait > 0 ? Math.round(a.waitTimeUs / e.weights.wait) : 0
     return { database, totals: e.totals, averages: a }
   })
+}
+
+/** Peer pools of the same peer in several workers: every count adds up. */
+export function mergePeerPools(lists: ReadonlyArray<readonly PeerPoolRow[]>): PeerPoolRow[] {
+  const m = new Map<number, PeerPoolRow>()
+  for (const list of lists) {
+    for (const p of list) {
+      const into = m.get(p.peer_id)
+      if (into === undefined) {
+        m.set(p.peer_id, { ...p })
+        continue
+      }
+      into.cl_active_cancel_req += p.cl_active_cancel_req
+      into.cl_waiting_cancel_req += p.cl_waiting_cancel_req
+      into.sv_active_cancel += p.sv_active_cancel
+      into.sv_login += p.sv_login
+    }
+  }
+  return [...m.values()].sort((a, b) => a.peer_id - b.peer_id)
 }
 
 /** Counts of one pool in two workers: every count adds up, the longest wait is the longer one. */

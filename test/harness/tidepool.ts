@@ -31,6 +31,8 @@ export interface TidepoolOptions {
   userlist?: Record<string, string>
   /** [tidepool] keys. */
   tidepool?: Record<string, string | number>
+  /** [peers] lines as peer id → connection string (host=... port=... pool_size=...). */
+  peers?: Record<string, string>
   /** Extra files written next to the ini first (an auth_hba_file, say), by name. */
   files?: Record<string, string>
 }
@@ -70,6 +72,9 @@ export function writeConfig(dir: string, pgi: PgInstance | null, opts: TidepoolO
   }
   if (opts.tidepool !== undefined) {
     lines.push('', '[tidepool]', ...Object.entries(opts.tidepool).map(([k, v]) => `${k} = ${v}`))
+  }
+  if (opts.peers !== undefined) {
+    lines.push('', '[peers]', ...Object.entries(opts.peers).map(([k, v]) => `${k} = ${v}`))
   }
   for (const [name, text] of Object.entries(opts.files ?? {})) fs.writeFileSync(join(dir, name), text)
   const iniPath = join(dir, 'tidepool.ini')

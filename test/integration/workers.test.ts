@@ -5,13 +5,12 @@ import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import net from 'node:net'
-import { spawn } from 'node:child_process'
 import pg from 'pg'
 import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
 import { spawnTidepool, type ChildTidepool } from '../harness/tidepool.ts'
 import { runPsql, waitFor } from '../harness/clients.ts'
+import { connectKeyed, psqlInterrupted, sendCancelRequest, waitSleeping, type KeyedClient } from '../harness/cancel.ts'
 import { freePort } from '../harness/ports.ts'
-import * as build from '../../src/protocol/build.ts'
 import { keyOwner, WORKER_KEY_SHIFT } from '../../src/proxy/cancel.ts'
 import { chooseListenMode, hasReusePort } from '../../src/workers/listen-mode.ts'
 import { SqlState } from '../../src/protocol/pg-error.ts'
@@ -21,14 +20,8 @@ before(async () => {
   pgi = await sharedPostgres()
 })
 
-type KeyedClient = pg.Client & { processID: number; secretKey: number }
-
-async function connect(t: { after(fn: () => unknown): void }, port: number): Promise<KeyedClient> {
-  const c = new pg.Client({ host: '127.0.0.1', port, database: 'app', user: pgi.user, password: pgi.password }) as KeyedClient
-  c.on('error', () => {})
-  await c.connect()
-  t.after(() => c.end().catch(() => {}))
-  return c
+function connect(t: { after(fn: () => unknown): void }, port: number): Promise<KeyedClient> {
+  return connectKeyed(t, pgi, port)
 }
 
 /** The pid of each worker, by index, from the last `worker N listening` line of each. */
@@ -38,22 +31,6 @@ function workerPids(tp: ChildTidepool): Map<number, number> {
   return m
 }
 
-/** A CancelRequest on a connection of its own, as libpq sends it; resolves when the server closes it. */
-function sendCancel(port: number, pid: number, secret: number): Promise<void> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => s.write(build.cancelRequest(pid, secret)))
-    s.on('error', () => resolve())
-    s.on('close', () => resolve())
-  })
-}
-
-/** Waits until PostgreSQL shows `n` sessions of the app database running pg_sleep. */
-async function waitSleeping(n: number): Promise<void> {
-  await waitFor(async () => {
-    const r = await pgi.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'app' AND query LIKE 'SELECT pg_sleep%' AND state = 'active'`)
-    return r[0].n === n
-  }, { timeoutMs: 10_000, what: `${n} sleeping queries` })
-}
 
 /** Connects until clients of every worker in `owners` are among them (the spread is the kernel's or the primary's). */
 async function connectUntil(t: { after(fn: () => unknown): void }, port: number, owners: number[], atLeast: number, database = 'app'): Promise<KeyedClient[]> {
@@ -102,11 +79,11 @@ for (const workers of [2, 3]) {
     for (let round = 0; round < 20; round++) {
       const c = clients[round % clients.length]
       const running = c.query('SELECT pg_sleep(30)').then(() => null, (err: { code?: string }) => err.code ?? 'no code')
-      await waitSleeping(1)
+      await waitSleeping(pgi, 1)
       // With round-robin handoff a junk cancel first on every other round shifts which worker the
       // real one lands on; otherwise the spread is the kernel's.
-      if (round % 2 === 1) await sendCancel(port, 0, 0)
-      await sendCancel(port, c.processID, c.secretKey)
+      if (round % 2 === 1) await sendCancelRequest(port, 0, 0)
+      await sendCancelRequest(port, c.processID, c.secretKey)
       const code = await Promise.race([running, new Promise((resolve) => setTimeout(() => resolve('not cancelled within 10 s'), 10_000))])
       if (code === SqlState.QueryCanceled) cancelled++
       else assert.fail(`round ${round}: ${String(code)}`)
@@ -122,16 +99,7 @@ test('workers = 2: psql\'s own cancel (SIGINT) stops its query every time', { ti
   const port = await freePort()
   await spawnTidepool(t, pgi, { port, settings: { default_pool_size: 4 }, tidepool: { workers: 2 } })
   for (let round = 0; round < 6; round++) {
-    const psql = spawn('psql', ['-X', '-h', '127.0.0.1', '-p', String(port), '-U', pgi.user, '-d', 'app', '-c', 'SELECT pg_sleep(30)'], {
-      env: { ...process.env, PGPASSWORD: pgi.password }, stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let err = ''
-    psql.stderr.on('data', (d) => { err += String(d) })
-    const exited = new Promise<number | null>((resolve) => psql.on('exit', (code) => resolve(code)))
-    t.after(() => psql.kill('SIGKILL'))
-    await waitSleeping(1)
-    psql.kill('SIGINT')
-    const code = await exited
+    const { code, stderr: err } = await psqlInterrupted(t, pgi, port)
     assert.equal(code, 1, `round ${round}: psql exit code`)
     assert.match(err, /canceling statement due to user request/, `round ${round}`)
   }
@@ -142,14 +110,14 @@ test('workers = 2: a cancel key no worker issued is dropped quietly, and nothing
   await spawnTidepool(t, pgi, { port, settings: { default_pool_size: 4 }, tidepool: { workers: 2 } })
   const c = await connect(t, port)
   const running = c.query('SELECT pg_sleep(2) AS slept')
-  await waitSleeping(1)
+  await waitSleeping(pgi, 1)
   // A worker index beyond the workers, and for each worker a pid it never issued, plus the right
   // pid with a wrong secret; several times each so they land on both workers.
   for (let i = 0; i < 4; i++) {
-    await sendCancel(port, (9 << WORKER_KEY_SHIFT) | 12345, 1)
-    await sendCancel(port, (0 << WORKER_KEY_SHIFT) | 777, 1)
-    await sendCancel(port, (1 << WORKER_KEY_SHIFT) | 777, 1)
-    await sendCancel(port, c.processID, (c.secretKey + 1) | 0)
+    await sendCancelRequest(port, (9 << WORKER_KEY_SHIFT) | 12345, 1)
+    await sendCancelRequest(port, (0 << WORKER_KEY_SHIFT) | 777, 1)
+    await sendCancelRequest(port, (1 << WORKER_KEY_SHIFT) | 777, 1)
+    await sendCancelRequest(port, c.processID, (c.secretKey + 1) | 0)
   }
   const r = await running
   assert.equal(r.rows.length, 1, 'the sleeping query ran to its end')
@@ -274,12 +242,8 @@ function load(clients: pg.Client[], sql: string): { count(): number; errors: str
   return { count: () => n, errors, stop: async () => { isRunning = false; await Promise.all(loops) } }
 }
 
-async function connectTo(t: { after(fn: () => unknown): void }, port: number, database: string): Promise<KeyedClient> {
-  const c = new pg.Client({ host: '127.0.0.1', port, database, user: pgi.user, password: pgi.password }) as KeyedClient
-  c.on('error', () => {})
-  await c.connect()
-  t.after(() => c.end().catch(() => {}))
-  return c
+function connectTo(t: { after(fn: () => unknown): void }, port: number, database: string): Promise<KeyedClient> {
+  return connectKeyed(t, pgi, port, database)
 }
 
 test('workers = 2: default_pool_size is a total; the clients of one worker alone still use the whole pool', { timeout: 120_000 }, async (t) => {

@@ -294,6 +294,8 @@ async function fixture(ini = INI): Promise<Fixture> {
     },
     switchovers: () => [view.switchoverResult],
     fleet: () => [],
+    peers: () => [],
+    peerPools: () => [],
     isSuspended: false,
     setCalls: [] as Array<[string, string]>,
     setResult: { ok: true, warnings: [] } as SetOutcome,

@@ -214,14 +214,36 @@ test('a setting given twice: the later wins, with a warning naming both lines', 
   assert.deepEqual(warningsOf(r), [`${file}:3: listen_port is set again (first at ${file}:2); the later value wins`])
 })
 
-test('unknown and unsupported sections are warnings', async (t) => {
+test('unknown sections are warnings', async (t) => {
   const { r, file } = await load(t, '[pgbouncer]\n[peers]\n1 = host=/tmp/a\n[extras]\nx = 1\n')
   mustLoad(r)
-  assert.deepEqual(warningsOf(r), [
-    `${file}:2: [peers] is not supported yet; its entries are ignored`,
-    `${file}:4: unknown section [extras]; its entries are ignored`,
+  assert.deepEqual(warningsOf(r), [`${file}:4: unknown section [extras]; its entries are ignored`])
+})
+
+test('[peers]: host, port (6432 by default) and pool_size, keyed by peer id', async (t) => {
+  const { r } = await load(t, '[pgbouncer]\npeer_id = 2\n[peers]\n1 = host=host1.example.com\n2 = host=/tmp/pgbouncer-2  port=5555 pool_size=3\n')
+  const c = mustLoad(r)
+  assert.deepEqual([...c.peers.values()].map(({ pos: _pos, ...p }) => p), [
+    { peer_id: 1, host: 'host1.example.com', port: 6432, pool_size: null },
+    { peer_id: 2, host: '/tmp/pgbouncer-2', port: 5555, pool_size: 3 },
   ])
 })
+
+const BAD_PEERS: Array<[string, RegExp]> = [
+  ['0 = host=a', /\[peers\] 0: a peer id must be a number from 1 to 65535/],
+  ['x = host=a', /a peer id must be a number/],
+  ['65536 = host=a', /a peer id must be a number/],
+  ['1 = port=6432', /\[peers\] 1: host is required/],
+  ['1 = host=a port=0', /port: /],
+  ['1 = host=a dbname=x', /unknown peer parameter 'dbname'/],
+  ['1 = host=@abstract', /abstract-namespace unix sockets/],
+]
+for (const [line, want] of BAD_PEERS) {
+  test(`[peers] refuses ${JSON.stringify(line)}`, async (t) => {
+    const { r } = await load(t, `[pgbouncer]\n[peers]\n${line}\n`)
+    assert.match(errorsOf(r).join('\n'), want)
+  })
+}
 
 test('no [pgbouncer] section is an error, as in PgBouncer', async (t) => {
   const { r, file } = await load(t, '[databases]\napp = host=x\n')

@@ -1,5 +1,5 @@
-// SHOW LISTS: PgBouncer's object lists and how many items each holds. tidepool keeps no free lists,
-// no peers and no DNS cache: those counts are 0.
+// SHOW LISTS: PgBouncer's object lists and how many items each holds. tidepool keeps no free lists
+// and no DNS cache: those counts are 0.
 
 import type { ConsoleRequest } from '../request.ts'
 import { columns, type ResultSet } from '../result-set.ts'
@@ -25,9 +25,9 @@ export function showLists(req: ConsoleRequest): ResultSet {
     if (c.state === 'login') loginClients++
   }
   const items: Array<[string, number]> = [
-    ['databases', showDatabases(req).rows.length], ['users', showUsers(req).rows.length], ['peers', 0],
+    ['databases', showDatabases(req).rows.length], ['users', showUsers(req).rows.length], ['peers', req.view.peers().length],
     // The console's own pool counts too, as in PgBouncer.
-    ['pools', pools.length + 1], ['peer_pools', 0],
+    ['pools', pools.length + 1], ['peer_pools', req.view.peerPools().length],
     ['free_clients', 0], ['used_clients', clients], ['login_clients', loginClients], ['free_servers', 0],
     ['used_servers', serverTotal(pools)], ['dns_names', 0], ['dns_zones', 0], ['dns_queries', 0], ['dns_pending', 0],
   ]

@@ -1,5 +1,5 @@
-// SHOW VERSION and SHOW STATE (is the pooler paused or suspended), and SHOW PEERS / PEER_POOLS,
-// always empty: tidepool has no [peers] section.
+// SHOW VERSION and SHOW STATE (is the pooler paused or suspended), and SHOW PEERS / PEER_POOLS
+// (PgBouncer's columns): the peers cancel requests are forwarded to, and what is on its way to each.
 
 import type { ConsoleRequest } from '../request.ts'
 import { columns, type ResultSet } from '../result-set.ts'
@@ -22,10 +22,13 @@ export function showState(req: ConsoleRequest): ResultSet {
   }
 }
 
-export function showPeers(): ResultSet {
-  return { columns: PEERS_COLUMNS, rows: [] }
+export function showPeers(req: ConsoleRequest): ResultSet {
+  return { columns: PEERS_COLUMNS, rows: req.view.peers().map((p) => [p.peer_id, p.host, p.port, p.pool_size]) }
 }
 
-export function showPeerPools(): ResultSet {
-  return { columns: PEER_POOLS_COLUMNS, rows: [] }
+export function showPeerPools(req: ConsoleRequest): ResultSet {
+  return {
+    columns: PEER_POOLS_COLUMNS,
+    rows: req.view.peerPools().map((p) => [p.peer_id, p.cl_active_cancel_req, p.cl_waiting_cancel_req, p.sv_active_cancel, p.sv_login]),
+  }
 }
