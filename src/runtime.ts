@@ -160,14 +160,14 @@ export class Runtime implements ProxyContext {
     return this.config.settings
   }
 
-  /** This process's peer id; 0 is no peering. */
+  /** This process's peer id: peer_id when set, else the one its fleet assigned; 0 is no peering. */
   get peerId(): number {
-    return this.settings.peer_id
+    return this.settings.peer_id > 0 ? this.settings.peer_id : this.fleet?.peerId ?? 0
   }
 
-  /** The peer table from [peers]. */
+  /** The peer table from [peers] and the fleet's nodes ([peers] wins on an id both name). */
   private applyPeers(): void {
-    this.peerPools.setPeers(peerTable(this.config.peers, [], this.settings.default_pool_size))
+    this.peerPools.setPeers(peerTable(this.config.peers, this.fleet?.peers() ?? [], this.settings.default_pool_size))
   }
 
   /** Starts listeners and the janitor; resolves once every listener is bound. */
@@ -312,6 +312,8 @@ export class Runtime implements ProxyContext {
         for (const r of this.stats.rows()) tps += r.averages.xacts
         return { clients: this.clients.size, servers, tps, configVersion: configDigest(this.config) }
       },
+      staticPeerIds: () => new Set(this.config.peers.keys()),
+      onPeersChanged: () => this.applyPeers(),
     })
     this.fleet.start()
   }

@@ -281,7 +281,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
   setting({ name: 'ignore_startup_parameters', group: G.generic, type: list(), default: '', apply: 'live',
     doc: 'Startup parameters to accept and drop instead of refusing the login; `options` also drops every untracked setting inside the options parameter' }),
   setting({ name: 'peer_id', group: G.generic, type: int({ max: 16383 }), default: '0', apply: 'live',
-    doc: 'This process\'s id among peered poolers that forward cancel requests ([peers]); 0 disables peering' }),
+    doc: 'This process\'s id among peered poolers that forward cancel requests ([peers]); 0 disables peering, or with fleet_etcd takes an id from the fleet' }),
   setting({ name: 'disable_pqexec', group: G.generic, type: bool(), default: '0', apply: 'restart',
     doc: 'Refuse the simple query protocol, leaving only the extended protocol' }),
   setting({ name: 'application_name_add_host', group: G.generic, type: bool(), default: '0', apply: 'live',

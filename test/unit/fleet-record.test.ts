@@ -2,14 +2,25 @@
 // record under its own name, and every kind of bad data refused with its reason.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { nodeKey, nodesPrefix, parseNodeRecord } from '../../src/ha/fleet/record.ts'
+import { nodeKey, nodesPrefix, parseAddress, parseNodeRecord } from '../../src/ha/fleet/record.ts'
 
 const PREFIX = nodesPrefix('tp')
 const GOOD = { name: 'n1', region: 'eu', address: 'n1:6432', version: '0.1.0', config_version: 'abc', clients: 3, servers: 2, tps: 1.5, heartbeat_ms: 1, started_ms: 0 }
 
 test('a record under its own key is accepted whole', () => {
   assert.equal(nodeKey('tp', 'n1'), 'tp/nodes/n1')
-  assert.deepEqual(parseNodeRecord(PREFIX, 'tp/nodes/n1', JSON.stringify({ ...GOOD, extra: true })), { ok: true, record: GOOD })
+  assert.deepEqual(parseNodeRecord(PREFIX, 'tp/nodes/n1', JSON.stringify({ ...GOOD, peer_id: 3, extra: true })), { ok: true, record: { ...GOOD, peer_id: 3 } })
+})
+
+test('a record without peer_id (a node from before peer ids) has none: 0', () => {
+  assert.deepEqual(parseNodeRecord(PREFIX, 'tp/nodes/n1', JSON.stringify(GOOD)), { ok: true, record: { ...GOOD, peer_id: 0 } })
+})
+
+test('a node\'s address as a peer: host:port, [v6]:port; anything else is no peer', () => {
+  assert.deepEqual(parseAddress('10.0.0.1:6432'), { host: '10.0.0.1', port: 6432 })
+  assert.deepEqual(parseAddress('pooler-2.example:7000'), { host: 'pooler-2.example', port: 7000 })
+  assert.deepEqual(parseAddress('[fd00::2]:6432'), { host: 'fd00::2', port: 6432 })
+  for (const bad of ['pooler-2', 'host:', ':6432', 'host:99999', 'fd00::2:6432', 'a:b:1']) assert.equal(parseAddress(bad), null, bad)
 })
 
 const BAD: Array<[string, string, string, RegExp]> = [
@@ -22,6 +33,8 @@ const BAD: Array<[string, string, string, RegExp]> = [
   ['a missing field', 'tp/nodes/n1', JSON.stringify({ ...GOOD, address: undefined }), /field address is not a string/],
   ['a count as text', 'tp/nodes/n1', JSON.stringify({ ...GOOD, clients: '3' }), /field clients is not a number/],
   ['another node\'s name', 'tp/nodes/n1', JSON.stringify({ ...GOOD, name: 'n2' }), /record names node "n2", key names "n1"/],
+  ['a peer id as text', 'tp/nodes/n1', JSON.stringify({ ...GOOD, peer_id: '2' }), /field peer_id is not a peer id/],
+  ['a peer id out of range', 'tp/nodes/n1', JSON.stringify({ ...GOOD, peer_id: 70000 }), /field peer_id is not a peer id/],
 ]
 
 for (const [what, key, value, reason] of BAD) {

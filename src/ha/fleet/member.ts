@@ -6,6 +6,12 @@
 // When etcd cannot be reached the node goes on serving: it logs the loss once, reports itself as
 // 'etcd unreachable' and the others as 'unknown' (last seen), and keeps trying each heartbeat; when
 // etcd answers again it renews its lease, or grants a new one if the old one expired, and says so.
+// Peer ids (cancel anywhere in the fleet): a node without peer_id of its own takes the lowest id
+// that no live node holds and its [peers] section does not name, by creating
+// <fleet_name>/peer_ids/<id> under its lease in a transaction that fails if the key exists; a node
+// with peer_id set claims that id the same way (a clash is logged; the setting still wins). The id
+// goes into the node's record, and every node with an id and a host:port address is a peer of
+// the others (peers()). A node whose lease expired claims again, its old id first.
 // Loaded by the runtime only when fleet_etcd is set (a dynamic import), so a node without a fleet
 // pays nothing for it. One timer, never on the data path.
 // Must not: block or fail the runtime's start or the data path on etcd; one heartbeat at a time.
@@ -16,7 +22,7 @@ import { Etcd3, EtcdLeaseInvalidError, type IOptions, type Lease } from 'etcd3'
 import { noop } from 'cockatiel'
 import type { Settings } from '../../config/settings.ts'
 import type { Logger } from '../../observe/log.ts'
-import { nodeKey, nodesPrefix, parseNodeRecord, type NodeRecord } from './record.ts'
+import { MAX_FLEET_PEER_ID, nodeKey, nodesPrefix, parseAddress, parseNodeRecord, peerIdsPrefix, type NodeRecord } from './record.ts'
 
 /** What the node reports of itself at each heartbeat. */
 export interface NodeLoad {
@@ -50,6 +56,17 @@ export interface FleetMemberOptions {
   /** The TCP port the listener bound, for the default advertised address. */
   listenPort: number
   load(): NodeLoad
+  /** Peer ids this node's [peers] section names: the fleet hands them to nobody here. */
+  staticPeerIds(): ReadonlySet<number>
+  /** After each heartbeat that reached etcd: the peer table may have changed. */
+  onPeersChanged?(): void
+}
+
+/** A fleet node another can forward cancel requests to. */
+export interface FleetPeer {
+  peer_id: number
+  host: string
+  port: number
 }
 
 /** Endpoints as etcd3 wants them: with a scheme; https when TLS files are given. */
@@ -67,6 +84,7 @@ export class FleetMember {
   private readonly beatMs: number
   private readonly address: string
   private lease: Lease | null = null
+  private leaseId = ''
   private startedMs = 0
   private timer: NodeJS.Timeout | null = null
   private beating: Promise<void> | null = null
@@ -78,6 +96,12 @@ export class FleetMember {
   private self: NodeRecord | null = null
   /** Keys refused at the last read, with the reason logged the first time each was seen. */
   private badKeys = new Map<string, string>()
+  /** The peer id this node last held (0: none yet); after a lost lease, the one it claims first. */
+  private claimedPeerId = 0
+  /** claimedPeerId is held under the current lease. */
+  private isPeerIdHeld = false
+  /** A clash on the configured peer_id was logged (once). */
+  private isClashLogged = false
 
   constructor(private readonly o: FleetMemberOptions) {
     const s = o.settings
@@ -130,7 +154,68 @@ export class FleetMember {
     return {
       name: this.name, region: this.o.settings.node_region, address: this.address, version: this.o.version,
       config_version: l.configVersion, clients: l.clients, servers: l.servers, tps: Math.round(l.tps * 10) / 10,
-      heartbeat_ms: nowMs, started_ms: this.startedMs,
+      heartbeat_ms: nowMs, started_ms: this.startedMs, peer_id: this.peerId,
+    }
+  }
+
+  /** The id cancel keys of this node carry: peer_id when set, else the one claimed in etcd; 0: none yet. */
+  get peerId(): number {
+    const own = this.o.settings.peer_id
+    // After a lost lease the old id stays in use until the next claim settles which one this node has.
+    return own > 0 ? own : this.claimedPeerId
+  }
+
+  /** The other nodes with a peer id and a host:port address, as last read from etcd. */
+  peers(): FleetPeer[] {
+    const out: FleetPeer[] = []
+    for (const r of this.others) {
+      const a = r.peer_id > 0 ? parseAddress(r.address) : null
+      if (a !== null) out.push({ peer_id: r.peer_id, host: a.host, port: a.port })
+    }
+    return out
+  }
+
+  /**
+   * Holds a peer id under the current lease: the configured peer_id, or the one held before, or
+   * the lowest free one. An id is free when no key peer_ids/<id> exists (a node's keys go with its
+   * lease) and this node's [peers] does not name it. Never throws past the heartbeat's catch.
+   */
+  private async claimPeerId(leaseId: string): Promise<void> {
+    const prefix = peerIdsPrefix(this.o.settings.fleet_name)
+    const res = await this.client.getAll().prefix(prefix).exec()
+    const taken = new Map<number, string>()
+    for (const kv of res.kvs) {
+      const id = Number(kv.key.toString().slice(prefix.length))
+      if (kv.value.toString() === this.name && kv.lease === leaseId) {
+        this.claimedPeerId = id
+        this.isPeerIdHeld = true
+        return
+      }
+      taken.set(id, kv.value.toString())
+    }
+    const own = this.o.settings.peer_id
+    const reserved = this.o.staticPeerIds()
+    const candidates: number[] = []
+    if (own > 0) candidates.push(own)
+    else {
+      if (this.claimedPeerId > 0 && !taken.has(this.claimedPeerId) && !reserved.has(this.claimedPeerId)) candidates.push(this.claimedPeerId)
+      for (let id = 1; id <= MAX_FLEET_PEER_ID && candidates.length < 4; id++) if (!taken.has(id) && !reserved.has(id) && !candidates.includes(id)) candidates.push(id)
+    }
+    // Two nodes may pick the same free id at once; the transaction lets one win, the other tries the next.
+    for (const id of candidates) {
+      const key = prefix + String(id)
+      const r = await this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(this.name).lease(leaseId)).commit()
+      if (r.succeeded) {
+        this.claimedPeerId = id
+        this.isPeerIdHeld = true
+        this.o.log.info('fleet.peer_id', null, `holding peer id ${id} in fleet ${this.o.settings.fleet_name}`)
+        return
+      }
+    }
+    if (own > 0 && !this.isClashLogged) {
+      this.isClashLogged = true
+      // The holder may be this node's previous process, whose lease has not expired yet: then the claim succeeds later.
+      this.o.log.error('fleet.peer_id_taken', null, `peer_id ${own} is held by ${taken.get(own) ?? 'another node'} in fleet ${this.o.settings.fleet_name}: cancel requests for one of the two go astray; give each node its own peer_id, or none and let the fleet assign one`)
     }
   }
 
@@ -142,12 +227,14 @@ export class FleetMember {
       if (this.lease === null) {
         const lease = this.client.lease(this.ttlS, { autoKeepAlive: false })
         this.lease = lease
-        await lease.grant()
+        this.isPeerIdHeld = false
+        this.leaseId = await lease.grant()
         this.startedMs = Date.now()
         isNewLease = true
       } else {
         await this.lease.keepaliveOnce({ deadline: Date.now() + Math.max(500, this.beatMs) })
       }
+      if (!this.isPeerIdHeld) await this.claimPeerId(this.leaseId)
       const rec = this.record(Date.now())
       await this.lease.put(this.key).value(JSON.stringify(rec)).exec()
       const all = await this.client.getAll().prefix(this.prefix).strings()
@@ -161,6 +248,7 @@ export class FleetMember {
         this.o.log.warn('fleet.lease_renewed', null, `fleet lease of ${this.name} had expired; registered again under a new lease`)
       }
       this.isUp = true
+      this.o.onPeersChanged?.()
     } catch (err) {
       // A lease etcd no longer knows (expired while we were cut off) is dropped; the next beat grants one.
       if (err instanceof EtcdLeaseInvalidError || this.lease?.revoked() === true) {
