@@ -148,7 +148,7 @@ test('workers = 2: kill -9 of one worker: the other\'s clients see no error, a r
       }
     }
   })
-  const doomedDone = doomed.map((c) => c.query('SELECT pg_sleep(5)').then(() => 'finished', () => 'failed'))
+  const doomedDone = doomed.map((c) => c.query('SELECT pg_sleep(60)').then(() => 'finished', () => 'failed'))
   await waitFor(() => survivorQueries > 20, { timeoutMs: 10_000, what: 'load on the survivors' })
   await waitFor(() => tp.output().includes('[worker.spare_ready]'), { timeoutMs: 30_000, what: 'the warm spare' })
   const pid = workerPids(tp).get(victim)
