@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { SETTINGS, type AnySettingRow } from '../src/config/settings.ts'
+import { isFleetWide } from '../src/config/fleet-scope.ts'
 
 export const DOC_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'config.md')
 
@@ -53,6 +54,10 @@ export function renderConfigDoc(): string {
     '',
     '**Applies**: `live` settings change on RELOAD (SHOW CONFIG says `changeable = yes`); `restart`',
     'settings keep their old value until tidepool restarts, and RELOAD logs that they wait.',
+    '',
+    '**In a fleet** with a shared config (`tidepool fleet push`, docs/deploy.md), every `live` setting',
+    'is fleet-wide: the pushed file sets it on every node. These stay node-local, with every `restart`',
+    `setting: ${SETTINGS.filter((r) => r.apply === 'live' && !isFleetWide(r)).map((r) => `\`${r.name}\``).join(', ')}.`,
     '',
   ]
   const groups: string[] = []

@@ -1,4 +1,5 @@
-// Entry point: `tidepool [start] <file.ini>`, `tidepool check-config <file.ini>`, `tidepool demo`.
+// Entry point: `tidepool [start] <file.ini>`, `tidepool check-config <file.ini>`, `tidepool demo`,
+// `tidepool fleet ...`.
 // Results go to stdout, logs to stderr. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config.
 
 // First: it refuses a debugger before anything else is loaded (cli/no-debugger.ts).
@@ -13,6 +14,8 @@ const USAGE = `usage:
   tidepool demo [--port 6432]                embedded PostgreSQL + tidepool, ready for psql and pgbench
   tidepool switchover <db> [--to host] [--timeout s] [-h host] [-p port] [-U user]
                                              planned switchover through a running tidepool's console
+  tidepool fleet push <file.ini> | show [<file.ini>]
+                                             store a config for every node of the fleet (etcd); show who runs what
   tidepool bench init|run|report ...         workloads direct vs pooled, tables and an HTML report
   tidepool --version | --help`
 
@@ -30,6 +33,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (sub === 'check-config') return runCheckConfig(argv.slice(1))
   if (sub === 'switchover') return (await import('./cli/switchover.ts')).runSwitchover(argv.slice(1))
+  if (sub === 'fleet') return (await import('./cli/fleet.ts')).runFleet(argv.slice(1))
   if (sub === 'bench') return (await import('./cli/bench.ts')).runBenchCommand(argv.slice(1))
   // Loaded only when asked for: the demo pulls in PostgreSQL tooling the pooler itself never needs.
   if (sub === 'demo') return (await import('./cli/demo.ts')).runDemo(argv.slice(1))

@@ -9,7 +9,7 @@ import type net from 'node:net'
 import fs from 'node:fs'
 import type http from 'node:http'
 import type { Config } from './config/types.ts'
-import { diffConfig, loadConfig } from './config/load.ts'
+import { diffConfig, loadConfigWithShared, type SharedEntries } from './config/load.ts'
 import { checkBuildSupport } from './config/build-support.ts'
 import { TidepoolError } from './util/errors.ts'
 import { runConsoleQuery, type ShutdownMode } from './admin/console.ts'
@@ -42,6 +42,8 @@ import { BackendServerFactory } from './runtime/server-factory.ts'
 import type { WorkerRole } from './runtime/worker-role.ts'
 import { numberConnectionsAsWorker } from './proxy/conn-ids.ts'
 import type { FleetMember } from './ha/fleet/member.ts'
+import type { SharedConfigFollower } from './ha/fleet/shared-config.ts'
+import { parseSharedConfig, type SharedConfigRecord } from './config/shared-record.ts'
 import { configDigest } from './config/digest.ts'
 
 export interface RuntimeOptions {
@@ -88,6 +90,9 @@ export class Runtime implements ProxyContext {
   private httpServer: http.Server | null = null
   /** Fleet membership through etcd (fleet_etcd); null without it. */
   private fleet: FleetMember | null = null
+  private sharedFollower: SharedConfigFollower | null = null
+  /** The fleet's shared config in force (tidepool fleet push), merged into every RELOAD; null: the ini alone. */
+  private shared: (SharedEntries & { version: number }) | null = null
   readonly startTimeS = Date.now() / 1000
   /** Called once a console SHUTDOWN has finished (the CLI exits the process). */
   onShutdownComplete: (() => void) | null = null
@@ -310,19 +315,49 @@ export class Runtime implements ProxyContext {
         let tps = 0
         for (const p of this.pools.list()) servers += p.lists.serverCount
         for (const r of this.stats.rows()) tps += r.averages.xacts
-        return { clients: this.clients.size, servers, tps, configVersion: configDigest(this.config) }
+        return { clients: this.clients.size, servers, tps, configVersion: this.configVersion }
       },
       staticPeerIds: () => new Set(this.config.peers.keys()),
       onPeersChanged: () => this.applyPeers(),
     })
+    const { SharedConfigFollower } = await import('./ha/fleet/shared-config.ts')
+    const follower = new SharedConfigFollower({ client: this.fleet.client, fleetName: s.fleet_name, log: this.log, apply: (rec) => this.applyShared(rec) })
+    this.sharedFollower = follower
+    follower.start()
+    this.fleet.onBeat(() => follower.poll())
     this.fleet.start()
+  }
+
+  /** What SHOW FLEET says this node runs: the shared config's version, or a digest of its own ini. */
+  get configVersion(): string {
+    return this.shared !== null ? String(this.shared.version) : configDigest(this.config)
+  }
+
+  /** A value of the fleet's shared config: checked, then put in force as a RELOAD with it. */
+  private async applyShared(value: string): Promise<{ ok: true; record: SharedConfigRecord } | { ok: false; error: string }> {
+    const p = parseSharedConfig(value)
+    if (!p.ok) return { ok: false, error: p.reason }
+    const rec = p.record
+    const shared = { source: `etcd:${this.settings.fleet_name}/config version ${rec.version}`, entries: rec.entries, version: rec.version }
+    const r = await this.reloadWith(shared, `shared config version ${rec.version}`)
+    if (!r.ok) return { ok: false, error: `version ${rec.version}: ${r.errors.join('; ')}` }
+    this.shared = shared
+    this.fleet?.beatSoon()
+    return { ok: true, record: rec }
   }
 
   // ---- reload ----
 
-  /** Re-reads the config file; a file with any error is rejected whole and the old config stays. */
-  async reload(): Promise<{ ok: boolean; errors: string[] }> {
-    const loaded = await loadConfig(this.config.file)
+  /**
+   * Re-reads the config file (with the fleet's shared config in force, if any); a file with any
+   * error is rejected whole and the old config stays.
+   */
+  reload(): Promise<{ ok: boolean; errors: string[] }> {
+    return this.reloadWith(this.shared, 'RELOAD')
+  }
+
+  private async reloadWith(shared: SharedEntries | null, what: string): Promise<{ ok: boolean; errors: string[] }> {
+    const loaded = await loadConfigWithShared(this.config.file, shared)
     const support = loaded.ok ? checkBuildSupport(loaded.config) : { errors: [], warnings: [] }
     const r = loaded.ok && support.errors.length > 0
       ? { ok: false as const, errors: support.errors, warnings: [...loaded.warnings, ...support.warnings] }
@@ -330,12 +365,12 @@ export class Runtime implements ProxyContext {
     for (const w of r.warnings) this.log.warn('config.warning', null, w)
     if (!r.ok) {
       for (const e of r.errors) this.log.error('config.rejected', null, e)
-      this.log.error('config.rejected', null, 'RELOAD failed: keeping the old configuration')
+      this.log.error('config.rejected', null, `${what} failed: keeping the old configuration`)
       return { ok: false, errors: r.errors }
     }
     const error = this.adopt(r.config)
     if (error !== null) {
-      this.log.error('config.rejected', null, `RELOAD failed: ${error}; keeping the old configuration`)
+      this.log.error('config.rejected', null, `${what} failed: ${error}; keeping the old configuration`)
       return { ok: false, errors: [error] }
     }
     return { ok: true, errors: [] }
@@ -420,7 +455,10 @@ export class Runtime implements ProxyContext {
     const finish = () => {
       if (isFinished) return
       isFinished = true
-      if (this.fleet !== null) left = this.fleet.stop()
+      const parts = [this.sharedFollower]
+      this.sharedFollower = null
+      const fleet = this.fleet
+      if (fleet !== null) left = Promise.all(parts.map((p) => p?.stop())).then(() => fleet.stop())
       this.fleet = null
       for (const c of [...this.clients]) c.fail(ClientErrors.shuttingDown)
       this.pools.closeAllServers('pooler shutdown')

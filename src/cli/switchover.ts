@@ -14,7 +14,7 @@ export async function runSwitchover(args: string[]): Promise<number> {
   try {
     parsed = parseArgs({
       args, allowPositionals: true,
-      options: { to: { type: 'string' }, timeout: { type: 'string' }, host: { type: 'string', short: 'h' }, port: { type: 'string', short: 'p' }, user: { type: 'string', short: 'U' } },
+      options: { to: { type: 'string' }, timeout: { type: 'string' }, ...CONSOLE_OPTIONS },
     })
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`)
@@ -26,22 +26,13 @@ export async function runSwitchover(args: string[]): Promise<number> {
     process.stderr.write(`${USAGE}\n`)
     return 2
   }
-  const client = new pg.Client({
-    host: parsed.values.host ?? process.env.PGHOST ?? '127.0.0.1',
-    port: Number(parsed.values.port ?? process.env.PGPORT ?? 6432),
-    user: parsed.values.user ?? process.env.PGUSER ?? 'pgbouncer',
-    password: process.env.PGPASSWORD,
-    database: 'pgbouncer',
-  })
+  const client = consoleClient(parsed.values)
   let sql = `SWITCHOVER ${quoteWord(db)}`
   if (parsed.values.to !== undefined) sql += ` TO ${quoteWord(parsed.values.to)}`
   if (timeout !== null) sql += ` TIMEOUT ${timeout}`
   try {
     await client.connect()
-    const r = await client.query(sql)
-    for (const row of r.rows as Array<Record<string, unknown>>) {
-      process.stdout.write(`${Object.entries(row).map(([k, v]) => `${k}=${String(v)}`).join('  ')}\n`)
-    }
+    printRows((await client.query(sql)).rows as Array<Record<string, unknown>>)
     return 0
   } catch (err) {
     process.stderr.write(`tidepool switchover: ${(err as Error).message}\n`)
@@ -51,7 +42,25 @@ export async function runSwitchover(args: string[]): Promise<number> {
   }
 }
 
+/** How the CLI reaches a running tidepool's console: libpq's flags and environment. */
+export const CONSOLE_OPTIONS = { host: { type: 'string', short: 'h' }, port: { type: 'string', short: 'p' }, user: { type: 'string', short: 'U' } } as const
+
+export function consoleClient(v: { host?: string; port?: string; user?: string }): pg.Client {
+  return new pg.Client({
+    host: v.host ?? process.env.PGHOST ?? '127.0.0.1',
+    port: Number(v.port ?? process.env.PGPORT ?? 6432),
+    user: v.user ?? process.env.PGUSER ?? 'pgbouncer',
+    password: process.env.PGPASSWORD,
+    database: 'pgbouncer',
+  })
+}
+
+/** One line a row: column=value, two spaces apart. */
+export function printRows(rows: Array<Record<string, unknown>>): void {
+  for (const row of rows) process.stdout.write(`${Object.entries(row).map(([k, v]) => `${k}=${String(v)}`).join('  ')}\n`)
+}
+
 /** The console takes bare words; a host:port or a name with other characters goes in single quotes. */
-function quoteWord(w: string): string {
+export function quoteWord(w: string): string {
   return /^[A-Za-z0-9_]+$/.test(w) ? w : `'${w.replaceAll("'", "''")}'`
 }

@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { parseDatabaseEntry, parsePeerEntry, parseUserEntry } from './connstr.ts'
 import { describeFsError, parseIniFile, parseIniText, type IniEntry, type IniResult } from './ini.ts'
+import { isFleetWideKey } from './fleet-scope.ts'
 import { defaultSettings, findSetting, SETTINGS, type AuthType, type SettingName, type Settings } from './settings.ts'
 import type { Config, DatabaseEntry, LoadResult, PeerEntry, SettingValue, SourcePos, UserEntry, UserSecret } from './types.ts'
 import { parseUserlist } from './userlist.ts'
@@ -27,6 +28,46 @@ export async function loadConfig(file: string): Promise<LoadResult> {
 export async function loadConfigFromText(text: string, file: string): Promise<LoadResult> {
   const abs = resolve(file)
   return build(await parseIniText(text, abs), abs)
+}
+
+/**
+ * A fleet's shared config (ha/fleet/shared-config.ts stores it in etcd): lines of [databases] and
+ * [users] and fleet-wide settings, as [section, key, value]; `source` names it in messages.
+ */
+export interface SharedEntries {
+  source: string
+  entries: ReadonlyArray<readonly [string, string, string]>
+}
+
+/**
+ * As loadConfig, with a fleet's shared config in force: the node's own file gives its node-local
+ * settings, `shared` gives [databases], [users] and every fleet-wide setting (one it does not set
+ * takes its default, whatever the node's file says). null: the file alone, as loadConfig.
+ */
+export async function loadConfigWithShared(file: string, shared: SharedEntries | null): Promise<LoadResult> {
+  const abs = resolve(file)
+  const own = await parseIniFile(abs)
+  return build(shared === null ? own : withShared(own, shared), abs)
+}
+
+function isSharedEntry(e: { section: string; key: string }): boolean {
+  return e.section === 'databases' || e.section === 'users' || ((e.section === 'pgbouncer' || e.section === 'tidepool') && isFleetWideKey(e.key))
+}
+
+/** What of a parsed file a fleet shares, in file order (includes spliced in). */
+export function sharedEntriesOf(ini: IniResult): Array<[string, string, string]> {
+  return ini.entries.filter(isSharedEntry).map((e) => [e.section, e.key, e.value])
+}
+
+function withShared(own: IniResult, shared: SharedEntries): IniResult {
+  const entries: IniEntry[] = own.entries.filter((e) => !isSharedEntry(e))
+  const sections = [...own.sections]
+  shared.entries.forEach(([section, key, value], i) => {
+    const pos = { file: shared.source, line: i + 1 }
+    if (!sections.some((s) => s.name === section && s.pos.file === shared.source)) sections.push({ name: section, pos })
+    entries.push({ section, key, value, pos })
+  })
+  return { entries, sections, files: own.files, errors: own.errors }
 }
 
 // Sections we read.

@@ -19,7 +19,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import { Etcd3, EtcdLeaseInvalidError, type IOptions, type Lease } from 'etcd3'
-import { noop } from 'cockatiel'
+import { ConstantBackoff, noop } from 'cockatiel'
 import type { Settings } from '../../config/settings.ts'
 import type { Logger } from '../../observe/log.ts'
 import { MAX_FLEET_PEER_ID, nodeKey, nodesPrefix, parseAddress, parseNodeRecord, peerIdsPrefix, type NodeRecord } from './record.ts'
@@ -75,11 +75,37 @@ export function etcdHosts(s: Readonly<Settings>): string[] {
   return s.fleet_etcd.map((e) => (/^https?:\/\//.test(e) ? e : `${isTls ? 'https' : 'http'}://${e}`))
 }
 
+/**
+ * A client of the fleet's etcd as the settings describe it (endpoints, TLS files, user); every
+ * unary call has a `callMs` deadline and is never retried by the client (callers retry on their beat).
+ */
+export function connectEtcd(s: Readonly<Settings>, callMs: number): Etcd3 {
+  const opts: IOptions = {
+    hosts: etcdHosts(s),
+    dialTimeout: callMs,
+    // The heartbeat is the retry: a call that fails waits for the next beat rather than piling up.
+    // Watches (shared config, commands) reconnect on their own every second; heartbeats cover the gap.
+    faultHandling: { host: () => noop, global: noop, watchBackoff: new ConstantBackoff(1_000).next() },
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callMs }),
+  }
+  if (s.fleet_etcd_user !== '') opts.auth = { username: s.fleet_etcd_user, password: s.fleet_etcd_password }
+  if (s.fleet_etcd_ca_file !== '' || s.fleet_etcd_cert_file !== '') {
+    opts.credentials = {
+      // Without a CA file grpc trusts the system's CAs (its createSsl takes null there; etcd3's type says Buffer).
+      rootCertificate: s.fleet_etcd_ca_file !== '' ? fs.readFileSync(s.fleet_etcd_ca_file) : (null as unknown as Buffer),
+      ...(s.fleet_etcd_cert_file !== '' ? { certChain: fs.readFileSync(s.fleet_etcd_cert_file) } : {}),
+      ...(s.fleet_etcd_key_file !== '' ? { privateKey: fs.readFileSync(s.fleet_etcd_key_file) } : {}),
+    }
+  }
+  return new Etcd3(opts)
+}
+
 export class FleetMember {
   readonly name: string
   readonly prefix: string
   private readonly key: string
-  private readonly client: Etcd3
+  /** Shared with the fleet's other parts (shared config, commands): one connection to etcd. */
+  readonly client: Etcd3
   private readonly ttlS: number
   private readonly beatMs: number
   private readonly address: string
@@ -88,6 +114,10 @@ export class FleetMember {
   private startedMs = 0
   private timer: NodeJS.Timeout | null = null
   private beating: Promise<void> | null = null
+  /** beatSoon() during a beat: beat again as soon as it ends. */
+  private isBeatWanted = false
+  /** Run after each heartbeat that reached etcd (the shared config's catch-up read). */
+  private readonly afterBeat: Array<() => Promise<void>> = []
   private isStopped = false
   /** null until the first heartbeat ends. */
   private isUp: boolean | null = null
@@ -111,24 +141,7 @@ export class FleetMember {
     this.ttlS = s.fleet_lease_ttl
     this.beatMs = Math.max(200, Math.floor((this.ttlS * 1000) / 3))
     this.address = s.node_advertise !== '' ? s.node_advertise : `${os.hostname()}:${o.listenPort}`
-    const callMs = Math.max(500, Math.min(this.beatMs, 5_000))
-    const opts: IOptions = {
-      hosts: etcdHosts(s),
-      dialTimeout: callMs,
-      // The heartbeat is the retry: a call that fails waits for the next beat rather than piling up.
-      faultHandling: { host: () => noop, global: noop },
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callMs }),
-    }
-    if (s.fleet_etcd_user !== '') opts.auth = { username: s.fleet_etcd_user, password: s.fleet_etcd_password }
-    if (s.fleet_etcd_ca_file !== '' || s.fleet_etcd_cert_file !== '') {
-      opts.credentials = {
-        // Without a CA file grpc trusts the system's CAs (its createSsl takes null there; etcd3's type says Buffer).
-        rootCertificate: s.fleet_etcd_ca_file !== '' ? fs.readFileSync(s.fleet_etcd_ca_file) : (null as unknown as Buffer),
-        ...(s.fleet_etcd_cert_file !== '' ? { certChain: fs.readFileSync(s.fleet_etcd_cert_file) } : {}),
-        ...(s.fleet_etcd_key_file !== '' ? { privateKey: fs.readFileSync(s.fleet_etcd_key_file) } : {}),
-      }
-    }
-    this.client = new Etcd3(opts)
+    this.client = connectEtcd(s, Math.max(500, Math.min(this.beatMs, 5_000)))
   }
 
   /** Starts the heartbeats; the first runs now, and the start does not wait for etcd. */
@@ -143,10 +156,31 @@ export class FleetMember {
       this.timer = null
       this.beating = this.beat().finally(() => {
         this.beating = null
-        this.schedule(this.beatMs)
+        this.schedule(this.isBeatWanted ? 0 : this.beatMs)
+        this.isBeatWanted = false
       })
     }, ms)
     this.timer.unref()
+  }
+
+  /** A heartbeat now (after the next one ends, if one is running): the fleet sees a change at once. */
+  beatSoon(): void {
+    if (this.isStopped) return
+    if (this.beating !== null) {
+      this.isBeatWanted = true
+      return
+    }
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.schedule(0)
+  }
+
+  /** `fn` runs after every heartbeat that reached etcd; its failures are its own (the beat ignores them). */
+  onBeat(fn: () => Promise<void>): void {
+    this.afterBeat.push(fn)
+  }
+
+  get isEtcdUp(): boolean {
+    return this.isUp === true
   }
 
   private record(nowMs: number): NodeRecord {
@@ -249,6 +283,7 @@ export class FleetMember {
       }
       this.isUp = true
       this.o.onPeersChanged?.()
+      for (const fn of this.afterBeat) await fn().catch(() => {})
     } catch (err) {
       // A lease etcd no longer knows (expired while we were cut off) is dropped; the next beat grants one.
       if (err instanceof EtcdLeaseInvalidError || this.lease?.revoked() === true) {
@@ -283,7 +318,8 @@ export class FleetMember {
   rows(): FleetNodeRow[] {
     const isUp = this.isUp === true
     const state = isUp ? 'up' : this.isUp === null ? 'joining' : 'etcd unreachable'
-    const self: FleetNodeRow = { ...(isUp && this.self !== null ? this.self : this.record(this.self?.heartbeat_ms ?? 0)), state, isSelf: true }
+    // The config version is this node's own as of now: a version applied since the last beat shows at once.
+    const self: FleetNodeRow = { ...(isUp && this.self !== null ? this.self : this.record(this.self?.heartbeat_ms ?? 0)), config_version: this.o.load().configVersion, state, isSelf: true }
     return [self, ...this.others.map((r): FleetNodeRow => ({ ...r, state: isUp ? 'up' : 'unknown', isSelf: false }))]
   }
 

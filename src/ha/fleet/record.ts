@@ -6,6 +6,8 @@
 // not a record, a record whose name is not its key's) is refused with a reason, never shown.
 // Must not: talk to etcd or keep state; this module is data plus pure checks, tested with strings.
 
+import { parseJsonObject } from '../../util/json-object.ts'
+
 /** One node as the fleet sees it; written at every heartbeat. */
 export interface NodeRecord {
   name: string
@@ -58,14 +60,9 @@ const NUMBER_FIELDS = ['clients', 'servers', 'tps', 'heartbeat_ms', 'started_ms'
 export function parseNodeRecord(prefix: string, key: string, value: string): { ok: true; record: NodeRecord } | { ok: false; reason: string } {
   const name = key.startsWith(prefix) ? key.slice(prefix.length) : ''
   if (name === '' || name.includes('/')) return { ok: false, reason: 'not a node key' }
-  let v: unknown
-  try {
-    v = JSON.parse(value)
-  } catch {
-    return { ok: false, reason: 'value is not JSON' }
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { ok: false, reason: 'value is not a JSON object' }
-  const o = v as Record<string, unknown>
+  const j = parseJsonObject(value)
+  if (!j.ok) return j
+  const o = j.o
   for (const f of STRING_FIELDS) if (typeof o[f] !== 'string') return { ok: false, reason: `field ${f} is not a string` }
   for (const f of NUMBER_FIELDS) if (typeof o[f] !== 'number' || !Number.isFinite(o[f])) return { ok: false, reason: `field ${f} is not a number` }
   if (o.name !== name) return { ok: false, reason: `record names node ${JSON.stringify(o.name)}, key names ${JSON.stringify(name)}` }
