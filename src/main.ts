@@ -16,6 +16,8 @@ const USAGE = `usage:
                                              planned switchover through a running tidepool's console
   tidepool fleet push <file.ini> | show [<file.ini>]
                                              store a config for every node of the fleet (etcd); show who runs what
+  tidepool fleet pause|resume|reconnect|kill|reload|enable|disable [db] [-h host] [-p port] [-U user]
+                                             a command every node of the fleet runs, through one node's console
   tidepool bench init|run|report ...         workloads direct vs pooled, tables and an HTML report
   tidepool --version | --help`
 

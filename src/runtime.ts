@@ -43,6 +43,7 @@ import type { WorkerRole } from './runtime/worker-role.ts'
 import { numberConnectionsAsWorker } from './proxy/conn-ids.ts'
 import type { FleetMember } from './ha/fleet/member.ts'
 import type { SharedConfigFollower } from './ha/fleet/shared-config.ts'
+import type { FleetCommands } from './ha/fleet/commands.ts'
 import { parseSharedConfig, type SharedConfigRecord } from './config/shared-record.ts'
 import { configDigest } from './config/digest.ts'
 
@@ -91,6 +92,7 @@ export class Runtime implements ProxyContext {
   /** Fleet membership through etcd (fleet_etcd); null without it. */
   private fleet: FleetMember | null = null
   private sharedFollower: SharedConfigFollower | null = null
+  private fleetCommands: FleetCommands | null = null
   /** The fleet's shared config in force (tidepool fleet push), merged into every RELOAD; null: the ini alone. */
   private shared: (SharedEntries & { version: number }) | null = null
   readonly startTimeS = Date.now() / 1000
@@ -147,6 +149,7 @@ export class Runtime implements ProxyContext {
       backends: this.backends,
       switchovers: this.switchoverRunner,
       fleet: () => this.fleet,
+      fleetCommands: () => this.fleetCommands,
       peers: this.peerPools,
       listener: this.listener,
       readGate: this.readGate,
@@ -325,7 +328,18 @@ export class Runtime implements ProxyContext {
     this.sharedFollower = follower
     follower.start()
     this.fleet.onBeat(() => follower.poll())
-    this.fleet.start()
+    const { FleetCommands } = await import('./ha/fleet/commands.ts')
+    const member = this.fleet
+    const commands = new FleetCommands({
+      client: member.client, fleetName: s.fleet_name, node: member.name, nodesPrefix: member.prefix, log: this.log,
+      isEtcdUp: () => member.isEtcdUp,
+      // Each node runs it as its own console would: the same checks, texts and (with workers) fan-out.
+      execute: async (op, db) => (await this.admin.act(op, db)).error,
+    })
+    this.fleetCommands = commands
+    commands.start()
+    member.onBeat(() => commands.poll())
+    member.start()
   }
 
   /** What SHOW FLEET says this node runs: the shared config's version, or a digest of its own ini. */
@@ -455,8 +469,9 @@ export class Runtime implements ProxyContext {
     const finish = () => {
       if (isFinished) return
       isFinished = true
-      const parts = [this.sharedFollower]
+      const parts = [this.sharedFollower, this.fleetCommands]
       this.sharedFollower = null
+      this.fleetCommands = null
       const fleet = this.fleet
       if (fleet !== null) left = Promise.all(parts.map((p) => p?.stop())).then(() => fleet.stop())
       this.fleet = null

@@ -13,6 +13,7 @@ import type { Backends } from '../ha/backends.ts'
 import type { Switchovers } from '../ha/switchover.ts'
 import type { FleetMember } from '../ha/fleet/member.ts'
 import type { PeerPools } from '../proxy/peer-pools.ts'
+import { FLEET_OPS, type FleetCommandResult, type FleetCommands, type FleetOp } from '../ha/fleet/commands.ts'
 import type { Listener } from '../net/listener.ts'
 import type { ReadGate } from '../net/read-gate.ts'
 import { fdOf } from '../net/socket-fd.ts'
@@ -30,6 +31,7 @@ import type { HttpView } from '../observe/http.ts'
 import type { DashboardSnapshot } from '../observe/dashboard.ts'
 import { isWatched } from '../ha/backends.ts'
 import { LATENCY_BUCKETS_S } from '../pool/stats.ts'
+import { fleetMissingText } from './commands/fleet.ts'
 import { consoleRows, type ConsoleView, type SetOutcome, type ShutdownMode, type SocketFacts } from './console.ts'
 
 const CONSOLE_DB = 'pgbouncer'
@@ -49,6 +51,8 @@ export interface ActionDeps {
   fleet(): FleetMember | null
   /** [peers] and the fleet's peers, with their cancel pools. */
   peers: PeerPools
+  /** This node's side of fleet commands; null without fleet_etcd. */
+  fleetCommands(): FleetCommands | null
   listener: Listener
   readGate: ReadGate
   isShuttingDown(): boolean
@@ -96,6 +100,7 @@ export class AdminActions {
       fleet: () => d.fleet()?.rows() ?? [],
       peers: () => d.peers.rows(),
       peerPools: () => d.peers.poolRows(),
+      fleetCommand: (op, db) => a.fleetCommand(op, db),
       pools: (nowMs) => d.pools.list().map((p) => p.row(nowMs)),
       servers: () => d.pools.list().flatMap((p) => p.lists.allServers().map((s) => (s as ServerConn).info())),
       stats: () => d.stats.rows(),
@@ -154,6 +159,19 @@ export class AdminActions {
   /** RECONNECT: idle servers close now, busy ones as they are released; no client gets one again. */
   reconnect(db: string | null): void {
     this.tell({ op: 'reconnect', database: db })
+  }
+
+  /** FLEET <op> [db], from the console or HTTP: the console's checks on the database, then every live node runs it. */
+  fleetCommand(op: FleetOp, db: string | null): Promise<FleetCommandResult> {
+    const cmds = this.d.fleetCommands()
+    if (cmds === null) return Promise.reject(new Error('not in a fleet: [tidepool] fleet_etcd is not set'))
+    if (db === null ? op === 'enable' || op === 'disable' : op === 'reload') return Promise.reject(new Error('bad arguments'))
+    if (db !== null) {
+      const dbs = this.d.config().databases
+      if (db === CONSOLE_DB) return Promise.reject(new Error(`cannot use admin db: ${db}`))
+      if (!dbs.has(db) && !dbs.has('*')) return Promise.reject(new Error(`no such database: ${db}`))
+    }
+    return cmds.issue(op, db, this.d.config().settings.fleet_command_timeout_ms)
   }
 
   killClient(id: number): boolean {
@@ -248,6 +266,17 @@ export class AdminActions {
       try {
         const r = await this.view.switchover(db, args.get('to'), timeoutMs)
         return { error: r.ok ? null : `switchover of ${db} failed: ${r.error ?? 'unknown reason'}`, rows: r.phases }
+      } catch (err) {
+        return { error: (err as Error).message }
+      }
+    }
+    if (action === 'fleet') {
+      // POST /api/fleet?cmd=pause[&db=app]: one row per node, as FLEET PAUSE answers.
+      const op = args.get('cmd')?.toLowerCase() ?? ''
+      if (!(FLEET_OPS as readonly string[]).includes(op)) return { error: `fleet needs ?cmd=${FLEET_OPS.join('|')}` }
+      try {
+        const r = await this.view.fleetCommand(op as FleetOp, db)
+        return { error: r.missing.length > 0 ? fleetMissingText(op as FleetOp, r) : null, rows: r.rows }
       } catch (err) {
         return { error: (err as Error).message }
       }

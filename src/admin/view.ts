@@ -15,6 +15,7 @@ import type { Host } from '../ha/hosts.ts'
 import type { SwitchoverReport } from '../ha/switchover.ts'
 import type { FleetNodeRow } from '../ha/fleet/member.ts'
 import type { PeerPoolRow, PeerRow } from '../proxy/peer-pools.ts'
+import type { FleetCommandResult, FleetOp } from '../ha/fleet/commands.ts'
 
 export type { ClientInfo, ServerInfo, PeerPoolRow, PeerRow }
 
@@ -107,4 +108,10 @@ export interface ConsoleView {
   peers(): PeerRow[]
   /** SHOW PEER_POOLS: cancel requests on their way to each peer, by id (with workers, summed over them). */
   peerPools(): PeerPoolRow[]
+  /**
+   * FLEET <op> [db]: run by every live node of the fleet; resolves with each node's answer and the
+   * nodes that gave none by the deadline. Rejects, with the console's text, when it cannot start
+   * (no fleet, etcd unreachable, a bad database name).
+   */
+  fleetCommand(op: FleetOp, db: string | null): Promise<FleetCommandResult>
 }

@@ -1,11 +1,13 @@
-// `tidepool fleet ...`: the fleet's shared config.
+// `tidepool fleet ...`: the fleet's shared config and fleet-wide commands.
 //   push <file.ini>   validates the file as check-config and RELOAD do (any error: nothing is stored,
 //                     exit 2) and stores its [databases], [users] and fleet-wide settings in etcd as
 //                     a new version, which every node then applies (ha/fleet/shared-config.ts)
 //   show [<file.ini>] prints the stored version and which node runs which version
+//   pause|resume|reconnect|kill|reload|enable|disable [db]
+//                     FLEET <cmd> through a running node's console (as psql -d pgbouncer would)
 // push and show reach etcd as the file's [tidepool] fleet_* keys say (endpoints, TLS, user), or
-// through --etcd and --fleet. Exit 0 on success, 1 on a runtime failure (etcd unreachable), 2 on
-// bad usage or an invalid file.
+// through --etcd and --fleet. Exit 0 on success, 1 on a runtime failure (etcd unreachable, a node
+// that failed or did not answer), 2 on bad usage or an invalid file.
 
 import os from 'node:os'
 import { parseArgs } from 'node:util'
@@ -15,11 +17,14 @@ import { defaultSettings, findSetting, type Settings } from '../config/settings.
 import { isFleetWideKey } from '../config/fleet-scope.ts'
 import { parseSharedConfig, sharedConfigText } from '../config/shared-record.ts'
 import { checkConfigFile } from './check-config.ts'
-import { printRows } from './switchover.ts'
+import { CONSOLE_OPTIONS, consoleClient, printRows } from './switchover.ts'
+
+const COMMANDS = ['pause', 'resume', 'reconnect', 'kill', 'reload', 'enable', 'disable']
 
 const USAGE = `usage:
   tidepool fleet push <file.ini> [--etcd host:port,...] [--fleet name]
-  tidepool fleet show [<file.ini>] [--etcd host:port,...] [--fleet name] [--json]`
+  tidepool fleet show [<file.ini>] [--etcd host:port,...] [--fleet name] [--json]
+  tidepool fleet ${COMMANDS.join('|')} [db] [--host h] [--port p] [--user u]`
 
 export async function runFleet(args: string[]): Promise<number> {
   const [sub, ...rest] = args
@@ -38,6 +43,7 @@ export async function runFleet(args: string[]): Promise<number> {
     }
     return sub === 'push' ? push(files[0], parsed.values) : show(files[0] ?? null, parsed.values)
   }
+  if (sub !== undefined && COMMANDS.includes(sub)) return command(sub, rest)
   process.stderr.write(`${USAGE}\n`)
   return 2
 }
@@ -132,5 +138,35 @@ async function show(file: string | null, flags: EtcdFlags): Promise<number> {
     return 1
   } finally {
     client.close()
+  }
+}
+
+async function command(cmd: string, args: string[]): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, options: CONSOLE_OPTIONS })
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`)
+    return 2
+  }
+  if (parsed.positionals.length > 1) {
+    process.stderr.write(`${USAGE}\n`)
+    return 2
+  }
+  const db = parsed.positionals[0]
+  const client = consoleClient(parsed.values)
+  try {
+    await client.connect()
+    // The console's words: bare, or in double quotes.
+    const arg = db === undefined ? '' : /^[A-Za-z0-9_]+$/.test(db) ? ` ${db}` : ` "${db.replaceAll('"', '""')}"`
+    const r = await client.query(`FLEET ${cmd.toUpperCase()}${arg}`)
+    const rows = r.rows as Array<Record<string, unknown>>
+    printRows(rows)
+    return rows.every((row) => row.outcome === 'ok') ? 0 : 1
+  } catch (err) {
+    process.stderr.write(`tidepool fleet ${cmd}: ${(err as Error).message}\n`)
+    return 1
+  } finally {
+    await client.end().catch(() => {})
   }
 }

@@ -166,6 +166,7 @@ export interface Settings {
   node_region: string
   node_advertise: string
   fleet_lease_ttl: number
+  fleet_command_timeout_ms: number
 }
 
 export type SettingName = keyof Settings
@@ -509,6 +510,8 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'host:port where clients and peers reach this node, as the fleet shows it; empty: the host name and listen_port' }),
   setting({ name: 'fleet_lease_ttl', section: 'tidepool', group: G.tidepool, type: int({ min: 1, max: 3600 }), default: '10', apply: 'restart',
     doc: "Seconds the fleet keeps a node's record after its last heartbeat (its etcd lease); the node renews it every third of that. etcd may round a very short TTL up" }),
+  setting({ name: 'fleet_command_timeout_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 100 }), default: '10000', apply: 'live',
+    doc: 'How long a FLEET command waits for every live node to acknowledge; then it answers an error naming the nodes that did not' }),
 ])
 
 const BY_NAME: ReadonlyMap<string, AnySettingRow> = new Map(SETTINGS.map((r) => [r.name, r]))

@@ -1,7 +1,8 @@
 // The HTTP side: /health (the process answers), /ready (accepting work: 503 while paused or
 // shutting down, so a TCP load balancer, keepalived or a Kubernetes probe routes around this node),
 // /metrics (Prometheus text), /api/<view>.json (what the SHOW commands show), and POST
-// /api/{pause,resume,reload,reconnect}?db=<name> and /api/switchover?db=<name>[&to=<host>][&timeout=<s>]
+// /api/{pause,resume,reload,reconnect}?db=<name>, /api/switchover?db=<name>[&to=<host>][&timeout=<s>] and
+// /api/fleet?cmd=<pause|resume|reconnect|kill|reload|enable|disable>[&db=<name>] (every node of the fleet)
 // behind `Authorization: Bearer <http_token>`, and the dashboard: GET / and /dashboard/* (static
 // files of src/dashboard/, read once) and /api/dashboard.json, the snapshot the page polls.
 // With http_token set, /api/*.json needs the token too; /health, /ready and /metrics stay open for
@@ -33,7 +34,7 @@ export interface HttpView extends MetricsSource {
   dashboard(): DashboardSnapshot
 }
 
-const ACTIONS = new Set(['pause', 'resume', 'reload', 'reconnect', 'switchover'])
+const ACTIONS = new Set(['pause', 'resume', 'reload', 'reconnect', 'switchover', 'fleet'])
 const MAX_BODY = 1024
 
 /** Constant-time comparison of the presented token with the configured one. */

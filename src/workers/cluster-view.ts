@@ -87,6 +87,7 @@ export class ClusterConsole {
       // Every worker reads the same [peers]; each has pools of its own, summed.
       peers: () => local.peers(),
       peerPools: () => m.peerPools,
+      fleetCommand: (op, db) => local.fleetCommand(op, db),
     }
   }
 

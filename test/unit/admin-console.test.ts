@@ -296,6 +296,7 @@ async function fixture(ini = INI): Promise<Fixture> {
     fleet: () => [],
     peers: () => [],
     peerPools: () => [],
+    fleetCommand: () => Promise.reject(new Error('not in a fleet: [tidepool] fleet_etcd is not set')),
     isSuspended: false,
     setCalls: [] as Array<[string, string]>,
     setResult: { ok: true, warnings: [] } as SetOutcome,

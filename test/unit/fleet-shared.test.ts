@@ -1,5 +1,5 @@
-// What a fleet node accepts from etcd as the shared config (src/config/shared-record.ts), which
-// settings are fleet-wide (config/fleet-scope.ts), and how a node's own ini and the shared config
+// What a fleet node accepts from etcd as the shared config (src/config/shared-record.ts) and as a
+// command (src/ha/fleet/commands.ts), which settings are fleet-wide (config/fleet-scope.ts), and how a node's own ini and the shared config
 // merge into one Config (config/load.ts loadConfigWithShared).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -8,6 +8,7 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { configKey } from '../../src/ha/fleet/shared-config.ts'
 import { parseSharedConfig, sharedConfigText } from '../../src/config/shared-record.ts'
+import { commandsPrefix, parseCommand } from '../../src/ha/fleet/commands.ts'
 import { isFleetWideKey } from '../../src/config/fleet-scope.ts'
 import { loadConfigWithShared } from '../../src/config/load.ts'
 
@@ -44,7 +45,7 @@ for (const [what, value, reason] of BAD_CONFIG) {
 }
 
 test('fleet-wide: what RELOAD applies, less the node\'s files, identity and HTTP access', () => {
-  for (const k of ['pool_mode', 'default_pool_size', 'max_db_connections', 'admin_users', 'auth_type']) assert.equal(isFleetWideKey(k), true, k)
+  for (const k of ['pool_mode', 'default_pool_size', 'max_db_connections', 'admin_users', 'auth_type', 'fleet_command_timeout_ms']) assert.equal(isFleetWideKey(k), true, k)
   for (const k of ['listen_port', 'listen_addr', 'workers', 'fleet_etcd', 'node_name', 'auth_file', 'client_tls_key_file', 'logfile', 'peer_id', 'http_token', 'nonsense']) assert.equal(isFleetWideKey(k), false, k)
 })
 
@@ -68,3 +69,23 @@ test('own ini + shared config: databases, users and fleet-wide settings from the
   assert.equal(bad.ok, false)
   if (!bad.ok) assert.match(bad.errors.join('\n'), /^etcd:tp\/config version 3:2: default_pool_size/m)
 })
+
+const CMD = { id: 'x1', op: 'pause', database: 'app', from: 'a', issued_ms: 1, deadline_ms: 2, lease: '7' }
+const BAD_COMMAND: Array<[string, string, string, RegExp]> = [
+  ['a deeper key', 'tp/commands/x1/y', JSON.stringify(CMD), /not a command key/],
+  ['not JSON', 'tp/commands/x1', 'PAUSE app', /not JSON/],
+  ['an id not its key\'s', 'tp/commands/x2', JSON.stringify(CMD), /id does not match/],
+  ['an unknown op', 'tp/commands/x1', JSON.stringify({ ...CMD, op: 'shutdown' }), /op is not a fleet command/],
+  ['a numeric database', 'tp/commands/x1', JSON.stringify({ ...CMD, database: 5 }), /database/],
+  ['no deadline', 'tp/commands/x1', JSON.stringify({ ...CMD, deadline_ms: undefined }), /deadline_ms/],
+]
+test('a command under its own key is accepted', () => {
+  assert.deepEqual(parseCommand(commandsPrefix('tp'), 'tp/commands/x1', JSON.stringify(CMD)), { ok: true, record: CMD })
+})
+for (const [what, key, value, reason] of BAD_COMMAND) {
+  test(`command refused: ${what}`, () => {
+    const r = parseCommand(commandsPrefix('tp'), key, value)
+    assert.equal(r.ok, false)
+    if (!r.ok) assert.match(r.reason, reason)
+  })
+}

@@ -40,7 +40,10 @@ const HELP_DETAIL =
 const HELP_TIDEPOOL =
   '\n' +
   '\tSHOW HOSTS|SWITCHOVER|FLEET\n' +
-  '\tSWITCHOVER <db> [TO <host>] [TIMEOUT <seconds>]'
+  '\tSWITCHOVER <db> [TO <host>] [TIMEOUT <seconds>]\n' +
+  '\tFLEET PAUSE|RESUME|RECONNECT|KILL [<db>]\n' +
+  '\tFLEET ENABLE|DISABLE <db>\n' +
+  '\tFLEET RELOAD'
 
 export function showHelp(): Buffer {
   return doneReply('SHOW', [{ message: 'Console usage', detail: HELP_DETAIL + HELP_TIDEPOOL }])

@@ -1,0 +1,39 @@
+// FLEET PAUSE|RESUME|RECONNECT|KILL|RELOAD|ENABLE|DISABLE [db] (tidepool's own): the command runs on
+// every live node of the fleet (ha/fleet/commands.ts), each as its own console would run it. The
+// answer is one row per node (node, outcome: 'ok' or that node's error, ms: from the issue until its
+// acknowledgement reached this node), once every node answered; an ERROR naming the nodes that had
+// not by fleet_command_timeout_ms otherwise, with the answers that came as DETAIL.
+
+import { FLEET_OPS, type FleetCommandResult, type FleetOp } from '../../ha/fleet/commands.ts'
+import { SqlState } from '../../protocol/pg-error.ts'
+import { adminError, requireAdmin, syntaxError, type ConsoleRequest } from '../request.ts'
+import { columns, resultReply } from '../result-set.ts'
+
+const FLEET_COLUMNS = columns('ssi', ['node', 'outcome', 'ms'])
+
+function describe(op: FleetOp, db: string | null): string {
+  return `FLEET ${op.toUpperCase()}${db === null ? '' : ` ${db}`}`
+}
+
+/** The error of a fleet command some live node did not acknowledge in time. */
+export function fleetMissingText(op: FleetOp, r: FleetCommandResult): string {
+  return `${describe(op, null)}: no answer from ${r.missing.join(', ')} within ${r.timeoutMs} ms`
+}
+
+export async function runFleet(req: ConsoleRequest, cmd: string, arg: string): Promise<Buffer> {
+  const op = cmd.toLowerCase()
+  if (!(FLEET_OPS as readonly string[]).includes(op)) throw syntaxError(req)
+  requireAdmin(req)
+  const db = arg === '' ? null : arg
+  let r: FleetCommandResult
+  try {
+    r = await req.view.fleetCommand(op as FleetOp, db)
+  } catch (err) {
+    throw adminError((err as Error).message)
+  }
+  if (r.missing.length > 0) {
+    throw adminError(fleetMissingText(op as FleetOp, r), SqlState.QueryCanceled,
+      r.rows.length === 0 ? 'no node answered' : `answered: ${r.rows.map((x) => `${x.node} ${x.outcome} in ${x.ms} ms`).join(', ')}`)
+  }
+  return resultReply({ columns: FLEET_COLUMNS, rows: r.rows.map((x) => [x.node, x.outcome, x.ms]) }, 'FLEET')
+}
