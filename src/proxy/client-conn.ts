@@ -124,6 +124,8 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   readonly slotKeys: string[] = []
   /** query_wait_notify's notice went out for the current wait. */
   isWaitNoticeSent = false
+  /** The client sent Terminate: it reads nothing more from us. */
+  private isTerminated = false
 
   constructor(
     public socket: net.Socket,
@@ -268,6 +270,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     ;(this.pool as Pool).stats.received += chunk.length
     if (this.server === null && this.pending.length === 0 && isTerminate(chunk)) {
       // A client that leaves between transactions needs no server to say goodbye to.
+      this.isTerminated = true
       this.close('client close request', true)
       return
     }
@@ -475,6 +478,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
       return
     }
     if (isTerminated) {
+      this.isTerminated = true
       this.close('client close request', true)
       return
     }
@@ -703,7 +707,16 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     }
     this.pending = []
     this.ps?.clear()
-    this.socket.end()
-    this.socket.destroySoon()
+    const socket = this.socket
+    if (this.isTerminated && !this.isTls && socket.writableLength === 0) {
+      // The client said goodbye and everything written is in the kernel already: a close sends
+      // it and the FIN, as shutdown() then close() would, without a shutdown request and its
+      // 'finish' round per connection. After an error the socket is still ended first, so that
+      // bytes the client sent meanwhile are read, not answered with a reset.
+      socket.destroy()
+      return
+    }
+    socket.end()
+    socket.destroySoon()
   }
 }

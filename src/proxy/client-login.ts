@@ -86,7 +86,7 @@ export class ClientLogin {
   private startAfterSlot(params: Map<string, string>): void {
     const c = this.client
     const st = c.ctx.settings
-    const ignored = new Set(st.ignore_startup_parameters.map((s) => s.toLowerCase()))
+    const ignored = ignoredParams(st.ignore_startup_parameters)
     const tracked = new Map<string, string>()
     for (const [name, value] of params) {
       if (name === 'user' || name === 'database') continue
@@ -103,7 +103,8 @@ export class ClientLogin {
       // PgBouncer's format, so log parsers and pg_stat_activity queries written for it still match.
       tracked.set('application_name', `${tracked.get('application_name') ?? 'app'} - ${peerDetails(c.socket, st.listen_port)}`)
     }
-    c.params = tracked
+    // Shared, so that welcomeParams finds the logins before it asked with the same map.
+    c.params = shareParams(tracked)
     c.isConsole = c.database === CONSOLE_DB
     // Whether the database exists is told only after authentication (admitToPool), as PgBouncer
     // does: a client without valid credentials must not learn which names exist.
@@ -313,6 +314,18 @@ export class ClientLogin {
   }
 }
 
+let ignoredFor: readonly string[] | null = null
+let ignoredSet: ReadonlySet<string> = new Set()
+
+/** ignore_startup_parameters in lower case, made again only when the setting changed (a reload makes a new array). */
+function ignoredParams(names: readonly string[]): ReadonlySet<string> {
+  if (names !== ignoredFor) {
+    ignoredSet = new Set(names.map((n) => n.toLowerCase()))
+    ignoredFor = names
+  }
+  return ignoredSet
+}
+
 /** The ctx.clientSlots key of max_client_conn. */
 export const CLIENT_SLOTS_ALL = '*'
 
@@ -395,7 +408,6 @@ function decrement(counts: Map<string, number>, key: string): void {
   else counts.set(key, n)
 }
 
-/** The client's tracked parameters, completed with the pool's (what its server reported at login); shared (server-params.ts). */
 /**
  * The settings in a client's `options` (PgBouncer 1.20+): tracked parameters go into `tracked`
  * like startup parameters; others are dropped when ignore_startup_parameters (`ignored`, lower
@@ -413,21 +425,63 @@ function takeStartupOptions(options: string, extra: readonly string[], ignored: 
   return null
 }
 
+/**
+ * The last welcomeParams and welcomeMessage results per pool welcome (a pool's map, replaced when its
+ * first server changes): a burst of logins of one driver asks for the same ones each time, and
+ * building them (a map, its sharing key, a ParameterStatus buffer per parameter) was a measurable
+ * share of a login's CPU. One entry per welcome map, dropped with it; never per client.
+ */
+interface WelcomeCache {
+  params: ReadonlyMap<string, string> | null
+  extra: readonly string[] | null
+  tracked: ReadonlyMap<string, string> | null
+  /** `tracked` above: the welcome message up to BackendKeyData (AuthenticationOk and every ParameterStatus). */
+  prefix: Buffer | null
+}
+const welcomeCache = new WeakMap<ReadonlyMap<string, string>, WelcomeCache>()
+
+function cacheOf(welcome: ReadonlyMap<string, string>): WelcomeCache {
+  let c = welcomeCache.get(welcome)
+  if (c === undefined) {
+    c = { params: null, extra: null, tracked: null, prefix: null }
+    welcomeCache.set(welcome, c)
+  }
+  return c
+}
+
+/** `params` (a shared map, see shareParams) completed with `welcome`'s tracked values; shared too. */
 export function welcomeParams(params: ReadonlyMap<string, string>, welcome: ReadonlyMap<string, string>, extra: readonly string[]): ReadonlyMap<string, string> {
+  const c = cacheOf(welcome)
+  if (c.params === params && c.extra === extra && c.tracked !== null) return c.tracked
   const tracked = new Map(params)
   for (const name of trackedNames(extra)) {
     if (!tracked.has(name) && welcome.has(name)) tracked.set(name, welcome.get(name) as string)
   }
-  return shareParams(tracked)
+  const shared = shareParams(tracked)
+  c.params = params
+  c.extra = extra
+  c.tracked = shared
+  c.prefix = null
+  return shared
 }
 
 /** The end of a login in one write: AuthenticationOk, every ParameterStatus, the cancel key, ReadyForQuery. */
 export function welcomeMessage(params: ReadonlyMap<string, string>, welcome: ReadonlyMap<string, string>, backendKeyData: Buffer): Buffer {
-  const parts: Buffer[] = [build.authenticationOk()]
-  for (const [name, value] of welcome) parts.push(build.parameterStatus(name, params.get(name) ?? value))
-  for (const [name, value] of params) if (!welcome.has(name)) parts.push(build.parameterStatus(name, value))
-  parts.push(backendKeyData, build.readyForQuery(TxStatus.Idle))
-  return Buffer.concat(parts)
+  const c = cacheOf(welcome)
+  let prefix = c.tracked === params ? c.prefix : null
+  if (prefix === null) {
+    const parts: Buffer[] = [build.authenticationOk()]
+    for (const [name, value] of welcome) parts.push(build.parameterStatus(name, params.get(name) ?? value))
+    for (const [name, value] of params) if (!welcome.has(name)) parts.push(build.parameterStatus(name, value))
+    prefix = Buffer.concat(parts)
+    if (c.tracked === params) c.prefix = prefix
+  }
+  const rfq = build.readyForQuery(TxStatus.Idle)
+  const out = Buffer.allocUnsafe(prefix.length + backendKeyData.length + rfq.length)
+  prefix.copy(out, 0)
+  backendKeyData.copy(out, prefix.length)
+  rfq.copy(out, prefix.length + backendKeyData.length)
+  return out
 }
 
 /** The client's address as PgBouncer writes it for application_name_add_host. */

@@ -31,6 +31,9 @@ export interface StartupClient extends SocketOwner, LogSubject {
   onStartupParams(params: Map<string, string>): void
 }
 
+/** The answer to an SSLRequest or GSSENCRequest we do not take: a Buffer, so no string is encoded per login. */
+const NO = Buffer.from('N')
+
 /** The content type byte of a TLS handshake record, the first byte a ClientHello sends. */
 const TLS_HANDSHAKE_RECORD = 0x16
 
@@ -91,7 +94,7 @@ export class ClientStartup {
         this.isSslDone = true
         const tlsConf = c.ctx.clientTls
         if (tlsConf === null || c.isTls || c.isUnix) {
-          c.socket.write('N')
+          c.socket.write(NO)
           return
         }
         if (this.buf !== null || this.hasBytesAfterPacket) {
@@ -109,7 +112,7 @@ export class ClientStartup {
         if (this.isGssDone) return c.fail(ClientErrors.protocolViolation(unsupportedProtocol(StartupCode.GSSENCRequest)))
         this.isGssDone = true
         // No GSS encryption: 'N' tells the client to go on (it may ask for TLS next).
-        c.socket.write('N')
+        c.socket.write(NO)
         return
       case 'cancel': {
         const what = c.ctx.cancels.cancel(p.pid, p.secret, cancelTimeoutMs(c.ctx.settings))

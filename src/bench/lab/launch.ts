@@ -17,10 +17,14 @@ export function spawnTidepool(ini: string, nodeFlags: string[], options: SpawnOp
   return spawn(process.execPath, [...nodeFlags, ...(entry !== undefined ? [entry] : tidepoolEntry()), ini], options)
 }
 
-/** The pooler ini both tidepool and PgBouncer get: transaction pooling, users from a userlist. */
-export function poolerIni(dir: string, pg: { port: number; user: string; password: string }, port: number, poolSize = 20): string {
-  fs.writeFileSync(join(dir, 'ul.txt'), `"${pg.user}" "${pg.password}"\n`)
+/**
+ * The pooler ini both tidepool and PgBouncer get: transaction pooling, users from a userlist.
+ * `authType`: how clients log in (trust, or scram-sha-256). `secret`: the userlist's entry for the
+ * user (a SCRAM verifier, as deployments store it), the plain password by default.
+ */
+export function poolerIni(dir: string, pg: { port: number; user: string; password: string }, port: number, poolSize = 20, authType = 'trust', secret = pg.password): string {
+  fs.writeFileSync(join(dir, 'ul.txt'), `"${pg.user}" "${secret}"\n`)
   const ini = join(dir, 'p.ini')
-  fs.writeFileSync(ini, `[databases]\nbench = host=127.0.0.1 port=${pg.port} dbname=postgres user=${pg.user} password=${pg.password}\n[pgbouncer]\nlisten_addr=127.0.0.1\nlisten_port=${port}\nunix_socket_dir=\nauth_type=trust\nauth_file=${join(dir, 'ul.txt')}\npool_mode=transaction\ndefault_pool_size=${poolSize}\nmax_client_conn=2000\nlogfile=\npidfile=\n`)
+  fs.writeFileSync(ini, `[databases]\nbench = host=127.0.0.1 port=${pg.port} dbname=postgres user=${pg.user} password=${pg.password}\n[pgbouncer]\nlisten_addr=127.0.0.1\nlisten_port=${port}\nunix_socket_dir=\nauth_type=${authType}\nauth_file=${join(dir, 'ul.txt')}\npool_mode=transaction\ndefault_pool_size=${poolSize}\nmax_client_conn=2000\nlogfile=\npidfile=\n`)
   return ini
 }

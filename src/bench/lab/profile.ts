@@ -1,4 +1,5 @@
 // Profiles tidepool under a pgbench load: `npx tsx src/bench/lab/profile.ts [--clients 50] [--seconds 10] [--mode simple]`.
+// --mode churn: pgbench -C (a login per transaction); --auth scram-sha-256 makes each login a SCRAM exchange.
 // Writes a V8 .cpuprofile to src/bench/lab/results/ and prints the functions with the most self time.
 import fs from 'node:fs'
 import os from 'node:os'
@@ -9,7 +10,7 @@ import { freePort } from '../../../test/harness/ports.ts'
 import { runPgbench, waitFor } from '../../../test/harness/clients.ts'
 import { poolerIni, spawnTidepool } from './launch.ts'
 
-const { values } = parseArgs({ options: { clients: { type: 'string', default: '50' }, seconds: { type: 'string', default: '10' }, mode: { type: 'string', default: 'simple' } } })
+const { values } = parseArgs({ options: { clients: { type: 'string', default: '50' }, seconds: { type: 'string', default: '10' }, mode: { type: 'string', default: 'simple' }, auth: { type: 'string', default: 'trust' } } })
 const pgi = await startPostgres({ maxConnections: 300 })
 const outDir = join(import.meta.dirname, 'results')
 fs.mkdirSync(outDir, { recursive: true })
@@ -18,13 +19,14 @@ try {
   if (init.code !== 0) throw new Error(init.stderr)
   const dir = fs.mkdtempSync(join(os.tmpdir(), 'tp-prof-'))
   const port = await freePort()
-  const ini = poolerIni(dir, pgi, port)
+  const ini = poolerIni(dir, pgi, port, 20, values.auth as string)
   const before = new Set(fs.readdirSync(outDir))
   const child = spawnTidepool(ini, ['--cpu-prof', `--cpu-prof-dir=${outDir}`], { stdio: ['ignore', 'ignore', 'pipe'] })
   let err = ''
   child.stderr?.on('data', (d) => { err += String(d) })
   await waitFor(() => err.includes('[runtime.started]'), { timeoutMs: 20_000, what: 'tidepool' })
-  const r = await runPgbench({ port, user: pgi.user, db: 'bench', args: ['-S', '-n', '-M', values.mode as string, '-c', values.clients as string, '-j', '2', '-T', values.seconds as string] })
+  const how = values.mode === 'churn' ? ['-C'] : ['-M', values.mode as string]
+  const r = await runPgbench({ port, user: pgi.user, password: pgi.password, db: 'bench', args: ['-S', '-n', ...how, '-c', values.clients as string, '-j', '2', '-T', values.seconds as string] })
   console.log(`tps: ${r.tps}`)
   child.kill('SIGQUIT')
   await new Promise((res) => child.on('exit', res))
