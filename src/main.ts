@@ -10,6 +10,8 @@ import { runCheckConfig } from './cli/check-config.ts'
 
 const USAGE = `usage:
   tidepool [start] [-v] [-q] <config.ini>   run the pooler (pgbouncer.ini syntax)
+  tidepool <config.ini> --takeover [--takeover-timeout s]
+                                             online restart: this version takes over from the running one
   tidepool check-config <config.ini>         validate a config file and print the result
   tidepool demo [--port 6432]                embedded PostgreSQL + tidepool, ready for psql and pgbench
   tidepool switchover <db> [--to host] [--timeout s] [-h host] [-p port] [-U user]
@@ -42,7 +44,10 @@ async function main(argv: string[]): Promise<number> {
   const rest = sub === 'start' ? argv.slice(1) : argv
   let parsed
   try {
-    parsed = parseArgs({ args: rest, allowPositionals: true, options: { verbose: { type: 'boolean', short: 'v', multiple: true }, quiet: { type: 'boolean', short: 'q' } } })
+    parsed = parseArgs({ args: rest, allowPositionals: true, options: {
+      verbose: { type: 'boolean', short: 'v', multiple: true }, quiet: { type: 'boolean', short: 'q' },
+      takeover: { type: 'boolean' }, 'takeover-timeout': { type: 'string' },
+    } })
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`)
     return 2
@@ -51,7 +56,13 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(USAGE + '\n')
     return 2
   }
-  return runStart(parsed.positionals[0], { verbose: parsed.values.verbose?.length ?? 0, quiet: parsed.values.quiet === true })
+  const timeoutText = parsed.values['takeover-timeout']
+  const takeoverTimeoutS = timeoutText === undefined ? null : Number(timeoutText)
+  if (takeoverTimeoutS !== null && !(Number.isFinite(takeoverTimeoutS) && takeoverTimeoutS >= 0)) {
+    process.stderr.write(`--takeover-timeout: expected seconds, got "${timeoutText}"\n`)
+    return 2
+  }
+  return runStart(parsed.positionals[0], { verbose: parsed.values.verbose?.length ?? 0, quiet: parsed.values.quiet === true, takeover: parsed.values.takeover === true, takeoverTimeoutS })
 }
 
 main(process.argv.slice(2)).then(

@@ -5,7 +5,7 @@
 // Must not: parse config (config/ does), speak the protocol (proxy/ does), or carry out console
 // commands (admin/actions.ts does, acting on pools through PoolControl).
 
-import type net from 'node:net'
+import net from 'node:net'
 import fs from 'node:fs'
 import type http from 'node:http'
 import type { Config } from './config/types.ts'
@@ -15,7 +15,8 @@ import { TidepoolError } from './util/errors.ts'
 import { runConsoleQuery, type ShutdownMode } from './admin/console.ts'
 import { AdminActions } from './admin/actions.ts'
 import { startHttp } from './observe/http.ts'
-import { Listener } from './net/listener.ts'
+import { Listener, type AdoptedServer } from './net/listener.ts'
+import type { ClientHandoff } from './proxy/client-handoff.ts'
 import { ReadGate } from './net/read-gate.ts'
 import { clientTlsFromConfig, isSameServerTls, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
 import type { HbaFile } from './auth/hba.ts'
@@ -51,6 +52,14 @@ export interface RuntimeOptions {
   log?: Logger
   /** Set when this process is one worker of several (src/workers/). */
   role?: WorkerRole
+  /** Online restart, new process: the listening sockets the old one handed over, served instead of binding. */
+  inherited?: Inherited
+}
+
+/** What an old process hands a new one before any client (runtime/takeover.ts). */
+export interface Inherited {
+  readonly listeners: readonly AdoptedServer[]
+  readonly http: AdoptedServer | null
 }
 
 export class Runtime implements ProxyContext {
@@ -80,6 +89,8 @@ export class Runtime implements ProxyContext {
   readonly clientCounts = { byDb: new Map<string, number>(), byUser: new Map<string, number>() }
   isShuttingDown = false
   isWaitingForServers = false
+  /** Set while an online restart drains this process (runtime/takeover.ts). */
+  onClientFree: ((c: PooledClient) => void) | null = null
   /** Rebuilt on every RELOAD: new certificates apply to new connections. */
   clientTls: ClientTls | null = null
   serverTls: ServerTls | null = null
@@ -89,6 +100,8 @@ export class Runtime implements ProxyContext {
   private tick: NodeJS.Timeout | null = null
   private shutdownDone: Promise<void> | null = null
   private httpServer: http.Server | null = null
+  /** The HTTP listening socket an old process handed over (online restart); httpServer serves its connections. */
+  private httpInherited: net.Server | null = null
   /** Fleet membership through etcd (fleet_etcd); null without it. */
   private fleet: FleetMember | null = null
   private sharedFollower: SharedConfigFollower | null = null
@@ -188,8 +201,9 @@ export class Runtime implements ProxyContext {
     rt.serverTls = serverTlsFromConfig(config)
     rt.hba = loadHba(config)
     rt.backends.apply(config)
-    await rt.listener.listen()
-    await rt.startHttpIfConfigured()
+    if (opts.inherited !== undefined) rt.listener.adopt(opts.inherited.listeners)
+    else await rt.listener.listen()
+    await rt.startHttpIfConfigured(opts.inherited?.http ?? null)
     rt.startJanitor()
     rt.startStats()
     await rt.joinFleetIfConfigured()
@@ -209,7 +223,7 @@ export class Runtime implements ProxyContext {
   }
 
   get httpPort(): number {
-    const a = this.httpServer?.address()
+    const a = (this.httpInherited ?? this.httpServer)?.address()
     return a !== null && typeof a === 'object' ? a.port : 0
   }
 
@@ -288,11 +302,12 @@ export class Runtime implements ProxyContext {
     this.stats.start(this.config.settings.stats_period, () => this.config.settings.log_stats)
   }
 
-  private async startHttpIfConfigured(): Promise<void> {
+  private async startHttpIfConfigured(inherited: AdoptedServer | null): Promise<void> {
     const s = this.config.settings
     if (s.http_listen_port <= 0) return
     const local = this.admin.httpView(this.startTimeS)
-    this.httpServer = await startHttp(this.role?.httpView(local) ?? local, s.http_listen_addr, s.http_listen_port)
+    this.httpServer = await startHttp(this.role?.httpView(local) ?? local, s.http_listen_addr, s.http_listen_port, inherited)
+    this.httpInherited = inherited?.server ?? null
     this.log.info('http.started', null, `HTTP on ${s.http_listen_addr}:${this.httpPort}`)
   }
 
@@ -442,6 +457,33 @@ export class Runtime implements ProxyContext {
     this.log.debugEnabled = s.verbose > 0
   }
 
+  // ---- online restart (runtime/takeover.ts) ----
+
+  /**
+   * Old process: the listening sockets (and HTTP's) to send to the new process; what this process
+   * still accepts goes to `to` from now on. Nothing here closes them or removes the socket file or
+   * the pidfile any more: they are the new process's.
+   */
+  handOver(to: (socket: net.Socket, isUnix: boolean) => void): Array<{ server: net.Server; kind: 'tcp' | 'unix' | 'http' }> {
+    const out: Array<{ server: net.Server; kind: 'tcp' | 'unix' | 'http' }> = this.listener.handOver(to).map((l) => ({ server: l.server, kind: l.isUnix ? 'unix' : 'tcp' }))
+    if (this.httpServer !== null && this.httpServer.listening) out.push({ server: this.httpServer, kind: 'http' })
+    return out
+  }
+
+  /** New process: a connection the old one accepted and did not read. */
+  acceptHanded(socket: net.Socket, isUnix: boolean): void {
+    socket.on('error', () => {})
+    if (this.isShuttingDown) return void socket.destroy()
+    new ClientConn(socket, this, isUnix)
+  }
+
+  /** New process: a logged-in client of the old one, between transactions, with its session. */
+  resumeClient(socket: net.Socket, h: ClientHandoff): void {
+    socket.on('error', () => {})
+    if (this.isShuttingDown) return void socket.destroy()
+    new ClientConn(socket, this, h.isUnix).resumeSession(h)
+  }
+
   // ---- lifecycle ----
 
   private writePidfile(): void {
@@ -485,10 +527,11 @@ export class Runtime implements ProxyContext {
       this.stats.stop()
       this.httpServer?.close()
       this.httpServer?.closeAllConnections()
+      this.httpInherited?.close()
       this.listener.close()
       this.listener.removeSocketFile()
       const pid = this.config.settings.pidfile
-      if (pid !== '' && this.role === null) fs.rmSync(pid, { force: true })
+      if (pid !== '' && this.role === null && !this.listener.isHandedOver) fs.rmSync(pid, { force: true })
       this.log.info('runtime.stopped', null, 'shutdown complete')
     }
     if (mode === 'immediate') {

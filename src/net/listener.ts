@@ -24,8 +24,18 @@ export interface SharedListen {
   readonly port: number | null
 }
 
+/** A listening socket another tidepool handed over (online restart), with what it accepted before we took it. */
+export interface AdoptedServer {
+  readonly server: net.Server
+  readonly isUnix: boolean
+  readonly early: net.Socket[]
+  readonly onEarly: (socket: net.Socket) => void
+}
+
 export class Listener {
   private readonly servers: net.Server[] = []
+  /** After an online restart handed the listening sockets over: where new connections go instead. */
+  private redirect: ((socket: net.Socket, isUnix: boolean) => void) | null = null
   private unixSocketPath: string | null = null
   private isHolding = false
   /** Connections that arrived during SUSPEND: their sessions start at RESUME. */
@@ -44,11 +54,7 @@ export class Listener {
     const s = this.settings()
     const port = this.shared?.port ?? s.listen_port
     const reusePort = this.shared?.reusePort === true
-    const onConnection = (socket: net.Socket, isUnix: boolean) => {
-      socket.on('error', () => {}) // ClientConn installs the real handler; this covers the gap.
-      if (this.isHolding) this.enqueue(socket, isUnix)
-      else this.accept(socket, isUnix)
-    }
+    const onConnection = (socket: net.Socket, isUnix: boolean) => this.onConnection(socket, isUnix)
     const addrs = s.listen_addr.split(',').map((a) => a.trim()).filter((a) => a !== '')
     for (const addr of addrs) {
       const server = net.createServer((socket) => onConnection(socket, false))
@@ -83,6 +89,45 @@ export class Listener {
     }
   }
 
+  private onConnection(socket: net.Socket, isUnix: boolean): void {
+    socket.on('error', () => {}) // ClientConn installs the real handler; this covers the gap.
+    if (this.redirect !== null) this.redirect(socket, isUnix)
+    else if (this.isHolding) this.enqueue(socket, isUnix)
+    else this.accept(socket, isUnix)
+  }
+
+  /**
+   * Online restart, new process: serve the listening sockets the old process handed over instead
+   * of binding (both processes accept from the same sockets meanwhile, so none is refused). The
+   * unix socket file is this process's to remove at its shutdown from now on.
+   */
+  adopt(adopted: readonly AdoptedServer[]): void {
+    const s = this.settings()
+    for (const a of adopted) {
+      a.server.off('connection', a.onEarly)
+      a.server.on('connection', (socket: net.Socket) => this.onConnection(socket, a.isUnix))
+      a.server.on('error', (err) => this.log.error('listener.failed', null, `listener error: ${err.message}`))
+      this.servers.push(a.server)
+      for (const socket of a.early.splice(0)) this.onConnection(socket, a.isUnix)
+    }
+    if (s.unix_socket_dir !== '' && adopted.some((a) => a.isUnix)) this.unixSocketPath = socketPath(s.unix_socket_dir, this.port || s.listen_port)
+  }
+
+  /**
+   * Online restart, old process: the listening sockets (TCP, then the unix socket), to send to the
+   * new process; from now on what this process still accepts goes to `to`, unread. They are never
+   * closed here: closing the unix one would remove its file, which the new process serves.
+   */
+  handOver(to: (socket: net.Socket, isUnix: boolean) => void): Array<{ server: net.Server; isUnix: boolean }> {
+    this.redirect = to
+    for (const l of this.servers) (l as net.Server & { pauseOnConnect: boolean }).pauseOnConnect = true
+    return this.servers.map((server) => ({ server, isUnix: typeof server.address() === 'string' }))
+  }
+
+  get isHandedOver(): boolean {
+    return this.redirect !== null
+  }
+
   /** The TCP port actually bound (useful with listen_port = 0). */
   get port(): number {
     for (const l of this.servers) {
@@ -97,7 +142,7 @@ export class Listener {
     const parts: string[] = []
     for (const l of this.servers) {
       const a = l.address()
-      parts.push(typeof a === 'string' ? `unix:${a}` : a === null ? '?' : `${a.address}:${a.port}`)
+      parts.push(typeof a === 'string' ? `unix:${a}` : a === null ? (this.unixSocketPath !== null ? `unix:${this.unixSocketPath}` : '?') : `${a.address}:${a.port}`)
     }
     return parts.join(', ') || '(nothing)'
   }
@@ -128,6 +173,7 @@ export class Listener {
 
   /** Stops accepting; the unix socket file stays until removeSocketFile (shutdown's end). */
   close(): void {
+    if (this.redirect !== null) return
     for (const l of this.servers) if (l.listening) l.close()
   }
 
@@ -136,10 +182,12 @@ export class Listener {
    * keeps it open during a shutdown, for admin console logins only; the login refuses the rest).
    */
   closeTcp(): void {
+    if (this.redirect !== null) return
     for (const l of this.servers) if (l.listening && typeof l.address() !== 'string') l.close()
   }
 
   removeSocketFile(): void {
+    if (this.redirect !== null) return
     if (this.unixSocketPath !== null && this.shared === null) fs.rmSync(this.unixSocketPath, { force: true })
   }
 

@@ -14,7 +14,7 @@
 // Origin or Sec-Fetch-Site names another site is refused besides.
 
 import http from 'node:http'
-import { isIP } from 'node:net'
+import net, { isIP } from 'node:net'
 import { timingSafeEqual, createHash } from 'node:crypto'
 import { renderMetrics, type MetricsSource } from './metrics.ts'
 import { loadDashboardAssets, type DashboardSnapshot } from './dashboard.ts'
@@ -101,7 +101,11 @@ function refreshed(view: HttpView): Promise<void> {
   return view.refresh === undefined ? Promise.resolve() : view.refresh()
 }
 
-export function startHttp(view: HttpView, host: string, port: number): Promise<http.Server> {
+/**
+ * `inherited`: a listening socket another tidepool handed over (online restart): its connections
+ * are served here and nothing is bound.
+ */
+export function startHttp(view: HttpView, host: string, port: number, inherited: { server: net.Server; early: net.Socket[]; onEarly: (s: net.Socket) => void } | null = null): Promise<http.Server> {
   const assets = loadDashboardAssets()
   const server = http.createServer((req, res) => {
     // Bodies are never read; a client that sends one gets its answer and the connection closes.
@@ -160,6 +164,12 @@ export function startHttp(view: HttpView, host: string, port: number): Promise<h
   server.headersTimeout = 10_000
   server.requestTimeout = 10_000
   server.maxHeadersCount = 50
+  if (inherited !== null) {
+    inherited.server.off('connection', inherited.onEarly)
+    inherited.server.on('connection', (socket: net.Socket) => server.emit('connection', socket))
+    for (const socket of inherited.early.splice(0)) server.emit('connection', socket)
+    return Promise.resolve(server)
+  }
   return new Promise((resolve, reject) => {
     server.once('error', reject)
     server.listen({ host, port }, () => {

@@ -145,6 +145,16 @@ export class Pool {
 
   // ---- servers ----
 
+  /**
+   * Welcome parameters another tidepool's pool had (a client handed over by an online restart
+   * brings them): taken only while this pool has none, and clients logging in go on with them.
+   */
+  adoptWelcome(params: Map<string, string>): void {
+    if (this.welcome !== null || params.size === 0) return
+    this.welcome = params
+    for (const c of this.lists.loginClients) c.onPoolReady()
+  }
+
   /** The server finished login: remember the welcome parameters, then offer it for use. */
   serverLoggedIn(s: PooledServer, params: Map<string, string>, nowMs: number): void {
     this.leaser?.serverUp(this, s)

@@ -45,6 +45,8 @@ export const ClientErrors = {
   protocolViolation: (what: string) => fatal(SqlState.ProtocolViolation, what),
   authTypeNotSupported: (t: string) => fatal(SqlState.InvalidAuthorizationSpecification, `auth_type ${t} is not supported by this build yet`),
   shuttingDown: fatal(SqlState.AdminShutdown, 'pooler is shutting down'),
+  /** An online restart's deadline passed with this client still busy (or on the console): the new process serves. */
+  takeoverDone: fatal(SqlState.AdminShutdown, 'pooler restarted: reconnect to reach the new process', 'online restart deadline'),
   // SHUTDOWN WAIT_FOR_SERVERS (SIGINT): a client that asks for a server meanwhile.
   serverShuttingDown: fatal(SqlState.ProtocolViolation, 'server shutting down'),
   sslRequired: fatal(SqlState.InvalidAuthorizationSpecification, 'SSL required'),

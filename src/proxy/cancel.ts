@@ -73,7 +73,7 @@ export interface CancelPeering {
 
 export type PeerForwardOutcome = 'sent to its peer' | 'queued for its peer' | 'no such peer' | 'peer queue full'
 
-export type CancelOutcome = 'forwarded' | 'unknown key' | 'no query running' | 'sent to its worker' | PeerForwardOutcome | 'forwarded too often'
+export type CancelOutcome = 'forwarded' | 'unknown key' | 'no query running' | 'sent to its worker' | PeerForwardOutcome | 'forwarded too often' | 'sent to the old process'
 
 /** The worker whose key this is (WORKER_KEY_SHIFT). */
 export function keyOwner(pid: number): number {
@@ -92,6 +92,11 @@ export function withPeerId(pid: number, peerId: number): number {
 
 export class CancelRegistry {
   private readonly bySecret = new Map<number, Cancellable>()
+  /**
+   * During an online restart, in the new process: where a key this process does not know goes (the
+   * old process, whose clients finish their transactions there). Null otherwise.
+   */
+  orElse: ((pid: number, secret: number) => void) | null = null
   private readonly pidBase: number
   private readonly pidSpan: number
 
@@ -158,7 +163,11 @@ export class CancelRegistry {
 
   private cancelLocal(pid: number, secret: number, connectTimeoutMs: number): CancelOutcome {
     const c = this.bySecret.get(secret)
-    if (c === undefined || c.cancelPid !== pid) return 'unknown key'
+    if (c === undefined || c.cancelPid !== pid) {
+      if (this.orElse === null) return 'unknown key'
+      this.orElse(pid, secret)
+      return 'sent to the old process'
+    }
     const t = c.cancelTarget()
     if (t === null) return 'no query running'
     sendCancel(t, connectTimeoutMs)

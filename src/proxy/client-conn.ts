@@ -33,7 +33,9 @@ import { OUT } from './out-slices.ts'
 import { NO_PARAMS, canonicalParamName, shareParams, unreportedParams, withParam } from './server-params.ts'
 import { ClientStatements } from './prepared.ts'
 import { NO_GUCS, ScanFlag, SqlScanner, type GucMap } from './session-state.ts'
-import { attachClientSocket, readOwnBuffer } from './client-socket.ts'
+import { attachClientSocket, detachClientSocket, readOwnBuffer } from './client-socket.ts'
+import { stopReadingNow } from '../net/socket-fd.ts'
+import { statementsIn, statementsOut, type ClientHandoff } from './client-handoff.ts'
 import { nextReadBuffer } from '../net/own-buffer-reads.ts'
 import { ClientStartup, type StartupClient } from './client-startup.ts'
 import { ClientLogin, admitToConsole, admitToPool, isOverLoginLimit, uncountClient, welcomeMessage, welcomeParams, type LoginClient } from './client-login.ts'
@@ -50,7 +52,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   state: ClientState = ClientState.Login
   server: ServerConn | null = null
   waitSinceMs = 0
-  readonly connectedAtMs: number
+  connectedAtMs: number
   requestAtMs: number
   readonly id: string
   /** Tracked parameters (client_encoding, DateStyle, ...) as this client has set them, by canonical name. */
@@ -597,6 +599,8 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     if (this.pinReason !== '') return
     this.onClientDrain()
     releaseServer(pool, server)
+    const onFree = this.ctx.onClientFree
+    if (onFree !== null) onFree(this)
   }
 
   // ---- session state: probe and pinning (session-pin.ts) ----
@@ -647,6 +651,82 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     return this.server?.cancelTargetFor(this) ?? null
   }
 
+  // ---- online restart (runtime/takeover.ts) ----
+
+  /**
+   * This client's session, when it can go on in another process now: logged in to a pool in
+   * transaction or statement mode, between transactions, with nothing in flight, half read or
+   * unsent, and nothing that lives in this process only (TLS, a server pinned by session state).
+   * Null otherwise: the caller asks again later.
+   */
+  handoff(): ClientHandoff | null {
+    const pool = this.pool
+    if (this.phase !== Phase.Work || this.closed || this.isTls || this.server !== null || pool === null || pool.welcome === null) return null
+    if (pool.settings.pool_mode === 'session' || this.state !== ClientState.Active || this.pending.length > 0 ||
+      this.isSyncingParams || this.isAwaitingDrop || this.isDropPending || this.needsProbe || this.pinReason !== '' ||
+      this.isScanningQuery || this.pausedServer !== null || !this.framer.isAtBoundary || this.socket.writableLength > 0 ||
+      this.slotKeys.length > 0 || this.ctx.readGate.isHolding) return null
+    return {
+      database: this.database,
+      user: this.user,
+      isUnix: this.isUnix,
+      connectedAtMs: this.connectedAtMs,
+      cancelPid: this.cancelPid,
+      cancelSecret: this.cancelSecret,
+      params: [...this.params],
+      gucs: [...this.gucs],
+      gucNames: this.gucNames === null ? [] : [...this.gucNames],
+      statements: statementsOut(this.ps),
+      welcome: [...pool.welcome],
+    }
+  }
+
+  /**
+   * The session goes on in another process (handoff() said it may): stop reading at once, so that
+   * the client's next bytes stay in the kernel for the new owner, and leave every list here. The
+   * socket is returned open, to be sent; nothing is written to the client.
+   */
+  handOff(): net.Socket {
+    this.socket.pause()
+    stopReadingNow(this.socket)
+    detachClientSocket(this.socket)
+    if (this.ctx.log.debugEnabled) this.ctx.log.debug('client.handed_over', this, 'handed over to the new process')
+    this.teardown(true)
+    return this.socket
+  }
+
+  /**
+   * Goes on with a session another tidepool began (its handoff()): no startup, no login, no
+   * welcome; the client just sends its next query here. Its cancel key stays the one it was given.
+   */
+  resumeSession(h: ClientHandoff): void {
+    this.startup = null
+    this.database = h.database
+    this.user = h.user
+    this.connectedAtMs = h.connectedAtMs
+    const now = Date.now()
+    const admitted = admitToPool(this.ctx, h.database, h.user, now)
+    if (admitted.failure !== null) return this.fail(admitted.failure)
+    const pool = admitted.pool
+    this.isCounted = true
+    this.pool = pool
+    this.phase = Phase.Work
+    this.ctx.loginClients.remove(this)
+    pool.addLoginClient(this, now)
+    // A pool that has not logged a server in here yet welcomes with what the old process's did.
+    pool.adoptWelcome(new Map(h.welcome))
+    this.cancelPid = h.cancelPid
+    this.cancelSecret = h.cancelSecret
+    this.ctx.cancels.register(this)
+    this.setUpWork(pool)
+    this.params = shareParams(new Map(h.params))
+    this.gucs = new Map(h.gucs)
+    if (h.gucNames.length > 0) this.gucNames = new Set(h.gucNames)
+    if (this.ps !== null) statementsIn(this.ps, h.statements)
+    if (!this.isTls) readOwnBuffer(this.socket, () => this.nextReadBuffer())
+    pool.clientLoggedIn(this)
+  }
+
   // ---- close ----
 
   /**
@@ -681,7 +761,8 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     }
   }
 
-  private teardown(): void {
+  /** `isHandedOff`: the socket went to another process, open; only this process's part ends. */
+  private teardown(isHandedOff = false): void {
     const wasPinned = this.pinReason !== ''
     this.closed = true
     this.phase = Phase.Closed
@@ -707,6 +788,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     }
     this.pending = []
     this.ps?.clear()
+    if (isHandedOff) return
     const socket = this.socket
     if (this.isTerminated && !this.isTls && socket.writableLength === 0) {
       // The client said goodbye and everything written is in the kernel already: a close sends

@@ -27,6 +27,15 @@ export function attachClientSocket(socket: net.Socket, owner: SocketOwner): void
   socket.on('drain', onSocketDrain)
 }
 
+/** The socket leaves this process (an online restart hands it over): nothing here reacts to it any more. */
+export function detachClientSocket(socket: net.Socket): void {
+  socket.removeListener('data', onSocketData)
+  socket.removeListener('error', onSocketError)
+  socket.removeListener('close', onSocketClose)
+  socket.removeListener('drain', onSocketDrain)
+  socket.on('error', () => {}) // until the handle is gone: an error now is the new owner's to see
+}
+
 /** A socket now wrapped by TLS: its plaintext reads and drains belong to the TLS socket from here on. */
 export function detachClientReads(socket: net.Socket): void {
   socket.removeListener('data', onSocketData)

@@ -69,4 +69,6 @@ export interface ProxyContext {
   readonly isShuttingDown: boolean
   /** SHUTDOWN WAIT_FOR_SERVERS (SIGINT) runs: a client that asks for a server is closed instead. */
   readonly isWaitingForServers: boolean
+  /** During an online restart's drain (runtime/takeover.ts): a client just gave its server back. Null otherwise. */
+  readonly onClientFree: ((c: PooledClient) => void) | null
 }

@@ -56,6 +56,23 @@ export function statementFor(body: Buffer, queryStart: number, queryEnd: number,
   return s
 }
 
+/**
+ * The registry's statement for `key` (query text, NUL, parameter types, as latin1), made from a
+ * Parse message of it when this process has none: a client handed over by another tidepool
+ * brings its statements this way (runtime/takeover.ts).
+ */
+export function statementFromParse(key: string, parseMsg: Buffer, scanFlags: number): Statement {
+  let s = registry.get(key)
+  if (s !== undefined) return s
+  // 'P', length, name\0, query\0, parameter types
+  const nameEnd = parseMsg.indexOf(0, 5)
+  const queryEnd = parseMsg.indexOf(0, nameEnd + 1)
+  if (nameEnd < 0 || queryEnd < 0) throw new Error('prepared: a handed-over Parse message without its strings')
+  s = new Statement(key, parseMsg.subarray(queryEnd + 1), parseMsg.subarray(nameEnd + 1, queryEnd), scanFlags)
+  registry.set(key, s)
+  return s
+}
+
 export function ref(s: Statement): void {
   s.refs++
 }
@@ -146,6 +163,11 @@ export class ClientStatements {
     if (this.byName === null || this.byName.get(name) !== s) return
     this.byName.delete(name)
     unref(s)
+  }
+
+  /** Every name and its statement (a handover carries them to another process). */
+  entries(): Iterable<[string, Statement]> {
+    return this.byName ?? []
   }
 
   clear(): void {
