@@ -92,7 +92,7 @@ export function showSockets(req: ConsoleRequest, isActiveOnly: boolean): ResultS
 
 /**
  * PgBouncer hands these rows, with the sockets attached, to a new process taking over (online
- * restart). tidepool does no takeover; it lists the same sockets so tools see PgBouncer's shape,
+ * restart). tidepool's takeover passes sockets over its own IPC channel (runtime/takeover.ts); this lists the same sockets so tools see PgBouncer's shape,
  * with no secret in it: password and the SCRAM keys are always NULL, cancel keys always 0.
  * Console clients are not listed: they belong to no pool.
  */
