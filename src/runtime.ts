@@ -62,6 +62,11 @@ export interface Inherited {
   readonly http: AdoptedServer | null
 }
 
+/** With shutdown_close_between_transactions, a client idle this long is closed; one that is busy
+ *  is closed as its transaction ends. Not at once: a client that just finished a transaction is
+ *  likely about to send the next, which would then fail. */
+const IDLE_CLOSE_MS = 250
+
 export class Runtime implements ProxyContext {
   config: Config
   readonly log: Logger
@@ -91,6 +96,7 @@ export class Runtime implements ProxyContext {
   isWaitingForServers = false
   /** Set while an online restart drains this process (runtime/takeover.ts). */
   onClientFree: ((c: PooledClient) => void) | null = null
+  isClosingBetweenTransactions = false
   /** Rebuilt on every RELOAD: new certificates apply to new connections. */
   clientTls: ClientTls | null = null
   serverTls: ServerTls | null = null
@@ -546,8 +552,15 @@ export class Runtime implements ProxyContext {
       this.isWaitingForServers = true
       this.pools.failWaiters(ClientErrors.serverShuttingDown)
     }
+    // For a floating address: the clients leave between transactions, and reconnect to the node that
+    // takes the address over, before the move would cut their connections.
+    this.isClosingBetweenTransactions = mode === 'clients' && this.settings.shutdown_close_between_transactions
     this.shutdownDone = new Promise<void>((resolve) => {
       const check = setInterval(() => {
+        if (this.isClosingBetweenTransactions) {
+          const idleSinceMs = Date.now() - IDLE_CLOSE_MS
+          for (const c of [...this.clients]) c.closeIfIdle(idleSinceMs)
+        }
         const done = mode === 'clients' ? this.clients.size === 0 : this.pools.busyServerCount() === 0
         if (done || this.tick === null) {
           clearInterval(check)

@@ -139,6 +139,7 @@ export interface Settings {
   http_allowed_hosts: readonly string[]
   janitor_interval_ms: number
   pause_timeout_ms: number
+  shutdown_close_between_transactions: boolean
   session_state_policy: SessionStatePolicy
   session_state_probe: SessionStateProbe
   auth_query_cache_ttl_ms: number
@@ -463,6 +464,8 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: 'Period of the sweep that enforces every timeout' }),
   setting({ name: 'pause_timeout_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 0 }), default: '60000', apply: 'live',
     doc: 'How long PAUSE waits for running transactions before it answers with an error naming the busy pools (the pause stays in effect); 0 waits forever, as PgBouncer' }),
+  setting({ name: 'shutdown_close_between_transactions', section: 'tidepool', group: G.tidepool, type: bool(), default: '0', apply: 'live',
+    doc: 'During SHUTDOWN WAIT_FOR_CLIENTS (SIGTERM), in transaction and statement mode: close each client as its transaction ends, and one idle for 250 ms, with "pooler is shutting down", instead of waiting for it to leave (PgBouncer waits). For a floating address (keepalived): the clients leave and reconnect before the address moves, which would cut their connections mid-transaction. Pinned clients are closed too, losing their session state; session mode still waits' }),
   setting({ name: 'session_state_policy', section: 'tidepool', group: G.tidepool, type: oneOf(['pin', 'error'] as const), default: 'pin', apply: 'live',
     doc: 'When a client in transaction or statement mode leaves session state behind: pin its server, or fail with an error' }),
   setting({ name: 'session_state_probe', section: 'tidepool', group: G.tidepool, type: oneOf(['auto', 'always'] as const), default: 'auto', apply: 'live',

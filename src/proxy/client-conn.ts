@@ -115,6 +115,8 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
   private isPaused = false
   private readonly peer: string
   private closed = false
+  /** The socket is corked from a ReadyForQuery at which the client will be closed until the FATAL is written. */
+  private isCorkedForClose = false
   isTls = false
   isConsole = false
   isOwnUser = false
@@ -573,12 +575,27 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
    * after this ReadyForQuery is an answer to this client (a FATAL of a dying backend, say).
    */
   willReleaseAtReady(server: ServerConn): boolean {
-    return (this.pool as Pool).settings.pool_mode !== 'session' && this.server === server && server.isReady &&
+    const isReleasing = (this.pool as Pool).settings.pool_mode !== 'session' && this.server === server && server.isReady &&
       this.pending.length === 0 && !this.isSyncingParams && !this.needsProbe && this.pinReason === ''
+    if (isReleasing && this.ctx.isClosingBetweenTransactions && !this.isCorkedForClose) {
+      // The client is closed at this ReadyForQuery: it must get the FATAL in the same write, or it
+      // may send its next query before the FATAL reaches it, and see that query fail.
+      this.isCorkedForClose = true
+      this.socket.cork()
+    }
+    return isReleasing
   }
 
   /** After a chunk with ReadyForQuery from the linked server. */
   onServerReady(server: ServerConn): void {
+    if (!this.isCorkedForClose) return this.onReady(server)
+    this.isCorkedForClose = false
+    this.onReady(server)
+    // Closed: socket.end() has written everything. Not closed (something arrived that keeps it), go on.
+    if (!this.closed) this.socket.uncork()
+  }
+
+  private onReady(server: ServerConn): void {
     const pool = this.pool as Pool
     const mode = pool.settings.pool_mode
     if (mode === 'session' || this.server !== server) return
@@ -596,11 +613,25 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
       this.probe(server)
       return
     }
+    if (this.pinReason === '') {
+      this.onClientDrain()
+      releaseServer(pool, server)
+    }
+    if (this.ctx.isClosingBetweenTransactions) {
+      this.fail(ClientErrors.shuttingDown)
+      return
+    }
     if (this.pinReason !== '') return
-    this.onClientDrain()
-    releaseServer(pool, server)
     const onFree = this.ctx.onClientFree
     if (onFree !== null) onFree(this)
+  }
+
+  /** During a shutdown with shutdown_close_between_transactions: a client in transaction or
+   *  statement mode that has sent nothing since `idleSinceMs` and holds no server is closed. */
+  closeIfIdle(idleSinceMs: number): void {
+    if (this.phase !== Phase.Work || this.server !== null || this.pending.length > 0 || this.requestAtMs > idleSinceMs) return
+    if ((this.pool as Pool).settings.pool_mode === 'session') return
+    this.fail(ClientErrors.shuttingDown)
   }
 
   // ---- session state: probe and pinning (session-pin.ts) ----

@@ -71,4 +71,7 @@ export interface ProxyContext {
   readonly isWaitingForServers: boolean
   /** During an online restart's drain (runtime/takeover.ts): a client just gave its server back. Null otherwise. */
   readonly onClientFree: ((c: PooledClient) => void) | null
+  /** SHUTDOWN WAIT_FOR_CLIENTS (SIGTERM) runs with shutdown_close_between_transactions: a client is
+   *  closed as its transaction ends. */
+  readonly isClosingBetweenTransactions: boolean
 }
