@@ -126,6 +126,8 @@ if (typecheck) {
 // them rather than fail (what .ci/run does too).
 const hasCommand = (name) => spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0
 const NEEDED = ['psql', 'pgbench', 'openssl', 'prometheus-pgbouncer-exporter', '/usr/lib/postgresql/15/bin/pg_basebackup', 'patroni', 'etcd', 'chromium',
+  // test/ha/keepalived.test.ts: the floating address in network namespaces
+  '/usr/sbin/keepalived', '/usr/sbin/ip',
   // test/compat's drivers: a file of each package, since most of them bring no command
   'java', '/usr/share/java/postgresql.jar', '/usr/lib/python3/dist-packages/psycopg/__init__.py', '/usr/lib/python3/dist-packages/psycopg2/__init__.py',
   '/usr/lib/ruby/vendor_ruby/pg.rb', '/usr/lib/x86_64-linux-gnu/perl5/5.36/DBD/Pg.pm', 'php', '/usr/share/php8.2-pgsql/pgsql/pgsql.ini']
@@ -139,12 +141,12 @@ if (NEEDED.some((c) => !hasCommand(c))) {
     spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-common'], { stdio: 'inherit', env })
     spawnSync('sed', ['-i', '-E', 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/', '/etc/postgresql-common/createcluster.conf'], { stdio: 'inherit' })
     spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'postgresql-client', 'openssl', 'prometheus-pgbouncer-exporter', 'postgresql-15', 'patroni', 'etcd-server', 'chromium',
-      'default-jre-headless', 'libpostgresql-jdbc-java', 'python3-psycopg', 'python3-psycopg2', 'ruby-pg', 'libdbd-pg-perl', 'php-cli', 'php-pgsql'], { stdio: 'inherit', env })
+      'keepalived', 'iproute2', 'default-jre-headless', 'libpostgresql-jdbc-java', 'python3-psycopg', 'python3-psycopg2', 'ruby-pg', 'libdbd-pg-perl', 'php-cli', 'php-pgsql'], { stdio: 'inherit', env })
     // Under systemd the packages start their services (etcd on 2379). They are left running: the
     // tests run their own on free ports, and stop nothing they did not start.
   }
   if (NEEDED.some((c) => !hasCommand(c))) {
-    console.error(`run-tests: the tests need ${NEEDED.join(', ')} (Debian: apt-get install postgresql-client openssl prometheus-pgbouncer-exporter postgresql-15 patroni etcd-server chromium default-jre-headless libpostgresql-jdbc-java python3-psycopg python3-psycopg2 ruby-pg libdbd-pg-perl php-cli php-pgsql)`)
+    console.error(`run-tests: the tests need ${NEEDED.join(', ')} (Debian: apt-get install postgresql-client openssl prometheus-pgbouncer-exporter postgresql-15 patroni etcd-server chromium keepalived iproute2 default-jre-headless libpostgresql-jdbc-java python3-psycopg python3-psycopg2 ruby-pg libdbd-pg-perl php-cli php-pgsql)`)
     process.exit(1)
   }
 }

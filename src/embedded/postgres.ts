@@ -129,7 +129,8 @@ export function freePort(): Promise<number> {
   })
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process with this pid exists (EPERM: it does, someone else's). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true
