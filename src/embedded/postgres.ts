@@ -116,7 +116,23 @@ function postgresOsIds(): OsIds {
 }
 
 /** A TCP port free on 127.0.0.1 when returned (not reserved: whoever binds later must retry). */
-export function freePort(): Promise<number> {
+// Ports this process handed out already. The kernel may give the same free port to two calls in a
+// row (it did: Patroni's REST API and its PostgreSQL got one port, and PostgreSQL could not bind),
+// and a caller that asks twice before binding means two different ports.
+const handedOut = new Set<number>()
+
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const port = await anyFreePort()
+    if (!handedOut.has(port) || attempt >= 50) {
+      if (handedOut.size > 20_000) handedOut.clear()
+      handedOut.add(port)
+      return port
+    }
+  }
+}
+
+function anyFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.unref()
