@@ -4,7 +4,8 @@
 // `recovery_s=<s> acked=<n> lost=<n> duplicated=<n> failed=<n>`; everything before it starts with
 // `drill: `. Exit 0 when the drill ran (whatever the figures), 1 when it could not run.
 // Usage: node --import tsx scripts/tier-drill.ts [--pooler tidepool|pgbouncer] [--nodes 3]
-//        [--clients 8] [--think-ms 5] [--stop]
+//        [--clients 8] [--think-ms 5] [--pgbench 4] [--stop]
+//   --pgbench N: N pgbench clients besides, in runs of 2 s restarted as each ends (0: none).
 //   --stop: SIGTERM instead of SIGKILL to the holder's pooler (a planned stop). tidepool runs with
 //           shutdown_close_between_transactions = 1, as examples/keepalived/README.md advises.
 // Must not: leave a namespace, process or dir behind, also when interrupted (Ctrl-C).
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: '3' },
     clients: { type: 'string', default: '8' },
     'think-ms': { type: 'string', default: '5' },
+    pgbench: { type: 'string', default: '4' },
     stop: { type: 'boolean', default: false },
   },
 })
@@ -39,6 +41,7 @@ if (pooler !== 'tidepool' && pooler !== 'pgbouncer') {
 const nodes = count('nodes', values.nodes, 2, 5)
 const clients = count('clients', values.clients, 1, 100)
 const thinkMs = count('think-ms', values['think-ms'], 0, 1000)
+const pgbenchClients = count('pgbench', values.pgbench, 0, 100)
 const say = (line: string): void => { process.stdout.write(`drill: ${line}\n`) }
 
 // Ctrl-C: the 'exit' listeners of the harness remove the namespaces, processes and dirs.
@@ -46,9 +49,10 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => pr
 
 let tier: Tier | null = null
 try {
-  say(`${pooler}, ${nodes} nodes, ${clients} clients, ${values.stop ? 'SIGTERM' : 'kill -9'} of the node holding the floating address`)
+  say(`${pooler}, ${nodes} nodes, ${clients} node-postgres clients and ${pgbenchClients} pgbench clients, ${values.stop ? 'SIGTERM' : 'kill -9'} of the node holding the floating address`)
   tier = await Tier.start({ pooler, nodes, say, tidepool: { shutdown_close_between_transactions: 1 } })
-  const f = await runDrill(tier, values.stop ? 'stop' : 'kill', { clients, thinkMs })
+  const pgbench = pgbenchClients > 0 ? { clients: pgbenchClients, runSeconds: 2 } : undefined
+  const f = await runDrill(tier, values.stop ? 'stop' : 'kill', { clients, thinkMs, pgbench })
   say(describeDrill(f))
   // Every failed transaction; of the refused connects, the first few.
   const shown = [...f.failures.filter((x) => x.phase !== 'connect'), ...f.failures.filter((x) => x.phase === 'connect').slice(0, 3)]

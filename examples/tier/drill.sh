@@ -8,10 +8,12 @@
 # recovery_s: from the kill to the first new connection through the address that succeeded;
 # acked: commits the clients saw acknowledged; lost: of those, missing from the table; duplicated:
 # transactions found twice; failed: transactions that failed once connected (the one each client
-# was in when its node died; refused connects are not counted).
+# was in when its node died, or a pgbench client's next BEGIN; refused connects are not counted).
 #
 # Usage: sudo examples/tier/drill.sh [--pooler tidepool|pgbouncer] [--nodes 3] [--clients 8]
-#                                    [--think-ms 5] [--stop]
+#                                    [--think-ms 5] [--pgbench 4] [--stop]
+#   --pgbench N: N pgbench clients besides the node-postgres ones, in 2 s runs that the drill
+#                restarts as each ends, as a load script would after a failover (0: none).
 #   --pooler pgbouncer: Debian's PgBouncer in tidepool's place (its check: pg_isready).
 #   --stop: a planned stop (SIGTERM) instead of kill -9.
 # Needs: keepalived and iproute2 (apt-get install keepalived iproute2; bash .ci/run installs them),

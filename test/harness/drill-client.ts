@@ -10,6 +10,7 @@
 // Must not: retry a transaction (a retry would hide what the pooler lost or applied twice).
 
 import pg from 'pg'
+import { startPgbenchDrill } from './drill-pgbench.ts'
 import { startLoad } from './load.ts'
 import type { DrillAttemptFailure, DrillClientOptions, DrillClientResult } from './tier-drill.ts'
 
@@ -63,12 +64,18 @@ async function main(): Promise<void> {
     },
   })
 
-  const ticker = setInterval(() => process.stdout.write(`progress ${load.stats.ok} ${load.stats.failed}\n`), 100)
+  let pgbenchCommitted = 0
+  const bench = o.pgbench === undefined ? null : startPgbenchDrill({
+    host: o.host, port: o.port, user: o.user, password: o.password, database: o.database,
+    clients: o.pgbench.clients, runSeconds: o.pgbench.runSeconds, clientBase: 1000,
+  }, (n) => { pgbenchCommitted += n })
+
+  const ticker = setInterval(() => process.stdout.write(`progress ${load.stats.ok + pgbenchCommitted} ${load.stats.failed}\n`), 100)
   process.once('SIGINT', () => {
     clearInterval(ticker)
-    void load.stop().then((stats) => {
+    void Promise.all([load.stop(), bench?.stop()]).then(([stats, pgbench]) => {
       const result: DrillClientResult = {
-        acked, connects, failures, committed: stats.ok, failedTx, refusedConnects, longestStallMs: stats.longestStallMs,
+        acked, connects, failures, committed: stats.ok, failedTx, refusedConnects, longestStallMs: stats.longestStallMs, pgbench,
       }
       process.stdout.write(`result ${JSON.stringify(result)}\n`, () => process.exit(0))
     })

@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { waitFor } from './clients.ts'
 import { Lan, type NetnsHost } from './netns.ts'
+import type { PgbenchDrillResult } from './drill-pgbench.ts'
 import { PGBOUNCER_BIN } from './pgbouncer.ts'
 import { startPostgres, type PgInstance } from './postgres.ts'
 import { Daemon, destroy, makeDir, pgQuery, requireBinaries, SUPERUSER } from './replication.ts'
@@ -26,6 +27,7 @@ const ROOT = join(import.meta.dirname, '..', '..')
 const EXAMPLE = join(ROOT, 'examples', 'keepalived')
 export const KEEPALIVED = '/usr/sbin/keepalived'
 const PG_ISREADY = '/usr/bin/pg_isready'
+const PGBENCH = '/usr/bin/pgbench'
 /** Inside every node's namespace: the pooler's port and tidepool's HTTP port (the example's). */
 const POOLER_PORT = 6432
 const HTTP_PORT = 8080
@@ -41,6 +43,8 @@ export interface DrillClientOptions {
   database: string
   clients: number
   thinkMs: number
+  /** pgbench runs beside the node-postgres clients (drill-pgbench.ts), restarted as each ends */
+  pgbench?: { clients: number; runSeconds: number }
 }
 
 export interface DrillAttemptFailure {
@@ -65,6 +69,7 @@ export interface DrillClientResult {
   failedTx: number
   refusedConnects: number
   longestStallMs: number
+  pgbench?: PgbenchDrillResult
 }
 
 export interface TierNode {
@@ -243,9 +248,10 @@ export class Tier {
   }
 
   /** Starts the drill's clients in their namespace, writing through the floating address. */
-  startClients(clients: number, thinkMs: number): DrillClients {
+  startClients(clients: number, thinkMs: number, pgbench?: DrillClientOptions['pgbench']): DrillClients {
+    if (pgbench !== undefined) requireBinaries([PGBENCH])
     const opts: DrillClientOptions = {
-      host: this.vip, port: POOLER_PORT, user: SUPERUSER.user, password: SUPERUSER.password, database: 'app', clients, thinkMs,
+      host: this.vip, port: POOLER_PORT, user: SUPERUSER.user, password: SUPERUSER.password, database: 'app', clients, thinkMs, pgbench,
     }
     const d = new Daemon({ asPostgres: false, deathSignal: 'TERM', env: { ...process.env } })
     this.daemons.push(d)
@@ -260,7 +266,9 @@ export class Tier {
     const inDb = new Map<string, number>()
     for (const row of rows) inDb.set(`${row.client}/${row.seq}`, row.n as number)
     const acked = new Set<string>()
-    for (let i = 0; i < r.acked.length; i += 2) acked.add(`${r.acked[i]}/${r.acked[i + 1]}`)
+    for (const list of [r.acked, r.pgbench?.acked ?? []]) {
+      for (let i = 0; i < list.length; i += 2) acked.add(`${list[i]}/${list[i + 1]}`)
+    }
     let lost = 0
     for (const k of acked) if (!inDb.has(k)) lost++
     let duplicated = 0
@@ -350,7 +358,10 @@ export interface DrillFigures {
   refusedConnects: number
   committed: number
   longestStallMs: number
+  /** node-postgres clients' failures and pgbench's aborted clients */
   failures: DrillAttemptFailure[]
+  /** with pgbench: its runs, the runs that could not connect, its commits */
+  pgbench: { runs: number; refusedRuns: number; committed: number } | null
 }
 
 function recoveryFrom(r: DrillClientResult, t0: number): number {
@@ -366,9 +377,9 @@ function recoveryFrom(r: DrillClientResult, t0: number): number {
  * Under load from `clients` clients: `how` ('kill': SIGKILL, 'stop': SIGTERM) to the pooler of the
  * node holding the address; waits until the address moved and the clients committed again.
  */
-export async function runDrill(tier: Tier, how: 'kill' | 'stop', o: { clients: number; thinkMs: number }): Promise<DrillFigures> {
+export async function runDrill(tier: Tier, how: 'kill' | 'stop', o: { clients: number; thinkMs: number; pgbench?: DrillClientOptions['pgbench'] }): Promise<DrillFigures> {
   const from = tier.holder() ?? await tier.waitHolder(10_000)
-  const run = tier.startClients(o.clients, o.thinkMs)
+  const run = tier.startClients(o.clients, o.thinkMs, o.pgbench)
   try {
     await run.progress(20 * o.clients, 60_000)
     const t0 = Date.now()
@@ -383,10 +394,18 @@ export async function runDrill(tier: Tier, how: 'kill' | 'stop', o: { clients: n
     await sleep(200)
     const r = await run.stop()
     const count = await tier.check(r)
+    const pb = r.pgbench
+    // An aborted pgbench client is a transaction that failed once connected, as a node-postgres
+    // client's failed BEGIN, INSERT or COMMIT is.
+    const aborted: DrillAttemptFailure[] = (pb?.aborted ?? []).map((a) => ({
+      client: a.client, seq: a.seq, phase: a.phase, startedMs: a.atMs, endedMs: a.atMs, error: `pgbench: ${a.error}`,
+    }))
     return {
       t0Ms: t0, recoveryMs: recoveryFrom(r, t0), movedMs, from: from.name, to: to.name, count,
-      failedTx: r.failedTx, refusedConnects: r.refusedConnects, committed: r.committed, longestStallMs: r.longestStallMs,
-      failures: r.failures,
+      failedTx: r.failedTx + aborted.length, refusedConnects: r.refusedConnects + (pb?.refusedRuns ?? 0),
+      committed: r.committed + (pb === undefined ? 0 : pb.acked.length / 2), longestStallMs: r.longestStallMs,
+      failures: [...r.failures, ...aborted],
+      pgbench: pb === undefined ? null : { runs: pb.runs, refusedRuns: pb.refusedRuns, committed: pb.acked.length / 2 },
     }
   } finally {
     await run.stop().catch(() => {})
@@ -403,6 +422,7 @@ export function describeDrill(f: DrillFigures): string {
   return `${f.from} → ${f.to}: address moved after ${f.movedMs} ms, first new connection after ${f.recoveryMs} ms; ` +
     `${f.committed} committed, ${f.failedTx} failed transactions, ${f.refusedConnects} refused connects, ` +
     `longest stall ${f.longestStallMs} ms; ${f.count.rows} rows, ${f.count.lost} lost, ${f.count.duplicated} duplicated, ` +
-    `${f.count.committedUnacknowledged} committed unacknowledged`
+    `${f.count.committedUnacknowledged} committed unacknowledged` +
+    (f.pgbench === null ? '' : `; pgbench: ${f.pgbench.runs} runs (${f.pgbench.refusedRuns} could not connect), ${f.pgbench.committed} committed`)
 }
 
