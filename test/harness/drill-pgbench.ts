@@ -13,12 +13,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
-export interface PgbenchDrillOptions {
+/** Where a drill's clients connect. */
+export interface DrillTarget {
   host: string
   port: number
   user: string
   password: string
   database: string
+}
+
+export interface PgbenchDrillOptions extends DrillTarget {
   /** clients per pgbench run */
   clients: number
   /** -T of each run */

@@ -17,7 +17,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { waitFor } from './clients.ts'
 import { Lan, type NetnsHost } from './netns.ts'
-import type { PgbenchDrillResult } from './drill-pgbench.ts'
+import type { DrillTarget, PgbenchDrillResult } from './drill-pgbench.ts'
 import { PGBOUNCER_BIN } from './pgbouncer.ts'
 import { startPostgres, type PgInstance } from './postgres.ts'
 import { Daemon, destroy, makeDir, pgQuery, requireBinaries, SUPERUSER } from './replication.ts'
@@ -35,12 +35,7 @@ const VIP_HOST = 50
 
 export type Pooler = 'tidepool' | 'pgbouncer'
 
-export interface DrillClientOptions {
-  host: string
-  port: number
-  user: string
-  password: string
-  database: string
+export interface DrillClientOptions extends DrillTarget {
   clients: number
   thinkMs: number
   /** pgbench runs beside the node-postgres clients (drill-pgbench.ts), restarted as each ends */
