@@ -158,7 +158,8 @@ test('planned switchover without Patroni, under node-postgres and pgbench load: 
   const b = await bench
   const latencies = readdirSync(dir).filter((f) => f.startsWith('pgb')).flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n'))
     .filter((l) => l !== '').map((l) => Number(l.split(' ')[2]) / 1000)
-  const pgbMaxMs = Math.round(Math.max(...latencies))
+  // Not Math.max(...latencies): a fast run logs more transactions than a call has room for arguments.
+  const pgbMaxMs = Math.round(latencies.reduce((m, v) => Math.max(m, v), 0))
   const phases = report.phases.map((p) => `${p.name}=${p.ms}`).join(' ')
   t.diagnostic(`switchover ${report.ok ? 'ok' : report.error}: ${report.totalMs} ms held (${phases}); released ${resumedAt - promotedAt} ms after the test saw the promotion (negative: tidepool's checks saw it first)`)
   t.diagnostic(`node-postgres: ${describeLoad(s)}`)
