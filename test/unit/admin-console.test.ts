@@ -297,6 +297,7 @@ async function fixture(ini = INI): Promise<Fixture> {
     peers: () => [],
     peerPools: () => [],
     fleetCommand: () => Promise.reject(new Error('not in a fleet: [tidepool] fleet_etcd is not set')),
+    fleetSwitchover: () => Promise.reject(new Error('not in a fleet: [tidepool] fleet_etcd is not set')),
     isSuspended: false,
     setCalls: [] as Array<[string, string]>,
     setResult: { ok: true, warnings: [] } as SetOutcome,
