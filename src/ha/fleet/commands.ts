@@ -305,11 +305,12 @@ export class FleetCommands {
         }
       }
       const w: FleetSwitchoverState | undefined = (latest as FleetCommandRecord | null)?.switchover
-      if (w === undefined) return await run.fail(`the command vanished (${c.from} gave up, or its lease expired): released`)
-      if (w.stage === 'abort') return await run.fail(`aborted by ${c.from}: ${w.why ?? 'no reason given'}`)
-      if (w.stage === 'hold') return await run.fail(`no promotion from ${c.from} by the deadline (${c.deadline_ms - c.issued_ms} ms): released`)
-      run.waited('promote', `by ${c.from}`)
-      await run.retarget(w.primary)
+      const why = w === undefined ? `the command vanished (${c.from} gave up, or its lease expired): released`
+        : w.stage === 'abort' ? `aborted by ${c.from}: ${w.why ?? 'no reason given'}`
+          : w.stage === 'hold' ? `no promotion from ${c.from} by the deadline (${c.deadline_ms - c.issued_ms} ms): released` : null
+      run.waited('promote', why === null ? `by ${c.from}` : 'none')
+      if (why !== null) return await run.fail(why)
+      await run.retarget(w!.primary)
     } catch (err) {
       run.report.error = (err as Error).message
     } finally {
@@ -453,8 +454,8 @@ export class FleetCommands {
         this.o.log.error('fleet.switchover_aborted', null, `FLEET SWITCHOVER ${database}: ${abort}; every node releases`)
         await write({ ...state, stage: 'abort', why: abort }).catch(() => {})
       }
-      // Each node releases by the deadline at the latest; its ack follows within moments.
-      const done = await this.collect(id, live, issued, rec.deadline_ms + 2_000)
+      // Each node releases by the deadline at the latest, at once on an abort; its ack follows within moments.
+      const done = await this.collect(id, live, issued, abort === null ? rec.deadline_ms + 2_000 : Math.min(rec.deadline_ms, Date.now()) + 2_000)
       return { ...done, timeoutMs, error: abort, primary, promoteMs }
     } finally {
       this.pending.delete(id)
