@@ -1,6 +1,7 @@
 // FLEET SWITCHOVER on the Patroni lab (test/harness/patroni.ts: Patroni 3.0, etcd, two PostgreSQL
 // 15 members) with three tidepool nodes in one fleet on the lab's etcd (two in this process, one a
-// child that can be killed), each under its own load of node-postgres clients in transaction mode.
+// child that can be killed), each under its own load of node-postgres clients and pgbench in
+// transaction mode.
 // A switchover from the console: every node holds, the initiator promotes through Patroni, every
 // node retargets; no transaction fails, every node's writes go to the new primary, and the stall
 // (the longest any node held) is reported beside Patroni's own promote time. The CLI switches back;
@@ -11,7 +12,10 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { Etcd3 } from 'etcd3'
-import { waitFor } from '../harness/clients.ts'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { runPgbench, waitFor } from '../harness/clients.ts'
 import { asInstance, FRONT_SETTINGS, FRONT_TIDEPOOL, frontDatabase, startPatroniCluster, type PatroniNode } from '../harness/patroni.ts'
 import { pgQuery, SUPERUSER, waitStreaming } from '../harness/replication.ts'
 import { spawnTidepool, startTidepool, type TestTidepool } from '../harness/tidepool.ts'
@@ -65,11 +69,29 @@ test('FLEET SWITCHOVER: 3 tidepool nodes in front of Patroni under load, 0 faile
   const progress = (n: number, names = [...loads.keys()]) => Promise.all(names.map((x) => loads.get(x)!.progress(n, 30_000)))
   await progress(10)
 
-  // --- the switchover, from a's console ---
+  // --- the switchover, from a's console, with pgbench beside the node-postgres clients on every node ---
+  const dir = mkdtempSync(join(tmpdir(), 'tidepool-pgbench-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'tx.sql'), '\\set n random(1, 1000000)\nBEGIN;\nINSERT INTO load_tx (client, seq, port) VALUES (-1, :n, inet_server_port());\nEND;\n')
+  const benches = Object.entries(ports).map(([name, port]) => runPgbench({
+    port, user: SUPERUSER.user, password: SUPERUSER.password, db: 'app',
+    args: ['-n', '-f', join(dir, 'tx.sql'), '-c', '2', '-j', '1', '-T', '8', '-l', `--log-prefix=${join(dir, `pgb-${name}`)}`],
+    timeoutMs: 60_000,
+  }))
+  await new Promise((r) => setTimeout(r, 2_000))
   const before = Date.now()
   const rows = await adminQuery(pgi, a.port, `FLEET SWITCHOVER app TO ${second.name} TIMEOUT 30`)
   const after = Date.now()
   await progress(10)
+  const benched = await Promise.all(benches)
+  for (const [i, name] of Object.keys(ports).entries()) {
+    const b = benched[i]!
+    const latencies = readdirSync(dir).filter((f) => f.startsWith(`pgb-${name}`)).flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n'))
+      .filter((l) => l !== '').map((l) => Number(l.split(' ')[2]) / 1000)
+    t.diagnostic(`pgbench through ${name}: exit ${b.code}, tps ${b.tps}, ${latencies.length} transactions, longest ${Math.round(Math.max(...latencies))} ms`)
+    assert.equal(b.code, 0, b.stderr)
+    assert.doesNotMatch(b.stderr, /aborted/)
+  }
   assert.deepEqual(rows.map((r) => [r.node, r.outcome]), [['a', 'ok'], ['b', 'ok'], ['c', 'ok']])
   assert.equal(await second.isLeader(), true)
   const promoteLine = a.logs.find((l) => /switchover app: promote took \d+ ms \(through Patroni\)/.test(l))
