@@ -180,4 +180,25 @@ test('FLEET SWITCHOVER: 3 tidepool nodes in front of Patroni under load, 0 faile
   await progress(5)
   for (const [name, l] of loads) assert.equal(l.stats.failed, 0, `${name}: ${JSON.stringify(l.stats.failures.slice(0, 3))}`)
   assert.equal(await first.isLeader(), true, 'nobody promoted')
+
+  // --- the command's lease revoked mid-hold (as when the initiator's lease is gone): release at once ---
+  // The dead initiator's election key lives on with its lease (deadline + 5 s): until then a new one is refused.
+  assert.match(await consoleError(pgi, a.port, 'FLEET SWITCHOVER app TIMEOUT 10'), /a fleet switchover of app is running \(started by c\)/)
+  await waitFor(async () => (await etcd.get(`${fleet}/switchover/app`).string()) === null, { timeoutMs: 15_000, intervalMs: 50, what: 'c\'s election key to expire with its lease' })
+  const asked = adminQuery(pgi, a.port, 'FLEET SWITCHOVER app TIMEOUT 10').then((rows) => JSON.stringify(rows), (e: Error) => e.message)
+  let lease = ''
+  await waitFor(async () => {
+    // c's command may still be there (its lease outlives its deadline): a's is the one from a.
+    const cmd = Object.values(await etcd.getAll().prefix(`${fleet}/commands/`).strings()).map((v) => JSON.parse(v) as { id: string; from: string; lease: string }).find((x) => x.from === 'a')
+    lease = cmd?.lease ?? ''
+    return cmd !== undefined && (await etcd.get(`${fleet}/acks/${cmd.id}.held/b`).string()) !== null
+  }, { timeoutMs: 10_000, intervalMs: 20, what: 'b to hold for a' }).catch(async (err: Error) => { throw new Error(`${err.message}; a answered: ${await asked}`) })
+  const revokedAt = Date.now()
+  await etcd.leaseClient.leaseRevoke({ ID: lease })
+  await waitFor(() => /the command vanished/.test(b.rt.switchovers.get('app')?.error ?? ''), { timeoutMs: 5_000, intervalMs: 10, what: 'b to release when the command vanished' })
+  const vanishedMs = Date.now() - revokedAt
+  t.diagnostic(`command lease revoked mid-hold: b released ${vanishedMs} ms later (held ${b.rt.switchovers.get('app')!.totalMs} ms of a 10 s deadline); a answered: ${await asked}`)
+  assert.ok(vanishedMs < 1_000, `released ${vanishedMs} ms after the revoke`)
+  await progress(5)
+  for (const [name, l] of loads) assert.equal(l.stats.failed, 0, `${name}: ${JSON.stringify(l.stats.failures.slice(0, 3))}`)
 })
