@@ -199,6 +199,7 @@ test('FLEET SWITCHOVER: 3 tidepool nodes in front of Patroni under load, 0 faile
   const vanishedMs = Date.now() - revokedAt
   t.diagnostic(`command lease revoked mid-hold: b released ${vanishedMs} ms later (held ${b.rt.switchovers.get('app')!.totalMs} ms of a 10 s deadline); a answered: ${await asked}`)
   assert.ok(vanishedMs < 1_000, `released ${vanishedMs} ms after the revoke`)
+  assert.match(await asked, /the command left etcd while the nodes held/)
   await progress(5)
   for (const [name, l] of loads) assert.equal(l.stats.failed, 0, `${name}: ${JSON.stringify(l.stats.failures.slice(0, 3))}`)
 })

@@ -174,7 +174,7 @@ export class FleetCommands {
   /** Commands run (or refused) here, by id, with their deadline, so none runs twice. */
   private readonly seen = new Map<string, number>()
   /** Commands this node started and waits on: the acks seen so far, by id. */
-  private readonly pending = new Map<string, { acks: Map<string, { atMs: number; ack: FleetAck }>; wake: () => void }>()
+  private readonly pending = new Map<string, { acks: Map<string, { atMs: number; ack: FleetAck }>; wake: () => void; isGone: boolean }>()
   private readonly logged = new Set<string>()
   /** Fleet switchovers running here, by id: told of each new version of their record (null: it vanished). */
   private readonly parts = new Map<string, (rec: FleetCommandRecord | null) => void>()
@@ -187,7 +187,7 @@ export class FleetCommands {
   start(): void {
     const commands = this.o.client.watch().prefix(this.prefix).watcher()
     commands.on('put', (kv: IKeyValue) => this.consider(kv.key.toString(), kv.value.toString()))
-    commands.on('delete', (kv: IKeyValue) => this.parts.get(kv.key.toString().slice(this.prefix.length))?.(null))
+    commands.on('delete', (kv: IKeyValue) => this.onDelete(kv.key.toString().slice(this.prefix.length)))
     commands.on('error', () => {})
     const acks = this.o.client.watch().prefix(`${this.o.fleetName}/acks/`).watcher()
     acks.on('put', (kv: IKeyValue) => this.onAck(kv.key.toString(), kv.value.toString()))
@@ -319,6 +319,18 @@ export class FleetCommands {
     return run.finish()
   }
 
+  /** A command's record left etcd (its lease was revoked or expired): nobody waits on it any more. */
+  private onDelete(id: string): void {
+    this.parts.get(id)?.(null)
+    for (const ackId of [id, heldId(id)]) {
+      const p = this.pending.get(ackId)
+      if (p !== undefined) {
+        p.isGone = true
+        p.wake()
+      }
+    }
+  }
+
   private onAck(key: string, value: string): void {
     const m = /^(.*)\/acks\/([^/]+)\/([^/]+)$/.exec(key)
     if (m === null) return
@@ -345,7 +357,7 @@ export class FleetCommands {
   /** Waits until every node of `live` acked `ackId` or `untilMs` passes; one row per ack, by node. */
   private async collect(ackId: string, live: readonly string[], issued: number, untilMs: number): Promise<{ rows: FleetCommandRow[]; missing: string[] }> {
     const p = this.pending.get(ackId)!
-    const isDone = () => live.every((n) => p.acks.has(n))
+    const isDone = () => p.isGone || live.every((n) => p.acks.has(n))
     while (!isDone() && Date.now() < untilMs) {
       // The acks watch wakes this at once; the read every 250 ms covers a watch that is reconnecting.
       await new Promise<void>((resolve) => {
@@ -368,7 +380,7 @@ export class FleetCommands {
   }
 
   private expect(ackId: string): void {
-    this.pending.set(ackId, { acks: new Map(), wake: () => {} })
+    this.pending.set(ackId, { acks: new Map(), wake: () => {}, isGone: false })
   }
 
   /**
@@ -434,6 +446,7 @@ export class FleetCommands {
       }
       // Every node must hold before anyone promotes; they drain until half the time, so a little after that is the limit.
       const held = await this.collect(heldId(id), live, issued, issued + timeoutMs * 0.6)
+      if (this.pending.get(id)!.isGone) throw new Error(`FLEET SWITCHOVER ${database}: the command left etcd while the nodes held (its lease was revoked or expired); every node released`)
       const refused = held.rows.filter((r) => r.outcome !== 'ok')
       let abort: string | null = held.missing.length > 0 ? `no hold from ${held.missing.join(', ')} within ${Math.round(timeoutMs * 0.6)} ms`
         : refused.length > 0 ? `could not hold: ${refused.map((r) => `${r.node} (${r.outcome})`).join(', ')}` : null
