@@ -20,6 +20,8 @@ const USAGE = `usage:
                                              store a config for every node of the fleet (etcd); show who runs what
   tidepool fleet pause|resume|reconnect|kill|reload|enable|disable [db] [-h host] [-p port] [-U user]
                                              a command every node of the fleet runs, through one node's console
+  tidepool fleet switchover <db> [--to host] [--timeout s] [-h host] [-p port] [-U user]
+                                             every node holds, that node promotes through Patroni, all follow
   tidepool bench init|run|report ...         workloads direct vs pooled, tables and an HTML report
   tidepool --version | --help`
 

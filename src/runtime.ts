@@ -356,6 +356,7 @@ export class Runtime implements ProxyContext {
       isEtcdUp: () => member.isEtcdUp,
       // Each node runs it as its own console would: the same checks, texts and (with workers) fan-out.
       execute: async (op, db) => (await this.admin.act(op, db)).error,
+      switchovers: this.switchoverRunner,
     })
     this.fleetCommands = commands
     commands.start()

@@ -13,7 +13,7 @@ import type { Backends } from '../ha/backends.ts'
 import type { Switchovers } from '../ha/switchover.ts'
 import type { FleetMember } from '../ha/fleet/member.ts'
 import type { PeerPools } from '../proxy/peer-pools.ts'
-import { FLEET_OPS, type FleetCommandResult, type FleetCommands, type FleetOp } from '../ha/fleet/commands.ts'
+import { FLEET_OPS, type FleetCommandResult, type FleetCommands, type FleetOp, type FleetSwitchoverResult } from '../ha/fleet/commands.ts'
 import type { Listener } from '../net/listener.ts'
 import type { ReadGate } from '../net/read-gate.ts'
 import { fdOf } from '../net/socket-fd.ts'
@@ -31,7 +31,7 @@ import type { HttpView } from '../observe/http.ts'
 import type { DashboardSnapshot } from '../observe/dashboard.ts'
 import { isWatched } from '../ha/backends.ts'
 import { LATENCY_BUCKETS_S } from '../pool/stats.ts'
-import { fleetMissingText } from './commands/fleet.ts'
+import { fleetMissingText, fleetSwitchoverError } from './commands/fleet.ts'
 import { consoleRows, type ConsoleView, type SetOutcome, type ShutdownMode, type SocketFacts } from './console.ts'
 
 const CONSOLE_DB = 'pgbouncer'
@@ -91,16 +91,13 @@ export class AdminActions {
         host,
         databases: [...d.config().databases.values()].filter((e) => d.backends.hostsOf(e).includes(host)).map((e) => e.name),
       })),
-      switchover: (db, to, timeoutMs) => {
-        const s = d.config().settings
-        // The deadline must be finite: it is what releases held traffic whatever happens.
-        return d.switchovers.run(db, to, timeoutMs ?? (s.pause_timeout_ms > 0 ? s.pause_timeout_ms : 30_000))
-      },
+      switchover: (db, to, timeoutMs) => d.switchovers.run(db, to, timeoutMs ?? a.switchoverTimeoutMs()),
       switchovers: () => [...d.switchovers.last.values()],
       fleet: () => d.fleet()?.rows() ?? [],
       peers: () => d.peers.rows(),
       peerPools: () => d.peers.poolRows(),
       fleetCommand: (op, db) => a.fleetCommand(op, db),
+      fleetSwitchover: (db, to, timeoutMs) => a.fleetSwitchover(db, to, timeoutMs),
       pools: (nowMs) => d.pools.list().map((p) => p.row(nowMs)),
       servers: () => d.pools.list().flatMap((p) => p.lists.allServers().map((s) => (s as ServerConn).info())),
       stats: () => d.stats.rows(),
@@ -172,6 +169,19 @@ export class AdminActions {
       if (!dbs.has(db) && !dbs.has('*')) return Promise.reject(new Error(`no such database: ${db}`))
     }
     return cmds.issue(op, db, this.d.config().settings.fleet_command_timeout_ms)
+  }
+
+  /** A switchover's deadline when none is given: it must be finite, as it is what releases held traffic whatever happens. */
+  switchoverTimeoutMs(): number {
+    const s = this.d.config().settings
+    return s.pause_timeout_ms > 0 ? s.pause_timeout_ms : 30_000
+  }
+
+  /** FLEET SWITCHOVER db [TO host] [TIMEOUT s], from the console or HTTP. */
+  fleetSwitchover(db: string, to: string | null, timeoutMs: number | null): Promise<FleetSwitchoverResult> {
+    const cmds = this.d.fleetCommands()
+    if (cmds === null) return Promise.reject(new Error('not in a fleet: [tidepool] fleet_etcd is not set'))
+    return cmds.issueSwitchover(db, to, timeoutMs ?? this.switchoverTimeoutMs())
   }
 
   killClient(id: number): boolean {
@@ -273,7 +283,20 @@ export class AdminActions {
     if (action === 'fleet') {
       // POST /api/fleet?cmd=pause[&db=app]: one row per node, as FLEET PAUSE answers.
       const op = args.get('cmd')?.toLowerCase() ?? ''
-      if (!(FLEET_OPS as readonly string[]).includes(op)) return { error: `fleet needs ?cmd=${FLEET_OPS.join('|')}` }
+      if (op === 'switchover') {
+        // POST /api/fleet?cmd=switchover&db=app[&to=host][&timeout=s]: one row per node, as FLEET SWITCHOVER answers.
+        if (db === null) return { error: 'fleet switchover needs ?db=<database>' }
+        const t = args.get('timeout')
+        const timeoutMs = t === null ? null : Number(t) * 1000
+        if (timeoutMs !== null && !(timeoutMs > 0)) return { error: 'timeout must be a number of seconds above 0' }
+        try {
+          const r = await this.view.fleetSwitchover(db, args.get('to'), timeoutMs)
+          return { error: fleetSwitchoverError(db, r), rows: r.rows }
+        } catch (err) {
+          return { error: (err as Error).message }
+        }
+      }
+      if (!(FLEET_OPS as readonly string[]).includes(op)) return { error: `fleet needs ?cmd=${FLEET_OPS.join('|')}|switchover` }
       try {
         const r = await this.view.fleetCommand(op as FleetOp, db)
         return { error: r.missing.length > 0 ? fleetMissingText(op as FleetOp, r) : null, rows: r.rows }

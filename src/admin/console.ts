@@ -10,7 +10,7 @@
 // and acts only through it (the runtime implements it).
 
 import { SqlState } from '../protocol/pg-error.ts'
-import { runFleet } from './commands/fleet.ts'
+import { runFleet, runFleetSwitchover } from './commands/fleet.ts'
 import { runKill, runKillClient } from './commands/kill.ts'
 import { runPause, runResume, runSuspend } from './commands/pause-resume.ts'
 import { runDisable, runEnable, runReconnect, runWaitClose } from './commands/reconnect.ts'
@@ -109,6 +109,9 @@ const MAX_ARG = 63
 const HOST_WORD = `('(?:[^']|'')*'|"(?:[^"]|"")*"|[0-9a-z_.:\\[\\]-]+)`
 const SWITCHOVER_RX = new RegExp(`^[ \\t\\n\\r]*switchover[ \\t\\n\\r]+${WORD}(?:[ \\t\\n\\r]+to[ \\t\\n\\r]+${HOST_WORD})?(?:[ \\t\\n\\r]+timeout[ \\t\\n\\r]+([0-9]+(?:\\.[0-9]+)?))?[ \\t\\n\\r]*(?:;[ \\t\\n\\r]*)?$`, 'i')
 
+// tidepool's own: FLEET SWITCHOVER db [TO host] [TIMEOUT seconds], as SWITCHOVER's.
+const FLEET_SWITCHOVER_RX = new RegExp(`^[ \\t\\n\\r]*fleet[ \\t\\n\\r]+${SWITCHOVER_RX.source.slice(SWITCHOVER_RX.source.indexOf('switchover'))}`, 'i')
+
 // tidepool's own: FLEET <command> [db].
 const FLEET_RX = new RegExp(`^[ \\t\\n\\r]*fleet[ \\t\\n\\r]+${WORD}(?:[ \\t\\n\\r]+${WORD})?[ \\t\\n\\r]*(?:;[ \\t\\n\\r]*)?$`, 'i')
 
@@ -161,6 +164,8 @@ export function consoleRows(what: string, view: ConsoleView): Array<Record<strin
 function execute(req: ConsoleRequest): Buffer | Promise<Buffer> {
   const sw = SWITCHOVER_RX.exec(req.sql)
   if (sw !== null) return runSwitchover(req, unquote(sw[1]), sw[2] === undefined ? null : unquoteString(sw[2]), sw[3] === undefined ? null : Number(sw[3]))
+  const fs = FLEET_SWITCHOVER_RX.exec(req.sql)
+  if (fs !== null) return runFleetSwitchover(req, unquote(fs[1]), fs[2] === undefined ? null : unquoteString(fs[2]), fs[3] === undefined ? null : Number(fs[3]))
   const fl = FLEET_RX.exec(req.sql)
   if (fl !== null) {
     const arg = unquote(fl[2])

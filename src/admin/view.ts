@@ -15,7 +15,7 @@ import type { Host } from '../ha/hosts.ts'
 import type { SwitchoverReport } from '../ha/switchover.ts'
 import type { FleetNodeRow } from '../ha/fleet/member.ts'
 import type { PeerPoolRow, PeerRow } from '../proxy/peer-pools.ts'
-import type { FleetCommandResult, FleetOp } from '../ha/fleet/commands.ts'
+import type { FleetCommandResult, FleetSwitchoverResult, FleetOp } from '../ha/fleet/commands.ts'
 
 export type { ClientInfo, ServerInfo, PeerPoolRow, PeerRow }
 
@@ -114,4 +114,9 @@ export interface ConsoleView {
    * (no fleet, etcd unreachable, a bad database name).
    */
   fleetCommand(op: FleetOp, db: string | null): Promise<FleetCommandResult>
+  /**
+   * FLEET SWITCHOVER db [TO host] [TIMEOUT s]: every live node holds, this one promotes, all
+   * retarget and release; resolves with each node's answer. Rejects when it cannot start.
+   */
+  fleetSwitchover(db: string, to: string | null, timeoutMs: number | null): Promise<FleetSwitchoverResult>
 }

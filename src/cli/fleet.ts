@@ -5,6 +5,9 @@
 //   show [<file.ini>] prints the stored version and which node runs which version
 //   pause|resume|reconnect|kill|reload|enable|disable [db]
 //                     FLEET <cmd> through a running node's console (as psql -d pgbouncer would)
+//   switchover <db> [--to host] [--timeout s]
+//                     FLEET SWITCHOVER through a running node's console: every node holds, that
+//                     node promotes through Patroni, every node retargets and releases
 // push and show reach etcd as the file's [tidepool] fleet_* keys say (endpoints, TLS, user), or
 // through --etcd and --fleet. Exit 0 on success, 1 on a runtime failure (etcd unreachable, a node
 // that failed or did not answer), 2 on bad usage or an invalid file.
@@ -17,14 +20,15 @@ import { defaultSettings, findSetting, type Settings } from '../config/settings.
 import { isFleetWideKey } from '../config/fleet-scope.ts'
 import { parseSharedConfig, sharedConfigText } from '../config/shared-record.ts'
 import { checkConfigFile } from './check-config.ts'
-import { CONSOLE_OPTIONS, consoleClient, printRows } from './switchover.ts'
+import { CONSOLE_OPTIONS, consoleClient, printRows, switchoverSql } from './switchover.ts'
 
 const COMMANDS = ['pause', 'resume', 'reconnect', 'kill', 'reload', 'enable', 'disable']
 
 const USAGE = `usage:
   tidepool fleet push <file.ini> [--etcd host:port,...] [--fleet name]
   tidepool fleet show [<file.ini>] [--etcd host:port,...] [--fleet name] [--json]
-  tidepool fleet ${COMMANDS.join('|')} [db] [--host h] [--port p] [--user u]`
+  tidepool fleet ${COMMANDS.join('|')} [db] [--host h] [--port p] [--user u]
+  tidepool fleet switchover <db> [--to <host[:port]|patroni member>] [--timeout <seconds>] [--host h] [--port p] [--user u]`
 
 export async function runFleet(args: string[]): Promise<number> {
   const [sub, ...rest] = args
@@ -44,6 +48,7 @@ export async function runFleet(args: string[]): Promise<number> {
     return sub === 'push' ? push(files[0], parsed.values) : show(files[0] ?? null, parsed.values)
   }
   if (sub !== undefined && COMMANDS.includes(sub)) return command(sub, rest)
+  if (sub === 'switchover') return switchover(rest)
   process.stderr.write(`${USAGE}\n`)
   return 2
 }
@@ -165,6 +170,32 @@ async function command(cmd: string, args: string[]): Promise<number> {
     return rows.every((row) => row.outcome === 'ok') ? 0 : 1
   } catch (err) {
     process.stderr.write(`tidepool fleet ${cmd}: ${(err as Error).message}\n`)
+    return 1
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
+async function switchover(args: string[]): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, options: { to: { type: 'string' }, timeout: { type: 'string' }, ...CONSOLE_OPTIONS } })
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`)
+    return 2
+  }
+  const sql = switchoverSql(parsed.positionals, parsed.values)
+  if (sql === null) {
+    process.stderr.write(`${USAGE}\n`)
+    return 2
+  }
+  const client = consoleClient(parsed.values)
+  try {
+    await client.connect()
+    printRows((await client.query(`FLEET ${sql}`)).rows as Array<Record<string, unknown>>)
+    return 0
+  } catch (err) {
+    process.stderr.write(`tidepool fleet switchover: ${(err as Error).message}\n`)
     return 1
   } finally {
     await client.end().catch(() => {})

@@ -20,16 +20,12 @@ export async function runSwitchover(args: string[]): Promise<number> {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`)
     return 2
   }
-  const [db] = parsed.positionals
-  const timeout = parsed.values.timeout === undefined ? null : Number(parsed.values.timeout)
-  if (parsed.positionals.length !== 1 || (timeout !== null && !(timeout > 0))) {
+  const sql = switchoverSql(parsed.positionals, parsed.values)
+  if (sql === null) {
     process.stderr.write(`${USAGE}\n`)
     return 2
   }
   const client = consoleClient(parsed.values)
-  let sql = `SWITCHOVER ${quoteWord(db)}`
-  if (parsed.values.to !== undefined) sql += ` TO ${quoteWord(parsed.values.to)}`
-  if (timeout !== null) sql += ` TIMEOUT ${timeout}`
   try {
     await client.connect()
     printRows((await client.query(sql)).rows as Array<Record<string, unknown>>)
@@ -40,6 +36,16 @@ export async function runSwitchover(args: string[]): Promise<number> {
   } finally {
     await client.end().catch(() => {})
   }
+}
+
+/** SWITCHOVER db [TO host] [TIMEOUT s] from the CLI's words (FLEET SWITCHOVER's too); null for bad usage. */
+export function switchoverSql(positionals: string[], v: { to?: string; timeout?: string }): string | null {
+  const timeout = v.timeout === undefined ? null : Number(v.timeout)
+  if (positionals.length !== 1 || (timeout !== null && !(timeout > 0))) return null
+  let sql = `SWITCHOVER ${quoteWord(positionals[0])}`
+  if (v.to !== undefined) sql += ` TO ${quoteWord(v.to)}`
+  if (timeout !== null) sql += ` TIMEOUT ${timeout}`
+  return sql
 }
 
 /** How the CLI reaches a running tidepool's console: libpq's flags and environment. */

@@ -61,19 +61,39 @@ export class Switchovers {
   constructor(private readonly deps: SwitchoverDeps, private readonly entryOf: (database: string) => DatabaseEntry | undefined) {}
 
   async run(database: string, to: string | null, timeoutMs: number): Promise<SwitchoverReport> {
+    return this.track(this.begin(database, to, timeoutMs), runSwitchover)
+  }
+
+  /**
+   * A switchover of `database` made ready to run here, step by step (a fleet switchover drives
+   * each node's through etcd); throws when the database cannot switch over or one is running.
+   * Pass it to track() so it ends (and is recorded) whatever happens.
+   */
+  begin(database: string, to: string | null, timeoutMs: number, startedMs = Date.now()): SwitchoverRun {
+    const run = this.plan(database, to, timeoutMs, startedMs)
+    if (this.running !== null) throw new Error(`a switchover of ${this.running} is running`)
+    this.running = database
+    return run
+  }
+
+  /** A run that only checks and promotes (a fleet switchover's initiator): it holds nothing, so it runs beside this node's own. */
+  plan(database: string, to: string | null, timeoutMs: number, startedMs = Date.now()): SwitchoverRun {
     const entry = this.entryOf(database)
     if (entry === undefined || !isWatched(entry) || entry.hosts.length < 2) {
       throw new Error(`database ${database} has no several hosts to switch over between`)
     }
-    if (this.running !== null) throw new Error(`a switchover of ${this.running} is running`)
-    this.running = database
+    return new SwitchoverRun(this.deps, { database, entry, to, timeoutMs }, startedMs)
+  }
+
+  /** Runs `body` on a run from begin(), then records its report for SHOW SWITCHOVER and /metrics. */
+  async track(run: SwitchoverRun, body: (run: SwitchoverRun) => Promise<SwitchoverReport>): Promise<SwitchoverReport> {
     try {
-      const report = await runSwitchover(this.deps, { database, entry, to, timeoutMs })
-      this.last.set(database, report)
-      const count = this.counts.get(database) ?? { ok: 0, failed: 0 }
+      const report = await body(run)
+      this.last.set(report.database, report)
+      const count = this.counts.get(report.database) ?? { ok: 0, failed: 0 }
       if (report.ok) count.ok++
       else count.failed++
-      this.counts.set(database, count)
+      this.counts.set(report.database, count)
       return report
     } finally {
       this.running = null
@@ -84,98 +104,158 @@ export class Switchovers {
 const POLL_MS = 50
 const MIN_LOOK_MS = 25
 
-export async function runSwitchover(d: SwitchoverDeps, r: SwitchoverRequest): Promise<SwitchoverReport> {
-  const started = Date.now()
-  const deadline = started + r.timeoutMs
-  const hosts = d.backends.hostsOf(r.entry)
-  const report: SwitchoverReport = { database: r.database, from: null, to: null, ok: false, error: null, startedAtMs: started, totalMs: 0, phases: [], cancelled: 0 }
-  let phaseStart = started
-  const phase = (name: PhaseName, note: string) => {
-    const now = Date.now()
-    report.phases.push({ name, ms: now - phaseStart, note })
-    d.log.info('switchover.phase', null, `switchover ${r.database}: ${name} took ${now - phaseStart} ms${note === '' ? '' : ` (${note})`}`)
-    phaseStart = now
-  }
-
-  const old = hosts.find((h) => h.role === 'primary' && h.isUsable(Date.now())) ?? null
-  report.from = old?.key ?? null
-  const target = r.to === null ? null : await findHost(hosts, r.to, r.entry, Math.max(1, deadline - Date.now()))
-  if (r.to !== null && target === null) {
-    report.error = `no host "${r.to}" in database ${r.database} (hosts: ${hosts.map((h) => h.key).join(', ')})`
-    return finish(d, report, started, false)
-  }
-  if (target !== null && target === old) {
-    report.error = `${target.key} is already the primary`
-    return finish(d, report, started, false)
-  }
-  // Patroni checks its candidate itself (lag, state) and refuses a bad one; without it, the
-  // target must at least be a standby that answers.
-  const isPatroni = r.entry.patroni_urls.length > 0
-  if (target !== null && (!target.isUsable(Date.now()) || target.role === 'primary' || (!isPatroni && target.role !== 'replica'))) {
-    report.error = `${target.key} is not a running standby (role ${target.role}, ${target.health(Date.now())})`
-    return finish(d, report, started, false)
-  }
-
-  let call: PatroniCall | null = null
-  if (isPatroni) {
-    const c = await patroniCall(r, old, target, deadline)
-    if (typeof c === 'string') {
-      report.error = c
-      return finish(d, report, started, false)
-    }
-    call = c
-  }
-
-  // The whole cluster is held, not only `database`: every entry on these hosts shares the primary.
-  const keys = hosts.map((h) => h.key)
+/** One switchover on this node, all of it: check, hold and drain, promote, retarget, release. */
+export async function runSwitchover(run: SwitchoverRun): Promise<SwitchoverReport> {
+  const why = await run.check(true)
+  if (why !== null) return run.fail(why)
   try {
-    const held = await d.pools.run({ op: 'hold', hosts: keys })
+    await run.hold()
+    await run.promote()
+    await run.retarget(null)
+  } catch (err) {
+    run.report.error = (err as Error).message
+  }
+  return run.finish()
+}
+
+/**
+ * The steps of one switchover on this node, each timed as a phase of its report. A fleet
+ * switchover runs hold, retarget and finish on every node and promote on one (ha/fleet/commands.ts).
+ */
+export class SwitchoverRun {
+  readonly report: SwitchoverReport
+  readonly deadline: number
+  private phaseStart: number
+  private readonly hosts: Host[]
+  private old: Host | null = null
+  private target: Host | null = null
+  private call: PatroniCall | null = null
+  private isHolding = false
+
+  constructor(private readonly d: SwitchoverDeps, private readonly r: SwitchoverRequest, started: number) {
+    this.deadline = started + r.timeoutMs
+    this.phaseStart = started
+    this.hosts = d.backends.hostsOf(r.entry)
+    this.report = { database: r.database, from: null, to: null, ok: false, error: null, startedAtMs: started, totalMs: 0, phases: [], cancelled: 0 }
+  }
+
+  get database(): string {
+    return this.r.database
+  }
+
+  private phase(name: PhaseName, note: string): void {
+    const now = Date.now()
+    this.report.phases.push({ name, ms: now - this.phaseStart, note })
+    this.d.log.info('switchover.phase', null, `switchover ${this.r.database}: ${name} took ${now - this.phaseStart} ms${note === '' ? '' : ` (${note})`}`)
+    this.phaseStart = now
+  }
+
+  /**
+   * Before anything is held: the current primary, and for the node that promotes (`isPromoter`)
+   * the target and Patroni's call. Returns why the switchover cannot go on, or null.
+   */
+  async check(isPromoter: boolean): Promise<string | null> {
+    const { r, hosts } = this
+    const old = hosts.find((h) => h.role === 'primary' && h.isUsable(Date.now())) ?? null
+    this.old = old
+    this.report.from = old?.key ?? null
+    if (!isPromoter) return null
+    const target = r.to === null ? null : await findHost(hosts, r.to, r.entry, Math.max(1, this.deadline - Date.now()))
+    if (r.to !== null && target === null) return `no host "${r.to}" in database ${r.database} (hosts: ${hosts.map((h) => h.key).join(', ')})`
+    if (target !== null && target === old) return `${target.key} is already the primary`
+    // Patroni checks its candidate itself (lag, state) and refuses a bad one; without it, the
+    // target must at least be a standby that answers.
+    const isPatroni = r.entry.patroni_urls.length > 0
+    if (target !== null && (!target.isUsable(Date.now()) || target.role === 'primary' || (!isPatroni && target.role !== 'replica'))) {
+      return `${target.key} is not a running standby (role ${target.role}, ${target.health(Date.now())})`
+    }
+    this.target = target
+    if (isPatroni) {
+      const c = await patroniCall(r, old, target, this.deadline)
+      if (typeof c === 'string') return c
+      this.call = c
+    }
+    return null
+  }
+
+  /**
+   * Hold new transactions of the whole cluster (every entry on these hosts shares the primary, not
+   * only this database), then drain: transactions in flight finish on the old primary until
+   * `drainUntil` (half the time by default); those still running then are cancelled. Throws.
+   */
+  async hold(drainUntil = this.report.startedAtMs + this.r.timeoutMs / 2): Promise<void> {
+    const keys = this.hosts.map((h) => h.key)
+    this.isHolding = true
+    const held = await this.d.pools.run({ op: 'hold', hosts: keys })
     if (!held.ok) throw new Error(held.error)
-    phase('hold', `${held.pools} pool(s)`)
-    // Drain: transactions in flight finish on the old primary until half the time is spent; new ones wait.
-    const drained = await d.pools.run({ op: 'drain', hosts: keys, timeoutMs: started + r.timeoutMs / 2 - Date.now(), reason: 'switchover: transaction still running at the drain deadline' })
+    this.phase('hold', `${held.pools} pool(s)`)
+    const drained = await this.d.pools.run({ op: 'drain', hosts: keys, timeoutMs: drainUntil - Date.now(), reason: 'switchover: transaction still running at the drain deadline' })
     if (!drained.ok) throw new Error(drained.error)
-    report.cancelled = drained.cancelled
-    phase('drain', report.cancelled > 0 ? `${report.cancelled} transaction(s) still running were cancelled` : 'all finished')
+    this.report.cancelled = drained.cancelled
+    this.phase('drain', this.report.cancelled > 0 ? `${this.report.cancelled} transaction(s) still running were cancelled` : 'all finished')
+  }
 
-    const promoted = await promote(d, r, hosts, old, target, deadline, call)
+  /** Has the primary changed (through Patroni, or by someone else without it); the new primary's key if known yet. Throws. */
+  async promote(): Promise<string | null> {
+    const promoted = await promote(this.d, this.r, this.hosts, this.old, this.target, this.deadline, this.call)
     if (promoted !== null) throw new Error(promoted)
-    phase('promote', r.entry.patroni_urls.length > 0 ? 'through Patroni' : 'waited for an outside promotion')
+    this.phase('promote', this.r.entry.patroni_urls.length > 0 ? 'through Patroni' : 'waited for an outside promotion')
+    const now = this.hosts.find((h) => h.role === 'primary' && h !== this.old && (this.target === null || h === this.target))
+    return (this.target ?? now)?.key ?? null
+  }
 
-    // Retarget: the new primary must be known (every source agreeing) before anything is released.
+  /** A phase this node spent waiting for another to do its step (a fleet switchover's promote). */
+  waited(name: PhaseName, note: string): void {
+    this.phase(name, note)
+  }
+
+  /**
+   * The new primary must be known (every source agreeing) before anything is released: `toKey`
+   * (host:port) when another node promoted, else the promoted target or any primary but the old. Throws.
+   */
+  async retarget(toKey: string | null): Promise<void> {
+    const target = toKey === null ? this.target : this.hosts.find((h) => h.key === toKey) ?? null
+    if (toKey !== null && target === null) throw new Error(`the new primary ${toKey} is none of this node's hosts`)
     let picked: Host | null = null
     // The promotion's last look usually settles it already: no extra round before the release.
-    for (let isFirst = true; Date.now() < deadline; isFirst = false) {
-      if (!isFirst) await look(d, deadline)
-      const p = d.backends.pick(r.entry, 0, Date.now())
-      if (typeof p !== 'string' && p.host !== old && (target === null || p.host === target)) {
+    for (let isFirst = true; Date.now() < this.deadline; isFirst = false) {
+      if (!isFirst) await look(this.d, this.deadline)
+      const p = this.d.backends.pick(this.r.entry, 0, Date.now())
+      if (typeof p !== 'string' && p.host !== this.old && (target === null || p.host === target)) {
         picked = p.host
         break
       }
     }
-    if (picked === null) throw new Error(`no new primary known within ${r.timeoutMs} ms`)
-    report.to = picked.key
-    phase('retarget', `new primary ${picked.key}`)
-    report.ok = true
-  } catch (err) {
-    report.error = (err as Error).message
+    if (picked === null) throw new Error(`no new primary known within ${this.r.timeoutMs} ms`)
+    this.report.to = picked.key
+    this.phase('retarget', `new primary ${picked.key}`)
+    this.report.ok = true
   }
-  return finish(d, report, phaseStart, true)
-}
 
-async function finish(d: SwitchoverDeps, report: SwitchoverReport, phaseStart: number, isHolding: boolean): Promise<SwitchoverReport> {
-  if (isHolding) {
-    const released = await d.pools.run({ op: 'release' })
-    if (!released.ok) {
-      report.ok = false
-      report.error = `held pools were not released: ${released.error}`
-    }
-    report.phases.push({ name: 'resume', ms: Date.now() - phaseStart, note: report.ok ? '' : 'released at the deadline or on error' })
+  /** Ends before anything was held, saying why. */
+  fail(why: string): Promise<SwitchoverReport> {
+    this.report.error = why
+    return this.finish()
   }
-  report.totalMs = Date.now() - report.startedAtMs
-  if (report.ok) d.log.info('switchover.done', null, `switchover ${report.database}: ${report.from ?? '(none)'} -> ${report.to} in ${report.totalMs} ms`)
-  else d.log.error('switchover.failed', null, `switchover ${report.database} failed after ${report.totalMs} ms: ${report.error}`)
-  return report
+
+  /** Releases what is held (on success, error or the deadline alike) and logs the outcome. */
+  async finish(): Promise<SwitchoverReport> {
+    const { d, report } = this
+    if (report.error !== null) report.ok = false
+    if (this.isHolding) {
+      this.isHolding = false
+      const released = await d.pools.run({ op: 'release' })
+      if (!released.ok) {
+        report.ok = false
+        report.error = `held pools were not released: ${released.error}`
+      }
+      report.phases.push({ name: 'resume', ms: Date.now() - this.phaseStart, note: report.ok ? '' : 'released at the deadline or on error' })
+    }
+    report.totalMs = Date.now() - report.startedAtMs
+    if (report.ok) d.log.info('switchover.done', null, `switchover ${report.database}: ${report.from ?? '(none)'} -> ${report.to} in ${report.totalMs} ms`)
+    else d.log.error('switchover.failed', null, `switchover ${report.database} failed after ${report.totalMs} ms: ${report.error}`)
+    return report
+  }
 }
 
 /** The POST /switchover for Patroni, made up before anything is held: names are looked up over HTTP. */

@@ -2,7 +2,7 @@
 // shutting down, so a TCP load balancer, keepalived or a Kubernetes probe routes around this node),
 // /metrics (Prometheus text), /api/<view>.json (what the SHOW commands show), and POST
 // /api/{pause,resume,reload,reconnect}?db=<name>, /api/switchover?db=<name>[&to=<host>][&timeout=<s>] and
-// /api/fleet?cmd=<pause|resume|reconnect|kill|reload|enable|disable>[&db=<name>] (every node of the fleet)
+// /api/fleet?cmd=<pause|resume|reconnect|kill|reload|enable|disable>[&db=<name>] or ?cmd=switchover&db=<name>[&to=<host>][&timeout=<s>] (every node of the fleet)
 // behind `Authorization: Bearer <http_token>`, and the dashboard: GET / and /dashboard/* (static
 // files of src/dashboard/, read once) and /api/dashboard.json, the snapshot the page polls.
 // With http_token set, /api/*.json needs the token too; /health, /ready and /metrics stay open for

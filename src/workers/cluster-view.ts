@@ -88,6 +88,7 @@ export class ClusterConsole {
       peers: () => local.peers(),
       peerPools: () => m.peerPools,
       fleetCommand: (op, db) => local.fleetCommand(op, db),
+      fleetSwitchover: (db, to, timeoutMs) => local.fleetSwitchover(db, to, timeoutMs),
     }
   }
 

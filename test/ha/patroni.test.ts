@@ -8,30 +8,13 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import pg from 'pg'
 import { waitFor } from '../harness/clients.ts'
-import { startPatroniCluster, type PatroniCluster, type PatroniNode } from '../harness/patroni.ts'
+import { asInstance, FRONT_SETTINGS, FRONT_TIDEPOOL, frontDatabase, startPatroniCluster, type PatroniCluster, type PatroniNode } from '../harness/patroni.ts'
 import { PG_BIN, pgQuery, runAsPostgres, SUPERUSER, waitStreaming } from '../harness/replication.ts'
 import { startTidepool, type TestTidepool } from '../harness/tidepool.ts'
 import { connectClient, describeLoad, LOAD_TABLE_SQL, startLoad } from '../harness/load.ts'
-import type { PgInstance } from '../harness/postgres.ts'
-
-const FAST = { janitor_interval_ms: 100, health_check_interval_ms: 200, health_check_timeout_ms: 2000, health_check_rise: 1, health_check_fall: 2, host_ban_ms: 2000 }
-// A failover takes Patroni ~10 s (ttl 10): waiting queries must outlast it.
-const SETTINGS = { default_pool_size: 4, query_wait_timeout: 60, client_login_timeout: 60, server_connect_timeout: 3, admin_users: SUPERUSER.user }
-
-/** startTidepool wants a PgInstance for its defaults and failure diagnostics; a member serves. */
-function asInstance(n: PatroniNode): PgInstance {
-  return {
-    host: n.host, port: n.pgPort, user: SUPERUSER.user, password: SUPERUSER.password, dataDir: n.dataDir,
-    url: () => `postgresql://${SUPERUSER.user}@${n.host}:${n.pgPort}/postgres`,
-    query: (sql, params) => n.query(sql, params), logs: () => n.log(), stop: async () => {},
-  } as PgInstance
-}
 
 async function startFront(t: Parameters<typeof startTidepool>[0], cluster: PatroniCluster): Promise<TestTidepool> {
-  const ns = cluster.nodes
-  const app = `host=${ns.map((n) => n.host).join(',')} port=${ns.map((n) => n.pgPort).join(',')} dbname=app user=${SUPERUSER.user} password=${SUPERUSER.password} ` +
-    `target_session_attrs=read-write patroni_urls=${ns.map((n) => n.restUrl).join(',')}`
-  return startTidepool(t, asInstance(ns[0]!), { settings: SETTINGS, databases: { app }, tidepool: FAST })
+  return startTidepool(t, asInstance(cluster.nodes[0]!), { settings: FRONT_SETTINGS, databases: { app: frontDatabase(cluster) }, tidepool: FRONT_TIDEPOOL })
 }
 
 function roleOf(tp: TestTidepool, n: PatroniNode): string {

@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { waitFor } from './clients.ts'
 import { freePort } from './ports.ts'
-import { TEST_DATABASE } from './postgres.ts'
+import { TEST_DATABASE, type PgInstance } from './postgres.ts'
 import { type Etcd, startEtcd } from './etcd.ts'
 import { Daemon, HOST, PG_BIN, REPLICATOR, SUPERUSER, destroy, diagnostics, makeDir, pgQuery, requireBinaries, waitStreaming } from './replication.ts'
 
@@ -229,4 +229,27 @@ export async function startPatroniCluster(t: TestContext, opts: { nodes: 2 | 3; 
   await waitStreaming(first.pgPort, others.map((n) => n.name))
   await first.query(`CREATE DATABASE ${TEST_DATABASE}`)
   return cluster
+}
+
+// --- tidepool in front of the lab ---------------------------------------------------------------
+
+/** Checks fast enough to follow a switchover within a test; bans short. */
+export const FRONT_TIDEPOOL = { janitor_interval_ms: 100, health_check_interval_ms: 200, health_check_timeout_ms: 2000, health_check_rise: 1, health_check_fall: 2, host_ban_ms: 2000 }
+// A failover takes Patroni ~10 s (ttl 10): waiting queries must outlast it.
+export const FRONT_SETTINGS = { default_pool_size: 4, query_wait_timeout: 60, client_login_timeout: 60, server_connect_timeout: 3, admin_users: SUPERUSER.user }
+
+/** The [databases] line for `app` on every member, with Patroni's REST API as a role source. */
+export function frontDatabase(cluster: PatroniCluster): string {
+  const ns = cluster.nodes
+  return `host=${ns.map((n) => n.host).join(',')} port=${ns.map((n) => n.pgPort).join(',')} dbname=app user=${SUPERUSER.user} password=${SUPERUSER.password} ` +
+    `target_session_attrs=read-write patroni_urls=${ns.map((n) => n.restUrl).join(',')}`
+}
+
+/** startTidepool wants a PgInstance for its defaults and failure diagnostics; a member serves. */
+export function asInstance(n: PatroniNode): PgInstance {
+  return {
+    host: n.host, port: n.pgPort, user: SUPERUSER.user, password: SUPERUSER.password, dataDir: n.dataDir,
+    url: () => `postgresql://${SUPERUSER.user}@${n.host}:${n.pgPort}/postgres`,
+    query: (sql, params) => n.query(sql, params), logs: () => n.log(), stop: async () => {},
+  } as PgInstance
 }

@@ -20,6 +20,7 @@ import type { PgErrorFields } from '../../src/protocol/pg-error.ts'
 import { PoolStats } from '../../src/pool/stats.ts'
 import { Host } from '../../src/ha/hosts.ts'
 import type { SwitchoverReport } from '../../src/ha/switchover.ts'
+import type { FleetSwitchoverResult } from '../../src/ha/fleet/commands.ts'
 
 // ---- expected columns, quoted from PgBouncer 1.25 (doc/usage.md; order and types from src/admin.c) ----
 
@@ -221,6 +222,7 @@ interface Fixture {
     reloadResult: { ok: boolean; errors: string[] }; setCalls: Array<[string, string]>; setResult: SetOutcome; facts: Map<string, SocketFacts>
     serverList: ServerInfo[]
     switchoverCalls: Array<[string, string | null, number | null]>; switchoverResult: SwitchoverReport
+    fleetSwitchoverCalls: Array<[string, string | null, number | null]>; fleetSwitchoverResult: FleetSwitchoverResult
   }
   run(sql: string, opts?: ConsoleOptions): Promise<Reply>
 }
@@ -297,6 +299,15 @@ async function fixture(ini = INI): Promise<Fixture> {
     peers: () => [],
     peerPools: () => [],
     fleetCommand: () => Promise.reject(new Error('not in a fleet: [tidepool] fleet_etcd is not set')),
+    fleetSwitchoverCalls: [] as Array<[string, string | null, number | null]>,
+    fleetSwitchoverResult: {
+      rows: [{ node: 'a', outcome: 'ok', ms: 1700, held_ms: 1650, phases: 'hold=0 drain=5 promote=1600 retarget=40 resume=1' }, { node: 'b', outcome: 'ok', ms: 1710, held_ms: 1660, phases: 'hold=1 drain=6 promote=1610 retarget=40 resume=1' }],
+      missing: [], timeoutMs: 4000, error: null, primary: '10.0.0.2:5432', promoteMs: 1590,
+    } as FleetSwitchoverResult,
+    async fleetSwitchover(db: string, to: string | null, timeoutMs: number | null) {
+      view.fleetSwitchoverCalls.push([db, to, timeoutMs])
+      return view.fleetSwitchoverResult
+    },
     isSuspended: false,
     setCalls: [] as Array<[string, string]>,
     setResult: { ok: true, warnings: [] } as SetOutcome,
@@ -845,4 +856,30 @@ test('SWITCHOVER: admins only, bad arguments, a failed switchover is an ERROR wi
   assert.deepEqual(show.columns?.map((c) => c.name), ['database', 'from', 'to', 'result', 'error', 'started', 'total_ms', 'hold_ms', 'drain_ms', 'promote_ms', 'retarget_ms', 'resume_ms', 'cancelled'])
   assert.deepEqual(show.rows[0].slice(0, 5), ['app', '10.0.0.1:5432', null, 'failed', 'no new primary known within 1000 ms'])
   assert.equal(show.rows[0][10], null, 'a phase that never ran is NULL')
+})
+
+test('FLEET SWITCHOVER db TO host TIMEOUT s: one row per node; an abort, a silent node and a failed node are ERRORs with the rows as DETAIL', async () => {
+  const fx = await fixture()
+  const r = await fx.run(`FLEET SWITCHOVER app TO '10.0.0.2:5432' TIMEOUT 4;`)
+  assert.equal(r.error, null)
+  assert.deepEqual(fx.view.fleetSwitchoverCalls, [['app', '10.0.0.2:5432', 4_000]])
+  assert.deepEqual(r.columns?.map((c) => c.name), ['node', 'outcome', 'held_ms', 'ms', 'phases'])
+  assert.deepEqual(r.rows.map((row) => row.slice(0, 3)), [['a', 'ok', '1650'], ['b', 'ok', '1660']])
+  assert.equal(r.tag, 'FLEET')
+  await fx.run('fleet switchover app')
+  assert.deepEqual(fx.view.fleetSwitchoverCalls[1], ['app', null, null])
+  assert.equal((await fx.run('FLEET SWITCHOVER app', { isAdmin: false })).error?.message, 'admin access needed')
+  assert.equal((await fx.run('FLEET SWITCHOVER app TIMEOUT 0')).error?.message, 'bad arguments')
+  assert.match((await fx.run('FLEET SWITCHOVER')).error?.message ?? '', /^invalid command/)
+
+  const base = fx.view.fleetSwitchoverResult
+  fx.view.fleetSwitchoverResult = { ...base, rows: base.rows.map((x) => ({ ...x, outcome: 'aborted by a: could not hold: b (a switchover of app is running)' })), error: 'could not hold: b (a switchover of app is running)', primary: null, promoteMs: null }
+  const aborted = await fx.run('FLEET SWITCHOVER app')
+  assert.equal(aborted.error?.code, '57014')
+  assert.equal(aborted.error?.message, 'FLEET SWITCHOVER app aborted, every node released: could not hold: b (a switchover of app is running)')
+  assert.match(aborted.error?.detail ?? '', /^answered: a aborted by a: .* \(held 1650 ms\), b /)
+  fx.view.fleetSwitchoverResult = { ...base, rows: base.rows.slice(0, 1), missing: ['ghost'], error: 'no hold from ghost within 2400 ms' }
+  assert.equal((await fx.run('FLEET SWITCHOVER app')).error?.message, 'FLEET SWITCHOVER app: no answer from ghost within 4000 ms (no hold from ghost within 2400 ms)')
+  fx.view.fleetSwitchoverResult = { ...base, rows: [base.rows[0]!, { ...base.rows[1]!, outcome: 'no new primary known within 4000 ms' }] }
+  assert.equal((await fx.run('FLEET SWITCHOVER app')).error?.message, 'FLEET SWITCHOVER app: failed on b (no new primary known within 4000 ms)')
 })

@@ -71,6 +71,7 @@ test('own ini + shared config: databases, users and fleet-wide settings from the
 })
 
 const CMD = { id: 'x1', op: 'pause', database: 'app', from: 'a', issued_ms: 1, deadline_ms: 2, lease: '7' }
+const SWITCHOVER_CMD = { ...CMD, op: 'switchover', switchover: { to: 'node1', stage: 'promoted', primary: '10.0.0.2:5432', why: null } }
 const BAD_COMMAND: Array<[string, string, string, RegExp]> = [
   ['a deeper key', 'tp/commands/x1/y', JSON.stringify(CMD), /not a command key/],
   ['not JSON', 'tp/commands/x1', 'PAUSE app', /not JSON/],
@@ -78,9 +79,14 @@ const BAD_COMMAND: Array<[string, string, string, RegExp]> = [
   ['an unknown op', 'tp/commands/x1', JSON.stringify({ ...CMD, op: 'shutdown' }), /op is not a fleet command/],
   ['a numeric database', 'tp/commands/x1', JSON.stringify({ ...CMD, database: 5 }), /database/],
   ['no deadline', 'tp/commands/x1', JSON.stringify({ ...CMD, deadline_ms: undefined }), /deadline_ms/],
+  ['a switchover without its state', 'tp/commands/x1', JSON.stringify({ ...CMD, op: 'switchover' }), /switchover has no stage/],
+  ['a switchover of no database', 'tp/commands/x1', JSON.stringify({ ...SWITCHOVER_CMD, database: null }), /names no database/],
+  ['a switchover in an unknown stage', 'tp/commands/x1', JSON.stringify({ ...SWITCHOVER_CMD, switchover: { ...SWITCHOVER_CMD.switchover, stage: 'done' } }), /no stage/],
+  ['a switchover primary not a string', 'tp/commands/x1', JSON.stringify({ ...SWITCHOVER_CMD, switchover: { ...SWITCHOVER_CMD.switchover, primary: 5 } }), /switchover.primary/],
 ]
 test('a command under its own key is accepted', () => {
   assert.deepEqual(parseCommand(commandsPrefix('tp'), 'tp/commands/x1', JSON.stringify(CMD)), { ok: true, record: CMD })
+  assert.deepEqual(parseCommand(commandsPrefix('tp'), 'tp/commands/x1', JSON.stringify(SWITCHOVER_CMD)), { ok: true, record: SWITCHOVER_CMD })
 })
 for (const [what, key, value, reason] of BAD_COMMAND) {
   test(`command refused: ${what}`, () => {
