@@ -174,7 +174,7 @@ export async function startEtcdCluster(t: TestContext, size: number): Promise<Et
     }
     const serving = async (i: number, mark: number, needsLeader: boolean): Promise<string> => {
       const d = daemons[i]!
-      await waitFor(async () => !d.running() || (needsLeader ? await isHealthy(clientUrls[i]!) : /ready to serve client requests|serving insecure client requests/.test(d.since(mark))),
+      await waitFor(async () => !d.running() || (needsLeader ? await isHealthy(clientUrls[i]!) : /serving client traffic/.test(d.since(mark))),
         { timeoutMs: 30_000, intervalMs: 50, what: `etcd member ${names[i]!} on ${clientUrls[i]!} to serve` })
       return d.running() ? '' : d.since(mark)
     }

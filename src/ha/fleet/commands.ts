@@ -93,8 +93,6 @@ export interface FleetCommandsOptions {
   /** Where node records live (record.ts's nodesPrefix). */
   nodesPrefix: string
   log: Logger
-  /** Whether the last heartbeat reached etcd: a node cut off refuses to start a command. */
-  isEtcdUp(): boolean
   /** Runs the command here as the console would; the console's error text, or null. */
   execute(op: FleetOp, database: string | null): Promise<string | null>
 }
@@ -184,9 +182,11 @@ export class FleetCommands {
    * it cannot even be started (etcd unreachable).
    */
   async issue(op: FleetOp, database: string | null, timeoutMs: number): Promise<FleetCommandResult> {
-    if (!this.o.isEtcdUp()) throw new Error('etcd unreachable: a fleet command cannot reach the fleet; run the command on each node')
     const client = this.o.client
-    const records = await client.getAll().prefix(this.o.nodesPrefix).strings()
+    // Asked of etcd now, not of the last heartbeat: one that failed during an etcd election must not refuse a command after it.
+    const records = await client.getAll().prefix(this.o.nodesPrefix).strings().catch((err: Error) => {
+      throw new Error(`etcd unreachable (${err.message}): a fleet command cannot reach the fleet; run the command on each node`)
+    })
     const live = Object.entries(records).flatMap(([k, v]) => {
       const r = parseNodeRecord(this.o.nodesPrefix, k, v)
       return r.ok ? [r.record.name] : []
