@@ -276,10 +276,12 @@ export class FleetMember {
         this.startedMs = Date.now()
         isNewLease = true
       } else {
-        const lease = this.lease
-        const keepalive = () => lease.keepaliveOnce({ deadline: Date.now() + Math.max(500, this.beatMs) })
-        // The client does not retry a keep-alive stream: once more (on another member) if the first met a dead one.
-        await keepalive().catch((err: Error) => (this.o.settings.fleet_etcd.length > 1 && isRecoverableError(err) ? keepalive() : Promise.reject(err)))
+        // The client does not retry a keep-alive stream: again, on a member picked anew, while one fails for a reason of the connection.
+        for (let tries = this.o.settings.fleet_etcd.length; ; tries--) {
+          const err = await this.lease.keepaliveOnce({ deadline: Date.now() + Math.max(500, this.beatMs) }).then(() => null, (e: Error) => e)
+          if (err === null) break
+          if (tries <= 1 || !isRecoverableError(err)) throw err
+        }
       }
       if (!this.isPeerIdHeld) await this.claimPeerId(this.leaseId)
       const rec = this.record(Date.now())
