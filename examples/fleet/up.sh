@@ -38,21 +38,31 @@ case "$BASE" in ''|*[!0-9]*) echo "up.sh: --base-port takes a number" >&2; exit 
 if [ "$BASE" -lt 1024 ] || [ "$BASE" -gt 65480 ]; then echo "up.sh: --base-port must be 1024..65480" >&2; exit 2; fi
 DIR=$(realpath -m "$DIR")
 
-# Stops each process up started, newest first: SIGTERM, up to 10 s, then SIGKILL. A pid is only
-# signalled while its command line still names $DIR (a pid file left by a crash may name a pid
-# reused since).
+# Stops what up started: HAProxy first (no new clients), then the nodes, PostgreSQL and etcd
+# together; SIGTERM, up to 10 s, then SIGKILL. A pid is only signalled while its command line still
+# names $DIR (a pid file left by a crash may name a pid reused since).
 down() {
   [ -d "$DIR" ] || { echo "down: nothing at $DIR"; return 0; }
-  local f pid n
-  for f in $(ls -t "$DIR"/*.pid 2>/dev/null); do
-    pid=$(cat "$f")
-    if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$DIR"; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for n in $(seq 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
-      [ -d "/proc/$pid" ] && kill -KILL "$pid" 2>/dev/null || true
-      echo "down: stopped $(basename "$f" .pid) ($pid)"
-    fi
-    rm -f "$f"
+  local group name pid n
+  for group in haproxy 'node1 node2 node3 postgres etcd1 etcd2 etcd3'; do
+    local pids=()
+    for name in $group; do
+      [ -f "$DIR/$name.pid" ] || continue
+      pid=$(cat "$DIR/$name.pid")
+      if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$DIR"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        pids+=("$pid")
+        echo "down: stopping $name ($pid)"
+      fi
+      rm -f "$DIR/$name.pid"
+    done
+    for n in $(seq 100); do
+      local alive=0
+      for pid in "${pids[@]}"; do [ -d "/proc/$pid" ] && alive=1; done
+      [ $alive = 0 ] && break
+      sleep 0.1
+    done
+    for pid in "${pids[@]}"; do [ -d "/proc/$pid" ] && { echo "down: $pid did not stop in 10 s: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }; done
   done
   rm -rf "$DIR"
   echo "down: removed $DIR"
