@@ -77,7 +77,8 @@ export function etcdHosts(s: Readonly<Settings>): string[] {
 
 /**
  * A client of the fleet's etcd as the settings describe it (endpoints, TLS files, user); every
- * unary call has a `callMs` deadline and is never retried by the client (callers retry on their beat).
+ * unary call has a `callMs` deadline, and is tried again only on the other members of a cluster
+ * (callers retry on their beat).
  */
 export function connectEtcd(s: Readonly<Settings>, callMs: number): Etcd3 {
   const hosts = etcdHosts(s)
