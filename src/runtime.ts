@@ -353,7 +353,6 @@ export class Runtime implements ProxyContext {
     const member = this.fleet
     const commands = new FleetCommands({
       client: member.client, fleetName: s.fleet_name, node: member.name, nodesPrefix: member.prefix, log: this.log,
-      isEtcdUp: () => member.isEtcdUp,
       // Each node runs it as its own console would: the same checks, texts and (with workers) fan-out.
       execute: async (op, db) => (await this.admin.act(op, db)).error,
       switchovers: this.switchoverRunner,

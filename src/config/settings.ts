@@ -492,7 +492,7 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: "Largest SCRAM iteration count a server may ask of tidepool's login (PostgreSQL's default is 4096); a server asking more is refused, as one asking millions could make each login cost seconds of CPU" }),
   // ---- [tidepool] fleet: membership through etcd (docs/architecture.md, Fleet)
   setting({ name: 'fleet_etcd', section: 'tidepool', group: G.tidepool, type: list(), default: '', apply: 'restart',
-    doc: 'etcd endpoints (host:port or http[s]://host:port, comma-separated) where this node joins its fleet; empty: no fleet, and nothing of it is loaded' }),
+    doc: 'etcd endpoints (host:port or http[s]://host:port, comma-separated) where this node joins its fleet: name every member, a call that fails on one moves on to the others; empty: no fleet, and nothing of it is loaded' }),
   setting({ name: 'fleet_etcd_user', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart',
     doc: "etcd user for fleet_etcd (etcd's own authentication); empty: none" }),
   setting({ name: 'fleet_etcd_password', section: 'tidepool', group: G.tidepool, type: str(), default: '', apply: 'restart', isSecret: true,

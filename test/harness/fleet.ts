@@ -1,26 +1,30 @@
 // Fleet nodes for the tests of shared config and fleet commands: tidepool nodes joined to one etcd
-// (test/harness/etcd.ts) under a fleet name of the test's own, their consoles, and the CLI.
+// or a 3-member etcd cluster (test/harness/etcd.ts) under a fleet name of the test's own, their consoles, and the CLI.
 
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import pg from 'pg'
-import type { Etcd } from './etcd.ts'
 import type { PgInstance } from './postgres.ts'
 import { spawnTidepool, startTidepool, type ChildTidepool, type TestTidepool } from './tidepool.ts'
 import { freePort } from './ports.ts'
 
-export function fleetKeys(etcd: Etcd, fleet: string, name: string, ttlS: number): Record<string, string | number> {
+/** A single etcd or a cluster: `endpoint` is fleet_etcd's value (every member, comma-separated). */
+export interface EtcdEndpoints {
+  endpoint: string
+}
+
+export function fleetKeys(etcd: EtcdEndpoints, fleet: string, name: string, ttlS: number): Record<string, string | number> {
   return { fleet_etcd: etcd.endpoint, fleet_name: fleet, node_name: name, fleet_lease_ttl: ttlS }
 }
 
 /** A node in this process, its console open to pgi.user. */
-export function startNode(t: TestContext, pgi: PgInstance, etcd: Etcd, fleet: string, name: string, ttlS: number, extra: Record<string, string | number> = {}): Promise<TestTidepool> {
+export function startNode(t: TestContext, pgi: PgInstance, etcd: EtcdEndpoints, fleet: string, name: string, ttlS: number, extra: Record<string, string | number> = {}): Promise<TestTidepool> {
   return startTidepool(t, pgi, { settings: { admin_users: pgi.user }, tidepool: { ...fleetKeys(etcd, fleet, name, ttlS), ...extra } })
 }
 
 /** A node in a child process (it can be SIGKILLed). */
-export async function spawnNode(t: TestContext, pgi: PgInstance, etcd: Etcd, fleet: string, name: string, ttlS: number, extra: Record<string, string | number> = {}): Promise<ChildTidepool> {
+export async function spawnNode(t: TestContext, pgi: PgInstance, etcd: EtcdEndpoints, fleet: string, name: string, ttlS: number, extra: Record<string, string | number> = {}): Promise<ChildTidepool> {
   return spawnTidepool(t, pgi, { port: await freePort(), settings: { admin_users: pgi.user }, tidepool: { ...fleetKeys(etcd, fleet, name, ttlS), ...extra } })
 }
 

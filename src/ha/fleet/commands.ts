@@ -158,8 +158,6 @@ export interface FleetCommandsOptions {
   /** Where node records live (record.ts's nodesPrefix). */
   nodesPrefix: string
   log: Logger
-  /** Whether the last heartbeat reached etcd: a node cut off refuses to start a command. */
-  isEtcdUp(): boolean
   /** Runs the command here as the console would; the console's error text, or null. */
   execute(op: FleetOp, database: string | null): Promise<string | null>
   /** This node's switchovers (FLEET SWITCHOVER takes part through them); none: the node refuses them. */
@@ -345,7 +343,10 @@ export class FleetCommands {
 
   /** The nodes whose records are under nodes/ now, this one included, by name. */
   private async liveNodes(): Promise<string[]> {
-    const records = await this.o.client.getAll().prefix(this.o.nodesPrefix).strings()
+    // Asked of etcd now, not of the last heartbeat: one that failed during an etcd election must not refuse a command after it.
+    const records = await this.o.client.getAll().prefix(this.o.nodesPrefix).strings().catch((err: Error) => {
+      throw new Error(`etcd unreachable (${err.message}): a fleet command cannot reach the fleet; run the command on each node`)
+    })
     const live = Object.entries(records).flatMap(([k, v]) => {
       const r = parseNodeRecord(this.o.nodesPrefix, k, v)
       return r.ok ? [r.record.name] : []
@@ -388,7 +389,6 @@ export class FleetCommands {
    * it cannot even be started (etcd unreachable).
    */
   async issue(op: FleetOp, database: string | null, timeoutMs: number): Promise<FleetCommandResult> {
-    if (!this.o.isEtcdUp()) throw new Error('etcd unreachable: a fleet command cannot reach the fleet; run the command on each node')
     const client = this.o.client
     const live = await this.liveNodes()
     const lease = client.lease(Math.ceil(timeoutMs / 1000) + 5, { autoKeepAlive: false })
@@ -417,7 +417,6 @@ export class FleetCommands {
    * unreachable, a bad database or target, another fleet switchover of the database running).
    */
   async issueSwitchover(database: string, to: string | null, timeoutMs: number): Promise<FleetSwitchoverResult> {
-    if (!this.o.isEtcdUp()) throw new Error('etcd unreachable: a fleet switchover cannot reach the fleet')
     const sws = this.o.switchovers
     if (sws === undefined) throw new Error('this node does not switch over')
     const client = this.o.client

@@ -18,8 +18,8 @@
 
 import fs from 'node:fs'
 import os from 'node:os'
-import { Etcd3, EtcdLeaseInvalidError, type IOptions, type Lease } from 'etcd3'
-import { ConstantBackoff, noop } from 'cockatiel'
+import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IOptions, type Lease } from 'etcd3'
+import { ConsecutiveBreaker, ConstantBackoff, circuitBreaker, handleWhen, noop, retry } from 'cockatiel'
 import type { Settings } from '../../config/settings.ts'
 import type { Logger } from '../../observe/log.ts'
 import { MAX_FLEET_PEER_ID, nodeKey, nodesPrefix, parseAddress, parseNodeRecord, peerIdsPrefix, type NodeRecord } from './record.ts'
@@ -77,15 +77,26 @@ export function etcdHosts(s: Readonly<Settings>): string[] {
 
 /**
  * A client of the fleet's etcd as the settings describe it (endpoints, TLS files, user); every
- * unary call has a `callMs` deadline and is never retried by the client (callers retry on their beat).
+ * unary call has a `callMs` deadline, and is tried again only on the other members of a cluster
+ * (callers retry on their beat).
  */
 export function connectEtcd(s: Readonly<Settings>, callMs: number): Etcd3 {
+  const hosts = etcdHosts(s)
+  // The heartbeat is the retry: a call that fails waits for the next beat rather than piling up.
+  // Watches (shared config, commands) reconnect on their own every second; heartbeats cover the gap.
+  // With several members, the client picks one at random per call and does not move on by itself:
+  // a call that fails on one for a reason of the connection (refused, deadline, unavailable: etcd3's
+  // recoverable errors) is tried at once on the others, and that member is skipped for a second
+  // (then one call probes it), so a dead member costs no failed beat (fleet-etcd-trouble.test.ts).
+  const isCluster = hosts.length > 1
   const opts: IOptions = {
-    hosts: etcdHosts(s),
+    hosts,
     dialTimeout: callMs,
-    // The heartbeat is the retry: a call that fails waits for the next beat rather than piling up.
-    // Watches (shared config, commands) reconnect on their own every second; heartbeats cover the gap.
-    faultHandling: { host: () => noop, global: noop, watchBackoff: new ConstantBackoff(1_000).next() },
+    faultHandling: {
+      host: () => (isCluster ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1_000, breaker: new ConsecutiveBreaker(1) }) : noop),
+      global: isCluster ? retry(handleWhen(isRecoverableError), { maxAttempts: hosts.length - 1 }) : noop,
+      watchBackoff: new ConstantBackoff(1_000).next(),
+    },
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callMs }),
   }
   if (s.fleet_etcd_user !== '') opts.auth = { username: s.fleet_etcd_user, password: s.fleet_etcd_password }
@@ -266,7 +277,12 @@ export class FleetMember {
         this.startedMs = Date.now()
         isNewLease = true
       } else {
-        await this.lease.keepaliveOnce({ deadline: Date.now() + Math.max(500, this.beatMs) })
+        // The client does not retry a keep-alive stream: again, on a member picked anew, while one fails for a reason of the connection.
+        for (let tries = this.o.settings.fleet_etcd.length; ; tries--) {
+          const err = await this.lease.keepaliveOnce({ deadline: Date.now() + Math.max(500, this.beatMs) }).then(() => null, (e: Error) => e)
+          if (err === null) break
+          if (tries <= 1 || !isRecoverableError(err)) throw err
+        }
       }
       if (!this.isPeerIdHeld) await this.claimPeerId(this.leaseId)
       const rec = this.record(Date.now())
