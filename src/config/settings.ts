@@ -168,6 +168,8 @@ export interface Settings {
   node_advertise: string
   fleet_lease_ttl: number
   fleet_command_timeout_ms: number
+  /** Pool sizes are the fleet's totals, shared out through etcd (docs/architecture.md, Fleet: connection budget). */
+  fleet_budget: boolean
 }
 
 export type SettingName = keyof Settings
@@ -515,6 +517,8 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: "Seconds the fleet keeps a node's record after its last heartbeat (its etcd lease); the node renews it every third of that. etcd may round a very short TTL up" }),
   setting({ name: 'fleet_command_timeout_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 100 }), default: '10000', apply: 'live',
     doc: 'How long a FLEET command waits for every live node to acknowledge; then it answers an error naming the nodes that did not' }),
+  setting({ name: 'fleet_budget', section: 'tidepool', group: G.tidepool, type: bool(), default: '0', apply: 'restart',
+    doc: "With fleet_etcd: each pool's pool_size is the fleet's total rather than each node's. Nodes hold shares of it in etcd under their leases, shares move toward the nodes whose clients wait, and a node that cannot renew its lease gives its shares up before the lease can expire (it fences itself; with etcd gone for ¾ of fleet_lease_ttl, its pools open no servers until etcd answers). Needs workers = 1" }),
 ])
 
 const BY_NAME: ReadonlyMap<string, AnySettingRow> = new Map(SETTINGS.map((r) => [r.name, r]))

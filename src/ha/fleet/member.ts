@@ -38,6 +38,8 @@ export interface FleetNodeRow extends NodeRecord {
    *  etcd unreachable: this node, cut off; unknown: another node as last seen before etcd became unreachable. */
   state: 'up' | 'joining' | 'etcd unreachable' | 'unknown'
   isSelf: boolean
+  /** Its budget shares summed over pools as last read (fleet_budget); null without a budget. */
+  budget_share: number | null
 }
 
 /** What /metrics reads. */
@@ -60,6 +62,8 @@ export interface FleetMemberOptions {
   staticPeerIds(): ReadonlySet<number>
   /** After each heartbeat that reached etcd: the peer table may have changed. */
   onPeersChanged?(): void
+  /** fleet_budget: each node's shares summed over pools, as last read; null without a budget. */
+  budgetShares?(): ReadonlyMap<string, number> | null
 }
 
 /** A fleet node another can forward cancel requests to. */
@@ -110,7 +114,13 @@ export class FleetMember {
   private readonly beatMs: number
   private readonly address: string
   private lease: Lease | null = null
-  private leaseId = ''
+  private leaseIdNow = ''
+  /**
+   * When the last grant or keep-alive that etcd answered was sent (ms, this node's clock; 0: none):
+   * etcd cannot expire the lease before this plus the TTL, which is what the budget's fencing counts from.
+   */
+  private leaseFreshMs = 0
+  private renewing: Promise<boolean> | null = null
   private startedMs = 0
   private timer: NodeJS.Timeout | null = null
   private beating: Promise<void> | null = null
@@ -177,6 +187,34 @@ export class FleetMember {
   /** `fn` runs after every heartbeat that reached etcd; its failures are its own (the beat ignores them). */
   onBeat(fn: () => Promise<void>): void {
     this.afterBeat.push(fn)
+  }
+
+  /** The lease this node's keys live under ('' before the first grant). */
+  get leaseId(): string {
+    return this.lease === null ? '' : this.leaseIdNow
+  }
+
+  /** When the last keep-alive etcd answered was sent (0: none since the lease was granted). */
+  get leaseFreshSinceMs(): number {
+    return this.lease === null ? 0 : this.leaseFreshMs
+  }
+
+  /**
+   * One keep-alive now, outside the heartbeat (the budget renews early, so that a slow heartbeat
+   * does not fence it); true if etcd answered. One at a time; a failure is the heartbeat's to handle.
+   */
+  renew(): Promise<boolean> {
+    const lease = this.lease
+    if (lease === null || this.isStopped) return Promise.resolve(false)
+    if (this.renewing !== null) return this.renewing
+    const sentMs = Date.now()
+    this.renewing = lease.keepaliveOnce({ deadline: sentMs + Math.max(500, this.beatMs) })
+      .then(() => {
+        if (this.lease === lease) this.leaseFreshMs = Math.max(this.leaseFreshMs, sentMs)
+        return true
+      }, () => false)
+      .finally(() => { this.renewing = null })
+    return this.renewing
   }
 
   get isEtcdUp(): boolean {
@@ -261,14 +299,20 @@ export class FleetMember {
       if (this.lease === null) {
         const lease = this.client.lease(this.ttlS, { autoKeepAlive: false })
         this.lease = lease
+        this.leaseIdNow = ''
+        this.leaseFreshMs = 0
         this.isPeerIdHeld = false
-        this.leaseId = await lease.grant()
+        const sentMs = Date.now()
+        this.leaseIdNow = await lease.grant()
+        this.leaseFreshMs = sentMs
         this.startedMs = Date.now()
         isNewLease = true
       } else {
+        const sentMs = Date.now()
         await this.lease.keepaliveOnce({ deadline: Date.now() + Math.max(500, this.beatMs) })
+        this.leaseFreshMs = Math.max(this.leaseFreshMs, sentMs)
       }
-      if (!this.isPeerIdHeld) await this.claimPeerId(this.leaseId)
+      if (!this.isPeerIdHeld) await this.claimPeerId(this.leaseIdNow)
       const rec = this.record(Date.now())
       await this.lease.put(this.key).value(JSON.stringify(rec)).exec()
       const all = await this.client.getAll().prefix(this.prefix).strings()
@@ -319,8 +363,10 @@ export class FleetMember {
     const isUp = this.isUp === true
     const state = isUp ? 'up' : this.isUp === null ? 'joining' : 'etcd unreachable'
     // The config version is this node's own as of now: a version applied since the last beat shows at once.
-    const self: FleetNodeRow = { ...(isUp && this.self !== null ? this.self : this.record(this.self?.heartbeat_ms ?? 0)), config_version: this.o.load().configVersion, state, isSelf: true }
-    return [self, ...this.others.map((r): FleetNodeRow => ({ ...r, state: isUp ? 'up' : 'unknown', isSelf: false }))]
+    const shares = this.o.budgetShares?.() ?? null
+    const share = (name: string) => (shares === null ? null : shares.get(name) ?? 0)
+    const self: FleetNodeRow = { ...(isUp && this.self !== null ? this.self : this.record(this.self?.heartbeat_ms ?? 0)), config_version: this.o.load().configVersion, state, isSelf: true, budget_share: share(this.name) }
+    return [self, ...this.others.map((r): FleetNodeRow => ({ ...r, state: isUp ? 'up' : 'unknown', isSelf: false, budget_share: share(r.name) }))]
   }
 
   status(): FleetStatus {
