@@ -352,6 +352,7 @@ export class Runtime implements ProxyContext {
       staticPeerIds: () => new Set(this.config.peers.keys()),
       onPeersChanged: () => this.applyPeers(),
       budgetShares: () => this.budget?.shareTotals() ?? null,
+      budgetStatus: () => (this.budget === null ? null : { isFenced: this.budget.fenced, pools: this.budget.ownShares() }),
     })
     const { SharedConfigFollower } = await import('./ha/fleet/shared-config.ts')
     const follower = new SharedConfigFollower({ client: this.fleet.client, fleetName: s.fleet_name, log: this.log, apply: (rec) => this.applyShared(rec) })

@@ -3,8 +3,9 @@
 // 100 clients through nodes a, b and c while the test samples pg_stat_activity every 100 ms: the
 // server connections of the three nodes together never exceed 20, and the busy node ends with most
 // of the budget. Then: a SIGKILLed node's share comes free when its lease expires and the others
-// take it; etcd stopped under load: the total still never exceeds 20 (the nodes fence themselves);
-// etcd back: the shares move again. Figures go to the test's diagnostics.
+// take it; etcd crashed and restarted: never over; etcd stopped under load: the total still never
+// exceeds 20 (the nodes fence themselves); etcd back: the shares move again. Figures go to the
+// test's diagnostics.
 import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -16,6 +17,7 @@ import { sharedPostgres, type PgInstance } from '../harness/postgres.ts'
 import { startEtcd } from '../harness/etcd.ts'
 import { adminQuery, spawnNode } from '../harness/fleet.ts'
 import { hasBinary, runPgbench, waitFor } from '../harness/clients.ts'
+import { freePort } from '../harness/ports.ts'
 
 let pgi: PgInstance
 before(async () => {
@@ -81,7 +83,8 @@ test('budget 20 over three nodes with 10/10/100 clients: never more than 20 serv
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
   const script = join(dir, 'tx.sql')
   fs.writeFileSync(script, 'SELECT pg_sleep(0.01);\n')
-  const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((name) => spawnNode(t, pgi, etcd, fleet, name, TTL_S, extra, settings)))
+  const httpPort = await freePort()
+  const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((name) => spawnNode(t, pgi, etcd, fleet, name, TTL_S, name === 'a' ? { ...extra, http_listen_port: httpPort } : extra, settings)))
   for (const n of [a, b, c]) n.proc.stdout?.on('data', () => {})
   const sampler = await startSampler()
   t.after(() => sampler.stop())
@@ -111,6 +114,10 @@ test('budget 20 over three nodes with 10/10/100 clients: never more than 20 serv
   assert.ok(settled.c > BUDGET / 2, `c keeps most: ${JSON.stringify(settled)}`)
   assert.ok(settled.a >= 1 && settled.b >= 1, `a and b keep a share: ${JSON.stringify(settled)}`)
   assert.ok(settled.a + settled.b + settled.c <= BUDGET, `shares add up to at most ${BUDGET}: ${JSON.stringify(settled)}`)
+  const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text()
+  const own = /^tidepool_fleet_budget_share\{database="app",user="postgres"\} (\d+)$/m.exec(metrics)
+  assert.ok(own !== null && Number(own[1]) >= 1 && Number(own[1]) < BUDGET / 2, `node a's share in /metrics: ${own?.[0]}`)
+  assert.match(metrics, /^tidepool_fleet_budget_fenced 0$/m)
 
   // Phase 2: node c dies; its share comes free when its lease expires, and a and b take it.
   const killedAt = Date.now()
@@ -130,7 +137,18 @@ test('budget 20 over three nodes with 10/10/100 clients: never more than 20 serv
   assert.ok(freedMs >= (TTL_S - 1) * 1000 * 0.5, `not before the lease could expire: ${freedMs} ms`)
   assert.ok(sampler.max() <= BUDGET, `at most ${BUDGET} servers, saw ${sampler.max()}`)
 
-  // Phase 3: etcd gone under load: the nodes fence themselves; the total never exceeds the budget.
+  // Phase 3: etcd crashes (its only member, the leader) and comes back: leases survive; never over budget.
+  etcd.kill()
+  const crashedAt = Date.now()
+  await etcd.start()
+  t.diagnostic(`etcd crashed and back in ${Date.now() - crashedAt} ms; max servers ${sampler.max()}`)
+  await waitFor(async () => {
+    const s = await shares(a.port)
+    return (s.a ?? 0) + (s.b ?? 0) >= 15
+  }, { timeoutMs: 20_000, intervalMs: 100, what: 'shares held again after the etcd crash' })
+  assert.ok(sampler.max() <= BUDGET, `at most ${BUDGET} servers across the etcd crash, saw ${sampler.max()}`)
+
+  // Phase 4: etcd gone under load: the nodes fence themselves; the total never exceeds the budget.
   await etcd.stop()
   const stoppedAt = Date.now()
   await new Promise((res) => setTimeout(res, TTL_S * 1000 * 2))

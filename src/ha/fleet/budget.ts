@@ -338,7 +338,10 @@ export class FleetBudget implements BudgetAgentHook {
       if (!isLate) continue
       for (const s of pool.lists.allServers()) s.close('fleet lease about to expire: budget share given up')
     }
-    this.totals = new Map()
+    if ((this.totals.get(this.o.member.name) ?? 0) > 0) {
+      this.totals = new Map(this.totals)
+      this.totals.set(this.o.member.name, 0)
+    }
   }
 
   stop(): void {

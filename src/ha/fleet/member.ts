@@ -49,6 +49,13 @@ export interface FleetStatus {
   nodes: number
   lastContactMs: number
   badRecords: number
+  /** fleet_budget: this node's shares by pool and whether it is fenced; null without a budget. */
+  budget: FleetBudgetStatus | null
+}
+
+export interface FleetBudgetStatus {
+  isFenced: boolean
+  pools: Array<{ database: string; user: string; share: number; demand: number; limit: number }>
 }
 
 export interface FleetMemberOptions {
@@ -64,6 +71,8 @@ export interface FleetMemberOptions {
   onPeersChanged?(): void
   /** fleet_budget: each node's shares summed over pools, as last read; null without a budget. */
   budgetShares?(): ReadonlyMap<string, number> | null
+  /** fleet_budget: this node's shares for /metrics; null without a budget. */
+  budgetStatus?(): FleetBudgetStatus | null
 }
 
 /** A fleet node another can forward cancel requests to. */
@@ -370,7 +379,7 @@ export class FleetMember {
   }
 
   status(): FleetStatus {
-    return { isEtcdUp: this.isUp === true, nodes: this.others.length + 1, lastContactMs: this.lastContactMs, badRecords: this.badKeys.size }
+    return { isEtcdUp: this.isUp === true, nodes: this.others.length + 1, lastContactMs: this.lastContactMs, badRecords: this.badKeys.size, budget: this.o.budgetStatus?.() ?? null }
   }
 
   /** Leaves the fleet: stops the heartbeats and revokes the lease (bounded wait), then closes the client. */
