@@ -375,7 +375,7 @@ export class Runtime implements ProxyContext {
       const { FleetBudget } = await import('./ha/fleet/budget.ts')
       this.budget = new FleetBudget({
         client: member.client, member, fleetName: s.fleet_name, ttlS: s.fleet_lease_ttl, log: this.log,
-        pools: () => this.pools.list(), lease: this.budgetLease,
+        pools: () => this.pools.list(), lease: this.budgetLease, floor: s.fleet_budget_floor,
       })
       this.budget.start()
     }
@@ -535,9 +535,10 @@ export class Runtime implements ProxyContext {
     const finish = () => {
       if (isFinished) return
       isFinished = true
-      this.budget?.stop()
+      const budget = this.budget
+      budget?.stop()
       this.budget = null
-      const parts = [this.sharedFollower, this.fleetCommands]
+      const parts = [this.sharedFollower, this.fleetCommands, budget === null ? null : { stop: () => budget.leave() }]
       this.sharedFollower = null
       this.fleetCommands = null
       const fleet = this.fleet

@@ -4,8 +4,8 @@
 // server connections of the three nodes together never exceed 20, and the busy node ends with most
 // of the budget. Then: a SIGKILLed node's share comes free when its lease expires and the others
 // take it; etcd crashed and restarted: never over; etcd stopped under load: the total still never
-// exceeds 20 (the nodes fence themselves); etcd back: the shares move again. Figures go to the
-// test's diagnostics.
+// exceeds 20 (the nodes fence themselves); etcd back: the shares move again. With
+// fleet_budget_floor, fenced nodes keep their floors and serve on. Figures go to the test's diagnostics.
 import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -169,4 +169,65 @@ test('budget 20 over three nodes with 10/10/100 clients: never more than 20 serv
   t.diagnostic(`pgbench a: ${ra.tps} tps, b: ${rb.tps} tps`)
   assert.equal(ra.code, 0, ra.stderr)
   assert.equal(rb.code, 0, rb.stderr)
+})
+
+test('fleet_budget_floor: cut off from etcd, each node keeps its floor and serves on; never over budget; a clean stop gives its floor back', { timeout: 120_000 }, async (t) => {
+  if (!hasBinary('pgbench')) {
+    t.skip('pgbench is not installed')
+    return
+  }
+  const FLOOR = 2
+  const etcd = await startEtcd(t)
+  const fleet = `f-${randomBytes(3).toString('hex')}`
+  const dir = fs.mkdtempSync(join(os.tmpdir(), 'tidepool-budget-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const script = join(dir, 'tx.sql')
+  fs.writeFileSync(script, 'SELECT pg_sleep(0.01);\n')
+  const settings = { max_client_conn: 300, default_pool_size: BUDGET }
+  const [a, b] = await Promise.all(['a', 'b'].map((name) => spawnNode(t, pgi, etcd, fleet, name, TTL_S, { fleet_budget: 1, fleet_budget_floor: FLOOR }, settings)))
+  const sampler = await startSampler()
+  t.after(() => sampler.stop())
+  await waitFor(async () => Object.keys(await shares(a.port)).length === 2, { timeoutMs: 20_000, intervalMs: 200, what: 'two nodes in SHOW FLEET' })
+  const loadA = pgbench(a.port, 10, 30, script)
+  const loadB = pgbench(b.port, 40, 30, script)
+  await waitFor(async () => {
+    const s = await shares(a.port)
+    return (s.a ?? 0) + (s.b ?? 0) === BUDGET && (s.b ?? 0) > (s.a ?? 0)
+  }, { timeoutMs: 20_000, intervalMs: 100, what: 'the budget shared out, b (40 clients) above a (10)' })
+  t.diagnostic(`shares with floors of ${FLOOR}: ${JSON.stringify(await shares(a.port))}`)
+  await etcd.stop()
+  await new Promise((res) => setTimeout(res, TTL_S * 1000 * 1.5))
+  assert.ok(sampler.max() <= BUDGET, `at most ${BUDGET} servers, saw ${sampler.max()}`)
+  // Fenced by now (¾ TTL and 0.9 TTL passed): each node holds its floor at most, and still serves.
+  sampler.reset()
+  await new Promise((res) => setTimeout(res, 1_000))
+  const c = new pg.Client({ host: '127.0.0.1', port: a.port, user: pgi.user, password: pgi.password, database: 'app' })
+  c.on('error', () => {})
+  await c.connect()
+  const startedMs = Date.now()
+  await c.query('SELECT 1')
+  const queryMs = Date.now() - startedMs
+  await c.end()
+  t.diagnostic(`etcd down: servers at most ${sampler.max()} (floors ${2 * FLOOR}), last ${sampler.last()}; a query through a took ${queryMs} ms`)
+  assert.ok(sampler.max() <= 2 * FLOOR, `fenced nodes keep their floors only: saw ${sampler.max()}`)
+  assert.ok(sampler.last() > 0, 'the floors keep serving')
+  await etcd.start()
+  const [ra, rb] = await Promise.all([loadA, loadB])
+  assert.equal(ra.code, 0, ra.stderr)
+  assert.equal(rb.code, 0, rb.stderr)
+  // The floors are keys without a lease: b's stays while it runs, and a clean stop deletes it.
+  b.proc.kill('SIGTERM')
+  await b.waitExit(15_000)
+  await waitFor(async () => {
+    const rows = await adminQuery(pgi, a.port, 'SHOW FLEET')
+    return rows.length === 1
+  }, { timeoutMs: 10_000, intervalMs: 100, what: 'b to leave' })
+  const { Etcd3 } = await import('etcd3')
+  const client = new Etcd3({ hosts: `http://${etcd.endpoint}` })
+  try {
+    const floors = await client.getAll().prefix(`${fleet}/budget/floor/`).keys()
+    assert.deepEqual(floors.map(String).map((k) => k.slice(k.lastIndexOf('/') + 1)), ['a'], `only a's floor is left: ${floors.join(',')}`)
+  } finally {
+    client.close()
+  }
 })

@@ -40,6 +40,8 @@ export interface ShareRecord {
 /** One node's share of one pool, as read. */
 interface ShareRead extends ShareRecord {
   node: string
+  /** Its floor (floor/ key, no lease): kept through a fence, and after death until the node returns. */
+  floor: number
 }
 
 interface Demand {
@@ -56,6 +58,8 @@ export interface FleetBudgetOptions {
   log: Logger
   pools(): BudgetPool[]
   lease: FleetBudgetLease
+  /** fleet_budget_floor: servers of each pool this node claims to keep through a fence. */
+  floor: number
 }
 
 export function budgetPrefix(fleetName: string): string {
@@ -77,6 +81,8 @@ export class FleetBudget implements BudgetAgentHook {
   private readonly demands = new Map<BudgetPool, Demand>()
   /** Share keys this node wrote, by key, with the pool (null once dropped) and the share written. */
   private readonly written = new Map<string, { pool: BudgetPool | null; rec: ShareRecord; leaseId: string }>()
+  /** This node's floor by share key, as last read or claimed. */
+  private readonly floors = new Map<string, number>()
   /** Shares by node (all pools) as last read, for SHOW FLEET. */
   private totals = new Map<string, number>()
   private isFenced = false
@@ -130,10 +136,14 @@ export class FleetBudget implements BudgetAgentHook {
     return this.totals
   }
 
-  /** This node's shares by pool, for /metrics. */
-  ownShares(): Array<{ database: string; user: string; share: number; demand: number; limit: number }> {
+  /** This node's shares by pool, for /metrics: `share` is what it may hold, its floor included. */
+  ownShares(): Array<{ database: string; user: string; share: number; floor: number; demand: number; limit: number }> {
     const out = []
-    for (const w of this.written.values()) if (w.pool !== null) out.push({ database: w.pool.database, user: w.pool.user, ...w.rec })
+    for (const [key, w] of this.written) {
+      if (w.pool === null) continue
+      const floor = this.floors.get(key) ?? 0
+      out.push({ database: w.pool.database, user: w.pool.user, demand: w.rec.demand, limit: w.rec.limit, floor, share: (this.isFenced ? 0 : w.rec.share) + floor })
+    }
     return out
   }
 
@@ -196,7 +206,19 @@ export class FleetBudget implements BudgetAgentHook {
     let seqRev = '0'
     const byPool = new Map<string, ShareRead[]>()
     const totals = new Map<string, number>()
-    const mine = new Map<string, number>()
+    const readOf = (part: string, node: string): ShareRead => {
+      let list = byPool.get(part)
+      if (list === undefined) {
+        list = []
+        byPool.set(part, list)
+      }
+      let r = list.find((x) => x.node === node)
+      if (r === undefined) {
+        r = { node, share: 0, demand: 0, limit: 0, floor: 0 }
+        list.push(r)
+      }
+      return r
+    }
     for (const kv of res.kvs) {
       const key = kv.key.toString()
       if (key === this.seqKey) {
@@ -205,19 +227,23 @@ export class FleetBudget implements BudgetAgentHook {
       }
       const rest = key.slice(this.prefix.length)
       const cut = rest.lastIndexOf('/')
-      if (!rest.startsWith('pool/') || cut < 0) continue
-      const part = rest.slice(0, cut + 1)
+      const kind = rest.startsWith('pool/') ? 'pool' : rest.startsWith('floor/') ? 'floor' : null
+      if (kind === null || cut < 0) continue
+      // Both kinds of key of one pool meet under its pool part.
+      const part = 'pool/' + rest.slice(kind.length + 1, cut + 1)
       const node = rest.slice(cut + 1)
-      const rec = parseShare(kv.value.toString())
-      if (rec === null) continue
-      // This node's keys count only under its current lease: an old lease's are gone or going.
-      if (node === this.o.member.name) {
-        if (kv.lease !== leaseId) continue
-        mine.set(part, rec.share)
+      const isMine = node === this.o.member.name
+      if (kind === 'floor') {
+        const f = parseFloor(kv.value.toString())
+        if (f === null) continue
+        readOf(part, node).floor = f
+        totals.set(node, (totals.get(node) ?? 0) + f)
+        continue
       }
-      const list = byPool.get(part) ?? []
-      list.push({ node, ...rec })
-      byPool.set(part, list)
+      const rec = parseShare(kv.value.toString())
+      // This node's share counts only under its current lease: an old lease's is gone or going.
+      if (rec === null || (isMine && kv.lease !== leaseId)) continue
+      Object.assign(readOf(part, node), rec)
       totals.set(node, (totals.get(node) ?? 0) + rec.share)
     }
     this.totals = totals
@@ -229,69 +255,90 @@ export class FleetBudget implements BudgetAgentHook {
       const key = this.prefix + part + this.o.member.name
       seen.add(key)
       if (this.isFenced) return
-      const next = await this.settlePool(pool, part, key, mine.get(part) ?? 0, demandOf.get(pool) ?? 0, byPool.get(part) ?? [], seq, leaseId)
+      const next = await this.settlePool(pool, part, key, demandOf.get(pool) ?? 0, byPool.get(part) ?? [], seq, leaseId)
       if (next !== null) seq = next
     }
-    // Pools dropped here: their shares go back.
-    for (const [key, w] of [...this.written]) {
+    // Pools dropped here: their shares and floors go back.
+    for (const key of [...this.written.keys()]) {
       if (seen.has(key)) continue
       this.written.delete(key)
-      if (w.pool === null || w.pool.lists.serverCount === 0) await this.o.client.delete().key(key).exec()
+      this.floors.delete(key)
+      await this.o.client.delete().key(key).exec()
+      await this.o.client.delete().key(this.floorKey(key)).exec()
     }
   }
 
+  /** The floor key beside a share key. */
+  private floorKey(shareKey: string): string {
+    return this.prefix + 'floor/' + shareKey.slice(this.prefix.length + 'pool/'.length)
+  }
+
   /**
-   * Moves this node's share of one pool toward its fair part; returns the new seq revision when
-   * it bumped it. `held`: this node's share as read (0 when etcd has none under its lease).
+   * Moves this node's share of one pool toward its fair part, and claims its floor; returns the new
+   * seq revision when it bumped it. A node may hold floor + share servers: the floor (no lease)
+   * survives a fence, the share (under the lease) does not.
    */
-  private async settlePool(pool: BudgetPool, part: string, key: string, held: number, demand: number, reads: ShareRead[], seqRev: string, leaseId: string): Promise<string | null> {
+  private async settlePool(pool: BudgetPool, part: string, key: string, demand: number, reads: ShareRead[], seqRev: string, leaseId: string): Promise<string | null> {
     const me = this.o.member.name
     const limit = pool.settings.pool_size
+    const mine = reads.find((r) => r.node === me)
+    const held = mine?.share ?? 0
+    const floor = mine?.floor ?? 0
     const demands = new Map<string, number>()
     let others = 0
     for (const r of reads) {
       if (r.node === me) continue
       demands.set(r.node, r.demand)
-      others += r.share
+      others += r.share + r.floor
     }
     demands.set(me, demand)
     const fair = fairShares(limit, demands)
     const target = fair.get(me) ?? 0
-    const isOtherShort = reads.some((r) => r.node !== me && r.share < Math.min(r.demand, fair.get(r.node) ?? 0))
+    const isOtherShort = reads.some((r) => r.node !== me && r.share + r.floor < Math.min(r.demand, fair.get(r.node) ?? 0))
+    this.floors.set(key, floor)
     const servers = pool.lists.serverCount
-    // Never trust more than etcd holds for us (a lease that was lost meanwhile took its keys along).
-    let lease = Math.min(pool.lease, held)
+    // Never trust more than etcd holds for us (a lease that was lost meanwhile took its share along).
+    let lease = Math.min(pool.lease, floor + held)
     let share = held
-    if (isOtherShort && held > target) {
-      lease = target
-      this.closeIdleAbove(pool, lease)
-      share = Math.max(lease, pool.lists.serverCount)
-    } else if (!this.isHeldBack && demand > held) {
-      const cap = isOtherShort ? target : demand
-      const free = limit - others - held
-      const grow = Math.min(cap - held, free)
-      if (grow > 0) {
-        const rec: ShareRecord = { share: held + grow, demand, limit }
+    const floorWanted = Math.min(this.o.floor, limit)
+    if (!this.isHeldBack && (floor < floorWanted || (demand > floor + held && !(isOtherShort && floor + held >= target)))) {
+      // Growth (of the floor, or of the share up to the demand, or only to the target while another node is short).
+      const free = limit - others - held - floor
+      const newFloor = floor + Math.max(0, Math.min(floorWanted - floor, free))
+      const cap = isOtherShort ? Math.max(target, newFloor) : Math.max(demand, newFloor)
+      const newShare = held + Math.max(0, Math.min(cap - newFloor - held, free - (newFloor - floor)))
+      if (newFloor > floor || newShare > held) {
+        const rec: ShareRecord = { share: newShare, demand, limit }
         const txn = seqRev === '0' ? this.o.client.if(this.seqKey, 'Create', '==', 0) : this.o.client.if(this.seqKey, 'Mod', '==', seqRev)
-        const r = await txn.then(
-          this.o.client.put(key).value(JSON.stringify(rec)).lease(leaseId),
-          this.o.client.put(this.seqKey).value(me),
-        ).commit()
+        const puts = [this.o.client.put(key).value(JSON.stringify(rec)).lease(leaseId), this.o.client.put(this.seqKey).value(me)]
+        if (newFloor > floor) puts.push(this.o.client.put(this.floorKey(key)).value(JSON.stringify({ floor: newFloor })))
+        const r = await txn.then(...puts).commit()
         if (r.succeeded) {
           this.written.set(key, { pool, rec, leaseId })
+          this.floors.set(key, newFloor)
           // etcd took the put under our lease, so the lease was alive then; the guard may have fenced since.
           if (!this.isFenced) {
-            pool.lease = rec.share
+            pool.lease = newFloor + newShare
             pool.kick(Date.now())
           }
           return r.header.revision
         }
-        // Someone else moved first: the next tick reads again.
+        // Someone else moved first: read again at once.
         this.o.lease.want(pool, 0, false)
       }
-      lease = held
+      lease = floor + held
+    } else if (isOtherShort && floor + held > target) {
+      lease = Math.max(target, floor)
+      this.closeIdleAbove(pool, lease)
+      share = Math.max(0, Math.max(lease, pool.lists.serverCount) - floor)
     } else {
-      lease = held
+      lease = floor + held
+    }
+    if (floor > floorWanted) {
+      // A lower fleet_budget_floor than this node claimed before: the rest goes back (no guard: a decrease).
+      await this.o.client.put(this.floorKey(key)).value(JSON.stringify({ floor: floorWanted })).exec()
+      this.floors.set(key, floorWanted)
+      share += floor - floorWanted
     }
     if (lease < pool.lease) pool.lease = lease
     else if (lease > pool.lease && !this.isFenced) {
@@ -300,16 +347,11 @@ export class FleetBudget implements BudgetAgentHook {
     }
     const last = this.written.get(key)
     // Servers closed this tick may still be on their way out at PostgreSQL: their share goes back next tick.
-    if (share < servers && share < held) share = Math.min(held, servers)
+    if (share < servers - floor && share < held) share = Math.min(held, servers - floor)
     if (last === undefined || last.rec.share !== share || last.rec.demand !== demand || last.rec.limit !== limit || last.leaseId !== leaseId) {
-      if (share === 0 && demand === 0) {
-        if (last !== undefined || held > 0) await this.o.client.delete().key(key).exec()
-        this.written.delete(key)
-      } else {
-        const rec: ShareRecord = { share, demand, limit }
-        await this.o.client.put(key).value(JSON.stringify(rec)).lease(leaseId).exec()
-        this.written.set(key, { pool, rec, leaseId })
-      }
+      const rec: ShareRecord = { share, demand, limit }
+      await this.o.client.put(key).value(JSON.stringify(rec)).lease(leaseId).exec()
+      this.written.set(key, { pool, rec, leaseId })
     }
     return null
   }
@@ -332,15 +374,20 @@ export class FleetBudget implements BudgetAgentHook {
       this.isFenced = true
       if (this.written.size > 0) this.o.log.warn('fleet.budget_fenced', null, 'fleet lease not renewed for ¾ of its TTL: giving up every budget share (idle servers close now, busy ones when released)')
     }
+    let kept = 0
     for (const pool of pools) {
-      pool.lease = 0
-      this.closeIdleAbove(pool, 0)
+      const floor = this.floors.get(this.prefix + poolPart(pool.database, pool.user) + this.o.member.name) ?? 0
+      kept += floor
+      if (pool.lease > floor) pool.lease = floor
+      this.closeIdleAbove(pool, floor)
       if (!isLate) continue
-      for (const s of pool.lists.allServers()) s.close('fleet lease about to expire: budget share given up')
+      // Busy servers above the floor, the most recently linked first (a list's tail is its newest).
+      const busy = pool.lists.allServers()
+      for (let i = busy.length - 1; i >= 0 && pool.lists.serverCount > floor; i--) busy[i].close('fleet lease about to expire: budget share given up')
     }
-    if ((this.totals.get(this.o.member.name) ?? 0) > 0) {
+    if ((this.totals.get(this.o.member.name) ?? 0) !== kept) {
       this.totals = new Map(this.totals)
-      this.totals.set(this.o.member.name, 0)
+      this.totals.set(this.o.member.name, kept)
     }
   }
 
@@ -353,14 +400,26 @@ export class FleetBudget implements BudgetAgentHook {
     this.o.lease.attach(null)
   }
 
-  /** Wait for a tick in flight (shutdown). */
-  async settled(): Promise<void> {
+  /** Shutdown, before the lease is revoked (which takes the shares along): floors go back too. */
+  async leave(): Promise<void> {
+    this.stop()
     if (this.ticking !== null) await this.ticking
+    const floors = [...this.floors].filter(([, f]) => f > 0).map(([key]) => this.floorKey(key))
+    await Promise.all(floors.map((k) => this.o.client.delete().key(k).exec().catch(() => {})))
   }
 
   /** The shares read at the last tick (tests, SHOW). */
   reads(): ReadonlyMap<string, readonly ShareRead[]> {
     return this.lastRead
+  }
+}
+
+function parseFloor(v: string): number | null {
+  try {
+    const o = JSON.parse(v) as { floor?: unknown }
+    return typeof o.floor === 'number' && Number.isInteger(o.floor) && o.floor >= 0 ? o.floor : null
+  } catch {
+    return null
   }
 }
 
