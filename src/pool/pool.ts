@@ -46,6 +46,8 @@ export interface ServerLease {
   dropped(pool: Pool): void
   /** This worker's part of a pool's min_pool_size, so that the parts add up to it. */
   minShare(min: number): number
+  /** Why a released server above the lease closes (the log's close reason); absent: another worker took the slot. */
+  readonly overLeaseReason?: string
 }
 
 export class Pool {
@@ -281,7 +283,7 @@ export class Pool {
     const st = this.settings
     if (s.closeOnRelease) return 'database configuration changed'
     if (s.isCancelUnsure) return 'a cancel request for it was not confirmed'
-    if (this.lists.serverCount > this.lease) return 'slot handed to another worker'
+    if (this.lists.serverCount > this.lease) return this.leaser?.overLeaseReason ?? 'slot handed to another worker'
     if (isSweep) {
       if (this.isPaused) return 'pause mode'
       const min = this.minServers()

@@ -49,6 +49,7 @@ export interface BudgetAgentHook {
 /** pool/'s ServerLease, by shape. */
 export class FleetBudgetLease {
   private agent: BudgetAgentHook | null = null
+  readonly overLeaseReason = 'above this node\'s share of the fleet budget'
 
   /** The agent starts after the pools exist (the fleet's modules load later); until then every lease is 0. */
   attach(agent: BudgetAgentHook | null): void {
