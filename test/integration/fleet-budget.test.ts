@@ -115,7 +115,7 @@ test('budget 20 over three nodes with 10/10/100 clients: never more than 20 serv
   assert.ok(settled.a >= 1 && settled.b >= 1, `a and b keep a share: ${JSON.stringify(settled)}`)
   assert.ok(settled.a + settled.b + settled.c <= BUDGET, `shares add up to at most ${BUDGET}: ${JSON.stringify(settled)}`)
   const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text()
-  const own = /^tidepool_fleet_budget_share\{database="app",user="postgres"\} (\d+)$/m.exec(metrics)
+  const own = /^tidepool_fleet_budget_share\{scope="pool",database="app",user="postgres"\} (\d+)$/m.exec(metrics)
   assert.ok(own !== null && Number(own[1]) >= 1 && Number(own[1]) < BUDGET / 2, `node a's share in /metrics: ${own?.[0]}`)
   assert.match(metrics, /^tidepool_fleet_budget_fenced 0$/m)
 
@@ -230,4 +230,36 @@ test('fleet_budget_floor: cut off from etcd, each node keeps its floor and serve
   } finally {
     client.close()
   }
+})
+
+test('max_db_connections and max_user_connections are fleet-wide too: pool_size 50, max_db_connections 6 over two nodes', { timeout: 120_000 }, async (t) => {
+  if (!hasBinary('pgbench')) {
+    t.skip('pgbench is not installed')
+    return
+  }
+  const DB_LIMIT = 6
+  const etcd = await startEtcd(t)
+  const fleet = `d-${randomBytes(3).toString('hex')}`
+  const dir = fs.mkdtempSync(join(os.tmpdir(), 'tidepool-budget-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const script = join(dir, 'tx.sql')
+  fs.writeFileSync(script, 'SELECT pg_sleep(0.01);\n')
+  const httpPort = await freePort()
+  const settings = { max_client_conn: 300, default_pool_size: 50, max_db_connections: DB_LIMIT, max_user_connections: 8 }
+  const [a, b] = await Promise.all(['a', 'b'].map((name) => spawnNode(t, pgi, etcd, fleet, name, TTL_S, name === 'a' ? { fleet_budget: 1, http_listen_port: httpPort } : { fleet_budget: 1 }, settings)))
+  const sampler = await startSampler()
+  t.after(() => sampler.stop())
+  await waitFor(async () => Object.keys(await shares(a.port)).length === 2, { timeoutMs: 20_000, intervalMs: 200, what: 'two nodes in SHOW FLEET' })
+  const loads = [pgbench(a.port, 10, 8, script), pgbench(b.port, 20, 8, script)]
+  await new Promise((res) => setTimeout(res, 5_000))
+  // Under load: b, with twice a's clients, holds more of the database's budget (fairShares: a 2, b 4).
+  const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text()
+  const results = await Promise.all(loads)
+  const dbShare = /^tidepool_fleet_budget_share\{scope="db",database="app"\} (\d+)$/m.exec(metrics)
+  t.diagnostic(`max servers ${sampler.max()} over ${sampler.samples()} samples (max_db_connections ${DB_LIMIT}); a's db share ${dbShare?.[1]}; tps a ${results[0].tps}, b ${results[1].tps}`)
+  for (const r of results) assert.equal(r.code, 0, r.stderr)
+  assert.ok(sampler.max() <= DB_LIMIT, `at most ${DB_LIMIT} servers to database app over the fleet, saw ${sampler.max()}`)
+  assert.ok(sampler.max() >= DB_LIMIT - 1, `the budget is used: ${sampler.max()}`)
+  assert.ok(dbShare !== null && Number(dbShare[1]) >= 1 && Number(dbShare[1]) <= DB_LIMIT / 2, `a (10 clients) holds at most half the database's budget: ${dbShare?.[0]}`)
+  assert.match(metrics, /^tidepool_fleet_budget_limit\{scope="user",user="postgres"\} 8$/m)
 })

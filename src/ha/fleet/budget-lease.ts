@@ -23,7 +23,10 @@ interface Sized {
 export interface BudgetPool {
   readonly database: string
   readonly user: string
-  readonly settings: { readonly pool_size: number }
+  readonly settings: { readonly pool_size: number; readonly max_db_connections: number; readonly max_user_connections: number }
+  /** The database's and the user's counts over this node's pools; `cap` is this node's share. */
+  readonly dbCount: { readonly servers: number; cap: number }
+  readonly userCount: { readonly servers: number; cap: number }
   /** Servers the pool may have open: raised only once etcd holds the share. */
   lease: number
   readonly welcome: unknown

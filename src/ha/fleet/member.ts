@@ -55,7 +55,7 @@ export interface FleetStatus {
 
 export interface FleetBudgetStatus {
   isFenced: boolean
-  pools: Array<{ database: string; user: string; share: number; floor: number; demand: number; limit: number }>
+  pools: Array<{ scope: 'pool' | 'db' | 'user'; database: string; user: string; share: number; floor: number; demand: number; limit: number }>
 }
 
 export interface FleetMemberOptions {
