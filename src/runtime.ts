@@ -45,6 +45,8 @@ import { numberConnectionsAsWorker } from './proxy/conn-ids.ts'
 import type { FleetMember } from './ha/fleet/member.ts'
 import type { SharedConfigFollower } from './ha/fleet/shared-config.ts'
 import type { FleetCommands } from './ha/fleet/commands.ts'
+import type { FleetBudget } from './ha/fleet/budget.ts'
+import { FleetBudgetLease } from './ha/fleet/budget-lease.ts'
 import { parseSharedConfig, type SharedConfigRecord } from './config/shared-record.ts'
 import { configDigest } from './config/digest.ts'
 
@@ -112,6 +114,9 @@ export class Runtime implements ProxyContext {
   private fleet: FleetMember | null = null
   private sharedFollower: SharedConfigFollower | null = null
   private fleetCommands: FleetCommands | null = null
+  /** fleet_budget: the pools' leaser (every lease 0 until the budget agent grants), and the agent. */
+  private readonly budgetLease: FleetBudgetLease | null
+  private budget: FleetBudget | null = null
   /** The fleet's shared config in force (tidepool fleet push), merged into every RELOAD; null: the ini alone. */
   private shared: (SharedEntries & { version: number }) | null = null
   readonly startTimeS = Date.now() / 1000
@@ -145,6 +150,9 @@ export class Runtime implements ProxyContext {
     )
     this.servers = new BackendServerFactory(this, this.backends, () => this.pools.list())
     this.stats = new StatsPeriods(() => this.pools.list(), this.log)
+    const s0 = config.settings
+    // Only a node that joins a fleet (one worker) has a fleet budget; its pools start with none.
+    this.budgetLease = role === null && s0.fleet_budget && s0.fleet_etcd.length > 0 ? new FleetBudgetLease() : null
     this.pools = new PoolSet({
       config: () => this.config,
       log: this.log,
@@ -152,7 +160,7 @@ export class Runtime implements ProxyContext {
       isOnHosts: (pool, hosts) => this.servers.isOnHosts(pool, hosts),
       onCreated: (pool) => this.servers.onPoolCreated(pool),
       onDropped: (pool) => this.stats.retire(pool),
-      lease: role?.serverLease((db, user) => this.pools.existing(db, user)) ?? null,
+      lease: role?.serverLease((db, user) => this.pools.existing(db, user)) ?? this.budgetLease,
     })
     const control = new LocalPoolControl(this.pools, this.log)
     this.localControl = control
@@ -343,6 +351,8 @@ export class Runtime implements ProxyContext {
       },
       staticPeerIds: () => new Set(this.config.peers.keys()),
       onPeersChanged: () => this.applyPeers(),
+      budgetShares: () => this.budget?.shareTotals() ?? null,
+      budgetStatus: () => (this.budget === null ? null : { isFenced: this.budget.fenced, pools: this.budget.ownShares() }),
     })
     const { SharedConfigFollower } = await import('./ha/fleet/shared-config.ts')
     const follower = new SharedConfigFollower({ client: this.fleet.client, fleetName: s.fleet_name, log: this.log, apply: (rec) => this.applyShared(rec) })
@@ -361,6 +371,14 @@ export class Runtime implements ProxyContext {
     commands.start()
     member.onBeat(() => commands.poll())
     member.start()
+    if (this.budgetLease !== null) {
+      const { FleetBudget } = await import('./ha/fleet/budget.ts')
+      this.budget = new FleetBudget({
+        client: member.client, member, fleetName: s.fleet_name, ttlS: s.fleet_lease_ttl, log: this.log,
+        pools: () => this.pools.list(), lease: this.budgetLease, floor: s.fleet_budget_floor,
+      })
+      this.budget.start()
+    }
   }
 
   /** What SHOW FLEET says this node runs: the shared config's version, or a digest of its own ini. */
@@ -517,7 +535,10 @@ export class Runtime implements ProxyContext {
     const finish = () => {
       if (isFinished) return
       isFinished = true
-      const parts = [this.sharedFollower, this.fleetCommands]
+      const budget = this.budget
+      budget?.stop()
+      this.budget = null
+      const parts = [this.sharedFollower, this.fleetCommands, budget === null ? null : { stop: () => budget.leave() }]
       this.sharedFollower = null
       this.fleetCommands = null
       const fleet = this.fleet

@@ -168,6 +168,9 @@ export interface Settings {
   node_advertise: string
   fleet_lease_ttl: number
   fleet_command_timeout_ms: number
+  /** Pool sizes are the fleet's totals, shared out through etcd (docs/architecture.md, Fleet: connection budget). */
+  fleet_budget: boolean
+  fleet_budget_floor: number
 }
 
 export type SettingName = keyof Settings
@@ -515,6 +518,10 @@ export const SETTINGS: readonly AnySettingRow[] = Object.freeze([
     doc: "Seconds the fleet keeps a node's record after its last heartbeat (its etcd lease); the node renews it every third of that. etcd may round a very short TTL up" }),
   setting({ name: 'fleet_command_timeout_ms', section: 'tidepool', group: G.tidepool, type: millis({ min: 100 }), default: '10000', apply: 'live',
     doc: 'How long a FLEET command waits for every live node to acknowledge; then it answers an error naming the nodes that did not' }),
+  setting({ name: 'fleet_budget', section: 'tidepool', group: G.tidepool, type: bool(), default: '0', apply: 'restart',
+    doc: "With fleet_etcd: pool_size, max_db_connections and max_user_connections are the fleet's totals rather than each node's. Nodes hold shares of it in etcd under their leases, shares move toward the nodes whose clients wait, and a node that cannot renew its lease gives its shares up before the lease can expire (it fences itself: with etcd gone for ¾ of fleet_lease_ttl its pools keep only fleet_budget_floor servers until etcd answers). Needs workers = 1" }),
+  setting({ name: 'fleet_budget_floor', section: 'tidepool', group: G.tidepool, type: int({ min: 0 }), default: '0', apply: 'restart',
+    doc: "With fleet_budget: servers of each pool this node claims for good out of the fleet's budget (as far as it has room) and keeps while cut off from etcd. A floor is an etcd key without a lease: it stays counted after the node dies, until the node comes back under the same node_name or its key <fleet_name>/budget/floor/<db>/<user>/<node> is deleted; a node that shuts down cleanly gives it back" }),
 ])
 
 const BY_NAME: ReadonlyMap<string, AnySettingRow> = new Map(SETTINGS.map((r) => [r.name, r]))

@@ -185,4 +185,18 @@ function renderFleet(o: Out, f: FleetStatus | null): void {
   o.sample('tidepool_fleet_last_contact_timestamp_seconds', {}, f.lastContactMs / 1000)
   o.family('tidepool_fleet_ignored_keys', 'gauge', 'Keys under the fleet\'s nodes/ prefix that are not valid node records, ignored at the last read')
   o.sample('tidepool_fleet_ignored_keys', {}, f.badRecords)
+  const b = f.budget
+  if (b === null) return
+  o.family('tidepool_fleet_budget_fenced', 'gauge', '1 while this node has given up its budget shares because it could not renew its fleet lease (fleet_budget)')
+  o.sample('tidepool_fleet_budget_fenced', {}, b.isFenced ? 1 : 0)
+  // scope pool: database and user; db: database; user: user.
+  const labels = (p: (typeof b.pools)[number]): Record<string, string> => (p.scope === 'pool' ? { scope: p.scope, database: p.database, user: p.user } : p.scope === 'db' ? { scope: p.scope, database: p.database } : { scope: p.scope, user: p.user })
+  o.family('tidepool_fleet_budget_share', 'gauge', 'Server connections of the pool, database or user this node may hold: its share of the fleet-wide pool_size, max_db_connections or max_user_connections as written in etcd, its floor included (only the floor while fenced)')
+  for (const p of b.pools) o.sample('tidepool_fleet_budget_share', labels(p), p.share)
+  o.family('tidepool_fleet_budget_floor', 'gauge', 'Servers of the scope this node keeps through a fence (fleet_budget_floor, as far as the budget had room)')
+  for (const p of b.pools) o.sample('tidepool_fleet_budget_floor', labels(p), p.floor)
+  o.family('tidepool_fleet_budget_demand', 'gauge', 'Clients of the scope using or waiting for a server (the most over the last second or two), which the fleet shares the budget by')
+  for (const p of b.pools) o.sample('tidepool_fleet_budget_demand', labels(p), p.demand)
+  o.family('tidepool_fleet_budget_limit', 'gauge', 'The fleet-wide budget of the scope (pool_size, max_db_connections or max_user_connections), as this node counts it')
+  for (const p of b.pools) o.sample('tidepool_fleet_budget_limit', labels(p), p.limit)
 }

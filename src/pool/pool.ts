@@ -15,6 +15,11 @@ import { SqlState } from '../protocol/pg-error.ts'
 /** Counts shared by all pools of one database or one user (max_db_connections, max_user_connections). */
 export class SharedCount {
   servers = 0
+  /**
+   * Servers this node may have open for the database or user over all its pools: unlimited, or with
+   * fleet_budget this node's share of the fleet-wide max_db_connections / max_user_connections.
+   */
+  cap = Infinity
   /** The pools sharing this count, so one at its limit can take an idle server from a sibling. */
   readonly pools = new Set<Pool>()
 }
@@ -46,6 +51,8 @@ export interface ServerLease {
   dropped(pool: Pool): void
   /** This worker's part of a pool's min_pool_size, so that the parts add up to it. */
   minShare(min: number): number
+  /** Why a released server above the lease closes (the log's close reason); absent: another worker took the slot. */
+  readonly overLeaseReason?: string
 }
 
 export class Pool {
@@ -281,7 +288,8 @@ export class Pool {
     const st = this.settings
     if (s.closeOnRelease) return 'database configuration changed'
     if (s.isCancelUnsure) return 'a cancel request for it was not confirmed'
-    if (this.lists.serverCount > this.lease) return 'slot handed to another worker'
+    if (this.lists.serverCount > this.lease) return this.leaser?.overLeaseReason ?? 'slot handed to another worker'
+    if (this.dbCount.servers > this.dbCount.cap || this.userCount.servers > this.userCount.cap) return this.leaser?.overLeaseReason ?? 'above this node\'s share'
     if (isSweep) {
       if (this.isPaused) return 'pause mode'
       const min = this.minServers()
@@ -411,6 +419,7 @@ export class Pool {
     if (this.lists.serverCount >= this.allowedServers(nowMs)) return false
     if (st.max_db_connections > 0 && this.dbCount.servers >= st.max_db_connections) return false
     if (st.max_user_connections > 0 && this.userCount.servers >= st.max_user_connections) return false
+    if (this.dbCount.servers >= this.dbCount.cap || this.userCount.servers >= this.userCount.cap) return false
     return this.lists.serverCount < this.lease
   }
 
@@ -436,7 +445,8 @@ export class Pool {
 
   private isBlockedOnlyByDbLimit(nowMs: number): boolean {
     const st = this.settings
-    if (st.max_db_connections <= 0 || this.dbCount.servers < st.max_db_connections) return false
+    const dbLimit = Math.min(st.max_db_connections > 0 ? st.max_db_connections : Infinity, this.dbCount.cap)
+    if (dbLimit === Infinity || this.dbCount.servers < dbLimit) return false
     this.dbCount.servers--
     const otherwiseOk = this.canOpenServer(nowMs)
     this.dbCount.servers++

@@ -23,9 +23,9 @@ export function startNode(t: TestContext, pgi: PgInstance, etcd: EtcdEndpoints, 
   return startTidepool(t, pgi, { settings: { admin_users: pgi.user }, tidepool: { ...fleetKeys(etcd, fleet, name, ttlS), ...extra } })
 }
 
-/** A node in a child process (it can be SIGKILLed). */
-export async function spawnNode(t: TestContext, pgi: PgInstance, etcd: EtcdEndpoints, fleet: string, name: string, ttlS: number, extra: Record<string, string | number> = {}): Promise<ChildTidepool> {
-  return spawnTidepool(t, pgi, { port: await freePort(), settings: { admin_users: pgi.user }, tidepool: { ...fleetKeys(etcd, fleet, name, ttlS), ...extra } })
+/** A node in a child process (it can be SIGKILLed); `settings`: [pgbouncer] keys besides admin_users. */
+export async function spawnNode(t: TestContext, pgi: PgInstance, etcd: EtcdEndpoints, fleet: string, name: string, ttlS: number, extra: Record<string, string | number> = {}, settings: Record<string, string | number> = {}): Promise<ChildTidepool> {
+  return spawnTidepool(t, pgi, { port: await freePort(), settings: { admin_users: pgi.user, ...settings }, tidepool: { ...fleetKeys(etcd, fleet, name, ttlS), ...extra } })
 }
 
 /** One console query on the node listening on `port`; rejects with the console's error. */

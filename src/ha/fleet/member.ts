@@ -38,6 +38,8 @@ export interface FleetNodeRow extends NodeRecord {
    *  etcd unreachable: this node, cut off; unknown: another node as last seen before etcd became unreachable. */
   state: 'up' | 'joining' | 'etcd unreachable' | 'unknown'
   isSelf: boolean
+  /** Its budget shares summed over pools as last read (fleet_budget); null without a budget. */
+  budget_share: number | null
 }
 
 /** What /metrics reads. */
@@ -47,6 +49,13 @@ export interface FleetStatus {
   nodes: number
   lastContactMs: number
   badRecords: number
+  /** fleet_budget: this node's shares by pool and whether it is fenced; null without a budget. */
+  budget: FleetBudgetStatus | null
+}
+
+export interface FleetBudgetStatus {
+  isFenced: boolean
+  pools: Array<{ scope: 'pool' | 'db' | 'user'; database: string; user: string; share: number; floor: number; demand: number; limit: number }>
 }
 
 export interface FleetMemberOptions {
@@ -60,6 +69,10 @@ export interface FleetMemberOptions {
   staticPeerIds(): ReadonlySet<number>
   /** After each heartbeat that reached etcd: the peer table may have changed. */
   onPeersChanged?(): void
+  /** fleet_budget: each node's shares summed over pools, as last read; null without a budget. */
+  budgetShares?(): ReadonlyMap<string, number> | null
+  /** fleet_budget: this node's shares for /metrics; null without a budget. */
+  budgetStatus?(): FleetBudgetStatus | null
 }
 
 /** A fleet node another can forward cancel requests to. */
@@ -121,7 +134,13 @@ export class FleetMember {
   private readonly beatMs: number
   private readonly address: string
   private lease: Lease | null = null
-  private leaseId = ''
+  private leaseIdNow = ''
+  /**
+   * When the last grant or keep-alive that etcd answered was sent (ms, this node's clock; 0: none):
+   * etcd cannot expire the lease before this plus the TTL, which is what the budget's fencing counts from.
+   */
+  private leaseFreshMs = 0
+  private renewing: Promise<boolean> | null = null
   private startedMs = 0
   private timer: NodeJS.Timeout | null = null
   private beating: Promise<void> | null = null
@@ -188,6 +207,34 @@ export class FleetMember {
   /** `fn` runs after every heartbeat that reached etcd; its failures are its own (the beat ignores them). */
   onBeat(fn: () => Promise<void>): void {
     this.afterBeat.push(fn)
+  }
+
+  /** The lease this node's keys live under ('' before the first grant). */
+  get leaseId(): string {
+    return this.lease === null ? '' : this.leaseIdNow
+  }
+
+  /** When the last keep-alive etcd answered was sent (0: none since the lease was granted). */
+  get leaseFreshSinceMs(): number {
+    return this.lease === null ? 0 : this.leaseFreshMs
+  }
+
+  /**
+   * One keep-alive now, outside the heartbeat (the budget renews early, so that a slow heartbeat
+   * does not fence it); true if etcd answered. One at a time; a failure is the heartbeat's to handle.
+   */
+  renew(): Promise<boolean> {
+    const lease = this.lease
+    if (lease === null || this.isStopped) return Promise.resolve(false)
+    if (this.renewing !== null) return this.renewing
+    const sentMs = Date.now()
+    this.renewing = lease.keepaliveOnce({ deadline: sentMs + Math.max(500, this.beatMs) })
+      .then(() => {
+        if (this.lease === lease) this.leaseFreshMs = Math.max(this.leaseFreshMs, sentMs)
+        return true
+      }, () => false)
+      .finally(() => { this.renewing = null })
+    return this.renewing
   }
 
   get isEtcdUp(): boolean {
@@ -272,19 +319,27 @@ export class FleetMember {
       if (this.lease === null) {
         const lease = this.client.lease(this.ttlS, { autoKeepAlive: false })
         this.lease = lease
+        this.leaseIdNow = ''
+        this.leaseFreshMs = 0
         this.isPeerIdHeld = false
-        this.leaseId = await lease.grant()
+        const sentMs = Date.now()
+        this.leaseIdNow = await lease.grant()
+        this.leaseFreshMs = sentMs
         this.startedMs = Date.now()
         isNewLease = true
       } else {
         // The client does not retry a keep-alive stream: again, on a member picked anew, while one fails for a reason of the connection.
         for (let tries = this.o.settings.fleet_etcd.length; ; tries--) {
+          const sentMs = Date.now()
           const err = await this.lease.keepaliveOnce({ deadline: Date.now() + Math.max(500, this.beatMs) }).then(() => null, (e: Error) => e)
-          if (err === null) break
+          if (err === null) {
+            this.leaseFreshMs = Math.max(this.leaseFreshMs, sentMs)
+            break
+          }
           if (tries <= 1 || !isRecoverableError(err)) throw err
         }
       }
-      if (!this.isPeerIdHeld) await this.claimPeerId(this.leaseId)
+      if (!this.isPeerIdHeld) await this.claimPeerId(this.leaseIdNow)
       const rec = this.record(Date.now())
       await this.lease.put(this.key).value(JSON.stringify(rec)).exec()
       const all = await this.client.getAll().prefix(this.prefix).strings()
@@ -335,12 +390,14 @@ export class FleetMember {
     const isUp = this.isUp === true
     const state = isUp ? 'up' : this.isUp === null ? 'joining' : 'etcd unreachable'
     // The config version is this node's own as of now: a version applied since the last beat shows at once.
-    const self: FleetNodeRow = { ...(isUp && this.self !== null ? this.self : this.record(this.self?.heartbeat_ms ?? 0)), config_version: this.o.load().configVersion, state, isSelf: true }
-    return [self, ...this.others.map((r): FleetNodeRow => ({ ...r, state: isUp ? 'up' : 'unknown', isSelf: false }))]
+    const shares = this.o.budgetShares?.() ?? null
+    const share = (name: string) => (shares === null ? null : shares.get(name) ?? 0)
+    const self: FleetNodeRow = { ...(isUp && this.self !== null ? this.self : this.record(this.self?.heartbeat_ms ?? 0)), config_version: this.o.load().configVersion, state, isSelf: true, budget_share: share(this.name) }
+    return [self, ...this.others.map((r): FleetNodeRow => ({ ...r, state: isUp ? 'up' : 'unknown', isSelf: false, budget_share: share(r.name) }))]
   }
 
   status(): FleetStatus {
-    return { isEtcdUp: this.isUp === true, nodes: this.others.length + 1, lastContactMs: this.lastContactMs, badRecords: this.badKeys.size }
+    return { isEtcdUp: this.isUp === true, nodes: this.others.length + 1, lastContactMs: this.lastContactMs, badRecords: this.badKeys.size, budget: this.o.budgetStatus?.() ?? null }
   }
 
   /** Leaves the fleet: stops the heartbeats and revokes the lease (bounded wait), then closes the client. */
