@@ -298,8 +298,9 @@ export class Pool {
    * logins under way (not a failed login: no server_login_retry); busy ones close when released
    * (or after the reset or check query they run); new clients wait for a fresh login's parameters.
    */
-  retireServers(reason: string, nowMs: number): void {
-    this.welcome = null
+  retireServers(reason: string, nowMs: number, keepWelcome = false): void {
+    // The servers' parameters may differ after it; an online restart keeps it for the clients it hands over.
+    if (!keepWelcome) this.welcome = null
     for (const s of this.lists.allServers()) {
       // A server whose cancels are still on the way goes back through release() when they are done.
       if (s.state === ServerState.Active || s.state === ServerState.Tested || s.state === ServerState.BeingCanceled) s.closeOnRelease = true
