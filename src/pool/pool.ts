@@ -57,6 +57,8 @@ export class Pool {
   /** The message of the last server login failure, kept for the clients it turns away. */
   lastLoginError: ClientFailure | null = null
   isPaused = false
+  /** An online restart drains this pooler: a server no client here waits for closes, its slot goes to the new one. */
+  isHandingOver = false
   /** Its database entry names the server-side user (user=): the pool is one whatever the client's name. */
   isForcedUser = false
   settings: PoolSettings
@@ -281,6 +283,7 @@ export class Pool {
     const st = this.settings
     if (s.closeOnRelease) return 'database configuration changed'
     if (s.isCancelUnsure) return 'a cancel request for it was not confirmed'
+    if (this.isHandingOver && this.lists.waitingClients.size === 0) return 'online restart: the new pooler serves'
     if (this.lists.serverCount > this.lease) return 'slot handed to another worker'
     if (isSweep) {
       if (this.isPaused) return 'pause mode'
