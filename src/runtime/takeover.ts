@@ -203,6 +203,8 @@ export class TakeoverControl {
       if (!isMsg(m)) return
       const msg = m as ToOld
       if (msg.t === 'hello') {
+        // The slots first: the new pooler counts them before its workers serve anyone.
+        old.watchSlots?.((held) => { if (child.connected) child.send({ t: 'slots', held } satisfies ToNew) })
         old.listeners((socket, isUnix) => this.sendConn(child, socket, isUnix)).then((ls) => {
           for (const l of ls) child.send({ t: 'listener', kind: l.kind } satisfies ToNew, l.handle as net.Server)
           child.send({ t: 'listeners_done' } satisfies ToNew)
@@ -212,7 +214,6 @@ export class TakeoverControl {
         clearTimeout(startTimer)
         this.log.info('takeover.ready', null, `takeover: the new tidepool (pid ${pid}) serves; handing over clients between transactions`)
         asker.write(line({ ev: 'ready', pid }))
-        old.watchSlots?.((held) => { if (child.connected) child.send({ t: 'slots', held } satisfies ToNew) })
         this.drain(child, asker, req.timeoutS, startedAt)
       } else if (msg.t === 'cancel') {
         old.cancel(msg.pid, msg.secret)
@@ -330,20 +331,23 @@ export interface HandedListener {
   readonly kind: ListenerKind
 }
 
-/** Asks the old pooler (this process's parent) for its listening sockets. */
-export function receiveHandles(timeoutMs = START_TIMEOUT_MS): Promise<HandedListener[]> {
+/** Asks the old pooler (this process's parent) for its listening sockets; its server slots come first (workers). */
+export function receiveHandles(timeoutMs = START_TIMEOUT_MS): Promise<{ handles: HandedListener[]; held: HeldSlots[] }> {
   return new Promise((resolve, reject) => {
     const out: HandedListener[] = []
+    let held: HeldSlots[] = []
     const timer = setTimeout(() => reject(new Error('takeover: the old process sent no listening sockets')), timeoutMs)
     const onMessage = (m: unknown, handle: unknown) => {
       if (!isMsg(m)) return
       const msg = m as ToNew
       if (msg.t === 'listener' && typeof handle === 'object' && handle !== null) {
         out.push({ handle, kind: msg.kind })
+      } else if (msg.t === 'slots') {
+        held = msg.held
       } else if (msg.t === 'listeners_done') {
         clearTimeout(timer)
         process.off('message', onMessage)
-        resolve(out)
+        resolve({ handles: out, held })
       }
     }
     process.on('message', onMessage)
@@ -373,7 +377,7 @@ export function adoptHandles(handed: readonly HandedListener[], s: Pick<Settings
 
 /** One process taking over: the old pooler's listening sockets, served here. */
 export async function receiveInheritance(s: Pick<Settings, 'listen_backlog' | 'unix_socket_dir' | 'listen_port'>): Promise<Inherited> {
-  return adoptHandles(await receiveHandles(), s)
+  return adoptHandles((await receiveHandles()).handles, s)
 }
 
 /**

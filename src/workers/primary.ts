@@ -127,7 +127,9 @@ export class Primary {
       // The workers this primary forks are no takeover's children.
       delete process.env[ENV_TAKEOVER]
       try {
-        this.inherited = await receiveHandles()
+        const { handles, held } = await receiveHandles()
+        this.inherited = handles
+        this.setOldSlots(held)
       } catch (err) {
         this.log.error('runtime.failed', null, (err as Error).message)
         return 1

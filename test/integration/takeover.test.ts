@@ -97,6 +97,25 @@ for (const workers of (process.env.TAKEOVER_WORKERS ?? '1,2').split(',').map(Num
   fs.writeFileSync(script, 'SELECT 1;\n')
   const bench = runPgbench({ port, user: pgi.user, password: pgi.password, db: 'app', args: ['-n', '-c', '50', '-j', '2', '-T', workers > 1 ? '40' : '20', '-M', 'prepared', '-f', script], timeoutMs: 60_000 })
 
+  // The server connections of old and new together, sampled straight from PostgreSQL: with
+  // workers the new ledger counts the old pooler's slots, so the sum stays within default_pool_size.
+  const direct = new pg.Client({ connectionString: pgi.url('postgres') })
+  await direct.connect()
+  t.after(() => direct.end().catch(() => {}))
+  let maxServers = 0
+  let maxRows = ''
+  let sampling = true
+  const sampler = (async () => {
+    while (sampling) {
+      const rows = (await direct.query("SELECT pid, application_name, state, left(query, 40) AS q, client_port FROM pg_stat_activity WHERE datname = 'app' AND backend_type = 'client backend'")).rows
+      if (rows.length > maxServers) {
+        maxServers = rows.length
+        maxRows = JSON.stringify(rows)
+      }
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  })()
+
   // New connections all along, and the longest gap between two answers of one busy client.
   let running = true
   let refused = 0
@@ -172,14 +191,17 @@ for (const workers of (process.env.TAKEOVER_WORKERS ?? '1,2').split(',').map(Num
 
   const res = await bench
   running = false
-  await Promise.all([churn, stall])
+  sampling = false
+  await Promise.all([churn, stall, sampler])
+  // workers = 1 has no ledger: old and new may each open default_pool_size (20) meanwhile.
+  if (workers > 1) assert.ok(maxServers <= 20, `${maxServers} server connections at once during the takeover (default_pool_size 20): ${maxRows}`)
   assert.equal(res.code, 0, res.stderr + res.stdout)
   assert.doesNotMatch(res.stderr, /aborted|error/i)
   const failedTx = /number of failed transactions: (\d+)/.exec(res.stdout)
   if (failedTx !== null) assert.equal(Number(failedTx[1]), 0, res.stdout)
   assert.equal(refused, 0, errors.join('\n'))
   assert.ok(connected > 10, `only ${connected} new connections during the run`)
-  t.diagnostic(`takeover (workers = ${workers}) under pgbench -c 50 : ${res.tps} tps, failed 0, refused ${refused} of ${connected + refused} new connections, longest stall ${stallMs} ms (ending ${stallEnd}); ${r.stdout.trim().split('\n').at(-1)}`)
+  t.diagnostic(`takeover (workers = ${workers}) under pgbench -c 50 : ${res.tps} tps, failed 0, refused ${refused} of ${connected + refused} new connections, longest stall ${stallMs} ms (ending ${stallEnd}), at most ${maxServers} server connections; ${r.stdout.trim().split('\n').at(-1)}`)
   // The unix socket outlived the old process, and the new one opened the control socket.
   const viaUnix = await runPsql({ host: sockDir, port, user: pgi.user, password: pgi.password, db: 'app', sql: 'SELECT 40 + 2' })
   assert.equal(viaUnix.stdout.trim(), '42', viaUnix.stderr)
