@@ -19,8 +19,9 @@
 //      exits; the new one then opens the control socket for the next restart.
 // Clients that stay to the deadline: TLS clients (the TLS session lives in this process), session
 // mode, a session pinned by state (LISTEN, advisory locks, temp tables), console sessions.
-// Must not: run with workers > 1 (not built yet: refused with a message), or hand over a client
-// with anything in flight (ClientConn.handoff decides).
+// With workers the primary is the old or new process here, and sockets hop through it
+// (workers/takeover.ts); listening sockets travel as bare handles, so a primary never accepts.
+// Must not: hand over a client with anything in flight (ClientConn.handoff decides).
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
@@ -106,6 +107,8 @@ export interface TakeoverOld {
   cancel(pid: number, secret: number): void
   /** Server slots held, reported through `report` as they change, until the exit (workers). */
   watchSlots?(report: (held: HeldSlots[]) => void): void
+  /** The new pooler ended before it was ready: this one serves on (copies of sockets gathered for it go). */
+  failed?(): void
   /** Everything is handed over: end this pooler, leaving its sockets, socket file and pidfile to the new one. */
   exit(): void
 }
@@ -194,6 +197,7 @@ export class TakeoverControl {
       clearTimeout(startTimer)
       if (isReady) return
       this.child = null
+      old.failed?.()
       const how = signal !== null ? `was stopped by ${signal}` : `exited with code ${code}`
       this.log.error('takeover.failed', null, `takeover: the new tidepool (pid ${pid}) ${how} before it was ready; serving on`)
       asker.end(line({ ev: 'error', message: `the new tidepool (pid ${pid}) ${how} before it was ready; the old one (pid ${process.pid}) serves on` }))

@@ -139,7 +139,9 @@ export class Primary {
     // Workers share the primary's unix socket, so only the primary may remove a file left behind
     // (one a takeover handed over is not left behind).
     if (s.unix_socket_dir !== '' && s.listen_port !== 0 && this.inherited === null) removeStaleSocket(socketPath(s.unix_socket_dir, s.listen_port))
-    cluster.schedulingPolicy = this.mode === 'shared' ? cluster.SCHED_NONE : cluster.SCHED_RR
+    // Under reuseport too the unix socket is shared, not accepted here and passed on: each worker then
+    // holds a copy of it, which an online restart hands over (workers/takeover.ts).
+    cluster.schedulingPolicy = this.mode === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE
     // Structured clone carries the console's Maps and typed arrays; the default JSON would not.
     cluster.setupPrimary({ serialization: 'advanced' })
     for (const sig of HANDLED_SIGNALS) process.on(sig, () => this.onSignal(sig))

@@ -66,6 +66,9 @@ export class OldPrimary implements TakeoverOld {
   private gathering: { waiting: Set<number>; seen: Set<string>; out: Array<{ handle: object; kind: ListenerKind }>; done: (err: Error | null) => void } | null = null
   private draining: { waiting: Set<number>; handed: number; closed: number; client: (socket: net.Socket, h: ClientHandoff) => void; done: () => void } | null = null
 
+  /** This primary's copies of the listening sockets, sent to the new pooler: closed if it fails. */
+  private gathered: Array<{ handle: object }> = []
+
   constructor(private readonly p: PrimarySide, private readonly log: Logger) {}
 
   get settings(): Settings { return this.p.settings }
@@ -83,6 +86,7 @@ export class OldPrimary implements TakeoverOld {
         if (this.gathering !== g) return
         this.gathering = null
         clearTimeout(timer)
+        this.gathered = g.out
         if (err !== null) reject(err)
         else resolve(g.out)
       }
@@ -119,6 +123,11 @@ export class OldPrimary implements TakeoverOld {
     setInterval(tick, SLOTS_REPORT_MS).unref()
   }
 
+  failed(): void {
+    // Copies received from the workers (never bound here: closing one removes no socket file).
+    for (const { handle } of this.gathered.splice(0)) (handle as { close: () => void }).close()
+  }
+
   exit(): void {
     this.p.exit()
   }
@@ -128,10 +137,14 @@ export class OldPrimary implements TakeoverOld {
     switch (m.t) {
       case 'takeover_listener': {
         const g = this.gathering
-        if (g === null || typeof handle !== 'object' || handle === null) return true
+        if (typeof handle !== 'object' || handle === null) return true
+        const copy = handle as { close: () => void }
         // Under node:cluster's shared socket every worker has a copy of the one kernel socket.
-        const id = m.inode ?? `${g.out.length}`
-        if (g.seen.has(id)) return true
+        const id = m.inode ?? `${g?.out.length}`
+        if (g === null || g.seen.has(id)) {
+          copy.close()
+          return true
+        }
         g.seen.add(id)
         g.out.push({ handle, kind: m.kind })
         return true
