@@ -16,6 +16,7 @@ import { runConsoleQuery, type ShutdownMode } from './admin/console.ts'
 import { AdminActions } from './admin/actions.ts'
 import { startHttp } from './observe/http.ts'
 import { Listener, type AdoptedServer } from './net/listener.ts'
+import { closeQuietly } from './net/socket-fd.ts'
 import type { ClientHandoff } from './proxy/client-handoff.ts'
 import { ReadGate } from './net/read-gate.ts'
 import { clientTlsFromConfig, isSameServerTls, serverTlsFromConfig, type ClientTls, type ServerTls } from './net/tls.ts'
@@ -492,6 +493,21 @@ export class Runtime implements ProxyContext {
     const out: Array<{ server: net.Server; kind: 'tcp' | 'unix' | 'http' }> = this.listener.handOver(to).map((l) => ({ server: l.server, kind: l.isUnix ? 'unix' : 'tcp' }))
     if (this.httpServer !== null && this.httpServer.listening) out.push({ server: this.httpServer, kind: 'http' })
     return out
+  }
+
+  /** The listening servers (the HTTP one too), to hand over: an old worker sends their handles. */
+  listeningServers(): Array<{ server: net.Server; kind: 'tcp' | 'unix' | 'http' }> {
+    const out: Array<{ server: net.Server; kind: 'tcp' | 'unix' | 'http' }> = this.listener.listening.map((l) => ({ server: l.server, kind: l.isUnix ? 'unix' : 'tcp' }))
+    const http = this.httpInherited ?? this.httpServer
+    if (http !== null && http.listening) out.push({ server: http, kind: 'http' })
+    return out
+  }
+
+  /** Old worker of an online restart: the new workers accept now; this one no longer does. */
+  stopAccepting(): void {
+    this.listener.stopAccepting()
+    const http = this.httpInherited ?? this.httpServer
+    if (http !== null) closeQuietly(http)
   }
 
   /** New process: a connection the old one accepted and did not read. */

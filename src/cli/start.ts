@@ -12,7 +12,7 @@ import { Runtime } from '../runtime.ts'
 import { Logger, fileSink } from '../observe/log.ts'
 import { HANDLED_SIGNALS, signalActions } from '../runtime/signals.ts'
 import { ENV_INDEX } from '../workers/ipc.ts'
-import { TakeoverControl, isTakeoverChild, receiveInheritance, serveAsSuccessor } from '../runtime/takeover.ts'
+import { TakeoverControl, isTakeoverChild, receiveInheritance, runtimeAsOld, serveAsSuccessor } from '../runtime/takeover.ts'
 
 export async function runStart(file: string, opts: { verbose: number; quiet: boolean; takeover?: boolean; takeoverTimeoutS?: number | null }): Promise<number> {
   const r = await loadConfig(file)
@@ -24,10 +24,6 @@ export async function runStart(file: string, opts: { verbose: number; quiet: boo
   }
   if (opts.takeover === true) {
     const { runTakeover, DEFAULT_TAKEOVER_TIMEOUT_S } = await import('./takeover.ts')
-    if (workerCount(r.config) > 1) {
-      process.stderr.write('tidepool: --takeover works with workers = 1 only for now\n')
-      return 2
-    }
     return runTakeover(r.config, opts.takeoverTimeoutS ?? DEFAULT_TAKEOVER_TIMEOUT_S)
   }
   try {
@@ -48,13 +44,9 @@ export async function runStart(file: string, opts: { verbose: number; quiet: boo
     return new Primary(r.config, log, count).start()
   }
   const isSuccessor = isTakeoverChild()
-  if (isSuccessor && count > 1) {
-    log.error('config.rejected', null, 'takeover: workers > 1 cannot take over yet')
-    return 2
-  }
   let rt: Runtime
   try {
-    rt = await Runtime.start(r.config, { log, inherited: isSuccessor ? await receiveInheritance() : undefined })
+    rt = await Runtime.start(r.config, { log, inherited: isSuccessor ? await receiveInheritance(r.config.settings) : undefined })
   } catch (err) {
     const e = err as Error & { code?: string }
     if (e.code === 'TP_CONFIG_INVALID') {
@@ -69,7 +61,7 @@ export async function runStart(file: string, opts: { verbose: number; quiet: boo
   const actions = signalActions(rt, () => process.exit(0))
   for (const sig of HANDLED_SIGNALS) process.on(sig, actions[sig])
   if (isSuccessor) serveAsSuccessor(rt, log)
-  else await new TakeoverControl(rt, log).start().catch((err: unknown) => log.warn('takeover.control_failed', null, `no online restart for this process: cannot open its control socket: ${(err as Error).message}`))
+  else await new TakeoverControl(runtimeAsOld(rt), log).start().catch((err: unknown) => log.warn('takeover.control_failed', null, `no online restart for this process: cannot open its control socket: ${(err as Error).message}`))
   return 0
 }
 

@@ -12,7 +12,7 @@ import type { Settings } from '../config/settings.ts'
 import type { Logger } from '../observe/log.ts'
 import { TidepoolError } from '../util/errors.ts'
 import { socketPath } from './dial.ts'
-import { fdOf } from './socket-fd.ts'
+import { closeQuietly, fdOf } from './socket-fd.ts'
 
 type ListenSettings = Pick<Settings, 'listen_addr' | 'listen_port' | 'listen_backlog' | 'unix_socket_dir' | 'unix_socket_mode' | 'unix_socket_group'>
 
@@ -36,7 +36,10 @@ export class Listener {
   private readonly servers: net.Server[] = []
   /** After an online restart handed the listening sockets over: where new connections go instead. */
   private redirect: ((socket: net.Socket, isUnix: boolean) => void) | null = null
+  /** A worker of a pooler being taken over no longer accepts: the new pooler's workers do (stopAccepting). */
+  private isStopped = false
   private unixSocketPath: string | null = null
+  private unixServer: net.Server | null = null
   private isHolding = false
   /** Connections that arrived during SUSPEND: their sessions start at RESUME. */
   private readonly queued: Array<{ socket: net.Socket; isUnix: boolean }> = []
@@ -85,6 +88,7 @@ export class Listener {
       fs.chmodSync(path, s.unix_socket_mode)
       if (s.unix_socket_group !== '') fs.chownSync(path, -1, groupId(s.unix_socket_group))
       this.unixSocketPath = path
+      this.unixServer = server
       this.servers.push(server)
     }
   }
@@ -108,6 +112,7 @@ export class Listener {
       a.server.on('connection', (socket: net.Socket) => this.onConnection(socket, a.isUnix))
       a.server.on('error', (err) => this.log.error('listener.failed', null, `listener error: ${err.message}`))
       this.servers.push(a.server)
+      if (a.isUnix) this.unixServer = a.server
       for (const socket of a.early.splice(0)) this.onConnection(socket, a.isUnix)
     }
     if (s.unix_socket_dir !== '' && adopted.some((a) => a.isUnix)) this.unixSocketPath = socketPath(s.unix_socket_dir, this.port || s.listen_port)
@@ -121,11 +126,25 @@ export class Listener {
   handOver(to: (socket: net.Socket, isUnix: boolean) => void): Array<{ server: net.Server; isUnix: boolean }> {
     this.redirect = to
     for (const l of this.servers) (l as net.Server & { pauseOnConnect: boolean }).pauseOnConnect = true
-    return this.servers.map((server) => ({ server, isUnix: typeof server.address() === 'string' }))
+    return this.listening
+  }
+
+  /**
+   * Online restart with workers, old worker: stop accepting, once the new pooler serves copies of
+   * these sockets. Quietly (closeQuietly): the kernel's socket and the unix socket file stay theirs.
+   */
+  stopAccepting(): void {
+    this.isStopped = true
+    for (const l of this.servers) closeQuietly(l)
+  }
+
+  /** The listening servers and which is the unix socket (to hand over). */
+  get listening(): Array<{ server: net.Server; isUnix: boolean }> {
+    return this.servers.map((server) => ({ server, isUnix: this.unixServer === server }))
   }
 
   get isHandedOver(): boolean {
-    return this.redirect !== null
+    return this.redirect !== null || this.isStopped
   }
 
   /** The TCP port actually bound (useful with listen_port = 0). */
@@ -173,7 +192,7 @@ export class Listener {
 
   /** Stops accepting; the unix socket file stays until removeSocketFile (shutdown's end). */
   close(): void {
-    if (this.redirect !== null) return
+    if (this.isHandedOver) return
     for (const l of this.servers) if (l.listening) l.close()
   }
 
@@ -182,12 +201,12 @@ export class Listener {
    * keeps it open during a shutdown, for admin console logins only; the login refuses the rest).
    */
   closeTcp(): void {
-    if (this.redirect !== null) return
-    for (const l of this.servers) if (l.listening && typeof l.address() !== 'string') l.close()
+    if (this.isHandedOver) return
+    for (const l of this.servers) if (l.listening && l !== this.unixServer) l.close()
   }
 
   removeSocketFile(): void {
-    if (this.redirect !== null) return
+    if (this.isHandedOver) return
     if (this.unixSocketPath !== null && this.shared === null) fs.rmSync(this.unixSocketPath, { force: true })
   }
 

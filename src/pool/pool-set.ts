@@ -157,6 +157,18 @@ export class PoolSet {
     return affected.length
   }
 
+  /**
+   * Online restart, old worker: every server closes, idle ones now, busy ones as they are released
+   * (a server opened since for a client still here, once no client here waits), so that its slot
+   * goes to the new pooler; the welcome stays, for the clients handed over with it.
+   */
+  retireForTakeover(nowMs: number): void {
+    for (const p of this.pools.values()) {
+      p.isHandingOver = true
+      p.retireServers('online restart: the new pooler serves', nowMs, true)
+    }
+  }
+
   /** The settings every server was opened with changed (server TLS): all of them retire. */
   retireAll(reason: string, nowMs: number): void {
     for (const p of this.pools.values()) p.retireServers(reason, nowMs)

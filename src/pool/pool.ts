@@ -64,6 +64,8 @@ export class Pool {
   /** The message of the last server login failure, kept for the clients it turns away. */
   lastLoginError: ClientFailure | null = null
   isPaused = false
+  /** An online restart drains this pooler: a server no client here waits for closes, its slot goes to the new one. */
+  isHandingOver = false
   /** Its database entry names the server-side user (user=): the pool is one whatever the client's name. */
   isForcedUser = false
   settings: PoolSettings
@@ -288,6 +290,7 @@ export class Pool {
     const st = this.settings
     if (s.closeOnRelease) return 'database configuration changed'
     if (s.isCancelUnsure) return 'a cancel request for it was not confirmed'
+    if (this.isHandingOver && this.lists.waitingClients.size === 0) return 'online restart: the new pooler serves'
     if (this.lists.serverCount > this.lease) return this.leaser?.overLeaseReason ?? 'slot handed to another worker'
     if (this.dbCount.servers > this.dbCount.cap || this.userCount.servers > this.userCount.cap) return this.leaser?.overLeaseReason ?? 'above this node\'s share'
     if (isSweep) {
@@ -306,8 +309,9 @@ export class Pool {
    * logins under way (not a failed login: no server_login_retry); busy ones close when released
    * (or after the reset or check query they run); new clients wait for a fresh login's parameters.
    */
-  retireServers(reason: string, nowMs: number): void {
-    this.welcome = null
+  retireServers(reason: string, nowMs: number, keepWelcome = false): void {
+    // The servers' parameters may differ after it; an online restart keeps it for the clients it hands over.
+    if (!keepWelcome) this.welcome = null
     for (const s of this.lists.allServers()) {
       // A server whose cancels are still on the way goes back through release() when they are done.
       if (s.state === ServerState.Active || s.state === ServerState.Tested || s.state === ServerState.BeingCanceled) s.closeOnRelease = true

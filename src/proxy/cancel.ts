@@ -154,7 +154,8 @@ export class CancelRegistry {
       key = secret | CANCEL_TTL_MASK
     }
     const r = this.routing
-    if (r !== null && keyOwner(pid) !== r.index) {
+    // A client an online restart moved here keeps the key another worker (or pooler) issued.
+    if (r !== null && keyOwner(pid) !== r.index && this.bySecret.get(key)?.cancelPid !== pid) {
       r.forward(keyOwner(pid), pid, key)
       return 'sent to its worker'
     }

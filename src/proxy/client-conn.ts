@@ -38,7 +38,7 @@ import { stopReadingNow } from '../net/socket-fd.ts'
 import { statementsIn, statementsOut, type ClientHandoff } from './client-handoff.ts'
 import { nextReadBuffer } from '../net/own-buffer-reads.ts'
 import { ClientStartup, type StartupClient } from './client-startup.ts'
-import { ClientLogin, admitToConsole, admitToPool, isOverLoginLimit, uncountClient, welcomeMessage, welcomeParams, type LoginClient } from './client-login.ts'
+import { CLIENT_SLOTS_ALL, ClientLogin, admitToConsole, dbSlotKey, userSlotKey, admitToPool, isOverLoginLimit, uncountClient, welcomeMessage, welcomeParams, type LoginClient } from './client-login.ts'
 import { CONSOLE_DB, ConsoleSession, consoleRole, consoleWelcome, describeCode, type ConsoleClient } from './client-console.ts'
 import { NO_NAMES, leaveServer, probeSession, releaseServer, sessionProbeSql, trackedLowerNames } from './session-pin.ts'
 import { REPL, RUNS_SQL, answerDeallocate, isTerminate, queueStreamed, rewriteWhole, wholeMessageCodes, workCodes, type ScanSink } from './statement-map.ts'
@@ -696,7 +696,7 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     if (pool.settings.pool_mode === 'session' || this.state !== ClientState.Active || this.pending.length > 0 ||
       this.isSyncingParams || this.isAwaitingDrop || this.isDropPending || this.needsProbe || this.pinReason !== '' ||
       this.isScanningQuery || this.pausedServer !== null || !this.framer.isAtBoundary || this.socket.writableLength > 0 ||
-      this.slotKeys.length > 0 || this.ctx.readGate.isHolding) return null
+      this.ctx.readGate.isHolding) return null
     return {
       database: this.database,
       user: this.user,
@@ -740,6 +740,14 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     if (admitted.failure !== null) return this.fail(admitted.failure)
     const pool = admitted.pool
     this.isCounted = true
+    // With workers, the client limits over all of them count it too (the old worker gave its slots back).
+    const slots = this.ctx.clientSlots
+    if (slots !== null) {
+      for (const key of [CLIENT_SLOTS_ALL, dbSlotKey(h.database), userSlotKey(h.user)]) {
+        slots.adopt(key)
+        this.slotKeys.push(key)
+      }
+    }
     this.pool = pool
     this.phase = Phase.Work
     this.ctx.loginClients.remove(this)

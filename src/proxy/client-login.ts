@@ -288,8 +288,8 @@ export class ClientLogin {
     const isExempt = c.isConsole && c.ctx.settings.admin_users.includes(c.user)
     const db = c.isConsole ? undefined : entryFor(cfg, c.database)
     this.withSlots([
-      { key: `db:${c.database}`, limit: isExempt ? 0 : dbClientLimit(cfg, db), failure: ClientErrors.maxDbClientConnections },
-      { key: `user:${c.user}`, limit: isExempt ? 0 : userClientLimit(cfg, c.user), failure: ClientErrors.maxUserClientConnections },
+      { key: dbSlotKey(c.database), limit: isExempt ? 0 : dbClientLimit(cfg, db), failure: ClientErrors.maxDbClientConnections },
+      { key: userSlotKey(c.user), limit: isExempt ? 0 : userClientLimit(cfg, c.user), failure: ClientErrors.maxUserClientConnections },
     ], () => c.onAuthenticated())
   }
 
@@ -328,6 +328,14 @@ function ignoredParams(names: readonly string[]): ReadonlySet<string> {
 
 /** The ctx.clientSlots key of max_client_conn. */
 export const CLIENT_SLOTS_ALL = '*'
+
+/** The ctx.clientSlots keys of max_db_client_connections and max_user_client_connections. */
+export function dbSlotKey(database: string): string {
+  return `db:${database}`
+}
+export function userSlotKey(user: string): string {
+  return `user:${user}`
+}
 
 /**
  * max_login_clients (0: max_client_conn) bounds the connections not yet authenticated: silent or

@@ -29,6 +29,8 @@ export interface ClientSlots {
   take(key: string, limit: number): boolean | Promise<boolean>
   /** A client counted under `key` is gone. */
   give(key: string): void
+  /** Counts a client an online restart moved here: it was admitted by the old pooler, so never refused. */
+  adopt(key: string): void
 }
 
 export interface ProxyContext {

@@ -19,8 +19,9 @@
 //      exits; the new one then opens the control socket for the next restart.
 // Clients that stay to the deadline: TLS clients (the TLS session lives in this process), session
 // mode, a session pinned by state (LISTEN, advisory locks, temp tables), console sessions.
-// Must not: run with workers > 1 (not built yet: refused with a message), or hand over a client
-// with anything in flight (ClientConn.handoff decides).
+// With workers the primary is the old or new process here, and sockets hop through it
+// (workers/takeover.ts); listening sockets travel as bare handles, so a primary never accepts.
+// Must not: hand over a client with anything in flight (ClientConn.handoff decides).
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
@@ -34,6 +35,8 @@ import { cancelTimeoutMs } from '../proxy/cancel.ts'
 import { ClientErrors } from '../protocol/client-errors.ts'
 import { ownUid, peerUid } from '../net/peer-cred.ts'
 import { removeStaleSocket, type AdoptedServer } from '../net/listener.ts'
+import { listeningHandleOf, serverFromHandle } from '../net/socket-fd.ts'
+import { socketPath } from '../net/dial.ts'
 import type { Inherited, Runtime } from '../runtime.ts'
 
 /** The environment variable that tells a process it is the new one of a takeover. */
@@ -65,15 +68,49 @@ export type TakeoverEvent =
   | { ev: 'done'; pid: number; handed: number; closed: number; ms: number }
   | { ev: 'error'; message: string }
 
-type ToNew =
-  | { t: 'listener'; kind: 'tcp' | 'unix' | 'http' }
+/** A pooler's server slots of one pool (workers: the primary's ledger), counted by the new one until they close. */
+export interface HeldSlots {
+  readonly db: string
+  readonly user: string
+  readonly n: number
+  readonly limits: { pool: number; reserve: number; db: number; user: number }
+}
+
+export type ListenerKind = 'tcp' | 'unix' | 'http'
+
+/** The old pooler tells the new one. A listener comes as its bare handle (listeningHandleOf). */
+export type ToNew =
+  | { t: 'listener'; kind: ListenerKind }
   | { t: 'listeners_done' }
   | { t: 'conn'; isUnix: boolean }
   | { t: 'client'; h: ClientHandoff }
-type ToOld = { t: 'hello' } | { t: 'ready' } | { t: 'cancel'; pid: number; secret: number }
+  /** Every pool's server slots the old pooler holds now (sent as they change; workers only). */
+  | { t: 'slots'; held: HeldSlots[] }
+export type ToOld = { t: 'hello' } | { t: 'ready' } | { t: 'cancel'; pid: number; secret: number }
 
-function isMsg(m: unknown): m is { t: string } {
+export function isMsg(m: unknown): m is { t: string } {
   return typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string'
+}
+
+/** What a pooler that can be taken over does for it: one process (runtimeAsOld) or a primary of workers. */
+export interface TakeoverOld {
+  readonly settings: Settings
+  readonly port: number
+  readonly isShuttingDown: boolean
+  /** The listening sockets, as bare handles; what this pooler still accepts from now on goes to `conn`. */
+  listeners(conn: (socket: net.Socket, isUnix: boolean) => void): Promise<Array<{ handle: object; kind: ListenerKind }>>
+  /**
+   * Hands over every client as it becomes free to go, through `client`, until none is left or the
+   * deadline passes (the rest are closed); resolves once this pooler has nothing left to send.
+   */
+  drain(deadlineMs: number, client: (socket: net.Socket, h: ClientHandoff) => void): Promise<{ handed: number; closed: number }>
+  cancel(pid: number, secret: number): void
+  /** Server slots held, reported through `report` as they change, until the exit (workers). */
+  watchSlots?(report: (held: HeldSlots[]) => void): void
+  /** The new pooler ended before it was ready: this one serves on (copies of sockets gathered for it go). */
+  failed?(): void
+  /** Everything is handed over: end this pooler, leaving its sockets, socket file and pidfile to the new one. */
+  exit(): void
 }
 
 // ---- the old process ----
@@ -83,11 +120,11 @@ export class TakeoverControl {
   private server: net.Server | null = null
   private child: ChildProcess | null = null
 
-  constructor(private readonly rt: Runtime, private readonly log: Logger) {}
+  constructor(private readonly old: TakeoverOld, private readonly log: Logger) {}
 
   /** Opens the control socket; a file left by a process that died is removed first. */
   async start(): Promise<void> {
-    const path = controlSocketPath(this.rt.settings, this.rt.port)
+    const path = controlSocketPath(this.old.settings, this.old.port)
     if (path === null) return
     removeStaleSocket(path)
     const server = net.createServer((socket) => this.onRequest(socket))
@@ -132,9 +169,9 @@ export class TakeoverControl {
   }
 
   private run(req: TakeoverRequest, asker: net.Socket): void {
-    const rt = this.rt
+    const old = this.old
     if (this.child !== null) return void asker.end(line({ ev: 'error', message: `a takeover is already in progress (new process pid ${this.child.pid})` }))
-    if (rt.isShuttingDown) return void asker.end(line({ ev: 'error', message: 'this tidepool is shutting down' }))
+    if (old.isShuttingDown) return void asker.end(line({ ev: 'error', message: 'this tidepool is shutting down' }))
     if (req.op !== 'takeover' || typeof req.execPath !== 'string' || !Array.isArray(req.args)) return void asker.end(line({ ev: 'error', message: 'bad request' }))
     const startedAt = Date.now()
     let child: ChildProcess
@@ -151,14 +188,16 @@ export class TakeoverControl {
     this.log.info('takeover.started', null, `takeover: started the new tidepool (pid ${pid}); it listens on our sockets first`)
     asker.write(line({ ev: 'started', pid }))
     let isReady = false
-    const startTimer = setTimeout(() => {
-      this.log.error('takeover.failed', null, `takeover: the new tidepool (pid ${pid}) was not ready in ${START_TIMEOUT_MS} ms: stopped; serving on`)
+    const fail = (why: string) => {
+      this.log.error('takeover.failed', null, `takeover: ${why}: stopped; serving on`)
       child.kill('SIGKILL')
-    }, START_TIMEOUT_MS)
+    }
+    const startTimer = setTimeout(() => fail(`the new tidepool (pid ${pid}) was not ready in ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS)
     child.on('exit', (code, signal) => {
       clearTimeout(startTimer)
       if (isReady) return
       this.child = null
+      old.failed?.()
       const how = signal !== null ? `was stopped by ${signal}` : `exited with code ${code}`
       this.log.error('takeover.failed', null, `takeover: the new tidepool (pid ${pid}) ${how} before it was ready; serving on`)
       asker.end(line({ ev: 'error', message: `the new tidepool (pid ${pid}) ${how} before it was ready; the old one (pid ${process.pid}) serves on` }))
@@ -168,10 +207,12 @@ export class TakeoverControl {
       if (!isMsg(m)) return
       const msg = m as ToOld
       if (msg.t === 'hello') {
-        for (const l of rt.handOver((socket, isUnix) => this.sendConn(child, socket, isUnix))) {
-          child.send({ t: 'listener', kind: l.kind } satisfies ToNew, l.server)
-        }
-        child.send({ t: 'listeners_done' } satisfies ToNew)
+        // The slots first: the new pooler counts them before its workers serve anyone.
+        old.watchSlots?.((held) => { if (child.connected) child.send({ t: 'slots', held } satisfies ToNew) })
+        old.listeners((socket, isUnix) => this.sendConn(child, socket, isUnix)).then((ls) => {
+          for (const l of ls) child.send({ t: 'listener', kind: l.kind } satisfies ToNew, l.handle as net.Server)
+          child.send({ t: 'listeners_done' } satisfies ToNew)
+        }, (err: unknown) => fail(`cannot hand over the listening sockets: ${(err as Error).message}`))
       } else if (msg.t === 'ready') {
         isReady = true
         clearTimeout(startTimer)
@@ -179,8 +220,7 @@ export class TakeoverControl {
         asker.write(line({ ev: 'ready', pid }))
         this.drain(child, asker, req.timeoutS, startedAt)
       } else if (msg.t === 'cancel') {
-        const what = rt.cancels.cancel(msg.pid, msg.secret, cancelTimeoutMs(rt.settings))
-        rt.log.debug('cancel.received', null, `cancel request from the new process: ${what}`)
+        old.cancel(msg.pid, msg.secret)
       }
     })
   }
@@ -201,53 +241,85 @@ export class TakeoverControl {
   }
 
   private drain(child: ChildProcess, asker: net.Socket, timeoutS: number, startedAt: number): void {
-    const rt = this.rt
     const deadline = Date.now() + Math.max(0, timeoutS) * 1000
-    let handed = 0
-    let isFinishing = false
-    /** Hands `c` over if it is free to go; false if it must stay for now. */
-    const tryHand = (c: ClientConn): boolean => {
-      const h = c.handoff()
-      if (h === null) return false
-      const socket = c.handOff()
-      ;(socket as net.Socket & { server: unknown }).server = null
-      this.send(child, { t: 'client', h }, socket)
-      handed++
-      return true
-    }
-    // A busy client is free only between its ReadyForQuery and its next query: catch it there.
-    rt.onClientFree = (c) => { tryHand(c as ClientConn) }
+    void this.old.drain(deadline, (socket, h) => this.send(child, { t: 'client', h }, socket)).then(({ handed, closed }) => {
+      if (closed > 0) this.log.warn('takeover.deadline', null, `takeover: ${closed} clients still busy at the deadline (${timeoutS}s) were closed`)
+      // Exit only once every handle is on the channel: a descriptor in flight outlives its sender.
+      const exitWhenSent = () => {
+        if (this.inFlight > 0) return void setTimeout(exitWhenSent, 5)
+        const ms = Date.now() - startedAt
+        this.log.info('takeover.done', null, `takeover: ${handed} clients handed over, ${closed} closed; the new tidepool (pid ${child.pid}) serves alone after ${ms} ms`)
+        asker.end(line({ ev: 'done', pid: child.pid ?? 0, handed, closed, ms }))
+        this.old.exit()
+      }
+      exitWhenSent()
+    })
+  }
+}
+
+function line(e: TakeoverEvent): string {
+  return JSON.stringify(e) + '\n'
+}
+
+/**
+ * Hands over `rt`'s clients as each becomes free (between its ReadyForQuery and its next query),
+ * by `hand`, until none is left or the deadline, when the rest are closed. The one process of a
+ * pooler does this, and each worker of one.
+ */
+export function drainClients(rt: Runtime, deadlineMs: number, hand: (socket: net.Socket, h: ClientHandoff) => void): Promise<{ handed: number; closed: number }> {
+  let handed = 0
+  /** Hands `c` over if it is free to go; false if it must stay for now. */
+  const tryHand = (c: ClientConn): boolean => {
+    const h = c.handoff()
+    if (h === null) return false
+    const socket = c.handOff()
+    ;(socket as net.Socket & { server: unknown }).server = null
+    hand(socket, h)
+    handed++
+    return true
+  }
+  // A busy client is free only between its ReadyForQuery and its next query: catch it there.
+  rt.onClientFree = (c) => { tryHand(c as ClientConn) }
+  return new Promise((resolve) => {
     const sweep = setInterval(() => {
       let left = 0
       for (const c of [...rt.clients]) {
         if (!c.isConsole && !tryHand(c)) left++
       }
-      const isLate = Date.now() >= deadline
-      if ((left > 0 && !isLate) || isFinishing) return
-      isFinishing = true
+      if (left > 0 && Date.now() < deadlineMs) return
+      clearInterval(sweep)
       rt.onClientFree = null
       let closed = 0
       for (const c of [...rt.clients]) {
         if (!c.isConsole) closed++
         c.fail(ClientErrors.takeoverDone)
       }
-      if (closed > 0) this.log.warn('takeover.deadline', null, `takeover: ${closed} clients still busy at the deadline (${timeoutS}s) were closed`)
-      // Exit only once every handle is on the channel: a descriptor in flight outlives its sender.
-      const exitWhenSent = () => {
-        if (this.inFlight > 0) return void setTimeout(exitWhenSent, 5)
-        clearInterval(sweep)
-        const ms = Date.now() - startedAt
-        this.log.info('takeover.done', null, `takeover: ${handed} clients handed over, ${closed} closed; the new tidepool (pid ${child.pid}) serves alone after ${ms} ms`)
-        asker.end(line({ ev: 'done', pid: child.pid ?? 0, handed, closed, ms }))
-        void rt.shutdown('immediate').then(() => process.exit(0))
-      }
-      exitWhenSent()
+      resolve({ handed, closed })
     }, SWEEP_MS)
-  }
+  })
 }
 
-function line(e: TakeoverEvent): string {
-  return JSON.stringify(e) + '\n'
+/** The one process of a pooler (workers = 1), as the old side of a takeover. */
+export function runtimeAsOld(rt: Runtime): TakeoverOld {
+  return {
+    get settings() { return rt.settings },
+    get port() { return rt.port },
+    get isShuttingDown() { return rt.isShuttingDown },
+    listeners: (conn) => {
+      const out: Array<{ handle: object; kind: ListenerKind }> = []
+      for (const l of rt.handOver(conn)) {
+        const handle = listeningHandleOf(l.server)
+        if (handle !== null) out.push({ handle, kind: l.kind })
+      }
+      return Promise.resolve(out)
+    },
+    drain: (deadlineMs, client) => drainClients(rt, deadlineMs, client),
+    cancel: (pid, secret) => {
+      const what = rt.cancels.cancel(pid, secret, cancelTimeoutMs(rt.settings))
+      rt.log.debug('cancel.received', null, `cancel request from the new process: ${what}`)
+    },
+    exit: () => void rt.shutdown('immediate').then(() => process.exit(0)),
+  }
 }
 
 // ---- the new process ----
@@ -257,34 +329,59 @@ export function isTakeoverChild(): boolean {
   return process.env[ENV_TAKEOVER] === '1' && typeof process.send === 'function'
 }
 
-/**
- * Asks the old process for its listening sockets. Connections they bring before the runtime serves
- * them wait in `early` (the listener takes them, as accepted first).
- */
-export function receiveInheritance(timeoutMs = START_TIMEOUT_MS): Promise<Inherited> {
+/** A listening socket as it came from the old pooler: a bare handle (an older tidepool sent a net.Server). */
+export interface HandedListener {
+  readonly handle: object
+  readonly kind: ListenerKind
+}
+
+/** Asks the old pooler (this process's parent) for its listening sockets; its server slots come first (workers). */
+export function receiveHandles(timeoutMs = START_TIMEOUT_MS): Promise<{ handles: HandedListener[]; held: HeldSlots[] }> {
   return new Promise((resolve, reject) => {
-    const listeners: AdoptedServer[] = []
-    let http: AdoptedServer | null = null
+    const out: HandedListener[] = []
+    let held: HeldSlots[] = []
     const timer = setTimeout(() => reject(new Error('takeover: the old process sent no listening sockets')), timeoutMs)
     const onMessage = (m: unknown, handle: unknown) => {
       if (!isMsg(m)) return
       const msg = m as ToNew
-      if (msg.t === 'listener' && handle instanceof net.Server) {
-        const early: net.Socket[] = []
-        const onEarly = (s: net.Socket) => { early.push(s) }
-        handle.on('connection', onEarly)
-        const a: AdoptedServer = { server: handle, isUnix: msg.kind === 'unix', early, onEarly }
-        if (msg.kind === 'http') http = a
-        else listeners.push(a)
+      if (msg.t === 'listener' && typeof handle === 'object' && handle !== null) {
+        out.push({ handle, kind: msg.kind })
+      } else if (msg.t === 'slots') {
+        held = msg.held
       } else if (msg.t === 'listeners_done') {
         clearTimeout(timer)
         process.off('message', onMessage)
-        resolve({ listeners, http })
+        resolve({ handles: out, held })
       }
     }
     process.on('message', onMessage)
     ;(process.send as (m: ToOld) => void)({ t: 'hello' })
   })
+}
+
+/**
+ * Servers accepting on handed listening sockets. Connections they bring before the runtime serves
+ * them wait in `early` (the listener takes them, as accepted first).
+ */
+export function adoptHandles(handed: readonly HandedListener[], s: Pick<Settings, 'listen_backlog' | 'unix_socket_dir' | 'listen_port'>): Inherited {
+  const listeners: AdoptedServer[] = []
+  let http: AdoptedServer | null = null
+  for (const l of handed) {
+    const pipeName = l.kind === 'unix' && s.unix_socket_dir !== '' ? socketPath(s.unix_socket_dir, s.listen_port) : null
+    const server = l.handle instanceof net.Server ? l.handle : serverFromHandle(l.handle, s.listen_backlog, pipeName)
+    const early: net.Socket[] = []
+    const onEarly = (socket: net.Socket) => { early.push(socket) }
+    server.on('connection', onEarly)
+    const a: AdoptedServer = { server, isUnix: l.kind === 'unix', early, onEarly }
+    if (l.kind === 'http') http = a
+    else listeners.push(a)
+  }
+  return { listeners, http }
+}
+
+/** One process taking over: the old pooler's listening sockets, served here. */
+export async function receiveInheritance(s: Pick<Settings, 'listen_backlog' | 'unix_socket_dir' | 'listen_port'>): Promise<Inherited> {
+  return adoptHandles((await receiveHandles()).handles, s)
 }
 
 /**
@@ -305,7 +402,7 @@ export function serveAsSuccessor(rt: Runtime, log: Logger): void {
     rt.cancels.orElse = null
     log.info('takeover.alone', null, 'takeover: the old tidepool has exited; this one serves alone')
     if (rt.isShuttingDown) return
-    new TakeoverControl(rt, log).start().catch((err: unknown) => log.error('takeover.control_failed', null, `cannot open the takeover control socket: ${(err as Error).message}`))
+    new TakeoverControl(runtimeAsOld(rt), log).start().catch((err: unknown) => log.error('takeover.control_failed', null, `cannot open the takeover control socket: ${(err as Error).message}`))
   })
   send({ t: 'ready' })
 }

@@ -36,6 +36,13 @@ export class WorkerClientSlots implements ClientSlots {
     return new Promise<boolean>((resolve) => s.waiters.push(resolve))
   }
 
+  adopt(key: string): void {
+    const s = this.slotsOf(key)
+    s.used++
+    // Above what it holds, this worker asks for the difference (the primary may say no: it stays counted).
+    if (s.limit > 0 && s.used > s.held) this.ask(key, s)
+  }
+
   give(key: string): void {
     const s = this.slots.get(key)
     if (s !== undefined && s.used > 0) s.used--

@@ -8,6 +8,8 @@ import type { ShutdownMode } from '../admin/console.ts'
 import type { PoolCommand } from '../pool/control.ts'
 import type { HandledSignal } from '../runtime/signals.ts'
 import type { SlotLimits } from './ledger.ts'
+import type { ClientHandoff } from '../proxy/client-handoff.ts'
+import type { ListenerKind } from '../runtime/takeover.ts'
 
 /**
  * What the console (and the HTTP API, and a switchover) asks of every worker: each runs it on its
@@ -48,6 +50,18 @@ export type ToWorker =
   | { t: 'client_grant'; key: string; n: number }
   | { t: 'client_deny'; key: string }
   | { t: 'client_reclaim'; key: string }
+  // Online restart (workers/takeover.ts). Old workers: send your listening sockets (takeover_listener
+  // each, then takeover_listeners_done); stop accepting and hand your clients over by the deadline.
+  | { t: 'takeover_listeners' }
+  | { t: 'takeover_drain'; deadlineMs: number }
+  // New workers: a listening socket to serve (with its handle), all sent (`isOldAlive`: keys this
+  // worker does not know may be the old pooler's), a client of the old pooler (with its socket),
+  // a connection it accepted unread, and: the old pooler is gone.
+  | { t: 'inherit'; kind: ListenerKind }
+  | { t: 'inherit_done'; isOldAlive: boolean }
+  | { t: 'takeover_client'; h: ClientHandoff }
+  | { t: 'takeover_conn'; isUnix: boolean }
+  | { t: 'takeover_alone' }
 
 /** A worker tells the primary. */
 export type ToPrimary =
@@ -72,6 +86,17 @@ export type ToPrimary =
   /** Client slots under `limit` for `key`; `used`: how many of this worker's are in use. */
   | { t: 'client_ask'; key: string; limit: number; used: number; n: number }
   | { t: 'client_release'; key: string; n: number; used: number }
+  // Online restart, old worker: a listening socket (with its handle; `inode` names the kernel's
+  // socket, which several workers may share), all sent, or why not; a client between transactions
+  // (with its socket); done (every handle on its way, servers closed).
+  | { t: 'takeover_listener'; kind: ListenerKind; inode: string | null }
+  | { t: 'takeover_listeners_done'; error: string | null }
+  | { t: 'takeover_client'; h: ClientHandoff }
+  | { t: 'takeover_drained'; handed: number; closed: number }
+  /** New worker: the listening sockets to serve (answered with inherit, inherit_done). */
+  | { t: 'inherit_ask' }
+  /** New worker: a cancel key nobody here knows, for the old pooler. */
+  | { t: 'cancel_old'; pid: number; secret: number }
 
 /** The environment a worker is started with: which worker it is, and how it listens. */
 export const ENV_INDEX = 'TIDEPOOL_WORKER_INDEX'
@@ -80,6 +105,8 @@ export const ENV_LISTEN = 'TIDEPOOL_WORKER_LISTEN'
 export const ENV_PORT = 'TIDEPOOL_WORKER_PORT'
 /** ENV_INDEX of the warm spare: its index comes with activate. */
 export const ENV_SPARE = 'spare'
+/** Set (to 1) for the workers of a pooler that took over: they serve the listening sockets it inherited, never bind. */
+export const ENV_INHERIT = 'TIDEPOOL_WORKER_INHERIT'
 
 export function isMessage(m: unknown): m is { t: string } {
   return typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string'

@@ -100,6 +100,29 @@ export class Ledger {
     return this.settle(nowMs)
   }
 
+  /**
+   * Online restart: `holder` (no worker: the pooler being taken over) holds `n` slots of the pool
+   * outright, as it last reported, until it reports fewer or is dropped (dropWorker). It is never
+   * granted anything, and what is reclaimed from it comes back only as its servers close.
+   */
+  setHeld(holder: number, key: string, db: string, user: string, n: number, limits: SlotLimits, nowMs: number): LedgerAction[] {
+    const e = this.entry(key, db, user, limits)
+    if (n > 0) e.held.set(holder, n)
+    else e.held.delete(holder)
+    this.forgetIfEmpty(e)
+    return this.settle(nowMs)
+  }
+
+  /** Slots held per pool over all holders, with the limits last reported (for a pooler that takes over). */
+  holdings(): Array<{ key: string; db: string; user: string; n: number; limits: SlotLimits }> {
+    const out: Array<{ key: string; db: string; user: string; n: number; limits: SlotLimits }> = []
+    for (const e of this.pools.values()) {
+      const n = sum(e.held.values())
+      if (n > 0) out.push({ key: e.key, db: e.db, user: e.user, n, limits: e.limits })
+    }
+    return out
+  }
+
   /** A worker is gone: its requests are void at once (its slots stay counted until dropWorker). */
   withdraw(worker: number): void {
     for (const e of this.pools.values()) e.wants.delete(worker)

@@ -14,6 +14,7 @@
 
 import cluster, { type Worker } from 'node:cluster'
 import fs from 'node:fs'
+import type net from 'node:net'
 import type { Config } from '../config/types.ts'
 import type { ShutdownMode } from '../admin/console.ts'
 import { socketPath } from '../net/dial.ts'
@@ -21,11 +22,14 @@ import { removeStaleSocket } from '../net/listener.ts'
 import type { Logger } from '../observe/log.ts'
 import { sendCancel } from '../proxy/cancel.ts'
 import { HANDLED_SIGNALS, STOP_SIGNALS, type HandledSignal } from '../runtime/signals.ts'
-import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, ENV_SPARE, isMessage, type CommandReply, type ToPrimary, type ToWorker, type WorkerCommand } from './ipc.ts'
+import { ENV_COUNT, ENV_INDEX, ENV_INHERIT, ENV_LISTEN, ENV_PORT, ENV_SPARE, isMessage, type CommandReply, type ToPrimary, type ToWorker, type WorkerCommand } from './ipc.ts'
 import { chooseListenMode, type ListenMode } from './listen-mode.ts'
 import { Ledger, RECLAIM_RETRY_MS, type LedgerAction } from './ledger.ts'
 import { ClientLedger, type ClientAction } from './client-ledger.ts'
 import type { WorkerSnapshot } from './snapshot.ts'
+import { ENV_TAKEOVER, TakeoverControl, isTakeoverChild, receiveHandles, type HandedListener, type HeldSlots } from '../runtime/takeover.ts'
+import { keyOwner } from '../proxy/cancel.ts'
+import { OLD_HOLDER, OldPrimary, Successor, type PrimarySide, type SuccessorSide, type WorkerPort } from './takeover.ts'
 
 /** A replacement that dies before it is ready waits this long, doubled per failure, up to the cap. */
 const RESPAWN_BACKOFF_MS = 1000
@@ -88,6 +92,15 @@ export class Primary {
   /** The warm spare (forkSpare), and whether it has loaded and waits. */
   private spare: Worker | null = null
   private isSpareReady = false
+  /** Online restart (workers/takeover.ts): this pooler's side when a new one takes over from it. */
+  private readonly old: OldPrimary
+  /** Set once a new pooler drains this one: its workers go, its files stay. */
+  private isHandedOver = false
+  /** This pooler took over from another: the listening sockets every worker serves, and its side of it. */
+  private inherited: HandedListener[] | null = null
+  private successor: Successor | null = null
+  /** The old pooler's server slots last reported, by pool key. */
+  private oldSlots = new Set<string>()
 
   constructor(private readonly config: Config, private readonly log: Logger, count: number) {
     this.slots = Array.from({ length: count }, (_, index) => ({ index, worker: null, isReady: false, failures: 0, retry: null }))
@@ -100,6 +113,7 @@ export class Primary {
       this.dispatchClients(this.clients.tick(now))
     }, RECLAIM_RETRY_MS)
     this.settleTimer.unref()
+    this.old = new OldPrimary(this.takeoverSide(), log)
   }
 
   get workerCount(): number {
@@ -109,9 +123,25 @@ export class Primary {
   /** Starts every worker; resolves 0 once all are ready, or the exit code of one that could not start. */
   async start(): Promise<number> {
     const s = this.config.settings
-    // Workers share the primary's unix socket, so only the primary may remove a file left behind.
-    if (s.unix_socket_dir !== '' && s.listen_port !== 0) removeStaleSocket(socketPath(s.unix_socket_dir, s.listen_port))
-    cluster.schedulingPolicy = this.mode === 'shared' ? cluster.SCHED_NONE : cluster.SCHED_RR
+    if (isTakeoverChild()) {
+      // The workers this primary forks are no takeover's children.
+      delete process.env[ENV_TAKEOVER]
+      try {
+        const { handles, held } = await receiveHandles()
+        this.inherited = handles
+        this.setOldSlots(held)
+      } catch (err) {
+        this.log.error('runtime.failed', null, (err as Error).message)
+        return 1
+      }
+      this.successor = new Successor(this.successorSide(), this.inherited, this.log)
+    }
+    // Workers share the primary's unix socket, so only the primary may remove a file left behind
+    // (one a takeover handed over is not left behind).
+    if (s.unix_socket_dir !== '' && s.listen_port !== 0 && this.inherited === null) removeStaleSocket(socketPath(s.unix_socket_dir, s.listen_port))
+    // Under reuseport too the unix socket is shared, not accepted here and passed on: each worker then
+    // holds a copy of it, which an online restart hands over (workers/takeover.ts).
+    cluster.schedulingPolicy = this.mode === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE
     // Structured clone carries the console's Maps and typed arrays; the default JSON would not.
     cluster.setupPrimary({ serialization: 'advanced' })
     for (const sig of HANDLED_SIGNALS) process.on(sig, () => this.onSignal(sig))
@@ -119,7 +149,7 @@ export class Primary {
     const ready = new Promise<number>((resolve) => { this.onAllReady = () => resolve(0) })
     // Under reuseport each worker binds its own socket: with listen_port = 0 the first one picks
     // the port and the others bind the same.
-    if (this.mode === 'reuseport' && this.port === null) this.fork(this.slots[0])
+    if (this.mode === 'reuseport' && this.port === null && this.inherited === null) this.fork(this.slots[0])
     else for (const slot of this.slots) this.fork(slot)
     const code = await Promise.race([ready, failed])
     this.startFailure = null
@@ -132,8 +162,10 @@ export class Primary {
     this.isStarted = true
     if (s.pidfile !== '') fs.writeFileSync(s.pidfile, `${process.pid}\n`)
     const where = [s.listen_addr !== '' ? `${s.listen_addr}:${this.port}` : '', s.unix_socket_dir !== '' ? `unix:${socketPath(s.unix_socket_dir, this.port ?? 0)}` : '']
-    this.log.info('runtime.started', null, `listening on ${where.filter((w) => w !== '').join(', ')} with ${this.slots.length} workers (${this.mode})`)
+    this.log.info('runtime.started', null, `listening on ${where.filter((w) => w !== '').join(', ')} with ${this.slots.length} workers (${this.inherited !== null ? 'sockets taken over' : this.mode})`)
     this.forkSpare()
+    if (this.successor !== null) this.successor.serve()
+    else await this.openControl()
     return 0
   }
 
@@ -165,10 +197,12 @@ export class Primary {
   private spawn(index: string): Worker {
     const env: Record<string, string> = { [ENV_INDEX]: index, [ENV_COUNT]: String(this.slots.length), [ENV_LISTEN]: this.mode }
     if (this.port !== null) env[ENV_PORT] = String(this.port)
+    if (this.inherited !== null) env[ENV_INHERIT] = '1'
     const w = cluster.fork(env)
-    w.on('message', (m: unknown) => {
+    w.on('message', (m: unknown, handle: unknown) => {
       if (!isMessage(m)) return
       const slot = this.byId.get(w.id)
+      if (slot !== undefined && this.old.onWorkerMessage(w.id, m as ToPrimary, handle)) return
       if (slot !== undefined) this.onMessage(slot, w, m as ToPrimary)
       else if (w === this.spare && (m as ToPrimary).t === 'spare_ready') {
         this.isSpareReady = true
@@ -240,16 +274,105 @@ export class Primary {
         }
         else if (this.slots.every((s) => s.isReady)) this.onAllReady?.()
         return
-      case 'cancel': {
-        // A key no live worker owns is dropped quietly, as PostgreSQL drops an unknown key.
-        const owner = this.slots[m.owner]
-        if (owner?.isReady === true) this.send(owner, { t: 'cancel', pid: m.pid, secret: m.secret })
+      case 'cancel':
+        this.routeCancel(m.owner, m.pid, m.secret)
         return
-      }
+      case 'inherit_ask':
+        this.successor?.inherit(this.portOf(slot))
+        return
+      case 'cancel_old':
+        this.successor?.cancelOld(m.pid, m.secret)
+        return
       case 'shutdown':
         this.stop({ t: 'shutdown', mode: m.mode })
         return
     }
+  }
+
+  /**
+   * A key no live worker owns is dropped quietly, as PostgreSQL drops an unknown key. After a
+   * takeover from a pooler with more workers, index i's clients are on worker i mod count.
+   */
+  private routeCancel(index: number, pid: number, secret: number): void {
+    const owner = this.slots[index % this.slots.length]
+    if (owner?.isReady === true) this.send(owner, { t: 'cancel', pid, secret })
+  }
+
+  // ---- online restart (workers/takeover.ts) ----
+
+  private portOf(slot: Slot): WorkerPort {
+    const w = slot.worker as Worker
+    return {
+      id: w.id,
+      index: slot.index,
+      send: (m, handle) => {
+        if (!w.isConnected()) return void (handle as net.Socket | undefined)?.destroy?.()
+        try {
+          w.send(m, handle as net.Socket | undefined)
+        } catch {
+          // Its channel closed between the check and the send: its exit event follows.
+        }
+      },
+    }
+  }
+
+  private takeoverSide(): PrimarySide {
+    const serving = () => this.slots.filter((s) => s.isReady && s.worker !== null).map((s) => this.portOf(s))
+    const settings = () => this.config.settings
+    const port = () => this.port ?? this.config.settings.listen_port
+    const isStopping = () => this.isStopping
+    return {
+      get settings() { return settings() },
+      get port() { return port() },
+      get isStopping() { return isStopping() },
+      serving,
+      workerFor: (index) => this.workerFor(index),
+      holdings: () => this.ledger.holdings().map(({ db, user, n, limits }) => ({ db, user, n, limits })),
+      routeCancel: (pid, secret) => this.routeCancel(keyOwner(pid), pid, secret),
+      handingOver: () => {
+        this.isHandedOver = true
+        this.stopSpare()
+      },
+      exit: () => process.exit(0),
+    }
+  }
+
+  private workerFor(index: number): WorkerPort | null {
+    const slot = this.slots[index]?.isReady === true ? this.slots[index] : this.slots.find((s) => s.isReady)
+    return slot === undefined || slot.worker === null ? null : this.portOf(slot)
+  }
+
+  private successorSide(): SuccessorSide {
+    return {
+      workerFor: (index) => this.workerFor(index),
+      serving: () => this.slots.filter((s) => s.isReady && s.worker !== null).map((s) => this.portOf(s)),
+      workerCount: this.slots.length,
+      setOldSlots: (held) => this.setOldSlots(held),
+      alone: () => void this.openControl(),
+    }
+  }
+
+  /** The old pooler's server slots count here until they close: old and new together stay within the limits. */
+  private setOldSlots(held: readonly HeldSlots[]): void {
+    const now = Date.now()
+    const keys = new Set<string>()
+    for (const h of held) {
+      const key = slotKey(h.db, h.user)
+      keys.add(key)
+      this.dispatch(this.ledger.setHeld(OLD_HOLDER, key, h.db, h.user, h.n, h.limits, now))
+    }
+    for (const key of this.oldSlots) {
+      if (keys.has(key)) continue
+      const [db, user] = key.split('\u0000')
+      this.dispatch(this.ledger.setHeld(OLD_HOLDER, key, db, user, 0, { pool: 0, reserve: 0, db: 0, user: 0 }, now))
+    }
+    this.oldSlots = keys
+  }
+
+  /** The control socket through which `--takeover` reaches this pooler. */
+  private async openControl(): Promise<void> {
+    if (this.isStopping) return
+    await new TakeoverControl(this.old, this.log).start().catch((err: unknown) => this.log.warn('takeover.control_failed', null, `no online restart for this pooler: cannot open its control socket: ${(err as Error).message}`))
   }
 
   /** Sends the ledger's grants and reclaims; a grant to a worker that is gone goes straight back. */
@@ -359,6 +482,7 @@ export class Primary {
 
   private onExit(slot: Slot, w: Worker, code: number | null, signal: string | null): void {
     this.retire(w)
+    if (this.isHandedOver) return this.old.onWorkerGone(w.id)
     if (slot.worker !== w) return
     const wasReady = slot.isReady
     slot.worker = null

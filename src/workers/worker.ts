@@ -6,6 +6,7 @@
 // it runs here on its own pools (runCommand), acknowledged at once and answered when done.
 // Must not: outlive the primary (node:cluster ends a worker whose channel closes).
 
+import net from 'node:net'
 import type { Config } from '../config/types.ts'
 import { loadConfig } from '../config/load.ts'
 import type { Logger } from '../observe/log.ts'
@@ -14,11 +15,14 @@ import { Runtime } from '../runtime.ts'
 import { HANDLED_SIGNALS, STOP_SIGNALS, signalActions } from '../runtime/signals.ts'
 import type { WorkerRole } from '../runtime/worker-role.ts'
 import type { ConsoleView } from '../admin/console.ts'
-import { ENV_COUNT, ENV_INDEX, ENV_LISTEN, ENV_PORT, ENV_SPARE, isMessage, type CommandReply, type ToPrimary, type ToWorker, type WorkerCommand } from './ipc.ts'
+import { ENV_COUNT, ENV_INDEX, ENV_INHERIT, ENV_LISTEN, ENV_PORT, ENV_SPARE, isMessage, type CommandReply, type ToPrimary, type ToWorker, type WorkerCommand } from './ipc.ts'
 import { ClusterConsole, type Broadcast } from './cluster-view.ts'
 import { makeSnapshot } from './snapshot.ts'
 import { WorkerLease } from './lease.ts'
 import { WorkerClientSlots } from './client-slots.ts'
+import { adoptHandles, drainClients, type HandedListener } from '../runtime/takeover.ts'
+import type { Inherited } from '../runtime.ts'
+import { listeningHandleOf, fdOf, socketInode } from '../net/socket-fd.ts'
 
 /** Signals a worker must not act on by itself: the primary's, and those Node would act on (SIGUSR1 opens the inspector). */
 const IGNORED_SIGNALS = HANDLED_SIGNALS
@@ -79,7 +83,7 @@ export async function runWorker(loaded: Config, log: Logger): Promise<void> {
   let actions: ReturnType<typeof signalActions> | null = null
   const exit = () => process.exit(0)
   // Listening before the runtime starts: a grant may answer a pool that asked during the start.
-  process.on('message', (m: unknown) => {
+  process.on('message', (m: unknown, handle: unknown) => {
     if (!isMessage(m)) return
     const msg = m as ToWorker
     switch (msg.t) {
@@ -115,6 +119,19 @@ export async function runWorker(loaded: Config, log: Logger): Promise<void> {
         r.log.debug('cancel.received', null, `cancel request from another worker: ${what}`)
         return
       }
+      case 'takeover_listeners':
+        return sendListeners(r)
+      case 'takeover_drain':
+        return void handOver(r, msg.deadlineMs)
+      case 'takeover_client':
+        if (handle instanceof net.Socket) r.resumeClient(handle, msg.h)
+        return
+      case 'takeover_conn':
+        if (handle instanceof net.Socket) r.acceptHanded(handle, msg.isUnix)
+        return
+      case 'takeover_alone':
+        r.cancels.orElse = null
+        return
       case 'cmd':
         send({ t: 'cmd_ack', id: msg.id })
         runCommand(r, index, msg.cmd).then(
@@ -123,8 +140,12 @@ export async function runWorker(loaded: Config, log: Logger): Promise<void> {
         )
     }
   })
+  // A pooler that took over serves the sockets it inherited: its workers never bind.
+  const inheritance = process.env[ENV_INHERIT] === '1' ? await askInheritance() : null
+  let inherited: Inherited | undefined
   try {
-    rt = await Runtime.start(config, { log, role })
+    if (inheritance !== null) inherited = adoptHandles(inheritance.handles, config.settings)
+    rt = await Runtime.start(config, { log, role, inherited })
   } catch (err) {
     const e = err as Error & { code?: string }
     log.error('runtime.failed', null, `worker ${index} could not start: ${e.message}`)
@@ -132,6 +153,8 @@ export async function runWorker(loaded: Config, log: Logger): Promise<void> {
     process.exit(e.code === 'TP_CONFIG_INVALID' ? 2 : 1)
   }
   const started = rt
+  // Until the old pooler is gone, a key nobody here knows may be one of its clients'.
+  if (inheritance?.isOldAlive === true) started.cancels.orElse = (pid, secret) => send({ t: 'cancel_old', pid, secret })
   // A forwarded SIGUSR1/SIGUSR2 reaches every worker: each pauses or resumes itself, so the
   // console query a signal runs is this worker's own.
   actions = signalActions({
@@ -143,6 +166,56 @@ export async function runWorker(loaded: Config, log: Logger): Promise<void> {
     consoleQuery: (sql, isAdmin) => started.localConsoleQuery(sql, isAdmin),
   }, exit)
   send({ t: 'ready', port: started.port })
+}
+
+/** The listening sockets this pooler inherited, from the primary, and whether the old pooler still runs. */
+function askInheritance(): Promise<{ handles: HandedListener[]; isOldAlive: boolean }> {
+  return new Promise((resolve) => {
+    const handles: HandedListener[] = []
+    const onMessage = (m: unknown, handle: unknown) => {
+      if (!isMessage(m)) return
+      const msg = m as ToWorker
+      if (msg.t === 'inherit' && typeof handle === 'object' && handle !== null) handles.push({ handle, kind: msg.kind })
+      if (msg.t !== 'inherit_done') return
+      process.off('message', onMessage)
+      resolve({ handles, isOldAlive: msg.isOldAlive })
+    }
+    process.on('message', onMessage)
+    send({ t: 'inherit_ask' })
+  })
+}
+
+/** Online restart, old worker: this worker's listening sockets, as bare handles, for the new pooler. */
+function sendListeners(rt: Runtime): void {
+  for (const { server, kind } of rt.listeningServers()) {
+    const handle = listeningHandleOf(server)
+    if (handle === null) {
+      // node:cluster's round robin ('rr') accepts in the primary: a worker has no socket to give.
+      send({ t: 'takeover_listeners_done', error: `worker ${rt.role?.index} has no ${kind} socket of its own to hand over (TIDEPOOL_WORKER_LISTEN=rr?)` })
+      return
+    }
+    process.send?.({ t: 'takeover_listener', kind, inode: socketInode(fdOf(server)) } satisfies ToPrimary, handle as net.Server)
+  }
+  send({ t: 'takeover_listeners_done', error: null })
+}
+
+/**
+ * Online restart, old worker: stop accepting (the new workers do), retire every server (each
+ * closes when released, so its slot goes back and the new pooler may open one), hand each client
+ * over as it becomes free, and report once every socket is on its way; then close what is left.
+ */
+async function handOver(rt: Runtime, deadlineMs: number): Promise<void> {
+  rt.stopAccepting()
+  rt.pools.retireForTakeover(Date.now())
+  let inFlight = 0
+  const { handed, closed } = await drainClients(rt, deadlineMs, (socket, h) => {
+    inFlight++
+    process.send?.({ t: 'takeover_client', h } satisfies ToPrimary, socket, {}, () => { inFlight-- })
+  })
+  if (closed > 0) rt.log.warn('takeover.deadline', null, `takeover: ${closed} clients still busy at the deadline were closed`)
+  while (inFlight > 0) await new Promise((r) => setTimeout(r, 5))
+  await rt.shutdown('immediate')
+  send({ t: 'takeover_drained', handed, closed })
 }
 
 /** The spare's wait: resolves with the activate message (a stop before it ends the process). */

@@ -42,6 +42,21 @@ function sendCancel(port: number, pid: number, secret: number): Promise<void> {
   })
 }
 
+/** The processes whose parent is `pid` (a primary's workers and spare). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = []
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8')
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(d))
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
@@ -51,14 +66,16 @@ function isAlive(pid: number): boolean {
   }
 }
 
-test('takeover: pgbench -c 50 sees no failed transaction and no refused connection; sessions and cancel keys survive', { timeout: 90_000 }, async (t) => {
+for (const workers of (process.env.TAKEOVER_WORKERS ?? '1,2').split(',').map(Number)) test(`takeover, workers = ${workers}: pgbench -c 50 sees no failed transaction and no refused connection; sessions and cancel keys survive`, { timeout: 120_000 }, async (t) => {
   const pgi = await sharedPostgres()
   const port = await freePort()
   const sockDir = fs.mkdtempSync(join(os.tmpdir(), 'tidepool-takeover-'))
   t.after(() => fs.rmSync(sockDir, { recursive: true, force: true }))
-  const old = await spawnTidepool(t, pgi, { port, settings: { unix_socket_dir: sockDir, pool_mode: 'transaction', default_pool_size: 20, max_client_conn: 400 } })
+  const old = await spawnTidepool(t, pgi, { port, settings: { unix_socket_dir: sockDir, pool_mode: 'transaction', default_pool_size: 20, max_client_conn: 400 }, tidepool: { workers } })
   let newPid = 0
   t.after(() => { if (newPid !== 0 && isAlive(newPid)) process.kill(newPid, 'SIGKILL') })
+  await waitFor(() => workers === 1 || childrenOf(old.proc.pid ?? 0).length > workers, { timeoutMs: 20_000, what: 'the workers and the spare' })
+  const oldWorkers = workers === 1 ? [] : childrenOf(old.proc.pid ?? 0)
 
   const connect = async () => {
     const c = new pg.Client({ host: '127.0.0.1', port, database: 'app', user: pgi.user, password: pgi.password })
@@ -78,7 +95,26 @@ test('takeover: pgbench -c 50 sees no failed transaction and no refused connecti
 
   const script = join(sockDir, 'select.sql')
   fs.writeFileSync(script, 'SELECT 1;\n')
-  const bench = runPgbench({ port, user: pgi.user, password: pgi.password, db: 'app', args: ['-n', '-c', '50', '-j', '2', '-T', '20', '-M', 'prepared', '-f', script], timeoutMs: 60_000 })
+  const bench = runPgbench({ port, user: pgi.user, password: pgi.password, db: 'app', args: ['-n', '-c', '50', '-j', '2', '-T', workers > 1 ? '40' : '20', '-M', 'prepared', '-f', script], timeoutMs: 60_000 })
+
+  // The server connections of old and new together, sampled straight from PostgreSQL: with
+  // workers the new ledger counts the old pooler's slots, so the sum stays within default_pool_size.
+  const direct = new pg.Client({ connectionString: pgi.url('postgres') })
+  await direct.connect()
+  t.after(() => direct.end().catch(() => {}))
+  let maxServers = 0
+  let maxRows = ''
+  let sampling = true
+  const sampler = (async () => {
+    while (sampling) {
+      const rows = (await direct.query("SELECT pid, application_name, state, left(query, 40) AS q, client_port FROM pg_stat_activity WHERE datname = 'app' AND backend_type = 'client backend'")).rows
+      if (rows.length > maxServers) {
+        maxServers = rows.length
+        maxRows = JSON.stringify(rows)
+      }
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  })()
 
   // New connections all along, and the longest gap between two answers of one busy client.
   let running = true
@@ -103,12 +139,16 @@ test('takeover: pgbench -c 50 sees no failed transaction and no refused connecti
   })()
   const busy = await connect()
   let stallMs = 0
+  let stallEnd = ''
   const stall = (async () => {
     let last = Date.now()
     while (running) {
       await busy.query('SELECT 1')
       const now = Date.now()
-      stallMs = Math.max(stallMs, now - last)
+      if (now - last > stallMs) {
+        stallMs = now - last
+        stallEnd = new Date(now).toISOString()
+      }
       last = now
     }
   })()
@@ -132,6 +172,9 @@ test('takeover: pgbench -c 50 sees no failed transaction and no refused connecti
   newPid = Number(/pid (\d+) serves/.exec(r.stdout)?.[1])
   assert.ok(newPid > 0 && newPid !== old.proc.pid, r.stdout)
   assert.equal(await old.waitExit(10_000), 0)
+  // The old workers (and the spare) are gone with their primary; the new primary has its own.
+  await waitFor(() => oldWorkers.every((pid) => !isAlive(pid)), { timeoutMs: 10_000, what: `the old workers ${oldWorkers.join(', ')} to exit` })
+  if (workers > 1) assert.ok(childrenOf(newPid).length >= workers, `new workers of ${newPid}: ${childrenOf(newPid).join(', ')}`)
   assert.match(r.stdout, /0 closed at the deadline/)
   const handed = Number(/(\d+) clients handed over/.exec(r.stdout)?.[1])
   assert.ok(handed >= 50, `pgbench's clients were handed over while it ran: ${r.stdout}`)
@@ -148,14 +191,17 @@ test('takeover: pgbench -c 50 sees no failed transaction and no refused connecti
 
   const res = await bench
   running = false
-  await Promise.all([churn, stall])
+  sampling = false
+  await Promise.all([churn, stall, sampler])
+  // workers = 1 has no ledger: old and new may each open default_pool_size (20) meanwhile.
+  if (workers > 1) assert.ok(maxServers <= 20, `${maxServers} server connections at once during the takeover (default_pool_size 20): ${maxRows}`)
   assert.equal(res.code, 0, res.stderr + res.stdout)
   assert.doesNotMatch(res.stderr, /aborted|error/i)
   const failedTx = /number of failed transactions: (\d+)/.exec(res.stdout)
   if (failedTx !== null) assert.equal(Number(failedTx[1]), 0, res.stdout)
   assert.equal(refused, 0, errors.join('\n'))
   assert.ok(connected > 10, `only ${connected} new connections during the run`)
-  t.diagnostic(`takeover under pgbench -c 50 : ${res.tps} tps, failed 0, refused ${refused} of ${connected + refused} new connections, longest stall ${stallMs} ms; ${r.stdout.trim().split('\n').at(-1)}`)
+  t.diagnostic(`takeover (workers = ${workers}) under pgbench -c 50 : ${res.tps} tps, failed 0, refused ${refused} of ${connected + refused} new connections, longest stall ${stallMs} ms (ending ${stallEnd}), at most ${maxServers} server connections; ${r.stdout.trim().split('\n').at(-1)}`)
   // The unix socket outlived the old process, and the new one opened the control socket.
   const viaUnix = await runPsql({ host: sockDir, port, user: pgi.user, password: pgi.password, db: 'app', sql: 'SELECT 40 + 2' })
   assert.equal(viaUnix.stdout.trim(), '42', viaUnix.stderr)

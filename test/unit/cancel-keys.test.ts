@@ -64,6 +64,19 @@ test('a worker\'s keys carry its index; a key of another worker goes to that wor
   assert.equal(reg.cancel((5 << WORKER_KEY_SHIFT) | 99, 7, 0), 'unknown key', 'an unknown key of its own is dropped')
 })
 
+test('a client an online restart moved here keeps its key: found here whatever worker index it names', () => {
+  const forwarded: Array<[number, number, number]> = []
+  const reg = new CancelRegistry(undefined, { index: 1, forward: (owner, pid, secret) => forwarded.push([owner, pid, secret]) })
+  // Worker 3 of the old pooler issued it; the new pooler has two workers: it lives on worker 3 mod 2.
+  const moved = { pid: (3 << WORKER_KEY_SHIFT) | 12345, secret: 424242 }
+  reg.register(client(moved))
+  assert.equal(reg.cancel(moved.pid, moved.secret, 0), 'no query running', 'handled here, not sent back to worker 3')
+  assert.deepEqual(forwarded, [])
+  assert.equal(reg.cancel(moved.pid, moved.secret + 1, 0), 'sent to its worker', 'a wrong secret is not this client\'s key')
+  reg.orElse = () => {}
+  assert.equal(reg.cancel((1 << WORKER_KEY_SHIFT) | 7, 9, 0), 'sent to the old process', 'a key of its own index nobody here knows: the old pooler')
+})
+
 test('without workers a pid uses all 31 bits: no owner is read from it', () => {
   const reg = new CancelRegistry(() => 0x7ffffffe)
   assert.equal(reg.issue().pid, 0x7ffffffe)

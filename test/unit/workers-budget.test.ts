@@ -27,6 +27,18 @@ test('free room is granted at once, up to the pool\'s limit over all workers', (
   assert.equal(l.held(2, APP), 8)
 })
 
+test('online restart: the old pooler\'s slots count until it reports them closed; then the new workers get them', () => {
+  const OLD = -1
+  const l = new Ledger()
+  assert.deepEqual(grants(l.setHeld(OLD, APP, 'app', 'alice', 18, POOL, 0)), [])
+  assert.deepEqual(grants(l.want(1, APP, 'app', 'alice', 10, false, POOL, 0)), [[1, APP, 2]], 'only what the old pooler leaves of 20')
+  assert.equal(l.totalOfPool(APP), 20)
+  assert.deepEqual(grants(l.setHeld(OLD, APP, 'app', 'alice', 11, POOL, 1000)), [[1, APP, 7]], 'what it closed goes to the waiter')
+  assert.deepEqual(l.holdings(), [{ key: APP, db: 'app', user: 'alice', n: 20, limits: POOL }])
+  assert.deepEqual(grants(l.dropWorker(OLD, 2000)), [[1, APP, 1]], 'gone: the rest of the waiter\'s target')
+  assert.equal(l.totalOfPool(APP), 10)
+})
+
 test('50 clients on one worker still use the whole pool; a second worker\'s waiters then get their fair share', () => {
   const l = new Ledger()
   // Worker 1 has 50 waiters; its pool asks for what pool_size allows.
