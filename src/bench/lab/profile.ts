@@ -40,8 +40,10 @@ try {
     const done = new Promise((res) => perf.once('exit', res))
     perf.kill('SIGINT')
     await done
-    const report = spawnSync('perf', ['report', '-i', perfData, '--stdio', '--sort', 'dso,sym', '--percent-limit', '0.4'], { encoding: 'utf8', maxBuffer: 64 << 20 })
-    console.log(report.stdout.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#')).slice(0, 45).join('\n'))
+    for (const sort of ['dso', 'dso,sym']) {
+      const report = spawnSync('perf', ['report', '-i', perfData, '--stdio', '--sort', sort, '--percent-limit', '0.4'], { encoding: 'utf8', maxBuffer: 64 << 20 })
+      console.log(report.stdout.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#')).slice(0, 45).join('\n'))
+    }
     child.kill('SIGKILL')
     await new Promise((res) => child.on('exit', res))
     fs.rmSync(dir, { recursive: true, force: true })
