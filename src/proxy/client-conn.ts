@@ -280,21 +280,35 @@ export class ClientConn implements LinkedClient, StartupClient, LoginClient, Con
     }
     if (this.server === null || this.isSyncingParams || this.isAwaitingDrop || this.pending.length > 0) {
       this.pending.push(chunk)
-      this.isReadBufLent = true
-      if (this.server === null && this.state !== ClientState.Waiting) {
+      // The server the chunk went to: onLinked may release it again before returning.
+      let taken = this.server
+      if (taken === null && this.state !== ClientState.Waiting) {
         // PgBouncer: once SHUTDOWN WAIT_FOR_SERVERS runs, no new transaction starts.
         if (this.ctx.isWaitingForServers) return this.fail(ClientErrors.serverShuttingDown)
         const pool = this.pool as Pool
-        if (pool.acquire(this, this.requestAtMs)) this.onLinked(this.server as unknown as ServerConn)
+        if (pool.acquire(this, this.requestAtMs)) {
+          taken = this.server as unknown as ServerConn
+          this.onLinked(taken)
+        }
       }
       this.updateFlow()
+      // A server taken at once has already been sent the chunk: the read buffer is lent only if a
+      // slice of it is still held, as below. Every transaction in transaction mode starts here, so
+      // lending it unconditionally cost a new read buffer per transaction.
+      this.noteLentAfterForward(taken)
       return
     }
     const server = this.server
     this.forward(chunk, server)
-    // What forward kept (the rest of a chunk held for a DISCARD ALL's answer) or could not write yet
-    // is a slice of the read buffer.
-    if (this.pending.length > 0 || server.socket.writableLength > 0) this.isReadBufLent = true
+    this.noteLentAfterForward(server)
+  }
+
+  /**
+   * What forward kept (a waiting chunk, the rest of a chunk held for a DISCARD ALL's answer) or
+   * could not write yet is a slice of the read buffer: the next read needs another.
+   */
+  private noteLentAfterForward(server: ServerConn | null): void {
+    if (this.pending.length > 0 || (server !== null && server.socket.writableLength > 0)) this.isReadBufLent = true
   }
 
   private nextReadBuffer(): Buffer {
